@@ -1,0 +1,81 @@
+"""The fit cache: one fitted state per (method fit identity, dataset, category, seed, data).
+
+A fitted state (PatchCore's memory bank, a trained student, ...) is saved once with
+``torch.save`` (temp file + rename, so a kill never leaves a torn file) and loaded by every
+cell that needs it; adaptation then works on the loaded copy, never on the cached one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .datasets.cache import cache_dir
+
+
+def data_fingerprint(root: Path | None, ids: list[str]) -> str:
+    """Cheap identity of a training set: file ids with sizes and mtimes."""
+    h = hashlib.sha256()
+    for i in ids:
+        h.update(i.encode())
+        if root is not None:
+            try:
+                st = os.stat(root / i)
+                h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+            except OSError:
+                pass
+    return h.hexdigest()[:16]
+
+
+class FitCache:
+    def __init__(self, root: Path | None = None, memory_items: int = 2) -> None:
+        self.root = Path(root) if root is not None else cache_dir("fits")
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._memory: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._memory_items = memory_items
+        self.stats = {"hits": 0, "misses": 0}
+
+    @staticmethod
+    def key(identity: dict[str, Any]) -> str:
+        return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+    def path(self, key: str) -> Path:
+        return self.root / f"{key}.pt"
+
+    def load(self, key: str) -> dict[str, Any] | None:
+        if key in self._memory:
+            self._memory.move_to_end(key)
+            self.stats["hits"] += 1
+            return self._memory[key]
+        path = self.path(key)
+        if not path.is_file():
+            self.stats["misses"] += 1
+            return None
+        try:
+            entry = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception:  # a file from an incompatible version: refit rather than fail
+            self.stats["misses"] += 1
+            return None
+        self.stats["hits"] += 1
+        self._remember(key, entry)
+        return entry
+
+    def save(self, key: str, state: dict[str, Any], meta: dict[str, Any]) -> None:
+        entry = {"state": state, "meta": {**meta, "saved_at": time.time()}}
+        path = self.path(key)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save(entry, tmp)
+        os.replace(tmp, path)
+        self._remember(key, entry)
+
+    def _remember(self, key: str, entry: dict[str, Any]) -> None:
+        self._memory[key] = entry
+        self._memory.move_to_end(key)
+        while len(self._memory) > self._memory_items:
+            self._memory.popitem(last=False)

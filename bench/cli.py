@@ -1,0 +1,180 @@
+"""The ``bench`` command line: grid, table, list, corrupt, export, perf."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from .errors import BenchError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="adshift-bench: anomaly detection under distribution shift.")
+console = Console(stderr=True)
+_DEBUG = {"on": False}
+
+
+def _split(values: Optional[List[str]]) -> Optional[list[str]]:
+    if not values:
+        return None
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
+
+
+def _ints(values: Optional[List[str]], what: str) -> Optional[list[int]]:
+    items = _split(values)
+    if items is None:
+        return None
+    out = []
+    for v in items:
+        try:
+            out.append(int(v))
+        except ValueError:
+            raise BenchError(f"--{what} {v}: expected integers such as 1,3,5") from None
+    return out
+
+
+def _overrides(values: Optional[List[str]]) -> dict[str, str]:
+    out = {}
+    for item in values or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise BenchError(f"--set {item}: expected FIELD=VALUE or METHOD.FIELD=VALUE, e.g. --set coreset_ratio=0.01")
+        out[key.strip()] = value.strip()
+    return out
+
+
+@app.callback()
+def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors.")) -> None:
+    _DEBUG["on"] = debug
+
+
+@app.command()
+def grid(
+    methods: List[str] = typer.Option(["all"], "--methods", "-m", help="Method names, comma-separated, or 'all'."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name (default: textures; 'folder' when --root is given)."),
+    root: Optional[Path] = typer.Option(None, "--root", help="Folder holding the dataset's categories."),
+    categories: Optional[List[str]] = typer.Option(None, "--categories", "-c", help="Categories (default: all)."),
+    corruptions: List[str] = typer.Option(["paper"], "--corruptions", help="Names or presets (paper, common, all, noise, ...)."),
+    severities: List[str] = typer.Option(["5"], "--severities", "-s", help="Severities 1-5, comma-separated."),
+    seeds: List[str] = typer.Option(["0"], "--seeds", help="Seeds, comma-separated."),
+    protocol: str = typer.Option("native", "--protocol", help="native (corrupt the original file) or resized."),
+    backbone: Optional[str] = typer.Option(None, "--backbone", help="timm backbone, e.g. wide_resnet50_2."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="imagenet, random, or a state-dict path."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Hyperparameter FIELD=VALUE or METHOD.FIELD=VALUE."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default: results/runs/<dataset>-<grid hash>)."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Rerun cells recorded as failed."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+) -> None:
+    """Run every missing cell of a grid; rerunning the same command resumes it."""
+    from .executors import run_local
+    from .grid import GridSpec, default_run_dir
+    from .results import load_rows
+    from .runner import resolve_device
+    from .tables import main_table
+
+    spec = GridSpec(
+        methods=_split(methods) or ["all"],
+        dataset=dataset or ("folder" if root is not None else "textures"),
+        root=str(root) if root is not None else None,
+        categories=_split(categories),
+        corruptions=_split(corruptions) or ["paper"],
+        severities=_ints(severities, "severities") or [5],
+        seeds=_ints(seeds, "seeds") or [0],
+        protocol=protocol,
+        backbone=backbone,
+        weights=weights,
+        overrides=_overrides(set_),
+        device=resolve_device(device),
+    )
+    run_dir = out or default_run_dir(spec)
+    summary = run_local(spec, run_dir, retry_failed=retry_failed, console=console, show_progress=progress)
+    console.print(
+        f"run {summary.run_dir}: {summary.total} cells, {summary.skipped} already done, {summary.ran} ran "
+        f"({summary.failed} failed) in {summary.seconds:.1f}s; fit cache {summary.fit_cache}"
+    )
+    df = load_rows(run_dir)
+    if (df["status"] == "ok").any():
+        typer.echo(main_table(df, "image_auroc", fmt="markdown", caption="Image AUROC (%)"))
+    if summary.failed:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def table(
+    run: Path = typer.Argument(..., help="Run directory or rows.parquet file."),
+    metric: List[str] = typer.Option(["image_auroc"], "--metric", help="Metric column(s), comma-separated."),
+    fmt: str = typer.Option("markdown", "--format", "-f", help="latex or markdown."),
+    per_class: bool = typer.Option(False, "--per-class", help="Categories as rows (appendix layout)."),
+    methods: Optional[List[str]] = typer.Option(None, "--methods", help="Select and order methods."),
+    compare: Optional[str] = typer.Option(None, "--compare", help="Published table to compare with, e.g. ttad:1."),
+    caption: Optional[str] = typer.Option(None, "--caption"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
+) -> None:
+    """Render a run's rows as a LaTeX (booktabs, best bold) or Markdown table."""
+    from .results import load_rows
+    from .tables import compare_published, main_table
+
+    if fmt not in ("latex", "markdown"):
+        raise BenchError(f"--format {fmt}: use latex or markdown")
+    df = load_rows(run)
+    metrics_ = _split(metric) or ["image_auroc"]
+    for m in metrics_:
+        if m not in df.columns:
+            raise BenchError(f"--metric {m}: no such column in {run} (metrics: image_auroc, pixel_auroc, aupro, image_f1_max, image_ap, pixel_ap)")
+    if compare:
+        paper, _, num = compare.partition(":")
+        text = compare_published(df, paper=paper, table=int(num or 1), metric=metrics_[0], fmt=fmt)
+    else:
+        text = main_table(df, metrics_ if len(metrics_) > 1 else metrics_[0], fmt=fmt, per_class=per_class,
+                          methods=_split(methods), caption=caption)
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text + "\n")
+        console.print(f"wrote {output}")
+    else:
+        typer.echo(text)
+
+
+@app.command("list")
+def list_(what: str = typer.Argument(..., help="methods, datasets or corruptions")) -> None:
+    """List registered methods, datasets or corruptions."""
+    if what == "methods":
+        from .methods import registered
+
+        for name, reg in registered().items():
+            typer.echo(f"{name:22s} {reg.summary}")
+    elif what == "datasets":
+        from .datasets.registry import DATASETS
+
+        for name, spec in DATASETS.items():
+            typer.echo(f"{name:12s} {spec.summary}")
+    elif what == "corruptions":
+        from .datasets.corruptions import CORRUPTIONS, PRESETS
+
+        typer.echo("corruptions: " + ", ".join(CORRUPTIONS))
+        for name, items in PRESETS.items():
+            typer.echo(f"preset {name}: {', '.join(items)}")
+    else:
+        raise BenchError(f"bench list {what}: use methods, datasets or corruptions")
+
+
+@app.command()
+def export(run: Path = typer.Argument(...), out_file: Path = typer.Argument(...)) -> None:
+    """Merge a run's part files into one Parquet file (e.g. to commit a reference run)."""
+    from .results import export as export_rows
+
+    console.print(f"wrote {export_rows(run, out_file)}")
+
+
+def main() -> None:
+    try:
+        app()
+    except BenchError as exc:
+        if _DEBUG["on"] or os.environ.get("BENCH_DEBUG"):
+            raise
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)

@@ -1,0 +1,142 @@
+"""A grid: what the user asked for, and the cells it expands to.
+
+A cell is (method, dataset, category, corruption, severity, seed) plus everything that changes
+its numbers (the method's config hash, which covers backbone and weights, and the corruption
+protocol). Its ``cell_id`` is a stable hash of all that, so a rerun of the same grid finds the
+cells that are already done, and a changed hyperparameter makes new cells instead of mixing.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .datasets.corruptions import CLEAN, PROTOCOLS, check_severity, resolve_corruptions
+from .datasets.registry import get_dataset
+from .errors import BenchError
+from .methods import MethodConfig, get, registered
+
+
+def _hash(obj: Any, n: int = 12) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
+
+
+@dataclass(frozen=True)
+class Cell:
+    method: str
+    dataset: str
+    category: str
+    corruption: str
+    severity: int
+    seed: int
+    protocol: str
+    config: MethodConfig = field(compare=False, repr=False)
+
+    @property
+    def config_hash(self) -> str:
+        return self.config.hash()
+
+    @property
+    def cell_id(self) -> str:
+        key = [self.method, self.config_hash, self.dataset, self.category, self.corruption,
+               self.severity, self.seed, self.protocol]
+        readable = re.sub(r"[^A-Za-z0-9._-]", "_", f"{self.method}-{self.category}-{self.corruption}-s{self.severity}")
+        return f"{readable}-{_hash(key)}"
+
+    def label(self) -> str:
+        cond = "clean" if self.corruption == CLEAN else f"{self.corruption}@{self.severity}"
+        return f"{self.method} / {self.category} / {cond} / seed {self.seed}"
+
+
+@dataclass
+class GridSpec:
+    methods: list[str]
+    dataset: str = "textures"
+    root: str | None = None
+    categories: list[str] | None = None  # None = every category of the dataset
+    corruptions: list[str] = field(default_factory=lambda: ["paper"])
+    severities: list[int] = field(default_factory=lambda: [5])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    protocol: str = "native"
+    backbone: str | None = None
+    weights: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)  # "field=value" or "method.field=value"
+    device: str = "cpu"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def method_names(self) -> list[str]:
+        if self.methods in (["all"], []):
+            return list(registered())
+        return [get(m).name for m in self.methods]  # raises UnknownName with a suggestion
+
+    def method_config(self, method: str) -> MethodConfig:
+        reg = get(method)
+        fields = {f.name: f for f in dataclasses.fields(reg.cls.Config)}
+        values: dict[str, Any] = dict(get_dataset(self.dataset).method_defaults.get(method, {}))
+        if self.backbone:
+            values["backbone"] = self.backbone
+        if self.weights:
+            values["weights"] = self.weights
+        for key, raw in self.overrides.items():
+            scope, _, name = key.rpartition(".")
+            if scope and scope != method:
+                continue
+            if name not in fields:
+                if scope:  # named for this method but no such field: a typo
+                    raise BenchError(f"--set {key}: {method} has no hyperparameter '{name}' "
+                                     f"(its fields: {', '.join(fields)})")
+                continue  # a global setting that this method does not have
+            values[name] = _coerce(raw, fields[name].type, key)
+        return reg.config(**values)
+
+    def conditions(self) -> list[tuple[str, int]]:
+        names = resolve_corruptions(self.corruptions)
+        sevs = [check_severity(s) for s in self.severities]
+        out = [(CLEAN, 0)]
+        out += [(c, s) for c in names if c != CLEAN for s in sevs]
+        return out
+
+    def cells(self) -> list[Cell]:
+        if self.protocol not in PROTOCOLS:
+            raise BenchError(f"unknown protocol '{self.protocol}': use one of {', '.join(PROTOCOLS)}")
+        spec = get_dataset(self.dataset)
+        root = spec.root(self.root)
+        cats = spec.resolve_categories(root, self.categories)
+        dataset_label = root.name if self.dataset == "folder" else self.dataset
+        conditions = self.conditions()
+        methods = self.method_names()
+        configs = {m: self.method_config(m) for m in methods}
+        # Grouped so that each (category, method, seed) fits once and its cells follow.
+        return [
+            Cell(m, dataset_label, cat, c, s, seed, self.protocol, configs[m])
+            for cat in cats for m in methods for seed in self.seeds for c, s in conditions
+        ]
+
+
+def _coerce(raw: Any, typ: Any, key: str) -> Any:
+    if not isinstance(raw, str):
+        return raw
+    t = typ if isinstance(typ, str) else getattr(typ, "__name__", str(typ))
+    try:
+        if t.startswith("bool"):
+            if raw.lower() not in {"true", "false", "1", "0", "yes", "no"}:
+                raise ValueError(raw)
+            return raw.lower() in {"true", "1", "yes"}
+        if t.startswith("int"):
+            return int(raw)
+        if t.startswith("float"):
+            return float(raw)
+    except ValueError:
+        raise BenchError(f"--set {key}={raw}: expected a {t.split()[0]} value") from None
+    return raw
+
+
+def default_run_dir(spec: GridSpec, base: Path = Path("results/runs")) -> Path:
+    """Same grid -> same directory, so rerunning a command resumes it."""
+    return base / f"{spec.dataset}-{_hash(spec.to_dict(), 8)}"

@@ -1,0 +1,332 @@
+"""Evaluation metrics shared by every method.
+
+Image-level metrics take a 1-D array of binary labels (1 = anomalous) and a
+1-D array of anomaly scores. Pixel-level metrics take binary ground-truth
+masks and anomaly maps of the same shape (N, H, W); they are computed over
+all pixels of all test images at once (dataset level).
+
+The pixel-level metrics avoid one big argsort over every pixel: they split
+the pixels into the two classes, sort the larger class once and binary-search
+it with the (sorted) smaller class. Ties are handled exactly as scikit-learn
+does (a tied positive/negative pair counts one half for AUROC; a tied group of
+scores is a single threshold for the curves).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
+
+__all__ = [
+    "image_auroc",
+    "image_f1_max",
+    "image_ap",
+    "pixel_auroc",
+    "pixel_ap",
+    "aupro",
+    "pro_curve",
+    "compute_all",
+    "METRIC_NAMES",
+]
+
+METRIC_NAMES = ("image_auroc", "image_f1_max", "image_ap", "pixel_auroc", "aupro", "pixel_ap")
+
+_NAN = float("nan")
+# 8-connectivity for ground-truth regions, as in the MVTec AD evaluation code.
+_STRUCTURE_8 = np.ones((3, 3), dtype=bool)
+
+
+# --------------------------------------------------------------------------- #
+# input validation
+# --------------------------------------------------------------------------- #
+
+
+def _as_binary(x, name: str) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.dtype == bool:
+        return arr
+    if arr.dtype.kind not in "iuf":
+        raise ValueError(f"{name} must be boolean or numeric 0/1, got dtype {arr.dtype}")
+    if not ((arr == 0) | (arr == 1)).all():
+        raise ValueError(f"{name} must be binary (only 0 and 1), got other values")
+    return arr != 0
+
+
+def _as_finite_scores(x, name: str) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.dtype.kind == "f":
+        # float64 kept as is so ties match sklearn exactly; narrower floats widen losslessly
+        if arr.dtype != np.float64:
+            arr = arr.astype(np.float32, copy=False)
+    elif arr.dtype.kind in "iub":
+        arr = arr.astype(np.float64)
+    else:
+        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
+    finite = np.isfinite(arr)
+    if not finite.all():
+        bad = int(arr.size - np.count_nonzero(finite))
+        raise ValueError(f"{name} contain NaN or inf values ({bad} of {arr.size})")
+    return arr
+
+
+def _image_inputs(labels, scores) -> tuple[np.ndarray, np.ndarray]:
+    y = _as_binary(labels, "labels").reshape(-1)
+    s = _as_finite_scores(scores, "image scores").reshape(-1)
+    if y.shape != s.shape:
+        raise ValueError(f"labels and image scores differ in length: {y.size} vs {s.size}")
+    if y.size == 0:
+        raise ValueError("labels and image scores are empty")
+    return y, s
+
+
+def _pixel_inputs(masks, maps, need_3d: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    m = _as_binary(masks, "masks")
+    a = _as_finite_scores(maps, "anomaly map scores")
+    if m.shape != a.shape:
+        raise ValueError(f"masks and anomaly maps differ in shape: {m.shape} vs {a.shape}")
+    if m.size == 0:
+        raise ValueError("masks and anomaly maps are empty")
+    if need_3d and m.ndim != 3:
+        raise ValueError(f"masks and anomaly maps must have shape (N, H, W), got {m.shape}")
+    return m, a
+
+
+def _one_class(y: np.ndarray) -> bool:
+    n_pos = int(np.count_nonzero(y))
+    return n_pos == 0 or n_pos == y.size
+
+
+# --------------------------------------------------------------------------- #
+# image level
+# --------------------------------------------------------------------------- #
+
+
+def image_auroc(labels, scores) -> float:
+    """Area under the ROC curve of image scores; NaN if only one class is present."""
+    y, s = _image_inputs(labels, scores)
+    if _one_class(y):
+        return _NAN
+    return float(roc_auc_score(y, s))
+
+
+def image_f1_max(labels, scores) -> float:
+    """Best F1 over all thresholds of the precision-recall curve; NaN without positives."""
+    y, s = _image_inputs(labels, scores)
+    if not y.any():
+        return _NAN
+    precision, recall, _ = precision_recall_curve(y, s)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(denom), where=denom > 0)
+    return float(f1.max())
+
+
+def image_ap(labels, scores) -> float:
+    """Average precision of image scores; NaN without positives."""
+    y, s = _image_inputs(labels, scores)
+    if not y.any():
+        return _NAN
+    return float(average_precision_score(y, s))
+
+
+# --------------------------------------------------------------------------- #
+# pixel level
+# --------------------------------------------------------------------------- #
+
+
+def _split_sorted(m: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scores of positive and of negative pixels, each sorted ascending."""
+    pos = a[m]
+    pos.sort()
+    neg = a[~m]
+    neg.sort()
+    return pos, neg
+
+
+def _count_lt_le(table: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each key, #table < key and #table <= key (table sorted ascending)."""
+    lt = np.searchsorted(table, keys, side="left")
+    le = lt.copy()
+    # A second full binary search is the slowest step; only keys tied with a table value need it.
+    found = table[np.minimum(lt, table.size - 1)] == keys
+    found &= lt < table.size
+    tied = np.flatnonzero(found)
+    if tied.size:
+        le[tied] = np.searchsorted(table, keys[tied], side="right")
+    return lt, le
+
+
+def pixel_auroc(masks, maps) -> float:
+    """AUROC over all pixels of all images; NaN without positive or negative pixels.
+
+    Exact, equal to ``roc_auc_score(masks.ravel(), maps.ravel())`` including ties.
+    """
+    m, a = _pixel_inputs(masks, maps)
+    if _one_class(m):
+        return _NAN
+    return _pixel_auroc_sorted(*_split_sorted(m, a))
+
+
+def _pixel_auroc_sorted(pos: np.ndarray, neg: np.ndarray) -> float:
+    n_pos, n_neg = pos.size, neg.size
+    if n_pos == 0 or n_neg == 0:
+        return _NAN
+    # Mann-Whitney U: pairs (p, n) with p > n count 1, ties count 1/2. Search the
+    # smaller class in the larger one; s = 2 * #(key > other) + #(key == other).
+    if n_pos <= n_neg:
+        keys, table = pos, neg
+    else:
+        keys, table = neg, pos
+    lt, le = _count_lt_le(table, keys)
+    s = int(lt.sum(dtype=np.int64)) + int(le.sum(dtype=np.int64))
+    total = 2 * n_pos * n_neg
+    u2 = s if keys is pos else total - s
+    return u2 / total
+
+
+def pixel_ap(masks, maps) -> float:
+    """Average precision over all pixels of all images; NaN without positive pixels.
+
+    Exact, equal to ``average_precision_score(masks.ravel(), maps.ravel())``.
+    """
+    m, a = _pixel_inputs(masks, maps)
+    if not m.any():
+        return _NAN
+    return _pixel_ap_sorted(*_split_sorted(m, a))
+
+
+def _pixel_ap_sorted(pos: np.ndarray, neg: np.ndarray) -> float:
+    n_pos = pos.size
+    if n_pos == 0:
+        return _NAN
+    # Recall only changes at thresholds equal to a positive score.
+    values, counts = np.unique(pos, return_counts=True)
+    values, counts = values[::-1], counts[::-1]
+    tp = np.cumsum(counts)
+    fp = neg.size - np.searchsorted(neg, values, side="left")
+    precision = tp / (tp + fp)
+    return float(np.sum(counts / n_pos * precision))
+
+
+def _region_pixels(m: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Scores of all ground-truth region pixels, their global region ids, region count."""
+    values, ids = [], []
+    n_regions = 0
+    for i in np.flatnonzero(m.reshape(m.shape[0], -1).any(axis=1)):
+        lab, n = ndimage.label(m[i], structure=_STRUCTURE_8)
+        inside = lab > 0
+        values.append(a[i][inside])
+        ids.append(lab[inside].astype(np.int64) + (n_regions - 1))
+        n_regions += n
+    if n_regions == 0:
+        return np.empty(0, a.dtype), np.empty(0, np.int64), 0
+    return np.concatenate(values), np.concatenate(ids), n_regions
+
+
+def _trapezoid_to(x: np.ndarray, y: np.ndarray, x_max: float) -> float:
+    """Area under the piecewise-linear curve (x nondecreasing) from x[0] to x_max."""
+    end = int(np.searchsorted(x, x_max, side="right"))
+    xs, ys = x[:end], y[:end]
+    if end < x.size:
+        x0, x1, y0, y1 = x[end - 1], x[end], y[end - 1], y[end]
+        y_at = y0 + (y1 - y0) * (x_max - x0) / (x1 - x0)
+        xs = np.append(xs, x_max)
+        ys = np.append(ys, y_at)
+    return float(np.sum((xs[1:] - xs[:-1]) * (ys[1:] + ys[:-1]) / 2.0))
+
+
+def pro_curve(masks, maps) -> tuple[np.ndarray, np.ndarray]:
+    """Exact per-region-overlap curve: (fpr, pro) vertices, from (0, 0) to (1, 1).
+
+    One vertex pair per distinct region-pixel score; thresholds in between only
+    change the FPR, so they add collinear points that do not alter the area.
+    """
+    m, a = _pixel_inputs(masks, maps, need_3d=True)
+    neg = a[~m]
+    neg.sort()
+    return _pro_curve_sorted(m, a, neg)
+
+
+def _pro_curve_sorted(m: np.ndarray, a: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    values, ids, n_regions = _region_pixels(m, a)
+    if n_regions == 0 or neg.size == 0:
+        return np.empty(0), np.empty(0)
+    sizes = np.bincount(ids, minlength=n_regions)
+    # Each region pixel adds 1 / (region size * number of regions) to the PRO.
+    weights = 1.0 / (sizes[ids] * float(n_regions))
+
+    order = np.argsort(values, kind="stable")[::-1]
+    values, weights = values[order], weights[order]
+    starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
+    thresholds = values[starts]
+    pro_at = np.cumsum(np.add.reduceat(weights, starts))
+    pro_at = np.minimum(pro_at, 1.0)
+    pro_before = np.r_[0.0, pro_at[:-1]]
+
+    n_neg = neg.size
+    lt, le = _count_lt_le(neg, thresholds)
+    fpr_gt = (n_neg - le) / n_neg
+    fpr_ge = (n_neg - lt) / n_neg
+
+    fpr = np.empty(2 * thresholds.size + 2)
+    pro = np.empty_like(fpr)
+    fpr[0], pro[0] = 0.0, 0.0
+    fpr[1:-1:2], pro[1:-1:2] = fpr_gt, pro_before
+    fpr[2:-1:2], pro[2:-1:2] = fpr_ge, pro_at
+    fpr[-1], pro[-1] = 1.0, pro_at[-1]
+    return fpr, pro
+
+
+def aupro(masks, maps, fpr_limit: float = 0.3) -> float:
+    """Normalised area under the PRO curve up to ``fpr_limit`` (dataset level).
+
+    Regions are the 8-connected components of every ground-truth mask; the PRO
+    at a threshold is the mean over all regions of all images of the covered
+    fraction of the region; the FPR is taken over all normal pixels of all
+    images. The area from FPR 0 to ``fpr_limit`` is divided by ``fpr_limit``,
+    so a perfect detector scores 1.0. NaN without regions or normal pixels.
+    """
+    _check_fpr_limit(fpr_limit)
+    return _aupro_from_curve(*pro_curve(masks, maps), fpr_limit)
+
+
+def _check_fpr_limit(fpr_limit: float) -> None:
+    if not 0.0 < fpr_limit <= 1.0:
+        raise ValueError(f"fpr_limit must be in (0, 1], got {fpr_limit}")
+
+
+def _aupro_from_curve(fpr: np.ndarray, pro: np.ndarray, fpr_limit: float) -> float:
+    if fpr.size == 0:
+        return _NAN
+    return _trapezoid_to(fpr, pro, fpr_limit) / fpr_limit
+
+
+# --------------------------------------------------------------------------- #
+# everything at once
+# --------------------------------------------------------------------------- #
+
+
+def compute_all(labels, image_scores, masks=None, maps=None, fpr_limit: float = 0.3) -> dict[str, float]:
+    """All metrics in ``METRIC_NAMES``; the pixel ones are NaN when ``masks`` is None."""
+    _check_fpr_limit(fpr_limit)
+    out = {
+        "image_auroc": image_auroc(labels, image_scores),
+        "image_f1_max": image_f1_max(labels, image_scores),
+        "image_ap": image_ap(labels, image_scores),
+    }
+    if masks is None:
+        out.update(pixel_auroc=_NAN, aupro=_NAN, pixel_ap=_NAN)
+        return out
+    if maps is None:
+        raise ValueError("masks given but anomaly maps are None")
+    n_images = np.asarray(labels).reshape(-1).size
+    m, a = _pixel_inputs(masks, maps, need_3d=True)
+    if m.shape[0] != n_images:
+        raise ValueError(f"{m.shape[0]} masks for {n_images} image labels")
+    # Validate, split and sort the pixels once for all three pixel metrics.
+    pos, neg = _split_sorted(m, a)
+    out["pixel_auroc"] = _pixel_auroc_sorted(pos, neg)
+    out["pixel_ap"] = _pixel_ap_sorted(pos, neg)
+    del pos
+    out["aupro"] = _aupro_from_curve(*_pro_curve_sorted(m, a, neg), fpr_limit)
+    return {k: float(out[k]) for k in METRIC_NAMES}

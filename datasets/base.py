@@ -1,0 +1,111 @@
+"""What a dataset hands the harness: lazy image sets and labelled test splits.
+
+Images are ``uint8`` RGB arrays of shape (H, W, 3) at their native resolution; grayscale files
+come back as three identical channels. Loading is lazy (by path) so a category of 1024 px images
+does not sit in memory twice.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ..methods.errors import BenchError
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8; a clear error names a broken file."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            arr = np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise BenchError(
+            f"{path}: not a readable image ({type(exc).__name__}: {exc}); "
+            "replace or remove the file"
+        ) from None
+    return arr
+
+
+def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """Read a ground-truth mask as a boolean (H, W) array that must match its image's size."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            arr = np.asarray(im.convert("L")) > 127
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise BenchError(
+            f"{path}: not a readable mask ({type(exc).__name__}: {exc}); replace the file"
+        ) from None
+    if arr.shape != tuple(shape):
+        raise BenchError(
+            f"{path}: mask is {arr.shape[1]}x{arr.shape[0]} but its image is "
+            f"{shape[1]}x{shape[0]}; masks must have their image's size"
+        )
+    return arr
+
+
+class ImageSet(Sequence[np.ndarray]):
+    """A lazy, ordered set of images with stable ids (the ids seed the corruptions)."""
+
+    def __init__(self, ids: Sequence[str], loader: Callable[[int], np.ndarray]) -> None:
+        self.ids = list(ids)
+        self._loader = loader
+
+    @classmethod
+    def from_paths(cls, ids: Sequence[str], paths: Sequence[Path]) -> "ImageSet":
+        paths = list(paths)
+        return cls(ids, lambda i: read_rgb(paths[i]))
+
+    @classmethod
+    def from_arrays(cls, ids: Sequence[str], arrays: Sequence[np.ndarray]) -> "ImageSet":
+        arrays = list(arrays)
+        return cls(ids, lambda i: arrays[i])
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            idx = range(*i.indices(len(self)))
+            return ImageSet([self.ids[j] for j in idx], lambda k, idx=idx: self._loader(idx[k]))
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self._loader(i)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for i in range(len(self)):
+            yield self._loader(i)
+
+
+@dataclass
+class TestSplit:
+    """Test images with labels (1 = anomalous) and masks. Labels never reach a method."""
+
+    images: ImageSet
+    labels: np.ndarray  # (N,) int
+    defect_types: list[str]
+    mask_loader: Callable[[int], np.ndarray]  # i -> bool (H, W) at native resolution
+
+    def mask(self, i: int) -> np.ndarray:
+        return self.mask_loader(i)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+@dataclass
+class Category:
+    """One category of a dataset: normal training images and a labelled test split."""
+
+    dataset: str
+    name: str
+    train: ImageSet
+    test: TestSplit
+    root: Path | None = None
+    extra: dict = field(default_factory=dict)

@@ -1,0 +1,110 @@
+"""Loader for the MVTec AD folder layout (also BTAD, MPDD and any folder laid out the same way).
+
+    <root>/<category>/train/good/*.png
+    <root>/<category>/test/good/*.png
+    <root>/<category>/test/<defect type>/*.png
+    <root>/<category>/ground_truth/<defect type>/<stem>_mask.png
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..methods.errors import BenchError
+from .base import Category, ImageSet, TestSplit, read_mask
+
+MVTEC_CATEGORIES = (
+    "bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut",
+    "pill", "screw", "tile", "toothbrush", "transistor", "wood", "zipper",
+)
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+MASK_SUFFIXES = ("_mask.png", ".png", "_mask.bmp", ".bmp")  # MVTec AD, then BTAD / MPDD styles
+
+
+def _images(folder: Path) -> list[Path]:
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    bad = [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
+    if bad:
+        raise BenchError(
+            f"{bad[0]}: not an image file (expected {', '.join(sorted(IMAGE_SUFFIXES))}); "
+            "move it out of the dataset folder"
+        )
+    return files
+
+
+def categories_in(root: Path) -> list[str]:
+    """Category folders under ``root`` that look like the MVTec layout."""
+    return sorted(p.name for p in Path(root).iterdir() if (p / "train" / "good").is_dir())
+
+
+def check_root(root: Path, dataset: str) -> Path:
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise BenchError(f"dataset root {root} does not exist: pass --root pointing at the {dataset} folder")
+    if not root.is_dir():
+        raise BenchError(f"dataset root {root} is not a directory: pass --root pointing at the {dataset} folder")
+    return root
+
+
+def load_category(root: Path, category: str, dataset: str = "mvtec_ad") -> Category:
+    root = check_root(root, dataset)
+    base = root / category
+    train_dir, test_dir = base / "train" / "good", base / "test"
+    if not base.is_dir():
+        found = categories_in(root)
+        hint = f"categories found there: {', '.join(found)}" if found else "no category folders found there"
+        raise BenchError(f"{base}: no such category folder ({hint}); check --root and --categories")
+    if not train_dir.is_dir() or not test_dir.is_dir():
+        raise BenchError(
+            f"{base}: not in the MVTec AD layout (needs train/good/ and test/<type>/ with "
+            "ground_truth/<type>/<stem>_mask.png); rearrange the folder or pick the matching --dataset"
+        )
+    train_files = _images(train_dir)
+    if not train_files:
+        raise BenchError(f"{train_dir}: no training images; put the normal images of {category} there")
+
+    test_files: list[Path] = []
+    types: list[str] = []
+    for type_dir in sorted(p for p in test_dir.iterdir() if p.is_dir()):
+        files = _images(type_dir)
+        test_files += files
+        types += [type_dir.name] * len(files)
+    if not test_files:
+        raise BenchError(f"{test_dir}: no test images; expected test/good/ and test/<defect type>/")
+    labels = np.array([t != "good" for t in types], dtype=np.int64)
+
+    mask_paths: list[Path | None] = []
+    for path, t in zip(test_files, types):
+        if t == "good":
+            mask_paths.append(None)
+            continue
+        candidates = [base / "ground_truth" / t / (path.stem + s) for s in MASK_SUFFIXES]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            raise BenchError(
+                f"{path}: defect image without a mask (expected {candidates[0]}); add the mask "
+                "or move the image out of test/"
+            )
+        mask_paths.append(found)
+
+    def ids(files: list[Path]) -> list[str]:
+        return [str(p.relative_to(base)) for p in files]
+
+    test_images = ImageSet.from_paths(ids(test_files), test_files)
+
+    def mask_loader(i: int) -> np.ndarray:
+        with Image.open(test_files[i]) as im:
+            w, h = im.size
+        if mask_paths[i] is None:
+            return np.zeros((h, w), dtype=bool)
+        return read_mask(mask_paths[i], (h, w))
+
+    return Category(
+        dataset=dataset,
+        name=category,
+        train=ImageSet.from_paths(ids(train_files), train_files),
+        test=TestSplit(test_images, labels, types, mask_loader),
+        root=root,
+    )

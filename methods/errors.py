@@ -1,0 +1,25 @@
+"""User-facing errors: one line that names the offending file or value and says the fix.
+
+``bench`` prints ``str(error)`` without a traceback (unless ``--debug``). Both ``methods`` and
+``datasets`` raise these, so they live in the lowest layer; ``bench.errors`` re-exports them.
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Iterable
+
+
+class BenchError(Exception):
+    """An error caused by input the user can fix; its message is the whole story."""
+
+
+class UnknownName(BenchError):
+    def __init__(self, kind: str, name: str, known: Iterable[str]) -> None:
+        known = list(known)
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        super().__init__(
+            f"unknown {kind} '{name}': {hint}known {kind}s: {', '.join(known)} "
+            f"(see `bench list {kind}s`)"
+        )
+        self.name = name

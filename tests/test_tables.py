@@ -1,0 +1,200 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench import papers
+from bench.results import RunStore
+from bench.tables import compare_published, condition_label, main_table, paper_table, table_frame
+
+# (method, category, corruption) -> image AUROC per seed
+VALUES = {
+    ("patchcore", "bottle", "clean"): [0.98],
+    ("patchcore", "cable", "clean"): [0.96],
+    ("patchcore", "bottle", "gaussian_noise"): [0.80],
+    ("patchcore", "cable", "gaussian_noise"): [0.70],
+    ("patchcore", "bottle", "contrast"): [0.60],
+    ("patchcore", "cable", "contrast"): [0.64],
+    ("ttad", "bottle", "clean"): [0.98],
+    ("ttad", "cable", "clean"): [0.96],
+    ("ttad", "bottle", "gaussian_noise"): [0.89, 0.91],  # two seeds -> 0.90
+    ("ttad", "cable", "gaussian_noise"): [0.86],
+    ("ttad", "bottle", "contrast"): [0.84],
+    ("ttad", "cable", "contrast"): [0.80],
+}
+
+
+def synthetic(extra_rows=()):
+    rows = []
+    for (method, category, corruption), values in VALUES.items():
+        for seed, v in enumerate(values):
+            rows.append(dict(
+                cell_id=f"{method}-{category}-{corruption}-{seed}", method=method, config_hash=method,
+                dataset="mvtec_ad", category=category, corruption=corruption,
+                severity=0 if corruption == "clean" else 5, seed=seed,
+                image_auroc=v, pixel_auroc=v - 0.1, status="ok", error="",
+            ))
+    # a failed cell with a value that would spoil the means if it were used
+    rows.append(dict(cell_id="failed", method="patchcore", config_hash="patchcore", dataset="mvtec_ad",
+                     category="bottle", corruption="gaussian_noise", severity=5, seed=1,
+                     image_auroc=0.0, pixel_auroc=0.0, status="failed", error="boom"))
+    rows += list(extra_rows)
+    return pd.DataFrame(rows)
+
+
+HEADER = "| Method | MVTec AD / Clean | MVTec AD / Gaussian Noise | MVTec AD / Contrast | MVTec AD / Mean |"
+
+
+def test_means_over_categories_and_seeds_exclude_failed_rows():
+    frame = table_frame(synthetic())
+    assert list(frame.index) == ["PatchCore", "TTAD"]
+    assert list(frame.columns) == [("MVTec AD", "Clean"), ("MVTec AD", "Gaussian Noise"),
+                                   ("MVTec AD", "Contrast"), ("MVTec AD", "Mean")]
+    pc, tt = frame.loc["PatchCore"], frame.loc["TTAD"]
+    assert math.isclose(pc[("MVTec AD", "Gaussian Noise")], 0.75)  # the failed 0.0 is not in
+    assert math.isclose(tt[("MVTec AD", "Gaussian Noise")], 0.88)  # (0.90 + 0.86) / 2
+    # Mean is over the corrupted conditions only: Clean is excluded
+    assert math.isclose(pc[("MVTec AD", "Mean")], (0.75 + 0.62) / 2)
+    assert math.isclose(tt[("MVTec AD", "Mean")], (0.88 + 0.82) / 2)
+
+
+def test_markdown_exact_cells_and_bold_ties():
+    md = main_table(synthetic(), fmt="markdown")
+    lines = md.strip().splitlines()
+    assert lines[0] == HEADER
+    assert lines[1] == "|:---|---:|---:|---:|---:|"
+    assert lines[2] == "| PatchCore | **97.00** | 75.00 | 62.00 | 68.50 |"
+    assert lines[3] == "| TTAD | **97.00** | **88.00** | **82.00** | **85.00** |"
+
+
+def test_latex_booktabs_and_bold():
+    tex = main_table(synthetic(), fmt="latex", caption="Image AUROC", label="tab:main")
+    for token in (r"\toprule", r"\midrule", r"\bottomrule", r"\textbf{", r"\caption{Image AUROC}",
+                  r"\label{tab:main}", r"\multicolumn{4}{c}{MVTec AD}", r"\cmidrule(lr){2-5}"):
+        assert token in tex
+    assert r"Method & Clean & Gaussian Noise & Contrast & Mean \\" in tex
+    assert r"PatchCore & \textbf{97.00} & 75.00 & 62.00 & 68.50 \\" in tex
+    assert r"TTAD & \textbf{97.00} & \textbf{88.00} & \textbf{82.00} & \textbf{85.00} \\" in tex
+    assert tex.index(r"\toprule") < tex.index(r"\midrule") < tex.index(r"\bottomrule")
+
+
+def test_method_order_and_selection():
+    md = main_table(synthetic(), fmt="markdown", methods=["TTAD", "patchcore"], mean=False)
+    lines = md.strip().splitlines()
+    assert lines[0] == "| Method | MVTec AD / Clean | MVTec AD / Gaussian Noise | MVTec AD / Contrast |"
+    assert lines[2].startswith("| TTAD |") and lines[3].startswith("| PatchCore |")
+    only = main_table(synthetic(), fmt="markdown", methods=["ttad"], conditions=["contrast"])
+    assert only.strip().splitlines()[2] == "| TTAD | 82.00 |"
+
+
+def test_failed_rows_are_excluded_entirely():
+    extra = [dict(cell_id="x", method="broken", dataset="mvtec_ad", category="bottle",
+                  corruption="clean", severity=0, seed=0, image_auroc=0.99, status="failed", error="oom")]
+    md = main_table(synthetic(extra), fmt="markdown")
+    assert "broken" not in md and "99.00" not in md
+
+
+def test_missing_cells_render_as_dash_and_partial_means_are_marked():
+    df = synthetic()
+    # TTAD lacks cable/contrast (failed): its contrast mean covers 1 of 2 categories
+    df = df[~((df.method == "ttad") & (df.category == "cable") & (df.corruption == "contrast"))]
+    # PatchCore has no pixel maps at all
+    df.loc[df.method == "patchcore", "pixel_auroc"] = np.nan
+    md = main_table(df, fmt="markdown").strip().splitlines()
+    assert md[3] == "| TTAD | **97.00** | **88.00** | 84.00† | 86.00† |"
+    assert md[2] == "| PatchCore | **97.00** | 75.00 | **62.00** | **68.50** |"
+    px = main_table(df, metric="pixel_auroc", fmt="markdown").strip().splitlines()
+    assert px[2] == "| PatchCore | – | – | – | – |"
+    tex = main_table(df, metric="pixel_auroc", fmt="latex")
+    assert r"PatchCore & -- & -- & -- & -- \\" in tex
+
+
+def test_several_severities_get_labels():
+    extra = [dict(cell_id=f"s3-{m}-{c}", method=m, dataset="mvtec_ad", category=c, corruption="contrast",
+                  severity=3, seed=0, image_auroc=0.9, status="ok")
+             for m in ("patchcore", "ttad") for c in ("bottle", "cable")]
+    md = main_table(synthetic(extra), fmt="markdown", mean=False)
+    assert md.splitlines()[0] == ("| Method | MVTec AD / Clean | MVTec AD / Gaussian Noise | "
+                                  "MVTec AD / Contrast (s3) | MVTec AD / Contrast (s5) |")
+    assert condition_label("clean", 0) == "Clean"
+    assert condition_label("defocus_blur", 5) == "Defocus Blur"
+
+
+def test_several_metrics_and_lower_is_better():
+    md = main_table(synthetic(), metric=["image_auroc", "pixel_auroc"], fmt="markdown", mean=False)
+    assert md.splitlines()[0].startswith("| Method | MVTec AD / Clean / I-AUROC | MVTec AD / Clean / P-AUROC |")
+    df = synthetic().assign(total_seconds=lambda d: np.where(d.method == "ttad", 3.0, 1.0))
+    md = main_table(df, metric="total_seconds", fmt="markdown", decimals=1, mean=False)
+    assert md.strip().splitlines()[2] == "| PatchCore | **1.0** | **1.0** | **1.0** |"
+
+
+def test_per_class_layout_has_mean_row_and_bold_per_block():
+    md = main_table(synthetic(), fmt="markdown", per_class=True).strip().splitlines()
+    assert md[0] == ("| Category | Clean / PatchCore | Clean / TTAD | Gaussian Noise / PatchCore | "
+                     "Gaussian Noise / TTAD | Contrast / PatchCore | Contrast / TTAD |")
+    assert md[2] == "| bottle | **98.00** | **98.00** | 80.00 | **90.00** | 60.00 | **84.00** |"
+    assert md[3] == "| cable | **96.00** | **96.00** | 70.00 | **86.00** | 64.00 | **80.00** |"
+    assert md[4] == "| Mean | **97.00** | **97.00** | 75.00 | **88.00** | 62.00 | **82.00** |"
+    tex = main_table(synthetic(), fmt="latex", per_class=True)
+    assert "\\midrule\nMean & " in tex and r"\multicolumn{2}{c}{Gaussian Noise}" in tex
+    assert r"Category & PatchCore & TTAD" in tex
+
+
+def test_per_class_needs_one_dataset():
+    extra = [dict(cell_id="r", method="ttad", dataset="real_iad", category="pcb", corruption="clean",
+                  severity=0, seed=0, image_auroc=0.9, status="ok")]
+    with pytest.raises(ValueError, match="per dataset"):
+        main_table(synthetic(extra), per_class=True)
+    assert "pcb" not in main_table(synthetic(extra), per_class=True, datasets="mvtec_ad", fmt="markdown")
+
+
+def test_mixed_configs_warn():
+    df = synthetic()
+    df.loc[df.index[:2], "config_hash"] = "other"
+    with pytest.warns(UserWarning, match="mix several configs"):
+        main_table(df, fmt="markdown")
+
+
+def test_tables_from_a_run_store(tmp_path):
+    store = RunStore(tmp_path)
+    for row in synthetic().to_dict("records"):
+        store.write(row)
+    assert main_table(store.read(), fmt="markdown").splitlines()[0] == HEADER
+
+
+def test_published_numbers_are_packaged():
+    t1 = papers.published("ttad", 1, metric="image_auroc", dataset="mvtec_ad", method="ttad")
+    assert t1.set_index("corruption").loc["contrast", "value"] == 85.45
+    t4 = papers.published("ttad", 4, metric="image_auroc", method="ot_discrete_augment")
+    assert t4.set_index("corruption").loc["contrast", "value"] == 84.45  # the paper disagrees with itself
+    assert papers.layout("gnl", 1)["conditions"][0] == ("clean", 0)
+    assert {3} == {s for c, s in papers.layout("gnl", 1)["conditions"] if c != "clean"}
+
+
+def test_compare_published_ttad_table1():
+    df = synthetic()
+    df["severity"] = np.where(df.corruption == "clean", 0, 5)
+    out = compare_published(df, paper="ttad", table=1)
+    assert set(out["method"]) == {"PatchCore", "TTAD"}
+    row = out[(out.method == "TTAD") & (out.dataset == "mvtec_ad") & (out.corruption == "contrast")].iloc[0]
+    assert row["published"] == 85.45 and math.isclose(row["ours"], 82.0)
+    assert math.isclose(row["delta"], 82.0 - 85.45) and row["ours_method"] == "ttad"
+    missing = out[(out.method == "TTAD") & (out.corruption == "defocus_blur") & (out.dataset == "mvtec_ad")]
+    assert missing["ours"].isna().all() and missing["published"].iloc[0] == 96.75
+    md = compare_published(df, paper="ttad", table=1, fmt="markdown")
+    assert "82.00 (85.45)" in md and "– (96.75)" in md
+    tex = compare_published(df, paper="ttad", table=1, fmt="latex")
+    assert r"\toprule" in tex and "82.00 (85.45)" in tex
+    assert len(compare_published(df, paper="ttad", table=1, only_ours=False)["method"].unique()) == 10
+
+
+def test_paper_table_uses_the_published_layout():
+    md = paper_table(synthetic(), "ttad", 1, fmt="markdown")
+    lines = md.strip().splitlines()
+    assert lines[0] == ("| Method | MVTec AD / Clean | MVTec AD / Gaussian Noise | MVTec AD / Defocus Blur | "
+                        "MVTec AD / Brightness | MVTec AD / Contrast |")
+    assert lines[2] == "| PatchCore | **97.00** | 75.00 | – | – | 62.00 |"
+    # GNL Table 1 is at severity 3: our severity-5 rows do not fill it
+    gnl = paper_table(synthetic(), "gnl", 1, fmt="markdown").strip().splitlines()
+    assert gnl[2] == "| PatchCore | **97.00** | – | – | – | – |"
