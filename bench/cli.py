@@ -51,6 +51,26 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks ins
     _DEBUG["on"] = debug
 
 
+def _grid_spec(methods, dataset, root, categories, corruptions, severities, seeds, protocol,
+               backbone=None, weights=None, set_=None, device="cpu"):
+    from .grid import GridSpec
+
+    return GridSpec(
+        methods=_split(methods) or ["all"],
+        dataset=dataset or ("folder" if root is not None else "textures"),
+        root=str(root) if root is not None else None,
+        categories=_split(categories),
+        corruptions=_split(corruptions) or ["paper"],
+        severities=_ints(severities, "severities") or [5],
+        seeds=_ints(seeds, "seeds") or [0],
+        protocol=protocol,
+        backbone=backbone,
+        weights=weights,
+        overrides=_overrides(set_),
+        device=device,
+    )
+
+
 @app.command()
 def grid(
     methods: List[str] = typer.Option(["all"], "--methods", "-m", help="Method names, comma-separated, or 'all'."),
@@ -64,43 +84,80 @@ def grid(
     backbone: Optional[str] = typer.Option(None, "--backbone", help="timm backbone, e.g. wide_resnet50_2."),
     weights: Optional[str] = typer.Option(None, "--weights", help="imagenet, random, or a state-dict path."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Hyperparameter FIELD=VALUE or METHOD.FIELD=VALUE."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N] (with Ray: resolved on each worker)."),
+    executor: str = typer.Option("local", "--executor", "-x", help="local (this machine) or ray (a Ray cluster)."),
+    workers: int = typer.Option(1, "--workers", "-w", help="Local worker processes (1 = in-process)."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: auto or HOST:PORT (default: start a local one)."),
+    cpus_per_cell: float = typer.Option(1.0, "--cpus-per-cell", help="Ray: CPUs each fit / cell task reserves."),
+    gpus_per_cell: float = typer.Option(0.0, "--gpus-per-cell", help="Ray: GPUs each fit / cell task reserves (fractions share one)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default: results/runs/<dataset>-<grid hash>)."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Rerun cells recorded as failed."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
     """Run every missing cell of a grid; rerunning the same command resumes it."""
-    from .executors import run_local
-    from .grid import GridSpec, default_run_dir
+    from .executors import make_executor, run_grid
+    from .grid import default_run_dir
     from .results import load_rows
     from .runner import resolve_device
     from .tables import main_table
 
-    spec = GridSpec(
-        methods=_split(methods) or ["all"],
-        dataset=dataset or ("folder" if root is not None else "textures"),
-        root=str(root) if root is not None else None,
-        categories=_split(categories),
-        corruptions=_split(corruptions) or ["paper"],
-        severities=_ints(severities, "severities") or [5],
-        seeds=_ints(seeds, "seeds") or [0],
-        protocol=protocol,
-        backbone=backbone,
-        weights=weights,
-        overrides=_overrides(set_),
-        device=resolve_device(device),
-    )
+    ex = make_executor(executor, workers=workers, address=address, cpus_per_cell=cpus_per_cell,
+                       gpus_per_cell=gpus_per_cell)
+    if executor == "ray":
+        # the driver may have no GPU while the workers do: each task resolves the device
+        if device.startswith("cuda") and not gpus_per_cell:
+            raise BenchError(f"--device {device} with the ray executor needs --gpus-per-cell (e.g. 1): "
+                             "Ray hides GPUs from tasks that reserve none")
+        if device not in ("auto", "cpu") and not device.startswith("cuda"):
+            raise BenchError(f"--device {device}: use auto, cpu or cuda[:N]")
+    else:
+        device = resolve_device(device)
+    spec = _grid_spec(methods, dataset, root, categories, corruptions, severities, seeds, protocol,
+                      backbone, weights, set_, device)
     run_dir = out or default_run_dir(spec)
-    summary = run_local(spec, run_dir, retry_failed=retry_failed, console=console, show_progress=progress)
+    summary = run_grid(spec, run_dir, ex, retry_failed=retry_failed, console=console, show_progress=progress)
     console.print(
-        f"run {summary.run_dir}: {summary.total} cells, {summary.skipped} already done, {summary.ran} ran "
-        f"({summary.failed} failed) in {summary.seconds:.1f}s; fit cache {summary.fit_cache}"
+        f"run {summary.run_dir} ({summary.executor}): {summary.total} cells, {summary.skipped} already done, "
+        f"{summary.ran} ran ({summary.failed} failed) in {summary.seconds:.1f}s; {summary.cache_line()}",
+        highlight=False, soft_wrap=True, markup=False,
     )
     df = load_rows(run_dir)
     if (df["status"] == "ok").any():
         typer.echo(main_table(df, "image_auroc", fmt="markdown", caption="Image AUROC (%)"))
-    if summary.failed:
+    n_failed = int((df["status"] != "ok").sum())
+    if n_failed:
+        if n_failed > summary.failed:
+            console.print(f"{n_failed} cells of this run are recorded as failed; fix the cause and rerun "
+                          "with --retry-failed", highlight=False, soft_wrap=True)
         raise typer.Exit(code=1)
+
+
+@app.command()
+def corrupt(
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name (default: textures; 'folder' when --root is given)."),
+    root: Optional[Path] = typer.Option(None, "--root", help="Folder holding the dataset's categories."),
+    categories: Optional[List[str]] = typer.Option(None, "--categories", "-c", help="Categories (default: all)."),
+    corruptions: List[str] = typer.Option(["paper"], "--corruptions", help="Names or presets (paper, common, all, noise, ...)."),
+    severities: List[str] = typer.Option(["5"], "--severities", "-s", help="Severities 1-5, comma-separated."),
+    seeds: List[str] = typer.Option(["0"], "--seeds", help="Seeds, comma-separated."),
+    protocol: str = typer.Option("native", "--protocol", help="native (corrupt the original file) or resized."),
+    workers: int = typer.Option(0, "--workers", "-w", help="Processes (default: one per CPU core)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+) -> None:
+    """Generate and cache the corrupted test sets of a grid in parallel (a one-time cost).
+
+    Takes the grid's data options; the cells of `bench grid` with the same options then read
+    every corrupted image from the cache, in any process or worker on this machine.
+    """
+    from .executors import corrupt_grid
+
+    spec = _grid_spec(["all"], dataset, root, categories, corruptions, severities, seeds, protocol)
+    stats = corrupt_grid(spec, workers=workers or (os.cpu_count() or 1), console=console, show_progress=progress)
+    console.print(
+        f"corrupted test sets: {stats.sets} sets ({stats.images} images) in {stats.seconds:.1f}s: "
+        f"{stats.generated} images generated, {stats.cached} already cached",
+        highlight=False, soft_wrap=True,
+    )
 
 
 @app.command()
@@ -170,11 +227,29 @@ def export(run: Path = typer.Argument(...), out_file: Path = typer.Argument(...)
     console.print(f"wrote {export_rows(run, out_file)}")
 
 
+@app.command()
+def perf(
+    root: Path = typer.Option(..., "--root", help="Dataset folder in the MVTec layout."),
+    category: str = typer.Option(..., "--category"),
+    coreset_ratio: float = typer.Option(0.1, "--coreset-ratio"),
+    corruption: str = typer.Option("gaussian_noise", "--corruption"),
+    severity: int = typer.Option(5, "--severity"),
+    backbone: Optional[str] = typer.Option(None, "--backbone"),
+    max_train: Optional[int] = typer.Option(None, "--max-train", help="Use only the first N training images."),
+) -> None:
+    """Benchmark one PatchCore cell against this machine's floor (see bench/perf.py)."""
+    from .perf import report, run
+
+    typer.echo(report(run(str(root), category, coreset_ratio, corruption, severity, backbone, max_train)))
+
+
 def main() -> None:
     try:
         app()
     except BenchError as exc:
         if _DEBUG["on"] or os.environ.get("BENCH_DEBUG"):
             raise
-        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)

@@ -78,7 +78,10 @@ class GridSpec:
     def method_config(self, method: str) -> MethodConfig:
         reg = get(method)
         fields = {f.name: f for f in dataclasses.fields(reg.cls.Config)}
-        values: dict[str, Any] = dict(get_dataset(self.dataset).method_defaults.get(method, {}))
+        # dataset-specific defaults: "*" applies to every method that has the field
+        ds_defaults = get_dataset(self.dataset).method_defaults
+        values: dict[str, Any] = {k: v for k, v in ds_defaults.get("*", {}).items() if k in fields}
+        values.update(ds_defaults.get(method, {}))
         if self.backbone:
             values["backbone"] = self.backbone
         if self.weights:
@@ -139,4 +142,5 @@ def _coerce(raw: Any, typ: Any, key: str) -> Any:
 
 def default_run_dir(spec: GridSpec, base: Path = Path("results/runs")) -> Path:
     """Same grid -> same directory, so rerunning a command resumes it."""
-    return base / f"{spec.dataset}-{_hash(spec.to_dict(), 8)}"
+    identity = {k: v for k, v in spec.to_dict().items() if k != "device"}
+    return base / f"{spec.dataset}-{_hash(identity, 8)}"

@@ -56,6 +56,8 @@ DATASETS: dict[str, DatasetSpec] = {
             textures.CATEGORIES,
             _mvtec_layout("textures"),
             default_root=textures.ensure_textures,
+            # CPU-sized: the crops are 160 px, so work at 160 px instead of upsampling to 256/224
+            method_defaults={"*": {"resize": 160, "image_size": 160}},
         ),
         DatasetSpec("mvtec_ad", "MVTec AD (15 categories), MVTec layout", mvtec.MVTEC_CATEGORIES, _mvtec_layout("mvtec_ad")),
         DatasetSpec("btad", "BTAD (3 products), MVTec-like layout", ("01", "02", "03"), _mvtec_layout("btad")),

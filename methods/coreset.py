@@ -5,17 +5,13 @@ The official sampler projects the bank to 128 dims with a fresh bias-free ``nn.L
 every point's initial "distance to the coreset", then repeatedly takes the farthest point and
 lowers every point's distance with the distance to it. Memory is O(N * d); no N x N matrix.
 
-The loop reads the whole projected bank once per step, so it is memory-bandwidth bound. Two
-exact ways to make it fast:
+The loop reads the whole projected bank once per step, so it is memory-bandwidth bound:
 
-* ``fused``: one numba pass per step fuses distance, minimum and arg-max (reads the bank once,
-  writes nothing but the N-vector), in parallel over both cores.
-* ``pruned`` (default on CPU): points are grouped into blocks around pivots; a block whose
-  lower bound ``(|c - pivot| - radius)^2`` is not below its largest current distance cannot
-  change and is skipped. Late in the loop nearly every block is skipped. Selections equal the
-  brute-force loop (up to float ties).
+* ``fused`` (CPU default): one numba pass per step fuses distance, minimum and arg-max, so the
+  bank is read once and nothing but the N-vector is written; parallel over the cores.
+* ``torch`` (GPU default): ``addmv`` + ``minimum`` into preallocated buffers.
 
-``torch`` runs the brute-force loop with preallocated buffers (the GPU path).
+Both select the same points (up to float ties).
 """
 from __future__ import annotations
 
@@ -60,16 +56,14 @@ def greedy_coreset(
     x = project(features, seed=seed).contiguous()
     mind = _initial_distances(x, seed)
     if algorithm == "auto":
-        algorithm = "torch" if x.is_cuda else "pruned"
+        algorithm = "torch" if x.is_cuda else "fused"
     if algorithm == "torch":
         return _greedy_torch(x, mind, n_select)
     xn = x.cpu().numpy().astype(np.float32, copy=False)
     mind_np = mind.cpu().numpy().astype(np.float32)
     if algorithm == "fused":
         return _greedy_fused(xn, mind_np, n_select)
-    if algorithm == "pruned":
-        return _greedy_pruned(xn, mind_np, n_select, seed)
-    raise ValueError(f"unknown coreset algorithm {algorithm!r}: use auto, torch, fused or pruned")
+    raise ValueError(f"unknown coreset algorithm {algorithm!r}: use auto, torch or fused")
 
 
 def _greedy_torch(x: torch.Tensor, mind: torch.Tensor, n_select: int) -> np.ndarray:
@@ -126,88 +120,3 @@ def _greedy_fused(x: np.ndarray, mind: np.ndarray, n_select: int) -> np.ndarray:
         chosen[step] = i
         i = _update_fused(x, norms, mind, x[i].copy(), norms[i], nthreads)
     return chosen
-
-
-@numba.njit(parallel=True, fastmath={"reassoc", "contract"}, cache=True)
-def _pruned_loop(x, norms, mind, starts, pivots, radius, n_select):  # pragma: no cover - numba
-    n, d = x.shape
-    nb = len(starts) - 1
-    bmax = np.empty(nb, dtype=np.float32)  # largest current distance per block
-    barg = np.empty(nb, dtype=np.int64)
-    for b in range(nb):
-        bmax[b] = -1.0
-        for i in range(starts[b], starts[b + 1]):
-            if mind[i] > bmax[b]:
-                bmax[b] = mind[i]
-                barg[b] = i
-    chosen = np.empty(n_select, dtype=np.int64)
-    pc = np.empty(nb, dtype=np.float32)
-    for step in range(n_select):
-        b0 = 0
-        for b in range(1, nb):
-            if bmax[b] > bmax[b0]:
-                b0 = b
-        ci = barg[b0]
-        chosen[step] = ci
-        c = x[ci].copy()
-        cn = norms[ci]
-        for b in numba.prange(nb):
-            s = np.float32(0.0)
-            for k in range(d):
-                t = c[k] - pivots[b, k]
-                s += t * t
-            pc[b] = np.sqrt(s)
-        for b in numba.prange(nb):
-            gap = pc[b] - radius[b]
-            # triangle inequality: every point of b is at least `gap` away from c
-            if gap > 0 and gap * gap * np.float32(0.999) >= bmax[b]:
-                continue
-            bv = np.float32(-1.0)
-            bi = starts[b]
-            for i in range(starts[b], starts[b + 1]):
-                dot = np.float32(0.0)
-                for k in range(d):
-                    dot += x[i, k] * c[k]
-                dist = norms[i] - np.float32(2.0) * dot + cn
-                if dist < mind[i]:
-                    mind[i] = dist if dist > 0 else np.float32(0.0)
-                if mind[i] > bv:
-                    bv = mind[i]
-                    bi = i
-            bmax[b] = bv
-            barg[b] = bi
-    return chosen
-
-
-def _blocks(x: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Group points around ~sqrt(N) random pivots: (order, block starts, pivots, radii)."""
-    n = len(x)
-    nb = int(min(4096, max(1, math.sqrt(n) * 2)))
-    rng = np.random.default_rng(seed + 1)
-    pivots = x[rng.choice(n, size=nb, replace=False)]
-    xt, pt = torch.from_numpy(x), torch.from_numpy(pivots)
-    pnorm = (pt * pt).sum(1)
-    assign = np.empty(n, dtype=np.int64)
-    step = 65536
-    for lo in range(0, n, step):
-        d = pnorm[None, :] - 2.0 * (xt[lo : lo + step] @ pt.T)
-        assign[lo : lo + step] = d.argmin(1).numpy()
-    order = np.argsort(assign, kind="stable")
-    counts = np.bincount(assign, minlength=nb)
-    starts = np.zeros(nb + 1, dtype=np.int64)
-    np.cumsum(counts, out=starts[1:])
-    xs = x[order]
-    dist = np.sqrt(((xs - pivots[assign[order]]) ** 2).sum(1))
-    radius = np.zeros(nb, dtype=np.float32)
-    np.maximum.at(radius, assign[order], dist.astype(np.float32))
-    # small slack so float rounding in the bound never prunes a block that could change
-    radius = radius * np.float32(1.0001) + np.float32(1e-4)
-    return order, starts, pivots.astype(np.float32), radius
-
-
-def _greedy_pruned(x: np.ndarray, mind: np.ndarray, n_select: int, seed: int) -> np.ndarray:
-    order, starts, pivots, radius = _blocks(x, seed)
-    xs = np.ascontiguousarray(x[order])
-    norms = np.einsum("ij,ij->i", xs, xs).astype(np.float32)
-    chosen = _pruned_loop(xs, norms, np.ascontiguousarray(mind[order]), starts, pivots, radius, n_select)
-    return order[chosen]

@@ -9,6 +9,7 @@ score; map = bilinear upsample to 224 + Gaussian sigma 4.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -33,7 +34,7 @@ class PatchCoreConfig(MethodConfig):
     target_embed_dim: int = 1024  # final patch width (official --target_embed_dimension)
     patch_size: int = 3  # local neighbourhood
     coreset_ratio: float = 0.1
-    coreset_algorithm: str = "auto"  # auto | pruned | fused | torch (all the same selection)
+    coreset_algorithm: str = "auto"  # auto | fused | torch (the same selection)
     num_neighbours: int = 1  # the reference runs use k = 1
     reweight: bool = False  # the paper's softmax re-weighting; not in the official code
     reweight_support: int = 9
@@ -102,8 +103,6 @@ class PatchCore(Method):
 
     # -- contract ------------------------------------------------------------------------------
     def fit(self, train: Sequence[np.ndarray]) -> None:
-        import time
-
         t0 = time.perf_counter()
         feats = self.embed(train)
         t1 = time.perf_counter()
@@ -113,7 +112,7 @@ class PatchCore(Method):
                              algorithm=self.config.coreset_algorithm)
         t2 = time.perf_counter()
         self.timings = {"fit_embed_seconds": t1 - t0, "coreset_seconds": t2 - t1,
-                        "train_patches": float(len(flat))}
+                        "train_patches": float(len(flat)), "coreset_steps": float(len(idx))}
         self._set_bank(flat[torch.as_tensor(np.sort(idx))].numpy())
 
     def on_train_features(self, flat: torch.Tensor) -> None:
@@ -132,13 +131,19 @@ class PatchCore(Method):
     def score(self, images: Sequence[np.ndarray]) -> Scores:
         assert self._nn is not None, "fit (or load_fitted_state) before score"
         image_scores, maps = [], []
+        t_embed = t_search = 0.0
         for x in batches(images, self.geometry, self.config.batch_size):
+            t0 = time.perf_counter()
             with torch.no_grad():
                 feats = self.embedder(x.to(self.device)).cpu()
+            t1 = time.perf_counter()
             dist, idx = self.patch_scores(feats)
+            t_search += time.perf_counter() - t1
+            t_embed += t1 - t0
             patch = dist.mean(-1)  # (B, P)
             image_scores.append(self._image_scores(feats, patch, idx))
             maps.append(self._maps(patch))
+        self.timings.update(score_embed_seconds=t_embed, search_seconds=t_search)
         return Scores(np.concatenate(image_scores), np.concatenate(maps))
 
     def _image_scores(self, feats: torch.Tensor, patch: np.ndarray, idx: np.ndarray) -> np.ndarray:
