@@ -241,9 +241,10 @@ def test_wrn_found_in_torch_hub_cache(tmp_path, monkeypatch):
     calls = _block_downloads(monkeypatch, tmp_path / "hub", tmp_path / "hf")
     ckpt = tmp_path / "hub" / "checkpoints"
     ckpt.mkdir(parents=True)
-    # A stand-in for the V1 file (random weights, same names as torchvision's).
-    torch.manual_seed(1)
-    sd = B.build_classifier(WRN, weights="random").state_dict()
+    # A cheap stand-in for the V1 file: torchvision's names and shapes, constant values.
+    template = B._classifier_template(WRN)
+    sd = {k: torch.full(v.shape, 0.01, dtype=v.dtype) for k, v in template.items()}
+    sd["layer3.0.conv1.weight"] = torch.randn(sd["layer3.0.conv1.weight"].shape)
     torch.save(sd, ckpt / B._WRN_FILE)
     model = B.load_backbone(WRN, stages=(2, 3))
     assert calls == []

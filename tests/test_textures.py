@@ -142,7 +142,13 @@ def test_ensure_is_idempotent(root, monkeypatch):
     assert [p.stat().st_mtime_ns for p in files] == before
 
 
-def test_default_root_is_in_the_cache_and_an_empty_dir_is_filled(tmp_path, monkeypatch):
+def _copy_of(root):
+    """A stand-in for _write_dataset that copies the fixture instead of generating again."""
+    return lambda tmp: shutil.copytree(root, tmp, dirs_exist_ok=True)
+
+
+def test_default_root_is_in_the_cache_and_an_empty_dir_is_filled(root, tmp_path, monkeypatch):
+    monkeypatch.setattr(T, "_write_dataset", _copy_of(root))
     monkeypatch.setenv("ADSHIFT_BENCH_CACHE", str(tmp_path))
     expected = tmp_path / "datasets" / f"textures-v{T.GENERATOR_VERSION}"
     expected.mkdir(parents=True)  # as cache_dir(...) would leave it
@@ -164,10 +170,10 @@ def test_killed_generation_leaves_nothing(tmp_path, monkeypatch):
 
 def test_losing_the_race_uses_the_winners_copy(root, tmp_path, monkeypatch):
     target = tmp_path / "textures"
-    real = T._write_dataset
+    ours = _copy_of(root)
 
     def slow(tmp):
-        real(tmp)
+        ours(tmp)
         shutil.copytree(root, target)  # another process finished first
         (target / "winner").write_text("x")
 
