@@ -30,6 +30,9 @@ from .preprocess import Geometry, batches
 class PatchCoreConfig(MethodConfig):
     resize: int = 256
     image_size: int = 224  # centre crop = evaluation resolution
+    # False: shorter side -> resize (official; on very non-square images the crop drops the
+    # sides). True: squash to resize x resize first, so the crop keeps the whole field of view.
+    square_resize: bool = False
     pretrain_embed_dim: int = 1024  # per-level pooling target (official --pretrain_embed_dimension)
     target_embed_dim: int = 1024  # final patch width (official --target_embed_dimension)
     patch_size: int = 3  # local neighbourhood
@@ -88,7 +91,7 @@ class PatchCore(Method):
     def __init__(self, config: PatchCoreConfig | None = None, device: str = "cpu", seed: int = 0) -> None:
         super().__init__(config, device, seed)
         cfg = self.config
-        self.geometry = Geometry(resize=cfg.resize, crop=cfg.image_size)
+        self.geometry = Geometry(resize=cfg.resize, crop=cfg.image_size, square=cfg.square_resize)
         self.embedder = PatchEmbedder(cfg).to(device).eval()
         self.bank: np.ndarray | None = None
         self._nn: NearestNeighbours | None = None
