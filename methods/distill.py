@@ -1,0 +1,256 @@
+"""Reverse-distillation building blocks shared by RD4AD and GNL.
+
+- ``Teacher``: the frozen pretrained backbone (shared factory) returning the three stages at
+  strides 4/8/16 (WRN-50 layer1..layer3), optionally with EFDM applied after the first two
+  stages (GNL's test-time feature distribution matching).
+- ``OCBE``: the one-class bottleneck embedding: multi-scale fusion of the three teacher levels
+  (strided 3x3 convs down to the deepest level, concatenation) and one residual stage of
+  bottleneck blocks with a stride-2 first block.
+- ``StudentDecoder``: a mirrored ResNet whose stages upsample x2 with 2x2 transposed convs and end
+  on the teacher's channel counts, deepest first.
+
+Everything is built from the teacher's stage channel counts ``(c1, c2, c3)``, so the same code
+serves WRN-50 (256, 512, 1024; the official RD4AD network, wide bottlenecks) and smaller backbones
+such as EfficientNet-Lite0 (24, 40, 112). Block widths follow the wide ResNet rule of the
+official network: the inner width of a bottleneck is half its output width (WRN-50-2: 1024
+inside a 2048-wide block), and the bottleneck's output has ``2 * c3`` channels.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .backbones import DISTILL_STRIDES, feature_info, load_backbone, stages_for
+from .errors import BenchError
+
+DECODER_BLOCKS = (3, 4, 6)  # blocks per decoder stage, deepest stage first (de_wide_resnet50_2)
+OCE_BLOCKS = 3  # bottleneck blocks in the one-class embedding stage
+
+
+# ---------------------------------------------------------------------------------------------
+# blocks
+
+
+def _inner(out_ch: int) -> int:
+    return max(8, out_ch // 2)
+
+
+class Bottleneck(nn.Module):
+    """1x1 -> 3x3 (or 2x2 transposed, stride 2, when ``up``) -> 1x1, with a projected shortcut.
+
+    ``stride=2`` halves the grid (3x3 stride-2 conv; 1x1 stride-2 conv + BN on the shortcut) or,
+    with ``up=True``, doubles it (2x2 stride-2 transposed convs on both paths).
+    """
+
+    def __init__(self, in_ch: int, width: int, out_ch: int, stride: int = 1, up: bool = False,
+                 final_relu: bool = True) -> None:
+        super().__init__()
+        self.final_relu = final_relu
+        self.conv1 = nn.Conv2d(in_ch, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        if stride == 2 and up:
+            self.conv2: nn.Module = nn.ConvTranspose2d(width, width, 2, stride=2, bias=False)
+        else:
+            self.conv2 = nn.Conv2d(width, width, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, out_ch, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_ch)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut: nn.Module | None = None
+        if stride != 1 or in_ch != out_ch:
+            proj = (nn.ConvTranspose2d(in_ch, out_ch, 2, stride=2, bias=False) if up and stride == 2
+                    else nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False))
+            self.shortcut = nn.Sequential(proj, nn.BatchNorm2d(out_ch))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.shortcut is None else self.shortcut(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out)) + identity
+        return self.relu(out) if self.final_relu else out
+
+
+def _conv_bn_relu(cin: int, cout: int, stride: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True)]
+
+
+def _init(module: nn.Module) -> None:
+    """ResNet initialisation: Kaiming (fan-out) convs, BN weight 1 / bias 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+class OCBE(nn.Module):
+    """One-class bottleneck: fuse levels (c1@4, c2@8, c3@16) into 2*c3 channels at stride 32."""
+
+    def __init__(self, channels: Sequence[int], blocks: int = OCE_BLOCKS) -> None:
+        super().__init__()
+        c1, c2, c3 = channels
+        self.fuse1 = nn.Sequential(*_conv_bn_relu(c1, c2, 2), *_conv_bn_relu(c2, c3, 2))
+        self.fuse2 = nn.Sequential(*_conv_bn_relu(c2, c3, 2))
+        out = 2 * c3
+        layers = [Bottleneck(3 * c3, _inner(out), out, stride=2)]
+        layers += [Bottleneck(out, _inner(out), out) for _ in range(blocks - 1)]
+        self.embed = nn.Sequential(*layers)
+        self.out_channels = out
+        _init(self)
+
+    def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+        f1, f2, f3 = feats
+        return self.embed(torch.cat([self.fuse1(f1), self.fuse2(f2), f3], dim=1))
+
+
+class StudentDecoder(nn.Module):
+    """Mirror of the teacher: ``in_ch`` @32 -> c3 @16 -> c2 @8 -> c1 @4; returns [c1, c2, c3] maps.
+
+    ``signed`` (per teacher level, lowest first): that level's teacher maps take negative values
+    (e.g. EfficientNet stages end on a linear projection), so the matching decoder stage ends
+    without the ReLU that a ResNet stage has; otherwise its output could never point where the
+    teacher's does.
+    """
+
+    def __init__(self, channels: Sequence[int], in_ch: int, blocks: Sequence[int] = DECODER_BLOCKS,
+                 signed: Sequence[bool] = (False, False, False)) -> None:
+        super().__init__()
+        stages = []
+        cin = in_ch
+        for out, n, neg in zip(reversed(tuple(channels)), blocks, reversed(tuple(signed))):
+            layers = [Bottleneck(cin, _inner(out), out, stride=2, up=True, final_relu=n > 1 or not neg)]
+            layers += [Bottleneck(out, _inner(out), out, final_relu=i < n - 2 or not neg) for i in range(n - 1)]
+            stages.append(nn.Sequential(*layers))
+            cin = out
+        self.stages = nn.ModuleList(stages)
+        _init(self)
+
+    def forward(self, z: torch.Tensor) -> list[torch.Tensor]:
+        outs = []
+        for stage in self.stages:
+            z = stage(z)
+            outs.append(z)
+        return outs[::-1]  # lowest level first, as the teacher
+
+
+class Student(nn.Module):
+    """The trainable part: OCBE + decoder (what RD4AD's optimiser sees)."""
+
+    def __init__(self, channels: Sequence[int], signed: Sequence[bool] = (False, False, False)) -> None:
+        super().__init__()
+        self.bottleneck = OCBE(channels)
+        self.decoder = StudentDecoder(channels, self.bottleneck.out_channels, signed=signed)
+
+    def forward(self, feats: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        z = self.bottleneck(feats)
+        return z, self.decoder(z)
+
+
+# ---------------------------------------------------------------------------------------------
+# EFDM
+
+
+def sorted_values(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> per-channel ascending spatial values (B, C, H*W)."""
+    return x.flatten(2).sort(dim=-1).values
+
+
+def efdm(x: torch.Tensor, reference_sorted: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Exact feature distribution matching of ``x`` towards a reference, per channel.
+
+    Each channel's spatial values are sorted; the k-th smallest becomes ``(1 - alpha) * own_k +
+    alpha * ref_k`` (``torch.lerp``: exactly ``own`` at 0 and exactly ``ref`` at 1) and goes
+    back to the position it came from. ``reference_sorted`` is (1 or B, C, H*W) from
+    ``sorted_values``; a single reference broadcasts over the batch.
+    """
+    b, c = x.shape[:2]
+    flat = x.flatten(2)
+    if reference_sorted.shape[1:] != flat.shape[1:]:
+        raise BenchError(f"EFDM reference has {tuple(reference_sorted.shape[1:])} values per channel, "
+                         f"the test feature {tuple(flat.shape[1:])}: both must use the same image size")
+    values, order = flat.sort(dim=-1)
+    target = torch.lerp(values, reference_sorted.to(values.dtype).expand_as(values), alpha)
+    return torch.empty_like(flat).scatter_(-1, order, target).view_as(x)
+
+
+# ---------------------------------------------------------------------------------------------
+# teacher
+
+
+def _submodule(model: nn.Module, name: str) -> nn.Module:
+    for candidate in (name, name.replace(".", "_")):  # FeatureListNet flattens dotted names
+        try:
+            return model.get_submodule(candidate)
+        except AttributeError:
+            continue
+    raise BenchError(f"cannot find the module '{name}' that produces a teacher stage")
+
+
+class Teacher(nn.Module):
+    """Frozen backbone stages at strides 4/8/16; ``forward(x, efdm_refs, alpha)`` for GNL's ATTA."""
+
+    def __init__(self, backbone: str, weights: str) -> None:
+        super().__init__()
+        stages = stages_for(backbone, DISTILL_STRIDES)
+        self.net = load_backbone(backbone, weights, stages)
+        self.net.requires_grad_(False)
+        self.net.eval()
+        info = {f["index"]: f for f in feature_info(backbone)}
+        self.channels = tuple(int(info[s]["num_chs"]) for s in stages)
+        self._stage_modules = [_submodule(self.net, info[s]["module"]) for s in stages]
+        with torch.no_grad():  # which levels take negative values (no ReLU at the stage's end)
+            probe = self.net(torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)))
+        self.signed = tuple(bool((f < 0).any()) for f in probe)
+
+    def train(self, mode: bool = True) -> "Teacher":  # the teacher never leaves eval mode
+        return super().train(False)
+
+    def forward(self, x: torch.Tensor, efdm_refs: Sequence[torch.Tensor] | None = None,
+                alpha: float = 0.5) -> list[torch.Tensor]:
+        """Stage maps of ``x``; with ``efdm_refs`` (sorted reference values of the first stages),
+        each of those stages' outputs is EFDM-shifted before it feeds the next stage."""
+        if not efdm_refs:
+            return list(self.net(x))
+        handles = []
+        for module, ref in zip(self._stage_modules, efdm_refs):
+            def hook(_m, _inp, out, ref=ref):
+                return efdm(out, ref, alpha)
+
+            handles.append(module.register_forward_hook(hook))
+        try:
+            return list(self.net(x))
+        finally:
+            for h in handles:
+                h.remove()
+
+
+# ---------------------------------------------------------------------------------------------
+# loss and maps
+
+
+def flat_cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Batch mean of 1 - cos between each sample's whole flattened maps (RD4AD code's form)."""
+    return (1.0 - F.cosine_similarity(a.flatten(1), b.flatten(1), dim=1)).mean()
+
+
+def distill_loss(teacher: Sequence[torch.Tensor], student: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Sum over scales of ``flat_cosine_distance``; 0 when the two lists are identical."""
+    if len(teacher) != len(student):
+        raise ValueError(f"{len(teacher)} teacher levels but {len(student)} student levels")
+    return sum(flat_cosine_distance(t, s) for t, s in zip(teacher, student))
+
+
+def anomaly_maps(teacher: Sequence[torch.Tensor], student: Sequence[torch.Tensor], size: int) -> torch.Tensor:
+    """Sum over levels of per-pixel 1 - cos (along channels), bilinearly upsampled to ``size``
+    (align_corners=True, as the official code). Returns (B, size, size)."""
+    total = None
+    for t, s in zip(teacher, student):
+        m = 1.0 - F.cosine_similarity(t, s, dim=1)
+        m = F.interpolate(m.unsqueeze(1), size=(size, size), mode="bilinear", align_corners=True)[:, 0]
+        total = m if total is None else total + m
+    return total
