@@ -4,10 +4,14 @@ The runner is the only place that sees labels and masks; methods get images only
 """
 from __future__ import annotations
 
+import copy
+import gc
 import json
+import os
 import platform
 import random
 import resource
+import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -34,6 +38,29 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def set_threads(n: int) -> int:
+    """Use ``n`` CPU threads for torch, numba and FAISS in this process; returns torch's old count.
+
+    Results depend on it in the last bits (a convolution sums in a thread-dependent order), so
+    cells computed with the same thread count give bit-identical metrics on every executor.
+    """
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        import numba
+
+        numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+    except Exception:  # noqa: BLE001 - numba missing or its threading layer not started
+        pass
+    try:
+        import faiss
+
+        faiss.omp_set_num_threads(n)
+    except Exception:  # noqa: BLE001
+        pass
+    return old
 
 
 def versions() -> dict[str, str]:
@@ -64,12 +91,34 @@ class RunContext:
     fit_log: Path | None = None  # one JSON line per fit actually computed
     _categories: dict[str, Category] = field(default_factory=dict)
     _masks: dict[tuple, np.ndarray] = field(default_factory=dict)
+    _checked: dict[str, str | None] = field(default_factory=dict)
 
     def category(self, name: str) -> Category:
         if name not in self._categories:
             ds = get_dataset(self.spec.dataset)
             self._categories[name] = ds.load(ds.root(self.spec.root), name)
         return self._categories[name]
+
+    def checked_category(self, name: str) -> Category:
+        """The category once every test image and mask has been read (once per context).
+
+        Listing problems (layout, file types, missing masks, empty train/good) already fail in
+        ``category``; this catches content problems - an unreadable or truncated test image, a
+        mask whose size differs from its image - before a fit is spent on the category. The
+        error names the file and is raised again for every later cell of the category.
+        """
+        cat = self.category(name)
+        if name not in self._checked:
+            try:
+                for i in range(len(cat.test)):
+                    cat.test.images[i]
+                    cat.test.mask(i)
+                self._checked[name] = None
+            except BenchError as exc:
+                self._checked[name] = str(exc)
+        if self._checked[name] is not None:
+            raise BenchError(self._checked[name])
+        return cat
 
     def masks(self, cell: Cell, method: Method) -> np.ndarray:
         key = (cell.category, type(method).__name__, repr(getattr(method, "geometry", None)))
@@ -79,32 +128,106 @@ class RunContext:
         return self._masks[key]
 
 
-def fitted_method(cell: Cell, ctx: RunContext, device: str) -> tuple[Method, float, bool]:
-    """A method instance holding the cell's fitted state: from the cache, else fitted now."""
-    method = get(cell.method).create(device=device, seed=cell.seed, **cell.config.to_dict())
+@dataclass
+class Fitted:
+    """A fitted state ready for cells, wherever it came from (cache, this process, a worker)."""
+
+    key: str  # fit-cache key
+    state: dict[str, Any]
+    fit_seconds: float
+    cached: bool  # True: it existed before this call (cache hit, or an earlier cell's fit)
+    diagnostics: dict[str, Any] = field(default_factory=dict)  # the fitting instance's, e.g. timings
+
+
+def new_method(cell: Cell, device: str) -> Method:
+    return get(cell.method).create(device=device, seed=cell.seed, **cell.config.to_dict())
+
+
+def _identity_probe(cell: Cell) -> dict[str, Any]:
+    """``fit_identity()`` without building the method (no backbone load): config and seed only."""
+    reg = get(cell.method)
+    probe = object.__new__(reg.cls)
+    probe.config, probe.device, probe.seed, probe.name = cell.config, "cpu", cell.seed, reg.name
+    try:
+        return probe.fit_identity()
+    except AttributeError:  # an identity that needs what __init__ builds
+        return new_method(cell, "cpu").fit_identity()
+
+
+def fit_identity(cell: Cell, ctx: RunContext) -> dict[str, Any]:
+    """What determines the cell's fitted state; cells with equal identities share one fit."""
     cat = ctx.category(cell.category)
-    identity = {
-        **method.fit_identity(),
+    return {
+        **_identity_probe(cell),
         "dataset": cell.dataset,
         "category": cell.category,
         "seed": cell.seed,
         "data": data_fingerprint(cat.root / cat.name if cat.root else None, cat.train.ids),
     }
+
+
+def fit_key(cell: Cell, ctx: RunContext) -> str:
+    return ctx.fit_cache.key(fit_identity(cell, ctx))
+
+
+# Audit trail for the fault trials: when set, every process that computes a fit appends one line.
+FIT_AUDIT_ENV = "ADSHIFT_BENCH_FIT_AUDIT"
+
+
+def log_fit(path: Path | str | None, key: str, cell: Cell, seconds: float) -> None:
+    """Append one JSON line for a computed fit to ``path`` (a run's fits.jsonl); None: no-op."""
+    if path:
+        line = json.dumps({"key": key, "method": cell.method, "category": cell.category,
+                           "seed": cell.seed, "fit_seconds": seconds, "pid": os.getpid()}) + "\n"
+        with open(path, "a") as f:
+            f.write(line)
+
+
+def obtain_fit(cell: Cell, ctx: RunContext, device: str,
+               on_progress: Callable[[str], None] | None = None) -> Fitted:
+    """The cell's fitted state: from the fit cache, else fitted now and saved (then logged).
+
+    A method that trains gets ``checkpoint_dir`` (private to this fit-cache key) for resume
+    checkpoints; it is removed once the fitted state is in the cache.
+    """
+    cat = ctx.checked_category(cell.category)
+    identity = fit_identity(cell, ctx)
     key = ctx.fit_cache.key(identity)
     entry = ctx.fit_cache.load(key)
     if entry is not None:
-        method.load_fitted_state(entry["state"])
-        return method, float(entry["meta"].get("fit_seconds", float("nan"))), True
+        meta = entry["meta"]
+        return Fitted(key, entry["state"], float(meta.get("fit_seconds", float("nan"))), True,
+                      dict(meta.get("diagnostics", {})))
+    method = new_method(cell, device)
+    method.checkpoint_dir = ctx.fit_cache.root.parent / "train" / key
+    method.progress = on_progress
     seed_everything(cell.seed)
     t0 = time.perf_counter()
     method.fit(cat.train)
     seconds = time.perf_counter() - t0
-    ctx.fit_cache.save(key, method.fitted_state(), {"fit_seconds": seconds, "identity": identity})
-    if ctx.fit_log is not None:
-        with open(ctx.fit_log, "a") as f:
-            f.write(json.dumps({"key": key, "method": cell.method, "category": cell.category,
-                                "seed": cell.seed, "fit_seconds": seconds}) + "\n")
-    return method, seconds, False
+    state = method.fitted_state()
+    diagnostics = method.diagnostics()
+    ctx.fit_cache.save(key, state, {"fit_seconds": seconds, "identity": identity, "diagnostics": diagnostics})
+    method.progress = None
+    shutil.rmtree(method.checkpoint_dir, ignore_errors=True)
+    log_fit(ctx.fit_log, key, cell, seconds)
+    log_fit(os.environ.get(FIT_AUDIT_ENV), key, cell, seconds)  # the process that fitted, always
+    return Fitted(key, state, seconds, False, diagnostics)
+
+
+def fitted_method(cell: Cell, ctx: RunContext, device: str,
+                  on_progress: Callable[[str], None] | None = None,
+                  fitted: Fitted | None = None) -> tuple[Method, float, bool]:
+    """A fresh method instance holding a private copy of the cell's fitted state.
+
+    Every cell - the first one after a fit included - starts from the saved state, so no cell
+    sees what another cell's ``adapt`` changed and every executor gives the same numbers.
+    """
+    if fitted is None:
+        fitted = obtain_fit(cell, ctx, device, on_progress)
+    method = new_method(cell, device)
+    method.load_fitted_state(copy.deepcopy(fitted.state))
+    return method, fitted.fit_seconds, fitted.cached
 
 
 def base_row(cell: Cell, device: str) -> dict[str, Any]:
@@ -135,52 +258,124 @@ def _weights_origin(backbone: str, weights: str) -> str:
         return weights
 
 
-def run_cell(cell: Cell, ctx: RunContext, on_stage: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run one cell and return its row; any exception becomes a ``failed`` row."""
-    device = resolve_device(ctx.spec.device)
+def failed_row(cell: Cell, device: str, error: str) -> dict[str, Any]:
+    """The row of a cell that did not run (its fit failed, its worker died, ...)."""
+    row = base_row(cell, device)
+    row.update({"status": "failed", "error": error, "total_seconds": 0.0,
+                "peak_memory_mb": float("nan"), "finished_at": datetime.now(timezone.utc).isoformat()})
+    return row
+
+
+def run_cell(cell: Cell, ctx: RunContext, on_stage: Callable[[str], None] | None = None,
+             fitted: Fitted | None = None) -> dict[str, Any]:
+    """Run one cell and return its row; any exception becomes a ``failed`` row.
+
+    ``fitted``: the cell's fitted state when the executor already has it (a fit task's result);
+    otherwise it comes from the fit cache or is fitted here.
+    """
+    try:
+        device = resolve_device(ctx.spec.device)
+    except BenchError as exc:
+        return failed_row(cell, ctx.spec.device, str(exc))
     row = base_row(cell, device)
     t_start = time.perf_counter()
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     stage = on_stage or (lambda s: None)
+    failed = False
     try:
-        stage("fit")
-        method, fit_seconds, cached = fitted_method(cell, ctx, device)
-        cat = ctx.category(cell.category)
-        target = corrupted_images(
-            cat.test.images, dataset=cell.dataset, category=cell.category,
-            corruption=cell.corruption, severity=cell.severity, seed=cell.seed, protocol=cell.protocol,
-        )
-        stage("adapt")
-        seed_everything(cell.seed)
-        t0 = time.perf_counter()
-        method.adapt(target)
-        t1 = time.perf_counter()
-        stage("score")
-        scores = method.score(target)
-        t2 = time.perf_counter()
-        stage("metrics")
-        masks = ctx.masks(cell, method)
-        if scores.maps.shape != masks.shape:
-            raise BenchError(f"{cell.method} returned maps of shape {scores.maps.shape[1:]} but its "
-                             f"mask_transform gives {masks.shape[1:]}; they must match")
-        values = metrics.compute_all(cat.test.labels, scores.image_scores, masks, scores.maps)
-        t3 = time.perf_counter()
-        row.update(values)
-        row.update({
-            "fit_seconds": fit_seconds, "fit_cached": cached, "adapt_seconds": t1 - t0,
-            "score_seconds": t2 - t1, "metric_seconds": t3 - t2, "n_test": len(target),
-            "status": "ok", "error": "",
-        })
-        row.update({f"diag_{k}": v for k, v in method.diagnostics().items()})
+        row.update(_evaluate(cell, ctx, device, stage, fitted))
+        row.update({"status": "ok", "error": ""})
     except Exception as exc:  # noqa: BLE001 - a failed cell is a result, the grid goes on
         row.update({"status": "failed", "error": _error_text(exc)})
-        if device.startswith("cuda"):
-            torch.cuda.empty_cache()
+        failed = True
+    if failed and device.startswith("cuda"):
+        # the failed cell's tensors died with its frames (and the traceback, now dropped)
+        gc.collect()
+        torch.cuda.empty_cache()
     row["total_seconds"] = time.perf_counter() - t_start
+    row["threads"] = torch.get_num_threads()
     row["peak_memory_mb"] = _peak_memory_mb(device)
     row["finished_at"] = datetime.now(timezone.utc).isoformat()
     return row
+
+
+def _evaluate(cell: Cell, ctx: RunContext, device: str, stage: Callable[[str], None],
+              fitted: Fitted | None) -> dict[str, Any]:
+    """fitted state -> adapt -> score -> metrics: the row's values (raises on any failure)."""
+    stage("fit")
+    if fitted is None:
+        fitted = obtain_fit(cell, ctx, device, lambda msg: stage(f"fit {msg}"))
+    method, fit_seconds, cached = fitted_method(cell, ctx, device, fitted=fitted)
+    cat = ctx.category(cell.category)
+    target = corrupted_images(
+        cat.test.images, dataset=cell.dataset, category=cell.category,
+        corruption=cell.corruption, severity=cell.severity, seed=cell.seed, protocol=cell.protocol,
+    )
+    stage("adapt")
+    seed_everything(cell.seed)
+    t0 = time.perf_counter()
+    method.adapt(target)
+    t1 = time.perf_counter()
+    reports = method.patch_reports()
+    stage("score")
+    scores = method.score(target)
+    t2 = time.perf_counter()
+    _check_finite(cell, scores)
+    stage("metrics")
+    masks = ctx.masks(cell, method)
+    if scores.maps.shape != masks.shape:
+        raise BenchError(f"{cell.method} returned maps of shape {scores.maps.shape[1:]} but its "
+                         f"mask_transform gives {masks.shape[1:]}; they must match")
+    values = metrics.compute_all(cat.test.labels, scores.image_scores, masks, scores.maps)
+    t3 = time.perf_counter()
+    values.update({
+        "fit_seconds": fit_seconds, "fit_cached": cached, "adapt_seconds": t1 - t0,
+        "score_seconds": t2 - t1, "metric_seconds": t3 - t2, "n_test": len(target),
+    })
+    values.update({f"diag_{k}": v for k, v in {**fitted.diagnostics, **method.diagnostics()}.items()})
+    values.update(patch_report_diagnostics(reports, masks))
+    return values
+
+
+def patch_report_diagnostics(reports: dict[str, np.ndarray], masks: np.ndarray) -> dict[str, float]:
+    """Per-patch method reports -> counts inside the ground-truth masks (labels stay here).
+
+    ``masks`` (N, H, W) are on the method's map grid; each report is (N, g*g) over a square
+    patch grid. A patch is anomalous when at least half of its cell lies in the mask (area
+    pooling). Rows of NaN (images the method did not report on) are skipped.
+    """
+    out: dict[str, float] = {}
+    for name, values in reports.items():
+        values = np.asarray(values, dtype=np.float64)
+        g = int(round(values.shape[1] ** 0.5))
+        if values.shape[0] != len(masks) or g * g != values.shape[1]:
+            raise BenchError(f"patch report '{name}' has shape {values.shape}; expected ({len(masks)}, g*g)")
+        frac = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(masks).float()[:, None], g)
+        inside = (frac[:, 0].reshape(len(masks), -1) >= 0.5).numpy()
+        seen = ~np.isnan(values).all(axis=1)
+        v, m = values[seen], inside[seen]
+        out.update({
+            f"diag_{name}_total": float(np.nansum(v)),  # e.g. all OT column assignments
+            f"diag_{name}_in_mask": float(np.nansum(v[m])),  # ... those that went to anomalous patches
+            f"diag_{name}_in_mask_patches": float((v[m] > 0).sum()),  # anomalous patches with any
+            f"diag_{name}_mask_patches": float(m.sum()),  # anomalous patches reported on
+            f"diag_{name}_patches": float(m.size),  # all patches reported on
+        })
+    return out
+
+
+def _check_finite(cell: Cell, scores) -> None:
+    """NaN/inf scores make every metric meaningless: fail the cell with what went wrong."""
+    for what, arr in (("image scores", scores.image_scores), ("anomaly-map values", scores.maps)):
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            cond = "clean" if cell.corruption == CLEAN else f"{cell.corruption}@{cell.severity}"
+            raise BenchError(
+                f"{cell.method} returned NaN/inf {what} ({int(bad.sum())} of {bad.size}) on "
+                f"{cell.dataset}/{cell.category} {cond} seed {cell.seed}; the cell is not scored: "
+                "the method diverged - check its hyperparameters (--set) or its numerics"
+            )
 
 
 def _error_text(exc: BaseException) -> str:

@@ -22,11 +22,10 @@ def read_rgb(path: Path) -> np.ndarray:
         with Image.open(path) as im:
             im.load()
             arr = np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise BenchError(
-            f"{path}: not a readable image ({type(exc).__name__}: {exc}); "
-            "replace or remove the file"
-        ) from None
+    except UnidentifiedImageError:
+        raise BenchError(f"{path}: not an image (no known image format inside); replace or remove the file") from None
+    except (OSError, SyntaxError, ValueError) as exc:  # e.g. "image file is truncated"
+        raise BenchError(f"{path}: cannot decode this image ({exc}); replace or remove the file") from None
     return arr
 
 
@@ -36,10 +35,10 @@ def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
         with Image.open(path) as im:
             im.load()
             arr = np.asarray(im.convert("L")) > 127
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise BenchError(
-            f"{path}: not a readable mask ({type(exc).__name__}: {exc}); replace the file"
-        ) from None
+    except UnidentifiedImageError:
+        raise BenchError(f"{path}: not an image (no known image format inside); replace the mask file") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise BenchError(f"{path}: cannot decode this mask ({exc}); replace the mask file") from None
     if arr.shape != tuple(shape):
         raise BenchError(
             f"{path}: mask is {arr.shape[1]}x{arr.shape[0]} but its image is "

@@ -41,10 +41,11 @@ def categories_in(root: Path) -> list[str]:
 
 def check_root(root: Path, dataset: str) -> Path:
     root = Path(root).expanduser()
+    holds = "the category folders" if dataset == "folder" else f"the {dataset} category folders"
     if not root.exists():
-        raise BenchError(f"dataset root {root} does not exist: pass --root pointing at the {dataset} folder")
+        raise BenchError(f"dataset root {root} does not exist: pass --root the folder that holds {holds}")
     if not root.is_dir():
-        raise BenchError(f"dataset root {root} is not a directory: pass --root pointing at the {dataset} folder")
+        raise BenchError(f"dataset root {root} is not a directory: pass --root the folder that holds {holds}")
     return root
 
 

@@ -57,7 +57,16 @@ DATASETS: dict[str, DatasetSpec] = {
             _mvtec_layout("textures"),
             default_root=textures.ensure_textures,
             # CPU-sized: the crops are 160 px, so work at 160 px instead of upsampling to 256/224
-            method_defaults={"*": {"resize": 160, "image_size": 160}},
+            method_defaults={
+                "*": {"resize": 160, "image_size": 160,
+                      # test-time adaptation (methods/adaptation.py; papers: 10 epochs over every
+                      # target image, 100 Sinkhorn iterations, whole bank): one step on 5 target
+                      # images, 10 Sinkhorn iterations, 1,024 bank items for the OT alignment
+                      "adapt_epochs": 1, "adapt_max_images": 5, "sinkhorn_iters": 10, "ot_bank_cap": 1024},
+                # trained students: CPU-sized epochs (papers: 200 / 20), see methods/rd4ad.py
+                "rd4ad": {"epochs": 25},
+                "gnl": {"epochs": 6},
+            },
         ),
         DatasetSpec("mvtec_ad", "MVTec AD (15 categories), MVTec layout", mvtec.MVTEC_CATEGORIES, _mvtec_layout("mvtec_ad")),
         DatasetSpec("btad", "BTAD (3 products), MVTec-like layout", ("01", "02", "03"), _mvtec_layout("btad")),

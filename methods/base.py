@@ -12,6 +12,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
@@ -61,6 +62,11 @@ class Method:
 
     name: ClassVar[str] = "method"
     Config: ClassVar[type[MethodConfig]] = MethodConfig
+    # Set by the harness before ``fit`` (methods that train may use them; others ignore them):
+    # a folder private to this fit (same key as the fit cache) for resume checkpoints, or None;
+    # and a callback for one-line progress messages (e.g. "epoch 3/20 loss 0.12"), or None.
+    checkpoint_dir: Path | None = None
+    progress: Callable[[str], None] | None = None
 
     def __init__(self, config: MethodConfig | None = None, device: str = "cpu", seed: int = 0) -> None:
         self.config = config if config is not None else self.Config()
@@ -91,6 +97,16 @@ class Method:
 
     def diagnostics(self) -> dict[str, Any]:
         """Extra numbers for the result row (e.g. adaptation loss). Default: none."""
+        return {}
+
+    def patch_reports(self) -> dict[str, np.ndarray]:
+        """Per-patch numbers from the last ``adapt``: name -> (N target images, patches) array.
+
+        The patches form a square grid over the method's evaluation crop (row-major); a row of
+        NaN marks an image the method did not report on. The runner, which alone sees the
+        masks, turns each array into ``diag_<name>_*`` counts inside and outside the anomaly
+        masks (e.g. how many OT assignments went to anomalous patches). Default: none.
+        """
         return {}
 
     def fit_identity(self) -> dict[str, Any]:

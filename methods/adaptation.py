@@ -1,0 +1,479 @@
+"""Test-time adaptation on PatchCore: one loop, a family of alignment losses.
+
+Every method here (TTT++, TTAC, TTAD and TTAD's Table 4 ablation rows) is a *configuration* of
+one class, :class:`AdaptedPatchCore`:
+
+1. start from the fitted PatchCore of the category; the memory bank stays fixed;
+2. make only the backbone's BatchNorm affine parameters (gamma, beta) trainable;
+3. SGD (lr 0.003, momentum 0.9) over the unlabeled target images in batches of 10 for
+   ``adapt_epochs`` epochs; each batch is extended with one augmented view per image
+   (``flip_rot90``: a random non-identity flip/90-degree rotation, TTAD's target augmentation;
+   ``copy``: plain duplicates; ``none``: the batch alone);
+4. the loss aligns PatchCore's own embedded patches of the batch (with gradient) to the source:
+   ``moment`` (TTT++), ``gaussian_kl`` (TTAC) or ``sinkhorn`` (TTAD; assignment ``continuous``,
+   ``discrete``, ``mutual`` or ``hungarian``); ``none`` skips adaptation (plain PatchCore);
+5. score the target with the adapted backbone against the source bank.
+
+Source statistics (mean/covariance of all pre-coreset training patches, TTT++'s source
+self-discrepancies, k-means components of the coreset with per-component statistics of the
+training patches, leave-one-out nearest-neighbour distance quantiles) are computed once at fit
+time and cached with the bank. ``fit_identity`` is PatchCore's fields plus those fit-time
+knobs, so all variants share one fit per category.
+
+Harness choices (recorded here, see also the config fields):
+
+- BN mode ``source`` (default): the backbone stays in eval mode, BN normalises with the source
+  running statistics, only gamma/beta move. ``batch``: BN normalises each adaptation batch with
+  its own statistics and the running statistics are re-estimated on the adaptation batches
+  (cumulative average); scoring uses those target statistics.
+- OT cost = squared L2 / (median leave-one-out NN distance of training patches), so ``reg`` is
+  unit-free; the OT loss is the weighted *mean* cost over the plan's pairs (size-independent).
+- Memory: the cost matrix is (target patches x bank items) fp32 and POT's Sinkhorn holds about
+  five such buffers at its peak. The bank used for alignment is capped at ``ot_bank_cap``
+  items (a fixed seeded random subset; 16,384 by default: 15,680 x 16,384 x 4 B = 1.0 GB per
+  buffer with augmentation on WRN-50 at 224 px). Scoring always uses the whole bank.
+- TTAC on one class: components = k-means on the coreset (``n_clusters``), pseudo label =
+  nearest centroid, diagonal component covariances, full global covariance, eps = max(source
+  covariance)/30; target patches whose NN distance to the bank exceeds the ``kl_filter_quantile``
+  of the source leave-one-out NN distances are excluded from the component terms (TTAC's
+  confidence filter). Running-statistics caps are in images x patches per image.
+- TTT++ without its contrastive branch (PatchCore has no source SSL head) and without a queue.
+- Fig. 5 diagnostic: in the last epoch each bank item's strongest target patch (the column
+  arg-max of the plan; the matched row for Hungarian) is counted per target patch, mapped back
+  through the augmentation onto the original image's patch grid; ``patch_reports`` hands those
+  counts to the runner, which alone sees the masks.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import alignment as A
+from .base import register_variant
+from .knn import torch_knn
+from .patchcore import PatchCore, PatchCoreConfig
+from .preprocess import to_tensor
+
+LOSSES = ("none", "moment", "gaussian_kl", "sinkhorn")
+AUGMENTS = ("flip_rot90", "copy", "none")
+BN_MODES = ("source", "batch")
+# Config fields that change the fitted state (beyond PatchCore's own); everything else is
+# adaptation-time only, so every variant shares one fit.
+FIT_FIELDS = ("n_clusters", "stats_batch_images", "stats_max_patches")
+STATS_VERSION = 1
+
+
+@dataclass(frozen=True)
+class AdaptConfig(PatchCoreConfig):
+    loss: str = "sinkhorn"  # none | moment (TTT++) | gaussian_kl (TTAC) | sinkhorn (TTAD)
+    assignment: str = "discrete"  # sinkhorn: continuous | discrete | mutual | hungarian
+    augment: str = "flip_rot90"  # flip_rot90 | copy | none (extra views per target image)
+    augment_views: int = 1  # extra views per image when augment != none
+    adapt_epochs: int = 10  # TTAD: 10 on MVTec AD, 1 on Real-IAD
+    adapt_lr: float = 0.003
+    adapt_momentum: float = 0.9
+    adapt_batch_size: int = 10  # target images per step (before augmentation)
+    adapt_max_images: int = 0  # 0 = adapt on every target image; N = a seeded subset of N
+    bn_mode: str = "source"  # source (running stats, gamma/beta trainable) | batch
+    # sinkhorn (TTAD)
+    sinkhorn_reg: float = 0.1  # entropic reg on the cost normalised by the source NN scale
+    sinkhorn_iters: int = 100
+    sinkhorn_method: str = "sinkhorn"  # POT solver; falls back to sinkhorn_log if it fails
+    ot_bank_cap: int = 16384  # bank items used for alignment (seeded subset above this)
+    ot_cost: str = "euclidean"  # TTAD Eq. 4: C_ij = ||z_i - m_j||; or sqeuclidean
+    # TTAD Eq. 6 is the sum over pairs; at lr 0.003 that diverges (textures: 2e6 -> 4e10 in
+    # 4 steps), so the default is the mean over the plan's pairs (sum / sum(pi)).
+    ot_reduction: str = "mean"
+    # moment (TTT++)
+    moment_scale: float = 0.05  # TTT++ scale_ext
+    # gaussian_kl (TTAC)
+    kl_scale: float = 0.05  # TTAC loss_scale on CIFAR-10 / ImageNet
+    kl_filter_quantile: float = 0.95
+    kl_ema_images: int = 1280  # global running-statistics cap, in images
+    kl_ema_images_component: int = 128  # per-component cap, in images
+    # fit-time source statistics (part of the fit identity)
+    n_clusters: int = 32
+    stats_batch_images: int = 10  # TTT++ source self-discrepancy batches, in training images
+    stats_max_patches: int = 20000  # training patches sampled for NN-distance quantiles
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("loss", LOSSES), ("augment", AUGMENTS), ("bn_mode", BN_MODES),
+                              ("assignment", A.ASSIGNMENTS), ("ot_cost", A.COSTS),
+                              ("ot_reduction", A.REDUCTIONS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r}: use one of {', '.join(allowed)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# augmentation on image batches and its inverse on patch grids
+
+
+def dihedral(x: torch.Tensor, t: int) -> torch.Tensor:
+    """Element t (0..7) of the dihedral group on the last two axes: flip if t >= 4, then rot90^(t%4)."""
+    if t >= 4:
+        x = torch.flip(x, dims=(-1,))
+    return torch.rot90(x, t % 4, dims=(-2, -1))
+
+
+def dihedral_inverse(x: torch.Tensor, t: int) -> torch.Tensor:
+    x = torch.rot90(x, -(t % 4), dims=(-2, -1))
+    if t >= 4:
+        x = torch.flip(x, dims=(-1,))
+    return x
+
+
+def augment_batch(x: torch.Tensor, mode: str, views: int, rng: np.random.Generator) -> tuple[torch.Tensor, list[int]]:
+    """(B, 3, S, S) -> (B * (1 + views), 3, S, S) and the dihedral element of every image.
+
+    The originals come first. ``flip_rot90`` draws a non-identity element per extra view;
+    ``copy`` repeats the originals; ``none`` returns the batch alone.
+    """
+    b = x.shape[0]
+    if mode == "none" or views <= 0:
+        return x, [0] * b
+    if mode == "copy":
+        return torch.cat([x] * (1 + views)), [0] * (b * (1 + views))
+    ts = [0] * b
+    out = [x]
+    for _ in range(views):
+        draw = rng.integers(1, 8, size=b).tolist()
+        out.append(torch.stack([dihedral(x[i], t) for i, t in enumerate(draw)]))
+        ts += draw
+    return torch.cat(out), ts
+
+
+def fold_views(per_view: np.ndarray, ts: list[int], batch: int) -> np.ndarray:
+    """(V*B, g, g) per-view patch values -> (B, g*g) on the originals' grids (views summed).
+
+    View v shows original ``v % batch`` under dihedral element ``ts[v]``; its grid is mapped
+    back with the inverse element, so a count lands on the patch of the original image it
+    came from (exact for a square grid: the crop side is a multiple of the patch stride).
+    """
+    g = per_view.shape[-1]
+    out = np.zeros((batch, g * g), dtype=np.float32)
+    for v, t in enumerate(ts):
+        out[v % batch] += dihedral_inverse(torch.from_numpy(np.ascontiguousarray(per_view[v])), t).reshape(-1).numpy()
+    return out
+
+
+def _bn_layers(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+class AdaptedPatchCore(PatchCore):
+    """PatchCore + test-time adaptation of the backbone's BN affine parameters."""
+
+    Config = AdaptConfig
+
+    def __init__(self, config: AdaptConfig | None = None, device: str = "cpu", seed: int = 0) -> None:
+        super().__init__(config, device, seed)
+        self.stats: dict[str, Any] | None = None
+        self._train_flat: torch.Tensor | None = None
+        self._reports: dict[str, np.ndarray] = {}
+        self._diag: dict[str, float] = {}
+
+    # -- fit: PatchCore + source statistics ----------------------------------------------------
+    def fit_identity(self) -> dict[str, Any]:
+        base = {f.name: getattr(self.config, f.name) for f in dataclasses.fields(PatchCoreConfig)}
+        stats = {k: getattr(self.config, k) for k in FIT_FIELDS}
+        return {"fit": "PatchCore+source_stats", **base, "source_stats": {**stats, "version": STATS_VERSION}}
+
+    def on_train_features(self, flat: torch.Tensor) -> None:
+        self._train_flat = flat  # a reference; freed at the end of fit
+
+    def fit(self, train: Sequence[np.ndarray]) -> None:
+        try:
+            super().fit(train)
+            t0 = time.perf_counter()
+            stats = source_statistics(self._train_flat, self.bank, self._nn, self.embedder.grid() ** 2,
+                                      self.config, self.seed)
+            self.timings["source_stats_seconds"] = time.perf_counter() - t0
+        finally:
+            self._train_flat = None
+        self._set_stats(stats)
+
+    def fitted_state(self) -> dict[str, Any]:
+        return {**super().fitted_state(), "source_stats": self.stats}
+
+    def load_fitted_state(self, state: dict[str, Any]) -> None:
+        super().load_fitted_state(state)
+        self._set_stats(state["source_stats"])
+
+    def _set_stats(self, stats: dict[str, Any]) -> None:
+        self.stats = stats
+        # private torch copies: a cell never writes into the cached state
+        self._src = {k: torch.tensor(np.asarray(v), dtype=torch.float32, device=self.device)
+                     for k, v in stats.items() if isinstance(v, np.ndarray)}
+
+    # -- adapt ---------------------------------------------------------------------------------
+    def adapt(self, target: Sequence[np.ndarray]) -> None:
+        cfg = self.config
+        self._reports, self._diag = {}, {}
+        if cfg.loss == "none" or cfg.adapt_epochs <= 0 or len(target) == 0:
+            return
+        assert self.stats is not None, "fit (or load_fitted_state) before adapt"
+        rng = np.random.default_rng(self.seed)
+        n = len(target)
+        chosen = np.arange(n)
+        if 0 < cfg.adapt_max_images < n:
+            chosen = np.sort(rng.choice(n, cfg.adapt_max_images, replace=False))
+        images = np.stack([self.geometry.image(target[int(i)]) for i in chosen])  # uint8 (n, S, S, 3)
+        params = self._trainable()
+        opt = torch.optim.SGD(params, lr=cfg.adapt_lr, momentum=cfg.adapt_momentum)
+        aligner = self._aligner(rng)
+        g = self.embedder.grid()
+        counts = np.full((n, g * g), np.nan, dtype=np.float32) if cfg.loss == "sinkhorn" else None
+        losses: list[list[float]] = []
+        probe = None
+        t_align = t_net = 0.0
+        bs = max(1, cfg.adapt_batch_size)
+        for epoch in range(cfg.adapt_epochs):
+            order = rng.permutation(len(chosen))
+            epoch_losses = []
+            for lo in range(0, len(order), bs):
+                sel = order[lo:lo + bs]
+                x, ts = augment_batch(to_tensor(list(images[sel])), cfg.augment, cfg.augment_views, rng)
+                if probe is None:
+                    probe = x
+                t0 = time.perf_counter()
+                feats = self.embedder(x.to(self.device))  # (V*B, P, D), with gradient
+                z = feats.reshape(-1, feats.shape[-1])
+                t1 = time.perf_counter()
+                loss, info = aligner(z, stateful=True)
+                t2 = time.perf_counter()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                t_align += t2 - t1
+                t_net += (t1 - t0) + (time.perf_counter() - t2)
+                epoch_losses.append(float(loss.detach()))
+                if counts is not None and epoch == cfg.adapt_epochs - 1:
+                    per_view = A.column_counts(info["col_best"], len(z)).reshape(len(ts), g, g)
+                    counts[chosen[sel]] = np.nan_to_num(counts[chosen[sel]]) + fold_views(per_view, ts, len(sel))
+                for k in ("kept_fraction", "components_active", "ot_pairs", "sinkhorn_log_fallbacks"):
+                    if k in info:
+                        self._diag[k] = self._diag.get(k, 0.0) + float(info[k])
+            losses.append(epoch_losses)
+        steps = sum(len(e) for e in losses)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            self._set_bn_momentum(0.0)  # the probe must not touch re-estimated statistics
+            loss_after, _ = aligner(self.embedder(probe.to(self.device)).reshape(-1, feats.shape[-1]), stateful=False)
+        self._finish_adaptation()
+        t_probe = time.perf_counter() - t0
+        for k in ("kept_fraction", "components_active", "ot_pairs"):
+            if k in self._diag:
+                self._diag[k] /= steps
+        self._diag.update({
+            "loss_before": losses[0][0],  # first step: the probe batch at the source weights
+            "loss_after": float(loss_after),  # the same probe batch after adaptation
+            "loss_first_epoch": float(np.mean(losses[0])),
+            "loss_last_epoch": float(np.mean(losses[-1])),
+            "adapt_steps": float(steps),
+            "adapt_images": float(len(chosen)),
+            "align_seconds": t_align,  # the loss (OT plan included), forward only
+            "fwd_bwd_seconds": t_net,  # backbone forward + backward + SGD step
+            "probe_seconds": t_probe,  # loss_after: one more forward and loss on the probe batch
+            "views_per_step": float(len(probe)),
+            "trainable_params": float(sum(p.numel() for p in params)),
+        })
+        if counts is not None:
+            self._reports["ot_colmax"] = counts
+
+    def _trainable(self) -> list[torch.nn.Parameter]:
+        emb = self.embedder
+        for p in emb.parameters():
+            p.requires_grad_(False)
+        bns = _bn_layers(emb.backbone)
+        if not bns:
+            raise ValueError(f"backbone {self.config.backbone} has no BatchNorm layers to adapt")
+        params = []
+        for bn in bns:
+            for p in (bn.weight, bn.bias):
+                if p is not None:
+                    p.requires_grad_(True)
+                    params.append(p)
+            if self.config.bn_mode == "batch":
+                bn.train()
+                bn.reset_running_stats()
+                bn.momentum = None  # cumulative average over the adaptation batches
+        return params
+
+    def _set_bn_momentum(self, value: float | None) -> None:
+        for bn in _bn_layers(self.embedder.backbone):
+            bn.momentum = value
+
+    def _finish_adaptation(self) -> None:
+        self.embedder.eval()
+        for p in self.embedder.parameters():
+            p.requires_grad_(False)
+
+    def _aligner(self, rng: np.random.Generator):
+        """A callable ``(z, stateful) -> (loss, info)`` for the configured loss."""
+        cfg, s, src = self.config, self.stats, self._src
+        ppi = self.embedder.grid() ** 2
+        if cfg.loss == "moment":
+            wc, wm = A.ttt_weights(cfg.moment_scale, s["coral_src"], s["mmd_src"])
+
+            def moment(z: torch.Tensor, stateful: bool):
+                return A.moment_loss(z, src["mean"], src["cov"], wc, wm), {}
+
+            return moment
+        if cfg.loss == "gaussian_kl":
+            eps = float(s["cov"].max()) / 30.0
+            threshold = float(np.quantile(s["nn_quantiles"], cfg.kl_filter_quantile)) if len(s["nn_quantiles"]) else np.inf
+            state = A.RunningGaussian.empty(src["mean"].shape[0])
+            comp_state = A.RunningGaussian.empty(src["mean"].shape[0], len(src["centroids"]))
+
+            def kl(z: torch.Tensor, stateful: bool):
+                with torch.no_grad():
+                    _, assign = torch_knn(z.detach(), src["centroids"])
+                    d, _ = self._nn.search(z.detach().cpu().numpy(), 1)
+                    keep = torch.from_numpy(d[:, 0] <= threshold).to(z.device)
+                loss, info = A.gaussian_kl_loss(
+                    z, src["mean"], src["cov"], eps, state if stateful else None, cfg.kl_ema_images * ppi,
+                    comp_mu=src["comp_mean"], comp_var=src["comp_var"], assign=assign[:, 0], keep=keep,
+                    comp_state=comp_state if stateful else None, comp_cap=cfg.kl_ema_images_component * ppi)
+                return cfg.kl_scale * loss, info
+
+            return kl
+        # sinkhorn (TTAD)
+        bank = torch.from_numpy(self.bank)
+        if 0 < cfg.ot_bank_cap < len(bank):
+            bank = bank[torch.from_numpy(np.sort(rng.choice(len(bank), cfg.ot_bank_cap, replace=False)))]
+        bank = bank.to(self.device)
+        scale = float(s["nn_scale"]) if cfg.ot_cost == "sqeuclidean" else float(np.sqrt(s["nn_scale"]))
+        self._diag["ot_bank_used"] = float(len(bank))
+
+        def transport(z: torch.Tensor, stateful: bool):
+            loss, tr = A.transport_loss(z, bank, cfg.assignment, cfg.sinkhorn_reg, cfg.sinkhorn_iters, scale,
+                                        cfg.sinkhorn_method, cfg.ot_cost, cfg.ot_reduction)
+            self._diag["ot_cost_mb"] = len(z) * len(bank) * 4 / 2**20
+            return loss, {"col_best": tr.col_best, "ot_pairs": tr.pairs,
+                          "sinkhorn_log_fallbacks": float(tr.solver == "sinkhorn_log" != cfg.sinkhorn_method)}
+
+        return transport
+
+    # -- reports -------------------------------------------------------------------------------
+    def patch_reports(self) -> dict[str, np.ndarray]:
+        return dict(self._reports)
+
+    def diagnostics(self) -> dict[str, Any]:
+        return {**super().diagnostics(), **self._diag}
+
+
+# ---------------------------------------------------------------------------------------------
+# source statistics
+
+
+@torch.no_grad()
+def source_statistics(flat: torch.Tensor, bank: np.ndarray, nn_index, patches_per_image: int,
+                      cfg: AdaptConfig, seed: int, chunk: int = 32768) -> dict[str, Any]:
+    """Everything the losses need about the source, from all pre-coreset training patches.
+
+    Returns numpy arrays / floats: ``mean`` (D,), ``cov`` (D, D) (unbiased), ``coral_src`` and
+    ``mmd_src`` (TTT++'s average discrepancy of random source batches of ``stats_batch_images``
+    images to the source moments), ``centroids`` (K, D) (k-means on the coreset) with
+    ``comp_mean``/``comp_var`` (K, D) and ``comp_count`` (K,) of the training patches assigned to
+    each, ``nn_quantiles`` (201,) of the leave-one-out squared NN distance of sampled training
+    patches to the bank, and ``nn_scale`` (their median).
+    """
+    from sklearn.cluster import KMeans
+
+    rng = np.random.default_rng(seed)
+    n, d = flat.shape
+    mean = torch.zeros(d, dtype=torch.float64)
+    for lo in range(0, n, chunk):
+        mean += flat[lo:lo + chunk].double().sum(0)
+    mean /= n
+    mean32 = mean.float()
+    cov = torch.zeros(d, d, dtype=torch.float64)
+    for lo in range(0, n, chunk):
+        xc = flat[lo:lo + chunk] - mean32
+        cov += (xc.T @ xc).double()
+    cov /= max(n - 1, 1)
+    cov32 = cov.float()
+
+    # TTT++ loss scales: how far random source batches are from the source moments
+    n_img = n // patches_per_image
+    b = max(1, min(cfg.stats_batch_images, n_img))
+    corals, mmds = [], []
+    for _ in range(8):
+        imgs = rng.choice(n_img, b, replace=False)
+        x = torch.cat([flat[i * patches_per_image:(i + 1) * patches_per_image] for i in imgs])
+        corals.append(float(A.coral(cov32, A.covariance(x))))
+        mmds.append(float(A.linear_mmd(mean32, x.mean(0))))
+
+    # TTAC components: k-means on the coreset, statistics of the training patches per centroid
+    k = max(1, min(cfg.n_clusters, len(bank)))
+    km = KMeans(n_clusters=k, n_init=1, max_iter=100, random_state=seed).fit(bank)
+    centroids = torch.from_numpy(km.cluster_centers_.astype(np.float32))
+    s1 = torch.zeros(k, d, dtype=torch.float64)
+    s2 = torch.zeros(k, d, dtype=torch.float64)
+    cnt = torch.zeros(k, dtype=torch.float64)
+    for lo in range(0, n, chunk):
+        x = flat[lo:lo + chunk]
+        _, a = torch_knn(x, centroids, k=1)
+        a = a[:, 0]
+        s1.index_add_(0, a, x.double())
+        s2.index_add_(0, a, (x.double() ** 2))
+        cnt.index_add_(0, a, torch.ones(len(a), dtype=torch.float64))
+    safe = cnt.clamp_min(1.0)[:, None]
+    comp_mean = s1 / safe
+    comp_var = (s2 / safe - comp_mean ** 2).clamp_min(0.0)
+
+    # leave-one-out NN distances: a sampled patch that is itself a bank item takes its 2nd NN
+    m = min(cfg.stats_max_patches, n)
+    idx = np.sort(rng.choice(n, m, replace=False))
+    q = flat[torch.from_numpy(idx)].numpy()
+    dist, _ = nn_index.search(q, min(2, len(bank)))
+    norms = (q.astype(np.float64) ** 2).sum(1)
+    self_hit = dist[:, 0] <= 1e-5 * np.maximum(norms, 1e-12)
+    loo = np.where(self_hit, dist[:, -1], dist[:, 0]) if dist.shape[1] > 1 else dist[:, 0]
+    loo = loo[np.isfinite(loo)]
+    quantiles = np.quantile(loo, np.linspace(0.0, 1.0, 201)).astype(np.float32)
+    return {
+        "mean": mean32.numpy(),
+        "cov": cov32.numpy(),
+        "coral_src": float(np.mean(corals)),
+        "mmd_src": float(np.mean(mmds)),
+        "centroids": centroids.numpy(),
+        "comp_mean": comp_mean.float().numpy(),
+        "comp_var": comp_var.float().numpy(),
+        "comp_count": cnt.float().numpy(),
+        "nn_quantiles": quantiles,
+        "nn_scale": float(max(np.median(loo), 1e-12)),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# named methods and TTAD Table 4 rows (configs of the one loop)
+
+_SHARED = "BN-affine SGD on target patches vs the fixed PatchCore bank"
+register_variant("ttt++", AdaptedPatchCore, summary=f"TTT++ on PatchCore: CORAL + linear MMD to source patch moments ({_SHARED})",
+                 loss="moment", augment="flip_rot90")
+register_variant("ttac", AdaptedPatchCore, summary=f"TTAC on PatchCore: symmetric Gaussian KL, global + bank clusters ({_SHARED})",
+                 loss="gaussian_kl", augment="flip_rot90")
+register_variant("ttad", AdaptedPatchCore, summary=f"TTAD: discretised Sinkhorn OT to the memory bank + flip/rot90 target augmentation ({_SHARED})",
+                 loss="sinkhorn", assignment="discrete", augment="flip_rot90")
+# TTAD Table 4, one row each (blank augmentation column = none)
+register_variant("none", AdaptedPatchCore, summary="TTAD Table 4 row 1: no adaptation (PatchCore on the shared TTA fit)",
+                 loss="none", augment="none")
+register_variant("kl_div", AdaptedPatchCore, summary="TTAD Table 4: KL-divergence alignment (TTAC loss), no target augmentation",
+                 loss="gaussian_kl", augment="none")
+register_variant("moment_matching", AdaptedPatchCore, summary="TTAD Table 4: moment matching (TTT++ loss), no target augmentation",
+                 loss="moment", augment="none")
+register_variant("ot_hungarian", AdaptedPatchCore, summary="TTAD Table 4: OT with Hungarian (linear) assignment, no augmentation",
+                 loss="sinkhorn", assignment="hungarian", augment="none")
+register_variant("ot_discrete", AdaptedPatchCore, summary="TTAD Table 4: Sinkhorn OT, discrete assignment, no augmentation",
+                 loss="sinkhorn", assignment="discrete", augment="none")
+register_variant("ot_discrete_copy", AdaptedPatchCore, summary="TTAD Table 4: Sinkhorn OT, discrete assignment, target batch duplicated",
+                 loss="sinkhorn", assignment="discrete", augment="copy")
+register_variant("ot_discrete_augment", AdaptedPatchCore, summary="TTAD Table 4: Sinkhorn OT, discrete assignment, flip/rot90 target augmentation",
+                 loss="sinkhorn", assignment="discrete", augment="flip_rot90")

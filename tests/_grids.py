@@ -1,0 +1,118 @@
+"""Shared by the executor, Ray, determinism and bad-input tests (not a test module).
+
+Small grids on the embedded ``textures`` dataset at 64 px, and the in-process reference run that
+several test files compare against (computed once per session, with its own cold caches).
+"""
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shutil
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from bench.datasets import textures
+from bench.grid import GridSpec
+from bench.results import METRICS, load_rows
+
+TINY = {"resize": "64", "image_size": "64"}  # PatchCore at 64 px: seconds per fit on a CPU
+# One CPU thread per cell in every executor: a convolution's float sums depend on the thread
+# count, so equal thread counts are what makes metrics bit-identical across executors.
+THREADS = 1
+
+
+@lru_cache(maxsize=1)
+def scratch() -> Path:
+    path = Path(tempfile.mkdtemp(prefix="adshift-tests-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+@lru_cache(maxsize=1)
+def textures_root() -> Path:
+    """One generated copy of the embedded dataset for the whole session."""
+    return textures.ensure_textures(scratch() / "textures")
+
+
+def tiny_spec(categories=("brick",), corruptions=("gaussian_noise",), severities=(3,), seeds=(0,),
+              **kw) -> GridSpec:
+    """patchcore on textures: clean + the given corruptions, at 64 px."""
+    return GridSpec(methods=["patchcore"], dataset="textures", root=str(textures_root()),
+                    categories=list(categories), corruptions=list(corruptions),
+                    severities=list(severities), seeds=list(seeds), overrides=dict(TINY), device="cpu", **kw)
+
+
+@contextlib.contextmanager
+def cache_env(path: Path):
+    """ADSHIFT_BENCH_CACHE=path for this process and the workers it starts."""
+    old = os.environ.get("ADSHIFT_BENCH_CACHE")
+    os.environ["ADSHIFT_BENCH_CACHE"] = str(path)
+    try:
+        yield path
+    finally:
+        if old is None:
+            os.environ.pop("ADSHIFT_BENCH_CACHE", None)
+        else:
+            os.environ["ADSHIFT_BENCH_CACHE"] = old
+
+
+def metric_table(df: pd.DataFrame) -> pd.DataFrame:
+    cols = ["cell_id", "method", "category", "corruption", "severity", "seed", "status", "threads", *METRICS]
+    return df[cols].sort_values("cell_id").reset_index(drop=True)
+
+
+def assert_identical(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    """Same cells, same status, bit-identical metric columns."""
+    pd.testing.assert_frame_equal(metric_table(a), metric_table(b), check_exact=True)
+
+
+@lru_cache(maxsize=1)
+def reference_run() -> Path:
+    """The tiny grid in-process with cold caches; its run directory (rows under parts/)."""
+    from bench.executors import LocalExecutor, run_grid
+
+    run_dir = scratch() / "reference"
+    with cache_env(scratch() / "cache-reference"):
+        summary = run_grid(tiny_spec(), run_dir, LocalExecutor(workers=1, threads=THREADS), show_progress=False)
+    assert summary.ran == 2 and summary.failed == 0, summary.failures
+    return run_dir
+
+
+def reference_rows() -> pd.DataFrame:
+    return load_rows(reference_run())
+
+
+# --------------------------------------------------------------------------- MVTec-layout folders
+
+
+def make_category(root: Path, name: str, *, n_train: int = 4, n_good: int = 2, n_defect: int = 2,
+                  size: int = 64, mode: str = "RGB", seed: int = 0) -> Path:
+    """A tiny category in the MVTec AD layout with random images and square defect masks."""
+    rng = np.random.default_rng(seed)
+    base = Path(root) / name
+
+    def save(rel: str, arr: np.ndarray, m: str) -> None:
+        p = base / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(arr, m).save(p)
+
+    def img() -> np.ndarray:
+        shape = (size, size, 3) if mode == "RGB" else (size, size)
+        return rng.integers(0, 255, shape, dtype=np.uint8)
+
+    for i in range(n_train):
+        save(f"train/good/{i:03d}.png", img(), mode)
+    for i in range(n_good):
+        save(f"test/good/{i:03d}.png", img(), mode)
+    for i in range(n_defect):
+        save(f"test/crack/{i:03d}.png", img(), mode)
+        mask = np.zeros((size, size), np.uint8)
+        mask[size // 4: size // 2, size // 4: size // 2] = 255
+        save(f"ground_truth/crack/{i:03d}_mask.png", mask, "L")
+    return base

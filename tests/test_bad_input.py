@@ -1,0 +1,267 @@
+"""Bad input: each case gives one line that names the file or value and the fix.
+
+Where it surfaces (documented in ``bench/executors.py``):
+- before any work (``bench grid`` exits 2 with ``error: ...``, nothing runs): a missing root, a
+  root or category not in the MVTec layout, a non-image file, a defect image without a mask, an
+  empty train/good, unknown method / dataset / corruption names (with the closest name),
+  severities outside 1-5;
+- per category, before its fit (its cells become ``failed`` rows, the grid goes on, exit 1):
+  image files that do not decode (truncated PNG, not an image inside), masks of the wrong size;
+- per cell (a ``failed`` row, the grid goes on): NaN/inf scores, CUDA out of memory.
+Grayscale images are legitimate (MVTec grid, screw, zipper) and load as RGB.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from _grids import make_category
+from bench import cli
+from bench.errors import BenchError
+from bench.methods import Method, MethodConfig, Scores
+from bench.methods import base as method_base
+from bench.results import load_rows
+
+# ----------------------------------------------------------------------------- a fast fake method
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeConfig(MethodConfig):
+    image_size: int = 16
+    behaviour: str = "ok"  # ok | nan | oom
+
+
+class ProbeMethod(Method):
+    """Mean training image; score = |image - mean|. Checks it only ever gets (H, W, 3) uint8."""
+
+    Config = ProbeConfig
+
+    def _small(self, img: np.ndarray) -> np.ndarray:
+        assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3, img.shape
+        s = self.config.image_size
+        return np.asarray(Image.fromarray(img).resize((s, s)), dtype=np.float32).mean(-1)
+
+    def fit(self, train) -> None:
+        self.mean = np.mean([self._small(x) for x in train], axis=0)
+
+    def score(self, images) -> Scores:
+        if self.config.behaviour == "oom":
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0)")
+        maps = np.stack([np.abs(self._small(x) - self.mean) for x in images]).astype(np.float32)
+        scores = maps.reshape(len(maps), -1).max(1)
+        if self.config.behaviour == "nan":
+            scores[::2] = np.nan
+        return Scores(scores, maps)
+
+    def fitted_state(self):
+        return {"mean": self.mean}
+
+    def load_fitted_state(self, state) -> None:
+        self.mean = state["mean"]
+
+    def mask_transform(self, mask: np.ndarray) -> np.ndarray:
+        s = self.config.image_size
+        return np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((s, s), Image.NEAREST)) > 127
+
+
+@pytest.fixture(scope="module", autouse=True)
+def probe_methods():
+    names = {"probe": "ok", "probe_nan": "nan", "probe_oom": "oom"}
+    for name, behaviour in names.items():
+        method_base.register_variant(name, ProbeMethod, summary="test probe", behaviour=behaviour)
+    yield
+    for name in names:
+        method_base._REGISTRY.pop(name, None)
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADSHIFT_BENCH_CACHE", str(tmp_path / "cache"))
+
+
+def bench(monkeypatch, capsys, *args: str) -> tuple[int, list[str], str]:
+    """Run ``bench ARGS`` in-process; (exit code, stderr lines, stdout)."""
+    monkeypatch.setattr(sys, "argv", ["bench", *map(str, args)])
+    try:
+        cli.main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out = capsys.readouterr()
+    return code, [line for line in out.err.splitlines() if line.strip()], out.out
+
+
+def grid(monkeypatch, capsys, root: Path, out: Path, *extra: str) -> tuple[int, list[str], str]:
+    return bench(monkeypatch, capsys, "grid", "-m", "probe", "--root", root, "--corruptions", "clean",
+                 "--out", out, "--no-progress", *extra)
+
+
+def one_error(monkeypatch, capsys, *args) -> str:
+    code, err, _ = bench(monkeypatch, capsys, *args)
+    assert code == 2, err
+    assert len(err) == 1, err  # one line, no traceback
+    assert err[0].startswith("error: ")
+    return err[0][len("error: "):]
+
+
+# ----------------------------------------------------------------------------- before any work
+
+
+def test_missing_root(monkeypatch, capsys, tmp_path):
+    root = tmp_path / "nowhere"
+    assert one_error(monkeypatch, capsys, "grid", "-m", "probe", "--root", root) == (
+        f"dataset root {root} does not exist: pass --root the folder that holds the category folders")
+    assert one_error(monkeypatch, capsys, "grid", "-m", "probe", "-d", "mvtec_ad", "--root", root) == (
+        f"dataset root {root} does not exist: pass --root the folder that holds the mvtec_ad category folders")
+
+
+def test_root_not_in_mvtec_layout(monkeypatch, capsys, tmp_path):
+    (tmp_path / "photos" / "a").mkdir(parents=True)
+    (tmp_path / "photos" / "a" / "x.png").write_bytes(b"")
+    root = tmp_path / "photos"
+    assert one_error(monkeypatch, capsys, "grid", "-m", "probe", "--root", root) == (
+        f"{root}: no category folders with train/good/ found; pass --root pointing at the folder that "
+        "holds the categories (MVTec AD layout)")
+    make_category(tmp_path / "half", "cat")
+    import shutil
+
+    shutil.rmtree(tmp_path / "half" / "cat" / "test")
+    assert one_error(monkeypatch, capsys, "grid", "-m", "probe", "--root", tmp_path / "half") == (
+        f"{tmp_path / 'half' / 'cat'}: not in the MVTec AD layout (needs train/good/ and test/<type>/ with "
+        "ground_truth/<type>/<stem>_mask.png); rearrange the folder or pick the matching --dataset")
+    make_category(tmp_path / "mv", "cat")
+    assert one_error(monkeypatch, capsys, "grid", "-m", "probe", "-d", "mvtec_ad", "--root", tmp_path / "mv",
+                     "-c", "bottle") == (
+        f"{tmp_path / 'mv' / 'bottle'}: no such category folder (categories found there: cat); "
+        "check --root and --categories")
+
+
+def test_non_image_file_in_test(monkeypatch, capsys, tmp_path):
+    make_category(tmp_path, "cat")
+    notes = tmp_path / "cat" / "test" / "good" / "notes.txt"
+    notes.write_text("taken on monday\n")
+    assert one_error(monkeypatch, capsys, "grid", "-m", "probe", "--root", tmp_path) == (
+        f"{notes}: not an image file (expected .bmp, .jpeg, .jpg, .png, .tif, .tiff); "
+        "move it out of the dataset folder")
+
+
+def test_missing_mask(monkeypatch, capsys, tmp_path):
+    make_category(tmp_path, "cat")
+    mask = tmp_path / "cat" / "ground_truth" / "crack" / "001_mask.png"
+    mask.unlink()
+    image = tmp_path / "cat" / "test" / "crack" / "001.png"
+    assert one_error(monkeypatch, capsys, "grid", "-m", "probe", "--root", tmp_path) == (
+        f"{image}: defect image without a mask (expected {mask}); add the mask or move the image out of test/")
+
+
+def test_empty_train_good(monkeypatch, capsys, tmp_path):
+    make_category(tmp_path, "cat", n_train=0)
+    (tmp_path / "cat" / "train" / "good").mkdir(parents=True)
+    assert one_error(monkeypatch, capsys, "grid", "-m", "probe", "--root", tmp_path) == (
+        f"{tmp_path / 'cat' / 'train' / 'good'}: no training images; put the normal images of cat there")
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("-m", "patchcor", "unknown method 'patchcor': did you mean 'patchcore'? known methods: "),
+    ("-d", "mvtec", "unknown dataset 'mvtec': did you mean 'mvtec_ad'? known datasets: "
+                    "textures, mvtec_ad, btad, mpdd, folder (see `bench list datasets`)"),
+    ("--corruptions", "gausian_noise", "unknown corruption 'gausian_noise': did you mean 'gaussian_noise'? "
+                                       "known corruptions: gaussian_noise, shot_noise, "),
+])
+def test_unknown_names_suggest_the_closest(monkeypatch, capsys, tmp_path, option, value, message):
+    make_category(tmp_path, "cat")
+    args = ["grid", "--root", tmp_path, option, value] + (["-m", "probe"] if option != "-m" else [])
+    text = one_error(monkeypatch, capsys, *args)
+    assert text.startswith(message), text
+    kind = {"-m": "methods", "-d": "datasets", "--corruptions": "corruptions"}[option]
+    assert text.endswith(f"(see `bench list {kind}`)")
+
+
+@pytest.mark.parametrize("severity", ["0", "6"])
+def test_severity_out_of_range(monkeypatch, capsys, tmp_path, severity):
+    make_category(tmp_path, "cat")
+    assert one_error(monkeypatch, capsys, "grid", "-m", "probe", "--root", tmp_path,
+                     "--corruptions", "gaussian_noise", "-s", severity) == (
+        f"severity {severity} is out of range: corruption severities are 1-5 (use --severities 1,2,3,4,5)")
+
+
+def test_debug_shows_the_traceback(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(sys, "argv", ["bench", "--debug", "grid", "-m", "probe", "--root", str(tmp_path / "x")])
+    with pytest.raises(BenchError, match="does not exist"):
+        cli.main()
+
+
+# ----------------------------------------------------------------------------- per category / cell
+
+
+def test_undecodable_images_and_wrong_masks_fail_their_category_only(monkeypatch, capsys, tmp_path):
+    root = tmp_path / "data"
+    for name in ("good", "truncated", "notpng", "bigmask"):
+        make_category(root, name)
+    truncated = root / "truncated" / "test" / "good" / "001.png"
+    truncated.write_bytes(truncated.read_bytes()[:300])
+    notpng = root / "notpng" / "test" / "crack" / "000.png"
+    notpng.write_text("this is not a picture\n")
+    bigmask = root / "bigmask" / "ground_truth" / "crack" / "001_mask.png"
+    Image.fromarray(np.zeros((32, 48), np.uint8)).save(bigmask)
+
+    code, err, _ = grid(monkeypatch, capsys, root, tmp_path / "run")
+    assert code == 1
+    expected = {
+        "truncated": f"{truncated}: cannot decode this image (image file is truncated); replace or remove the file",
+        "notpng": f"{notpng}: not an image (no known image format inside); replace or remove the file",
+        "bigmask": f"{bigmask}: mask is 48x32 but its image is 64x64; masks must have their image's size",
+    }
+    rows = load_rows(tmp_path / "run").set_index("category")
+    assert rows.loc["good", "status"] == "ok"
+    for category, message in expected.items():
+        assert rows.loc[category, "status"] == "failed"
+        assert rows.loc[category, "error"] == message
+        assert f"failed probe / {category} / clean / seed 0: {message}" in err
+    assert not any("Traceback" in line for line in err)
+
+
+def test_grayscale_images_load_as_rgb(monkeypatch, capsys, tmp_path):
+    make_category(tmp_path / "data", "screw", mode="L")
+    from bench.datasets.registry import get_dataset
+
+    cat = get_dataset("folder").load(tmp_path / "data", "screw")
+    img = cat.test.images[0]
+    assert img.shape == (64, 64, 3) and img.dtype == np.uint8
+    assert (img[..., 0] == img[..., 1]).all() and (img[..., 1] == img[..., 2]).all()
+    code, err, _ = grid(monkeypatch, capsys, tmp_path / "data", tmp_path / "run", "--corruptions", "clean,contrast",
+                        "-s", "3")
+    assert code == 0, err
+    assert (load_rows(tmp_path / "run")["status"] == "ok").all()
+
+
+def test_nan_scores_fail_the_cell_and_the_grid_goes_on(monkeypatch, capsys, tmp_path):
+    make_category(tmp_path / "data", "cat")
+    code, err, _ = bench(monkeypatch, capsys, "grid", "-m", "probe_nan,probe", "--root", tmp_path / "data",
+                         "--corruptions", "clean", "--out", tmp_path / "run", "--no-progress")
+    assert code == 1
+    rows = load_rows(tmp_path / "run").set_index("method")
+    message = ("probe_nan returned NaN/inf image scores (2 of 4) on data/cat clean seed 0; the cell is not "
+               "scored: the method diverged - check its hyperparameters (--set) or its numerics")
+    assert rows.loc["probe_nan", "status"] == "failed"
+    assert rows.loc["probe_nan", "error"] == message
+    assert f"failed probe_nan / cat / clean / seed 0: {message}" in err
+    assert rows.loc["probe", "status"] == "ok" and np.isfinite(rows.loc["probe", "image_auroc"])
+
+
+def test_cuda_out_of_memory_fails_the_cell_not_the_grid(monkeypatch, capsys, tmp_path):
+    make_category(tmp_path / "data", "cat")
+    code, err, _ = bench(monkeypatch, capsys, "grid", "-m", "probe_oom,probe", "--root", tmp_path / "data",
+                         "--corruptions", "clean", "--out", tmp_path / "run", "--no-progress")
+    assert code == 1
+    rows = load_rows(tmp_path / "run").set_index("method")
+    assert rows.loc["probe_oom", "error"] == (
+        "CUDA out of memory in this cell (CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0)); lower the "
+        "method's batch_size with --set batch_size=N or run on a larger GPU")
+    assert rows.loc["probe", "status"] == "ok"
