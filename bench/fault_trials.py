@@ -307,7 +307,7 @@ class Trials:
             run_dir, audit = self.new_round("ray")
             result.rounds += 1
             result.rows_expected += len(expected)
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+            ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
             try:
                 box: dict = {}
 

@@ -65,10 +65,13 @@ class RayExecutor:
         env = {k: os.environ[k] for k in ("ADSHIFT_BENCH_CACHE",) if k in os.environ}
         if env:  # same cache location on the workers (relevant when they share this machine)
             kwargs["runtime_env"] = {"env_vars": env}
-        if self.address is None and not os.environ.get("RAY_ADDRESS"):
-            kwargs["include_dashboard"] = False  # a private local cluster for this run
+        address = self.address
+        if address is None and not os.environ.get("RAY_ADDRESS"):
+            # a private local cluster for this run; joining one is explicit (--address auto)
+            address = "local"
+            kwargs["include_dashboard"] = False
         try:
-            ray.init(address=self.address, **kwargs)
+            ray.init(address=address, **kwargs)
         except ConnectionError as exc:
             auth = "" if os.environ.get("RAY_AUTH_MODE") else (
                 "; a cluster with token authentication (the default of `ray start` since Ray 2.59) also needs "
