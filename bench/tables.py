@@ -29,6 +29,7 @@ __all__ = [
     "CORRUPTION_NAMES",
     "DATASET_NAMES",
     "METHOD_NAMES",
+    "METHOD_ORDER",
     "METRIC_NAMES",
 ]
 
@@ -71,6 +72,10 @@ METHOD_NAMES: dict[str, str] = {
     "rd4ad": "RD4AD",
     "gnl": "GNL",
 }
+# Default row order: the main methods as in the papers, then TTAD Table 4's ablation rows in the
+# paper's order; any other method (a user's) follows in the order its rows appear.
+METHOD_ORDER: tuple[str, ...] = (*METHOD_NAMES, "none", "kl_div", "moment_matching", "ot_hungarian",
+                                 "ot_discrete", "ot_discrete_copy", "ot_discrete_augment")
 METRIC_NAMES: dict[str, str] = {
     "image_auroc": "I-AUROC",
     "pixel_auroc": "P-AUROC",
@@ -186,7 +191,12 @@ def _per_category(df, metrics, rows, datasets, methods, conditions, categories):
         data[m] = pd.to_numeric(data[m], errors="coerce").astype(float)
     per_cat = data.groupby(keys, sort=False, dropna=False)[list(metrics)].mean().reset_index()
 
-    row_order = list(methods) if methods is not None else list(dict.fromkeys(ok[rows]))
+    if methods is not None:
+        row_order = list(methods)
+    else:
+        seen = list(dict.fromkeys(ok[rows]))
+        rank = {m: i for i, m in enumerate(METHOD_ORDER)} if rows == "method" else {}
+        row_order = sorted(seen, key=lambda m: (rank.get(m, len(rank)), seen.index(m)))
     row_order = [r for r in row_order if r in set(per_cat[rows])]
     ds_order = list(datasets) if datasets is not None else list(dict.fromkeys(ok["dataset"]))
     ds_order = [d for d in ds_order if d in set(per_cat["dataset"])]

@@ -26,8 +26,13 @@ Harness choices (recorded here, see also the config fields):
   running statistics, only gamma/beta move. ``batch``: BN normalises each adaptation batch with
   its own statistics and the running statistics are re-estimated on the adaptation batches
   (cumulative average); scoring uses those target statistics.
-- OT cost = squared L2 / (median leave-one-out NN distance of training patches), so ``reg`` is
-  unit-free; the OT loss is the weighted *mean* cost over the plan's pairs (size-independent).
+- OT: cost C_ij = ||z_i - m_j|| (TTAD Eq. 4); the plan is computed on C divided by the median
+  leave-one-out NN distance of the training patches, so ``reg`` is unit-free. The loss is the
+  *mean* of C over the plan's pairs (``ot_reduction="mean"``): TTAD's literal sum (Eq. 6) is
+  ~10^4 times larger and diverges at lr 0.003 on this harness's features (textures, 4 steps:
+  2e6 -> 4e10); ``ot_reduction="sum"`` keeps it available.
+- ``loss_before`` is the first step's loss (the first batch, its augmentation, source weights),
+  ``loss_after`` the loss of that same batch after adaptation (TTAC: from fresh statistics).
 - Memory: the cost matrix is (target patches x bank items) fp32 and POT's Sinkhorn holds about
   five such buffers at its peak. The bank used for alignment is capped at ``ot_bank_cap``
   items (a fixed seeded random subset; 16,384 by default: 15,680 x 16,384 x 4 B = 1.0 GB per
@@ -38,6 +43,13 @@ Harness choices (recorded here, see also the config fields):
   of the source leave-one-out NN distances are excluded from the component terms (TTAC's
   confidence filter). Running-statistics caps are in images x patches per image.
 - TTT++ without its contrastive branch (PatchCore has no source SSL head) and without a queue.
+- Named configs: ``ttt++``/``ttac``/``ttad`` use the shared protocol (flip/rot90 views). The
+  Table 4 rows leave the augmentation column blank except the last two, so ``kl_div`` and
+  ``moment_matching`` (TTAC's and TTT++'s losses) and ``ot_hungarian``/``ot_discrete`` run
+  without augmentation; ``ot_discrete_augment`` is ``ttad``'s config under its Table 4 name.
+  ``none`` adapts nothing and scores exactly like ``patchcore`` (same bank, shared fit).
+- Hungarian = scipy's exact ``linear_sum_assignment`` on the (capped) cost: min(N, M)
+  one-to-one pairs; no Sinkhorn.
 - Fig. 5 diagnostic: in the last epoch each bank item's strongest target patch (the column
   arg-max of the plan; the matched row for Hungarian) is counted per target patch, mapped back
   through the augmentation onto the original image's patch grid; ``patch_reports`` hands those

@@ -7,14 +7,15 @@ memory bank) is a constant. Three families, one per method of the TTAD compariso
 - moment matching (TTT++): CORAL on covariances + linear MMD on means;
 - Gaussian KL (TTAC): symmetric KL between source and (running) target Gaussians, full
   covariance or diagonal per mixture component;
-- optimal transport (TTAD): an entropic (Sinkhorn) or exact (Hungarian) plan between target
-  patches and bank items, computed *without* gradient, then turned into a set of weighted
-  (target, bank) pairs; the loss is the weighted mean squared distance over those pairs, with
-  gradient through the target features only (the envelope-theorem gradient of the OT value).
-  Sinkhorn iterations are never unrolled through autograd.
+- optimal transport (TTAD): an entropic (Sinkhorn, POT) or exact (Hungarian) plan between
+  target patches and bank items, computed *without* gradient, then used as is (continuous) or
+  discretised into unit-weight (target, bank) pairs; the loss is sum_ij pi_ij C_ij (or its mean
+  over the plan's mass) with gradient through the target features only (the envelope-theorem
+  gradient of the OT value). Sinkhorn iterations are never unrolled through autograd, and no
+  (N, M) tensor ever enters the autograd graph.
 
-All squared distances are squared L2 (PatchCore's kNN metric); the OT cost is divided by a
-source scale so that the entropic ``reg`` is unit-free.
+The OT cost is TTAD's Euclidean distance (or its square); the plan is computed on the cost
+divided by a source scale so that the entropic ``reg`` is unit-free.
 """
 from __future__ import annotations
 

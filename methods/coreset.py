@@ -62,6 +62,8 @@ def greedy_coreset(
     xn = x.cpu().numpy().astype(np.float32, copy=False)
     mind_np = mind.cpu().numpy().astype(np.float32)
     if algorithm == "fused":
+        if xn.shape[1] < PROJECTION_DIM:  # unprojected small features: zero columns change no distance
+            xn = np.pad(xn, ((0, 0), (0, PROJECTION_DIM - xn.shape[1])))
         return _greedy_fused(xn, mind_np, n_select)
     raise ValueError(f"unknown coreset algorithm {algorithm!r}: use auto, torch or fused")
 
@@ -81,9 +83,11 @@ def _greedy_torch(x: torch.Tensor, mind: torch.Tensor, n_select: int) -> np.ndar
     return chosen.cpu().numpy()
 
 
-@numba.njit(parallel=True, fastmath={"reassoc", "contract"}, cache=True)
+# The dot product runs over the compile-time constant PROJECTION_DIM (numba freezes the global):
+# the unrolled, vectorised loop streams the bank ~1.5x faster than a loop over a runtime ``d``.
+@numba.njit(parallel=True, fastmath={"reassoc", "contract", "nsz", "arcp"}, cache=True)
 def _update_fused(x, norms, mind, c, cnorm, nthreads):  # pragma: no cover - numba
-    n, d = x.shape
+    n = x.shape[0]
     chunk = (n + nthreads - 1) // nthreads
     best_val = np.full(nthreads, -1.0, dtype=np.float32)
     best_idx = np.zeros(nthreads, dtype=np.int64)
@@ -94,13 +98,15 @@ def _update_fused(x, norms, mind, c, cnorm, nthreads):  # pragma: no cover - num
         bi = lo
         for i in range(lo, hi):
             dot = np.float32(0.0)
-            for k in range(d):
+            for k in range(PROJECTION_DIM):
                 dot += x[i, k] * c[k]
             dist = norms[i] - np.float32(2.0) * dot + cnorm
-            if dist < mind[i]:
-                mind[i] = dist if dist > 0 else np.float32(0.0)
-            if mind[i] > bv:
-                bv = mind[i]
+            m = mind[i]
+            if dist < m:
+                m = dist if dist > 0 else np.float32(0.0)
+                mind[i] = m
+            if m > bv:
+                bv = m
                 bi = i
         best_val[t] = bv
         best_idx[t] = bi
@@ -112,6 +118,7 @@ def _update_fused(x, norms, mind, c, cnorm, nthreads):  # pragma: no cover - num
 
 
 def _greedy_fused(x: np.ndarray, mind: np.ndarray, n_select: int) -> np.ndarray:
+    assert x.shape[1] == PROJECTION_DIM, x.shape
     norms = np.einsum("ij,ij->i", x, x).astype(np.float32)
     nthreads = numba.get_num_threads()
     chosen = np.empty(n_select, dtype=np.int64)

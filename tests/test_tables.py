@@ -88,6 +88,19 @@ def test_method_order_and_selection():
     assert only.strip().splitlines()[2] == "| TTAD | 82.00 |"
 
 
+def test_default_order_is_the_papers_then_table4_then_user_methods():
+    # rows arrive in an arbitrary order (part files load by cell id)
+    df = synthetic()
+    extra = []
+    for name in ("mine", "ot_discrete", "none", "rd4ad"):
+        r = df[df.method == "ttad"].copy()
+        r["method"] = r["config_hash"] = name
+        r["cell_id"] = r["cell_id"] + name
+        extra.append(r)
+    mixed = pd.concat([extra[0], df.iloc[::-1], *extra[1:]], ignore_index=True)
+    assert list(table_frame(mixed).index) == ["PatchCore", "TTAD", "RD4AD", "none", "ot_discrete", "mine"]
+
+
 def test_failed_rows_are_excluded_entirely():
     extra = [dict(cell_id="x", method="broken", dataset="mvtec_ad", category="bottle",
                   corruption="clean", severity=0, seed=0, image_auroc=0.99, status="failed", error="oom")]
