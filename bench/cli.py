@@ -164,7 +164,7 @@ def corrupt(
 
 @app.command()
 def table(
-    run: Path = typer.Argument(..., help="Run directory or rows.parquet file."),
+    runs: List[Path] = typer.Argument(..., help="Run directories or rows.parquet files (several are merged)."),
     metric: List[str] = typer.Option(["image_auroc"], "--metric", help="Metric column(s), comma-separated."),
     fmt: str = typer.Option("markdown", "--format", "-f", help="latex or markdown."),
     per_class: bool = typer.Option(False, "--per-class", help="Categories as rows (appendix layout)."),
@@ -174,12 +174,13 @@ def table(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
 ) -> None:
     """Render a run's rows as a LaTeX (booktabs, best bold) or Markdown table."""
-    from .results import load_rows
+    from .results import load_runs
     from .tables import compare_published, main_table
 
     if fmt not in ("latex", "markdown"):
         raise BenchError(f"--format {fmt}: use latex or markdown")
-    df = load_rows(run)
+    df = load_runs(runs)
+    run = ", ".join(map(str, runs))
     metrics_ = _split(metric) or ["image_auroc"]
     for m in metrics_:
         if m not in df.columns:

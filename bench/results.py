@@ -309,6 +309,16 @@ class RunStore:
 # --------------------------------------------------------------------------- helpers
 
 
+def load_runs(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
+    """Rows of several runs (see :func:`load_rows`) as one frame; a cell id present in more than
+    one of them keeps the row of the last path given."""
+    frames = [load_rows(p) for p in paths]
+    if not frames:
+        raise FileNotFoundError("no run given")
+    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    return _sort_rows(df.drop_duplicates("cell_id", keep="last"))
+
+
 def load_rows(path: str | os.PathLike) -> pd.DataFrame:
     """Rows from a run directory, a parts directory, or a single parquet file.
 

@@ -119,3 +119,21 @@ def test_unknown_override_for_a_method_is_rejected(tiny_root):
     spec.overrides["patchcore.coreset_ration"] = "0.1"
     with pytest.raises(BenchError, match="no hyperparameter 'coreset_ration'"):
         spec.cells()
+
+
+def test_cpu_sized_defaults_apply_to_the_embedded_dataset_only():
+    def cfg(dataset, method, **overrides):
+        spec = GridSpec(methods=[method], dataset=dataset, root="/nonexistent", overrides=overrides)
+        return spec.method_config(method)
+
+    # textures: CPU-sized budgets (datasets/registry.py)
+    assert (cfg("textures", "ttad").adapt_epochs, cfg("textures", "ttad").adapt_max_images) == (1, 5)
+    assert (cfg("textures", "rd4ad").epochs, cfg("textures", "gnl").epochs) == (25, 6)
+    assert cfg("textures", "patchcore").image_size == 160
+    # every other dataset: the papers' values
+    for ds in ("mvtec_ad", "folder"):
+        assert (cfg(ds, "ttad").adapt_epochs, cfg(ds, "ttad").adapt_max_images) == (10, 0)
+        assert (cfg(ds, "rd4ad").epochs, cfg(ds, "gnl").epochs) == (200, 20)
+        assert (cfg(ds, "patchcore").resize, cfg(ds, "patchcore").image_size) == (256, 224)
+    # --set wins over the dataset's defaults
+    assert cfg("textures", "gnl", **{"gnl.epochs": "2"}).epochs == 2
