@@ -8,9 +8,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
 @pytest.fixture(scope="session", autouse=True)
 def _private_cache(tmp_path_factory):
     """Fit, corruption and dataset caches go to a temp dir, never to the user's cache."""
