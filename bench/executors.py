@@ -244,10 +244,6 @@ def _row_line(cell: Cell, row: dict[str, Any]) -> str:
             f"(fit {fit}, score {row['score_seconds']:.1f}s)")
 
 
-def _corruption_delta(before: dict[str, int]) -> dict[str, int]:
-    return {k: _corruptions.CACHE_STATS[k] - before[k] for k in before}
-
-
 # --------------------------------------------------------------------------- local
 
 
@@ -311,7 +307,7 @@ class LocalExecutor:
                 before = dict(_corruptions.CACHE_STATS)
                 this = fitted if i == 0 else replace(fitted, cached=True)
                 row = run_cell(cell, ctx, on_stage=lambda name, c=cell: driver.stage(c, name), fitted=this)
-                driver.row(cell, row, _corruption_delta(before))
+                driver.row(cell, row, _corruptions.cache_stats_since(before))
 
     # worker processes ---------------------------------------------------------------------
     def _run_pool(self, spec: GridSpec, groups: list[FitGroup], driver: Driver) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 import torch
 
 DEFAULT_METHODS = ["ttt++", "ttac", "ttad", "kl_div", "moment_matching", "ot_hungarian", "ot_discrete",

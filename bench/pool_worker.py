@@ -64,15 +64,10 @@ def fit(cell, key: str) -> dict[str, Any]:
 def evaluate(cell, key: str, cached: bool) -> tuple[dict[str, Any], dict[str, int]]:
     """One cell from the fitted state in the fit cache; (row, corruption-cache delta)."""
     from .datasets import corruptions
-    from .runner import Fitted, run_cell
+    from .runner import cached_fit, run_cell
 
     ctx = _WORKER["ctx"]
     before = dict(corruptions.CACHE_STATS)
-    entry = ctx.fit_cache.load(key)
-    fitted = None
-    if entry is not None:
-        meta = entry["meta"]
-        fitted = Fitted(key, entry["state"], float(meta.get("fit_seconds", float("nan"))), cached,
-                        dict(meta.get("diagnostics", {})))
+    fitted = cached_fit(ctx.fit_cache, key, cached)
     row = run_cell(cell, ctx, fitted=fitted)  # without the entry (deleted meanwhile) it fits itself
-    return row, {k: corruptions.CACHE_STATS[k] - before[k] for k in before}
+    return row, corruptions.cache_stats_since(before)

@@ -25,7 +25,7 @@ from .datasets import corruptions as _corruptions
 from .datasets.cache import cache_dir
 from .errors import BenchError
 from .grid import Cell, GridSpec
-from .runner import Fitted, RunContext, _error_text, failed_row, obtain_fit, run_cell
+from .runner import Fitted, RunContext, _error_text, cached_fit, failed_row, obtain_fit, run_cell
 
 RAY_MISSING = "the ray executor needs Ray: pip install 'adshift-bench[ray]'"
 
@@ -126,12 +126,10 @@ class RayExecutor:
                 pending[ref] = ("eval", cell)
 
         for group in groups:
-            entry = cache.load(group.key)
-            if entry is not None:  # fitted in an earlier run: no fit task
-                meta = entry["meta"]
-                driver.fit_done(group.cells[0], group.key, computed=False, seconds=meta.get("fit_seconds", 0.0))
-                submit_cells(group, ray.put(entry["state"]), False, float(meta.get("fit_seconds", float("nan"))),
-                             dict(meta.get("diagnostics", {})))
+            found = cached_fit(cache, group.key)
+            if found is not None:  # fitted in an earlier run: no fit task
+                driver.fit_done(group.cells[0], group.key, computed=False, seconds=found.fit_seconds)
+                submit_cells(group, ray.put(found.state), False, found.fit_seconds, found.diagnostics)
             else:
                 state_ref, info_ref = fit_task.remote(spec_ref, group.cells[0], group.key, threads)
                 pending[info_ref] = ("fit", group, state_ref)
@@ -228,4 +226,4 @@ def _ray_eval(spec: GridSpec, cell: Cell, key: str, state: dict, fit_seconds: fl
     # object-store arrays are read-only views; run_cell copies the state before loading it
     fitted = Fitted(key, state, fit_seconds, cached, copy.deepcopy(diagnostics))
     row = run_cell(cell, ctx, fitted=fitted)
-    return row, {k: _corruptions.CACHE_STATS[k] - before[k] for k in before}
+    return row, _corruptions.cache_stats_since(before)

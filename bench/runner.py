@@ -139,6 +139,16 @@ class Fitted:
     diagnostics: dict[str, Any] = field(default_factory=dict)  # the fitting instance's, e.g. timings
 
 
+def cached_fit(cache: FitCache, key: str, cached: bool = True) -> Fitted | None:
+    """The fit-cache entry of ``key`` as a Fitted, or None when it is not in the cache."""
+    entry = cache.load(key)
+    if entry is None:
+        return None
+    meta = entry["meta"]
+    return Fitted(key, entry["state"], float(meta.get("fit_seconds", float("nan"))), cached,
+                  dict(meta.get("diagnostics", {})))
+
+
 def new_method(cell: Cell, device: str) -> Method:
     return get(cell.method).create(device=device, seed=cell.seed, **cell.config.to_dict())
 
@@ -193,11 +203,9 @@ def obtain_fit(cell: Cell, ctx: RunContext, device: str,
     cat = ctx.checked_category(cell.category)
     identity = fit_identity(cell, ctx)
     key = ctx.fit_cache.key(identity)
-    entry = ctx.fit_cache.load(key)
-    if entry is not None:
-        meta = entry["meta"]
-        return Fitted(key, entry["state"], float(meta.get("fit_seconds", float("nan"))), True,
-                      dict(meta.get("diagnostics", {})))
+    found = cached_fit(ctx.fit_cache, key)
+    if found is not None:
+        return found
     method = new_method(cell, device)
     method.checkpoint_dir = ctx.fit_cache.root.parent / "train" / key
     method.progress = on_progress

@@ -65,6 +65,11 @@ _CACHE_FORMAT = "1"
 CACHE_STATS: dict[str, int] = {"hits": 0, "misses": 0}
 
 
+def cache_stats_since(before: dict[str, int]) -> dict[str, int]:
+    """What ``CACHE_STATS`` gained since the snapshot ``before`` (one cell's hits and misses)."""
+    return {k: CACHE_STATS[k] - before[k] for k in before}
+
+
 def reset_cache_stats() -> None:
     for k in CACHE_STATS:
         CACHE_STATS[k] = 0

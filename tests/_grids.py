@@ -21,6 +21,22 @@ from bench.datasets import textures
 from bench.grid import GridSpec
 from bench.results import METRICS, load_rows
 
+def run_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    """Run ``bench ARGS`` in-process: (exit code, stdout, stderr)."""
+    import sys
+
+    from bench import cli
+
+    monkeypatch.setattr(sys, "argv", ["bench", *map(str, args)])
+    try:
+        cli.main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 TINY = {"resize": "64", "image_size": "64"}  # PatchCore at 64 px: seconds per fit on a CPU
 # One CPU thread per cell in every executor: a convolution's float sums depend on the thread
 # count, so equal thread counts are what makes metrics bit-identical across executors.

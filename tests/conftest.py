@@ -6,7 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _private_cache(tmp_path_factory):
@@ -57,3 +59,12 @@ def tiny_root(tmp_path) -> Path:
 def mvtec_factory():
     """``make_mvtec`` for tests that need their own tiny dataset (e.g. module-scoped)."""
     return make_mvtec
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: on a busy 2-core machine, thread hand-offs cost more than they save."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

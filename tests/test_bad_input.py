@@ -21,7 +21,7 @@ import pytest
 import torch
 from PIL import Image
 
-from _grids import make_category
+from _grids import make_category, run_cli
 from bench import cli
 from bench.errors import BenchError
 from bench.methods import Method, MethodConfig, Scores
@@ -87,14 +87,8 @@ def private_cache(tmp_path, monkeypatch):
 
 def bench(monkeypatch, capsys, *args: str) -> tuple[int, list[str], str]:
     """Run ``bench ARGS`` in-process; (exit code, stderr lines, stdout)."""
-    monkeypatch.setattr(sys, "argv", ["bench", *map(str, args)])
-    try:
-        cli.main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out = capsys.readouterr()
-    return code, [line for line in out.err.splitlines() if line.strip()], out.out
+    code, out, err = run_cli(monkeypatch, capsys, *args)
+    return code, [line for line in err.splitlines() if line.strip()], out
 
 
 def grid(monkeypatch, capsys, root: Path, out: Path, *extra: str) -> tuple[int, list[str], str]:

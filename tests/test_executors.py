@@ -7,24 +7,12 @@ import sys
 
 import pytest
 
-from _grids import (THREADS, assert_identical, cache_env, reference_rows, reference_run, scratch, textures_root,
+from _grids import (THREADS, run_cli, assert_identical, cache_env, reference_rows, reference_run, scratch, textures_root,
                     tiny_spec)
-from bench import cli
 from bench.errors import BenchError
 from bench.executors import LocalExecutor, make_executor, plan_groups, run_grid
 from bench.results import RunStore, load_rows
 from bench.runner import RunContext
-
-
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["bench", *args])
-    try:
-        cli.main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_groups_share_one_fit_per_category_and_seed():
