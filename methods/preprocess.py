@@ -13,8 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from .backbones import Normalization
 
 
 @dataclass(frozen=True)
@@ -58,25 +57,26 @@ class Geometry:
         return np.asarray(self._apply(im, Image.NEAREST)) > 127
 
 
-def to_tensor(images: Sequence[np.ndarray], normalize: bool = True) -> torch.Tensor:
-    """Stack uint8 (S, S, 3) images into a float (B, 3, S, S) batch, ImageNet-normalised."""
+def to_tensor(images: Sequence[np.ndarray], norm: Normalization | None) -> torch.Tensor:
+    """Stack uint8 (S, S, 3) images into a float (B, 3, S, S) batch, normalised with ``norm``
+    (the backbone's own, ``backbones.normalization``); None: plain [0, 1]."""
     x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255.0)
-    if normalize:
-        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    if norm is not None:
+        mean = torch.tensor(norm.mean).view(1, 3, 1, 1)
+        std = torch.tensor(norm.std).view(1, 3, 1, 1)
         x = (x - mean) / std
     return x
 
 
 def batches(
-    images: Sequence[np.ndarray], geometry: Geometry, batch_size: int, normalize: bool = True
+    images: Sequence[np.ndarray], geometry: Geometry, batch_size: int, norm: Normalization | None
 ) -> Iterator[torch.Tensor]:
     """Yield normalised (B, 3, S, S) batches of ``images`` on ``geometry``'s grid."""
     buf: list[np.ndarray] = []
     for img in images:
         buf.append(geometry.image(img))
         if len(buf) == batch_size:
-            yield to_tensor(buf, normalize)
+            yield to_tensor(buf, norm)
             buf = []
     if buf:
-        yield to_tensor(buf, normalize)
+        yield to_tensor(buf, norm)

@@ -11,7 +11,9 @@ GNL = the same network and trainer with config flags:
   see ``augmix.py``, and a grayscale view), and the loss
   ``loss_ori * L_ori + loss_abs * L_abs + loss_lowf * L_lowf`` where L_abs compares the bottleneck
   embeddings of clean vs each view and L_lowf the decoder's lowest-level output (0.9/0.05/0.05,
-  20 epochs, as the official MVTec runs).
+  20 epochs, as the official MVTec runs). The two views' terms are added, not averaged
+  (``consistency_reduction="sum"``), as ADShift's training script does; ``"mean"`` divides by
+  the number of views as the paper's equation reads (half the effective weight).
 - ``efdm_alpha`` > 0: at test time, EFDM after the first two teacher stages towards one
   reference normal training image (``efdm_reference``: index or id in the training set; default
   the first image), batched and on the device.
@@ -41,7 +43,8 @@ from .augmix import MVTEC_OPS, augmix
 from .base import Method, MethodConfig, Scores, register, register_variant
 from .distill import Student, Teacher, anomaly_maps, distill_loss, flat_cosine_distance, sorted_values
 from .errors import BenchError
-from .preprocess import IMAGENET_MEAN, IMAGENET_STD, Geometry, batches, to_tensor
+from .backbones import normalization
+from .preprocess import Geometry, batches, to_tensor
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,9 @@ class RD4ADConfig(MethodConfig):
     loss_ori: float = 1.0
     loss_abs: float = 0.0
     loss_lowf: float = 0.0
+    # ADShift's training script adds the consistency terms of the two views undivided ("sum",
+    # the code behind the published numbers); the paper's Eq. averages over the N views ("mean")
+    consistency_reduction: str = "sum"
     # GNL: test-time EFDM (0 = off)
     efdm_alpha: float = 0.0
     efdm_reference: str = "0"  # index into the training set, or a training image id
@@ -92,7 +98,10 @@ class RD4AD(Method):
                              f"32 (the bottleneck works at stride 32)")
         if cfg.epochs < 0 or cfg.batch_size < 1:
             raise BenchError("epochs must be >= 0 and batch_size >= 1")
+        if cfg.consistency_reduction not in ("sum", "mean"):
+            raise BenchError(f"consistency_reduction={cfg.consistency_reduction!r}: use sum (ADShift's code) or mean")
         self.geometry = Geometry(resize=cfg.image_size, crop=None, square=True)
+        self.norm = normalization(cfg.backbone)  # as the teacher's weights were trained
         # channels-last: about 1.8x faster convolutions on CPU (depthwise ones above all)
         self.teacher = Teacher(cfg.backbone, cfg.weights).to(device, memory_format=CL)
         with torch.random.fork_rng(devices=[]):  # same initial student for the same seed, always
@@ -150,7 +159,7 @@ class RD4AD(Method):
     def _step(self, images: np.ndarray, idx: np.ndarray, cache: list[torch.Tensor] | None,
               rng: np.random.Generator, opt: torch.optim.Optimizer) -> float:
         cfg = self.config
-        x = to_tensor([images[j] for j in idx]).to(self.device, memory_format=CL)
+        x = to_tensor([images[j] for j in idx], self.norm).to(self.device, memory_format=CL)
         with torch.no_grad():
             if cache is not None:
                 sel = torch.as_tensor(idx, device=cache[0].device)
@@ -159,7 +168,7 @@ class RD4AD(Method):
                 t_clean = self.teacher(x)
             views: list[list[torch.Tensor]] = []
             if cfg.augmix_views:
-                aug = np.stack([augmix(images[j], rng, ops=MVTEC_OPS, width=cfg.augmix_width,
+                aug = np.stack([augmix(images[j], rng, self.norm, ops=MVTEC_OPS, width=cfg.augmix_width,
                                        depth=cfg.augmix_depth, severity=cfg.augmix_severity) for j in idx])
                 both = self.teacher(torch.cat([torch.from_numpy(aug).to(self.device), self._gray(x)])
                                     .contiguous(memory_format=CL))
@@ -173,7 +182,8 @@ class RD4AD(Method):
                 z_v, dec_v = self.student(t_view)
                 l_abs = l_abs + flat_cosine_distance(z, z_v)
                 l_lowf = l_lowf + flat_cosine_distance(dec[0], dec_v[0])
-            loss = loss + cfg.loss_abs * l_abs / len(views) + cfg.loss_lowf * l_lowf / len(views)
+            per = len(views) if cfg.consistency_reduction == "mean" else 1
+            loss = loss + cfg.loss_abs * l_abs / per + cfg.loss_lowf * l_lowf / per
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -184,8 +194,8 @@ class RD4AD(Method):
         w = torch.tensor(GRAY_WEIGHTS, device=x.device).view(1, 3, 1, 1)
         if self.config.gray_after_norm:  # ADShift: Grayscale applied after Normalize
             return (x * w).sum(1, keepdim=True).expand_as(x).contiguous()
-        mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+        mean = torch.tensor(self.norm.mean, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.norm.std, device=x.device).view(1, 3, 1, 1)
         g = ((x * std + mean) * w).sum(1, keepdim=True)
         return ((g - mean) / std).contiguous()
 
@@ -197,7 +207,7 @@ class RD4AD(Method):
         if len(images) * per_image * 4 / 2**20 > self.config.teacher_cache_mb:
             return None
         bs = self.config.batch_size
-        parts = [self.teacher(to_tensor(images[i:i + bs]).to(self.device, memory_format=CL))
+        parts = [self.teacher(to_tensor(images[i:i + bs], self.norm).to(self.device, memory_format=CL))
                  for i in range(0, len(images), bs)]
         return [torch.cat([p[k] for p in parts]) for k in range(3)]
 
@@ -275,7 +285,7 @@ class RD4AD(Method):
             raise BenchError("EFDM needs the reference training image: fit (or load_fitted_state) first")
         if self._ref_sorted is None:
             with torch.no_grad():
-                feats = self.teacher(to_tensor([self.reference]).to(self.device, memory_format=CL))
+                feats = self.teacher(to_tensor([self.reference], self.norm).to(self.device, memory_format=CL))
             self._ref_sorted = [sorted_values(f) for f in feats[:2]]  # EFDM after stages 1 and 2
         return self._ref_sorted
 
@@ -284,7 +294,7 @@ class RD4AD(Method):
         self.student.eval()
         refs = self._efdm_refs()
         image_scores, maps = [], []
-        for x in batches(images, self.geometry, cfg.batch_size):
+        for x in batches(images, self.geometry, cfg.batch_size, self.norm):
             with torch.no_grad():
                 t = self.teacher(x.to(self.device, memory_format=CL), refs, cfg.efdm_alpha)
                 _, s = self.student(t)

@@ -10,6 +10,8 @@ from PIL import Image
 
 from bench.methods import augmix as A
 from bench.methods import get
+from bench.methods import rd4ad as R
+from bench.methods.backbones import normalization
 from bench.methods.rd4ad import RD4AD
 
 
@@ -41,7 +43,7 @@ def test_augmix_never_applies_an_excluded_op(monkeypatch, images):
         monkeypatch.setitem(A.OPERATIONS, name, spy)
     rng = np.random.default_rng(0)
     for i in range(60):
-        view = A.augmix(images[i % len(images)], rng)
+        view = A.augmix(images[i % len(images)], rng, normalization("tf_efficientnet_lite0"))
         assert view.shape == (3, 48, 48) and view.dtype == np.float32
     assert used, "no op was applied"
     assert set(used) == set(A.MVTEC_OPS)  # all six photometric ops occur...
@@ -49,17 +51,18 @@ def test_augmix_never_applies_an_excluded_op(monkeypatch, images):
     assert set(A.MVTEC_OPS) == {"autocontrast", "equalize", "posterize", "solarize", "color", "sharpness"}
     for bad in ("rotate", "translate_x", "shear_y", "contrast", "brightness"):
         with pytest.raises(ValueError, match=bad):
-            A.augmix(images[0], rng, ops=("equalize", bad))
+            A.augmix(images[0], rng, normalization("tf_efficientnet_lite0"), ops=("equalize", bad))
 
 
 def test_augmix_is_reproducible_and_mixes_in_normalised_space(images):
-    a = A.augmix(images[0], np.random.default_rng(5))
-    b = A.augmix(images[0], np.random.default_rng(5))
-    c = A.augmix(images[0], np.random.default_rng(6))
+    norm = normalization("efficientnet_lite0")  # ImageNet statistics: a per-channel range
+    a = A.augmix(images[0], np.random.default_rng(5), norm)
+    b = A.augmix(images[0], np.random.default_rng(5), norm)
+    c = A.augmix(images[0], np.random.default_rng(6), norm)
     assert np.array_equal(a, b) and not np.array_equal(a, c)
     # a convex mix of normalised uint8 images: inside the normalised range of [0, 255]
-    lo = (0 - np.array(A.IMAGENET_MEAN)) / np.array(A.IMAGENET_STD)
-    hi = (1 - np.array(A.IMAGENET_MEAN)) / np.array(A.IMAGENET_STD)
+    lo = (0 - np.array(norm.mean)) / np.array(norm.std)
+    hi = (1 - np.array(norm.mean)) / np.array(norm.std)
     assert (a >= lo[:, None, None] - 1e-5).all() and (a <= hi[:, None, None] + 1e-5).all()
 
 
@@ -72,6 +75,7 @@ def test_paper_defaults_and_gnl_variant():
     g = get("gnl").config()
     assert (g.epochs, g.augmix_views, g.loss_ori, g.loss_abs, g.loss_lowf, g.efdm_alpha, g.efdm_reference) == \
         (20, True, 0.9, 0.05, 0.05, 0.5, "0")
+    assert g.consistency_reduction == "sum"  # ADShift's script adds the two views' terms
     m = get("rd4ad").create(**TINY)
     assert m.geometry.square and m.geometry.crop is None and m.geometry.out_size == 64
 
@@ -228,3 +232,18 @@ def test_grid_resumes_a_killed_training_and_never_retrains_a_finished_one(tmp_pa
     again = load_rows(tmp_path / "run2").iloc[0]
     assert again["status"] == "ok" and bool(again["fit_cached"]) and not fit_calls
     assert again["image_auroc"] == row["image_auroc"]
+
+
+@pytest.mark.parametrize("reduction,expected", [("sum", 0.9 * 3 + 0.05 * 2 + 0.05 * 2), ("mean", 0.9 * 3 + 0.05 + 0.05)])
+def test_gnl_consistency_terms_are_added_over_the_two_views(images, monkeypatch, reduction, expected):
+    """L = 0.9 L_ori + 0.05 (L_abs(augmix) + L_abs(gray)) + 0.05 (L_lowf(augmix) + L_lowf(gray)) as
+    ADShift's training script computes it ("sum"); "mean" halves the consistency weights."""
+    one = lambda a, b: (a.sum() + b.sum()) * 0.0 + 1.0  # noqa: E731 - every distance = 1, graph kept
+    monkeypatch.setattr(R, "flat_cosine_distance", one)
+    monkeypatch.setattr(R, "distill_loss", lambda t, s: sum(one(a, b) for a, b in zip(t, s)))  # 3 scales
+    m = get("gnl").create(**TINY, consistency_reduction=reduction)
+    imgs = np.stack([m.geometry.image(im) for im in images])
+    opt = torch.optim.SGD(m.student.parameters(), lr=0.0)
+    m.student.train()
+    loss = m._step(imgs, np.arange(4), None, np.random.default_rng(0), opt)
+    assert loss == pytest.approx(expected)

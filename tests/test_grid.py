@@ -37,7 +37,7 @@ def test_grid_writes_one_row_per_cell_and_resumes(tiny_root, tmp_path):
     assert len(fits) == 1
     assert sorted(df["fit_cached"]) == [False, True]
     cfg = json.loads(df["config"].iloc[0])
-    assert cfg["coreset_ratio"] == 0.5 and cfg["backbone"] == "efficientnet_lite0"
+    assert cfg["coreset_ratio"] == 0.5 and cfg["backbone"] == "tf_efficientnet_lite0"
     assert df["dataset"].iloc[0] == "data" and df["protocol"].iloc[0] == "native"
 
     s2 = run_local(_spec(tiny_root), run, show_progress=False)
