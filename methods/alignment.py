@@ -7,7 +7,7 @@ memory bank) is a constant. Three families, one per method of the TTAD compariso
 - moment matching (TTT++): CORAL on covariances + linear MMD on means;
 - Gaussian KL (TTAC): symmetric KL between source and (running) target Gaussians, full
   covariance or diagonal per mixture component;
-- optimal transport (TTAD): an entropic (Sinkhorn, POT) or exact (Hungarian) plan between
+- optimal transport (TTAD): an entropic (Sinkhorn, in torch) or exact (Hungarian) plan between
   target patches and bank items, computed *without* gradient, then used as is (continuous) or
   discretised into unit-weight (target, bank) pairs; the loss is sum_ij pi_ij C_ij (or its mean
   over the plan's mass) with gradient through the target features only (the envelope-theorem
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-ASSIGNMENTS = ("continuous", "discrete", "mutual", "hungarian")
+ASSIGNMENTS = ("or", "column", "mutual", "continuous", "hungarian")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,9 +143,12 @@ def gaussian_kl_loss(
     keep: torch.Tensor | None = None,
     comp_state: RunningGaussian | None = None,
     comp_cap: float = float("inf"),
+    comp_gate: float = 0.0,
 ) -> tuple[torch.Tensor, dict]:
-    """TTAC: sym-KL(global source || running target) + mean over components of the diagonal
-    sym-KL of each component that has received (kept) target samples.
+    """TTAC: sym-KL(global source || running target) + (1 / K) * the sum over components of the
+    diagonal sym-KL of each component present in the batch (kept samples) whose running count
+    has reached ``comp_gate`` (TTAC's code: 16 samples; the sum is divided by the number of
+    components K, not by the number of terms).
 
     ``assign`` (N,) is each patch's component (nearest centroid, the pseudo label) and ``keep``
     (N,) the filter (patches close enough to the bank). ``eps`` regularises every covariance.
@@ -172,9 +175,10 @@ def gaussian_kl_loss(
             m, v = ema_moments(cs.mu[c].to(z), cs.cov[c].to(z), xc, ema_alpha(float(cs.count[c]), comp_cap),
                                diagonal=True)
             cs.mu[c], cs.cov[c] = m.detach(), v.detach()
-            terms.append(sym_kl_diag(comp_mu[c], comp_var[c] + eps, m, v + eps))
+            if float(cs.count[c]) >= comp_gate:
+                terms.append(sym_kl_diag(comp_mu[c], comp_var[c] + eps, m, v + eps))
         if terms:
-            loss_comp = torch.stack(terms).mean()
+            loss_comp = torch.stack(terms).sum() / k
             loss = loss + loss_comp
             info["kl_components"] = float(loss_comp.detach())
         info["components_active"] = len(terms)
@@ -187,13 +191,21 @@ def gaussian_kl_loss(
 
 
 @torch.no_grad()
-def sq_cost(x: torch.Tensor, y: torch.Tensor, scale: float = 1.0, chunk: int = 4096) -> torch.Tensor:
-    """Squared-L2 cost (N, M) / ``scale``, built chunk by chunk into one buffer (no gradient)."""
+def sq_cost(x: torch.Tensor, y: torch.Tensor, scale: float = 1.0, chunk: int = 4096,
+            out: torch.Tensor | None = None) -> torch.Tensor:
+    """Squared-L2 cost (N, M) / ``scale``, built chunk by chunk into one buffer (no gradient).
+
+    ``out``: a preallocated buffer of at least N*M elements to build it in (reused across
+    adaptation steps, so the largest tensor of the loop is allocated once)."""
     x = x.detach()
     y = y.detach()
-    out = torch.empty(x.shape[0], y.shape[0], dtype=x.dtype, device=x.device)
+    n, m = x.shape[0], y.shape[0]
+    if out is None or out.numel() < n * m or out.dtype != x.dtype or out.device != x.device:
+        out = torch.empty(n, m, dtype=x.dtype, device=x.device)
+    else:
+        out = out.view(-1)[: n * m].view(n, m)
     y_sq = (y * y).sum(1)
-    for lo in range(0, x.shape[0], chunk):
+    for lo in range(0, n, chunk):
         xs = x[lo:lo + chunk]
         blk = out[lo:lo + chunk]
         torch.mm(xs, y.T, out=blk)
@@ -203,57 +215,107 @@ def sq_cost(x: torch.Tensor, y: torch.Tensor, scale: float = 1.0, chunk: int = 4
     return out
 
 
+@dataclass
+class SinkhornInfo:
+    iters: int  # scaling iterations run
+    error: float  # L1 error of the row marginals at the end (columns are exact)
+    solver: str  # "scaling", or "log" when the scaling form broke down numerically
+
+
 @torch.no_grad()
-def sinkhorn_plan(cost: torch.Tensor, reg: float, iters: int = 100, method: str = "sinkhorn",
-                  stop: float = 1e-6) -> tuple[torch.Tensor, str]:
-    """Entropic OT plan with uniform marginals (POT), without gradient.
+def sinkhorn_plan(cost: torch.Tensor, reg: float, max_iter: int = 100, tol: float = 1e-3,
+                  check_every: int = 5) -> tuple[torch.Tensor, SinkhornInfo]:
+    """Entropic OT plan with uniform marginals, in torch on ``cost``'s device and dtype.
 
-    The cost is shifted by its row minima and then its column minima first: with fixed marginals
-    that leaves the plan unchanged (the shifts are absorbed by the dual scalings) and puts a zero
-    in every row and column, so the Gibbs kernel never has an all-underflowed row or column.
-    If the plain solver still fails numerically, the log-domain solver is used. ``cost`` is
-    modified in place. Returns (plan, solver actually used).
+    Written in place into ``cost`` (no second (N, M) buffer). The cost is first shifted by its
+    row minima and then its column minima: with fixed marginals that leaves the plan unchanged
+    (the shifts are absorbed by the dual scalings) and puts a zero in every row and column, so
+    the Gibbs kernel exp(-C / reg) has an entry 1 in each and never an all-underflowed line.
+    Sinkhorn scalings u = a / Kv, v = b / K^T u run until the L1 error of the row marginals
+    (the columns are exact after each v update) is below ``tol``, checked every
+    ``check_every`` iterations, or ``max_iter`` iterations. If the scalings overflow (kernels
+    whose support admits no plan), the kernel is turned back into the shifted cost in place
+    (entries that underflowed become +inf) and ``sinkhorn_log_plan`` solves it (rare).
+    Returns the plan (the same storage as ``cost``) and what the solver did.
     """
-    import warnings
-
-    import ot
-
-    n = cost.shape[0]
+    n, m = cost.shape
     cost.sub_(cost.min(1, keepdim=True).values)
     cost.sub_(cost.min(0, keepdim=True).values)
-    empty = torch.tensor([], dtype=cost.dtype, device=cost.device)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a numerical failure is detected below
-        plan = ot.sinkhorn(empty, empty, cost, reg, method=method, numItermax=iters, stopThr=stop, warn=False)
-    if method == "sinkhorn_log":
-        return plan, method
-    # every completed scaling iteration ends with exact row marginals (1/N); POT hands back the
-    # initial scalings when it breaks down at once, and NaN/inf on overflow
-    rows = plan.sum(1) * n
-    if bool(torch.isfinite(plan).all()) and float((rows - 1.0).abs().max()) < 1e-3:
-        return plan, method
-    del plan, rows
-    plan = ot.sinkhorn(empty, empty, cost, reg, method="sinkhorn_log", numItermax=iters, stopThr=stop, warn=False)
-    return plan, "sinkhorn_log"
+    k = cost.mul_(-1.0 / reg).exp_()  # the Gibbs kernel, in place
+    a, b = 1.0 / n, 1.0 / m
+    v = torch.ones(m, dtype=k.dtype, device=k.device)
+    u = torch.empty(n, dtype=k.dtype, device=k.device)
+    kv = torch.empty(n, dtype=k.dtype, device=k.device)
+    ktu = torch.empty(m, dtype=k.dtype, device=k.device)
+    it, err = 0, float("inf")
+    while it < max_iter:
+        torch.mv(k, v, out=kv)
+        if it > 0 and it % check_every == 0:
+            err = float((u * kv - a).abs().sum())  # row marginals of the current plan
+            if not err == err or err == float("inf"):  # NaN / inf: the scalings broke down
+                break
+            if err < tol:
+                break
+        torch.div(a, kv, out=u)
+        torch.mv(k.T, u, out=ktu)
+        torch.div(b, ktu, out=v)
+        it += 1
+    if it == max_iter:
+        torch.mv(k, v, out=kv)
+        err = float((u * kv - a).abs().sum())
+    if not (err == err and err != float("inf") and bool(torch.isfinite(u).all()) and bool(torch.isfinite(v).all())):
+        return sinkhorn_log_plan(k.log_().mul_(-reg), reg, max_iter, tol, check_every)
+    k.mul_(u[:, None]).mul_(v[None, :])  # the plan diag(u) K diag(v), in place
+    return k, SinkhornInfo(it, err, "scaling")
+
+
+@torch.no_grad()
+def sinkhorn_log_plan(cost: torch.Tensor, reg: float, max_iter: int = 100, tol: float = 1e-3,
+                      check_every: int = 5) -> tuple[torch.Tensor, SinkhornInfo]:
+    """The log-domain form of ``sinkhorn_plan`` (stable for any cost / reg; slower, temporaries).
+    The plan is written into ``cost``'s storage."""
+    n, m = cost.shape
+    la, lb = -float(np.log(n)), -float(np.log(m))
+    c = cost / reg
+    f = torch.zeros(n, dtype=cost.dtype, device=cost.device)
+    g = torch.zeros(m, dtype=cost.dtype, device=cost.device)
+    it, err = 0, float("inf")
+    while it < max_iter:
+        f = la - torch.logsumexp(g[None, :] - c, dim=1)
+        g = lb - torch.logsumexp(f[:, None] - c, dim=0)
+        it += 1
+        if it % check_every == 0 or it == max_iter:
+            rows = torch.logsumexp(f[:, None] + g[None, :] - c, dim=1).exp()
+            err = float((rows - 1.0 / n).abs().sum())
+            if err < tol:
+                break
+    del c
+    plan = torch.exp(cost.div_(-reg).add_(f[:, None]).add_(g[None, :]), out=cost)
+    return plan, SinkhornInfo(it, err, "log")
 
 
 def discretise(plan: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """TTAD Eq. 6: (rows, cols) of the ones of the discretised plan.
+    """TTAD Eq. 6 readings: (rows, cols) of the unit-weight pairs kept from the plan.
 
-    ``discrete`` (the paper's rule, literal "or"): pi_ij = 1 where j is row i's arg-max or i is
-    column j's arg-max. ``mutual`` ("and"): only pairs that are each other's arg-max.
+    ``or`` (Eq. 6 literally): pi_ij = 1 where j is row i's arg-max *or* i is column j's arg-max;
+    every target patch keeps its strongest bank item. ``column``: only each bank item's
+    strongest target patch (target patches that no bank item prefers, e.g. anomalous ones, get
+    no pull: the property TTAD argues for and Fig. 5 counts). ``mutual``: only pairs that are
+    each other's arg-max.
     """
     n, m = plan.shape
     row_best = plan.argmax(1)  # (N,) best bank item of each target patch
     col_best = plan.argmax(0)  # (M,) best target patch of each bank item
-    r1, c1 = torch.arange(n, device=plan.device), row_best
-    r2, c2 = col_best, torch.arange(m, device=plan.device)
+    cols_all = torch.arange(m, device=plan.device)
+    if mode == "column":
+        return col_best, cols_all
     if mode == "mutual":
-        ok = row_best[col_best] == c2
-        return r2[ok], c2[ok]
-    if mode != "discrete":
-        raise ValueError(f"discretise mode {mode!r}: use discrete or mutual")
-    rows, cols = torch.cat([r1, r2]), torch.cat([c1, c2])
+        ok = row_best[col_best] == cols_all
+        return col_best[ok], cols_all[ok]
+    if mode != "or":
+        raise ValueError(f"discretise mode {mode!r}: use or, column or mutual")
+    rows = torch.cat([torch.arange(n, device=plan.device), col_best])
+    cols = torch.cat([row_best, cols_all])
     key = torch.unique(rows * m + cols)  # a pair that is both arg-maxes counts once
     return key // m, key % m
 
@@ -321,51 +383,73 @@ def plan_loss(z: torch.Tensor, bank: torch.Tensor, plan: torch.Tensor, cost: str
 class Transport:
     """What one OT step produced, beyond the loss: for diagnostics and the Fig. 5 count."""
 
-    col_best: torch.Tensor  # (M,) the target patch each bank item is assigned to (most strongly)
-    solver: str
-    pairs: int
+    col_best: torch.Tensor  # (M,) the target patch each bank item is assigned to (most strongly); -1 none
+    solver: str  # scaling | log | hungarian
+    pairs: int  # pairs with weight in the loss
+    iters: int = 0  # Sinkhorn iterations used
+    error: float = 0.0  # final L1 marginal error
 
 
-def transport_loss(z: torch.Tensor, bank: torch.Tensor, assignment: str = "discrete", reg: float = 0.1,
-                   iters: int = 100, scale: float = 1.0, method: str = "sinkhorn", cost: str = "euclidean",
-                   reduction: str = "sum") -> tuple[torch.Tensor, Transport]:
+class TransportLoss:
     """TTAD's alignment loss between target patches ``z`` (N, D) and the memory bank (M, D).
 
     The plan comes from the cost divided by ``scale`` (so ``reg`` is unit-free), without
-    gradient: Sinkhorn (POT) for ``continuous``/``discrete``/``mutual``, exact linear assignment
-    for ``hungarian``. The loss is sum_ij pi_ij C_ij on the raw cost (TTAD Eqs. 4-6), with
-    pi = the plan itself (``continuous``, total mass 1) or unit weights on the discretised
-    pairs; ``reduction="mean"`` divides by sum(pi).
+    gradient: Sinkhorn (``sinkhorn_plan``, torch, on the features' device, stopped on the
+    marginal error) for ``continuous``/``or``/``column``/``mutual``, exact linear assignment
+    (scipy, CPU) for ``hungarian``. The loss is sum_ij pi_ij C_ij on the raw cost (TTAD Eqs. 4-6)
+    with pi = the plan itself (``continuous``, total mass 1) or unit weights on the discretised
+    pairs; ``reduction="mean"`` divides by sum(pi). One (N, M) buffer is kept and reused by
+    every call (the cost, then the kernel, then the plan, all in place).
     """
-    if assignment not in ASSIGNMENTS:
-        raise ValueError(f"assignment {assignment!r}: use one of {', '.join(ASSIGNMENTS)}")
-    if cost not in COSTS or reduction not in REDUCTIONS:
-        raise ValueError(f"cost {cost!r} / reduction {reduction!r}: use {COSTS} / {REDUCTIONS}")
-    c = sq_cost(z, bank, 1.0)
-    if cost == "euclidean":
-        c.sqrt_()
-    c.div_(scale)
-    if assignment == "hungarian":
-        rows, cols = hungarian_pairs(c)
-        del c
-        col_best = torch.full((bank.shape[0],), -1, dtype=torch.long, device=z.device)
-        col_best[cols] = rows
-        return pair_loss(z, bank, rows, cols, cost, reduction), Transport(col_best, "hungarian", len(rows))
-    plan, solver = sinkhorn_plan(c, reg, iters, method)
-    del c
-    col_best = plan.argmax(0)
-    if assignment == "continuous":
-        loss = plan_loss(z, bank, plan, cost, reduction)
-        pairs = int((plan > 0).sum())
-    else:
-        rows, cols = discretise(plan, assignment)
-        loss = pair_loss(z, bank, rows, cols, cost, reduction)
-        pairs = len(rows)
-        if assignment == "mutual":
-            keep = torch.full_like(col_best, -1)
-            keep[cols] = rows
-            col_best = keep
-    return loss, Transport(col_best, solver, pairs)
+
+    def __init__(self, bank: torch.Tensor, assignment: str = "or", reg: float = 0.1, max_iter: int = 100,
+                 tol: float = 1e-3, scale: float = 1.0, cost: str = "euclidean", reduction: str = "sum") -> None:
+        if assignment not in ASSIGNMENTS:
+            raise ValueError(f"assignment {assignment!r}: use one of {', '.join(ASSIGNMENTS)}")
+        if cost not in COSTS or reduction not in REDUCTIONS:
+            raise ValueError(f"cost {cost!r} / reduction {reduction!r}: use {COSTS} / {REDUCTIONS}")
+        self.bank, self.assignment, self.reg, self.max_iter, self.tol = bank, assignment, reg, max_iter, tol
+        self.scale, self.cost, self.reduction = scale, cost, reduction
+        self._buf: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def _cost(self, z: torch.Tensor) -> torch.Tensor:
+        c = sq_cost(z, self.bank, 1.0, out=self._buf)
+        if self._buf is None or c.data_ptr() != self._buf.data_ptr():
+            self._buf = c  # (re)allocated: the largest batch so far
+        if self.cost == "euclidean":
+            c.sqrt_()
+        return c.div_(self.scale)
+
+    def __call__(self, z: torch.Tensor) -> tuple[torch.Tensor, Transport]:
+        bank, cost, reduction = self.bank, self.cost, self.reduction
+        c = self._cost(z)
+        if self.assignment == "hungarian":
+            rows, cols = hungarian_pairs(c)
+            col_best = torch.full((bank.shape[0],), -1, dtype=torch.long, device=z.device)
+            col_best[cols] = rows
+            return pair_loss(z, bank, rows, cols, cost, reduction), Transport(col_best, "hungarian", len(rows))
+        plan, info = sinkhorn_plan(c, self.reg, self.max_iter, self.tol)
+        col_best = plan.argmax(0)
+        if self.assignment == "continuous":
+            loss = plan_loss(z, bank, plan, cost, reduction)
+            pairs = int((plan > 0).sum())
+        else:
+            rows, cols = discretise(plan, self.assignment)
+            loss = pair_loss(z, bank, rows, cols, cost, reduction)
+            pairs = len(rows)
+            if self.assignment == "mutual":
+                keep = torch.full_like(col_best, -1)
+                keep[cols] = rows
+                col_best = keep
+        return loss, Transport(col_best, info.solver, pairs, info.iters, info.error)
+
+
+def transport_loss(z: torch.Tensor, bank: torch.Tensor, assignment: str = "or", reg: float = 0.1,
+                   iters: int = 100, scale: float = 1.0, cost: str = "euclidean", reduction: str = "sum",
+                   tol: float = 1e-3) -> tuple[torch.Tensor, Transport]:
+    """One call of ``TransportLoss`` (a fresh buffer): the loss and what the step produced."""
+    return TransportLoss(bank, assignment, reg, iters, tol, scale, cost, reduction)(z)
 
 
 def column_counts(col_best: torch.Tensor, n_rows: int) -> np.ndarray:

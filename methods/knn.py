@@ -1,8 +1,8 @@
 """Exact nearest-neighbour search over a memory bank: FAISS ``IndexFlatL2`` (squared L2).
 
-FAISS on the GPU when the device is CUDA and the ``faiss-gpu`` extra is installed; otherwise
-FAISS on the CPU. A pure-torch fallback (matmul + top-k) gives the same squared distances; the
-TTA losses use it because they need gradients through the queries.
+FAISS on the CPU; on a CUDA device FAISS on the GPU when the ``faiss-gpu`` extra is installed,
+otherwise exact torch search on the GPU (matmul + top-k, the same squared distances). The TTA
+losses use ``torch_knn`` directly because they need gradients through the queries.
 """
 from __future__ import annotations
 
@@ -32,13 +32,31 @@ if "faiss" not in sys.modules and "OPENBLAS_CORETYPE" not in os.environ:
     if _core:
         os.environ["OPENBLAS_CORETYPE"] = _core
 
-import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 
+def _faiss():
+    """faiss, imported on first use (a CUDA run without faiss-gpu never needs it)."""
+    import faiss
+
+    return faiss
+
+
 def _has_faiss_gpu() -> bool:
+    try:
+        faiss = _faiss()
+    except ImportError:
+        return False
     return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+
+
+def backend_for(device: str) -> str:
+    """``faiss`` (CPU), ``faiss-gpu`` (CUDA with the faiss-gpu extra) or ``torch`` (CUDA without
+    it: exact squared L2 by matmul + top-k on the GPU)."""
+    if not device.startswith("cuda"):
+        return "faiss"
+    return "faiss-gpu" if _has_faiss_gpu() else "torch"
 
 
 class NearestNeighbours:
@@ -46,9 +64,14 @@ class NearestNeighbours:
 
     def __init__(self, bank: np.ndarray, device: str = "cpu") -> None:
         self.bank = np.ascontiguousarray(bank, dtype=np.float32)
+        self.backend = backend_for(device)
+        self.on_gpu = self.backend != "faiss"
+        if self.backend == "torch":
+            self._bank_t = torch.from_numpy(self.bank).to(device)
+            return
+        faiss = _faiss()
         index = faiss.IndexFlatL2(self.bank.shape[1])
-        self.on_gpu = device.startswith("cuda") and _has_faiss_gpu()
-        if self.on_gpu:
+        if self.backend == "faiss-gpu":
             self._res = faiss.StandardGpuResources()  # must outlive the index
             gpu_id = int(device.split(":")[1]) if ":" in device else 0
             index = faiss.index_cpu_to_gpu(self._res, gpu_id, index)
@@ -56,6 +79,11 @@ class NearestNeighbours:
         self.index = index
 
     def search(self, queries: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        if self.backend == "torch":
+            with torch.no_grad():
+                q = torch.as_tensor(np.ascontiguousarray(queries, dtype=np.float32)).to(self._bank_t.device)
+                dist, idx = torch_knn(q, self._bank_t, k)
+            return dist.cpu().numpy(), idx.cpu().numpy()
         q = np.ascontiguousarray(queries, dtype=np.float32)
         dist, idx = self.index.search(q, k)
         return np.maximum(dist, 0.0), idx

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from bench.methods import get, registered
-from bench.methods.adaptation import (AdaptConfig, AdaptedPatchCore, augment_batch, dihedral,
+from bench.methods.adaptation import (TTAD_ASSIGNMENT, TTAD_SCORE_BANK, AdaptConfig, AdaptedPatchCore, augment_batch, dihedral,
                                       dihedral_inverse, fold_views)
 from bench.methods.patchcore import PatchCoreConfig
 
@@ -24,7 +24,7 @@ def test_named_methods_are_configs_of_one_class_sharing_one_fit():
     table = registered()
     assert set(NAMES) <= set(table)
     expected = {
-        "ttt++": ("moment", "flip_rot90"), "ttac": ("gaussian_kl", "flip_rot90"),
+        "ttt++": ("moment", "none"), "ttac": ("gaussian_kl", "none"),  # as TTAD's Table 1 ran them
         "ttad": ("sinkhorn", "flip_rot90"), "none": ("none", "none"), "kl_div": ("gaussian_kl", "none"),
         "moment_matching": ("moment", "none"), "ot_hungarian": ("sinkhorn", "none"),
         "ot_discrete": ("sinkhorn", "none"), "ot_discrete_copy": ("sinkhorn", "copy"),
@@ -39,7 +39,14 @@ def test_named_methods_are_configs_of_one_class_sharing_one_fit():
         probe.config = cfg
         identities.add(repr(sorted(probe.fit_identity().items())))
     assert len(identities) == 1  # every variant reuses one fit of the category
-    assert table["ttad"].config().assignment == "discrete"
+    assert table["ttad"].config().assignment == TTAD_ASSIGNMENT
+    assert table["ttad"].config().score_bank == "adapted" == TTAD_SCORE_BANK
+    assert table["ot_discrete_augment"].config().score_bank == "source"
+    for name in ("ot_discrete", "ot_discrete_copy", "ot_discrete_augment"):
+        assert table[name].config().assignment == "or"  # Eq. 6 as printed
+    # TTT++ / TTAC equal Table 4's moment matching / KL-div rows (as the paper's tables are)
+    assert table["ttt++"].config() == table["moment_matching"].config()
+    assert table["ttac"].config() == table["kl_div"].config()
     assert table["ot_hungarian"].config().assignment == "hungarian"
     # the paper's values are the defaults
     cfg = AdaptConfig()
@@ -134,6 +141,7 @@ def fitted_state():
 @pytest.mark.parametrize("name,extra", [
     ("ttt++", {}), ("ttac", {}), ("ot_hungarian", {}),
     ("ot_discrete_copy", {"assignment": "continuous"}), ("ttad", {"bn_mode": "batch"}),
+    ("ttad", {"assignment": "column"}), ("ttad", {"assignment": "mutual"}),
 ])
 def test_adapt_moves_only_bn_affine_and_reports(fitted_state, name, extra):
     state = copy.deepcopy(fitted_state)
@@ -167,11 +175,42 @@ def test_adapt_moves_only_bn_affine_and_reports(fitted_state, name, extra):
         assert counts.shape == (6, 16)
         assert np.isnan(counts).all(axis=1).sum() == 2  # two target images were not adapted on
         per_step = min(d["ot_bank_used"], (2 * (1 + (method.config.augment != "none"))) * 16)
-        assert np.nansum(counts) == 2 * per_step  # every bank item's partner, 2 steps in the last epoch
+        if method.config.assignment == "mutual":  # only mutual arg-maxes keep a partner
+            assert 0 < np.nansum(counts) <= 2 * per_step
+        else:
+            assert np.nansum(counts) == 2 * per_step  # every bank item's partner, 2 steps in the last epoch
+        if method.config.assignment != "hungarian":
+            assert 0 < d["sinkhorn_iters"] <= SMALL["sinkhorn_iters"] and np.isfinite(d["sinkhorn_error"])
     else:
         assert reports == {}
     scores = method.score(target)
     assert np.isfinite(scores.image_scores).all()
+
+
+def test_score_bank_adapted_reembeds_the_coreset_patches(fitted_state):
+    train = _images(6, 0)  # the images the fixture fitted on
+    src = get("ttad").create(**SMALL)
+    src.load_fitted_state(copy.deepcopy(fitted_state))
+    method = get("ttad").create(**SMALL, score_bank="adapted")
+    method.load_fitted_state(copy.deepcopy(fitted_state))
+    target = _images(6, 1)
+    with pytest.raises(Exception, match="source_images"):
+        method.adapt(target)
+    method = get("ttad").create(**SMALL, score_bank="adapted")
+    method.load_fitted_state(copy.deepcopy(fitted_state))
+    method.source_images = train
+    method.adapt(target)
+    assert method.bank.shape == src.bank.shape and not np.allclose(method.bank, src.bank)
+    # the new bank = the adapted backbone's features of the same training patches
+    feats = method.embed(train).reshape(-1, method.bank.shape[1]).numpy()
+    assert np.allclose(method.bank, feats[fitted_state["bank_index"]], atol=1e-5)
+    assert method.diagnostics()["reembed_seconds"] >= 0
+    # with nothing adapted it reproduces the source bank
+    same = get("ttad").create(**{**SMALL, "adapt_lr": 0.0}, score_bank="adapted")
+    same.load_fitted_state(copy.deepcopy(fitted_state))
+    same.source_images = train
+    same.adapt(target)
+    assert np.allclose(same.bank, src.bank, atol=1e-4)
 
 
 def test_none_skips_adaptation_and_matches_patchcore_scores(fitted_state):

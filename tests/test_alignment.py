@@ -104,6 +104,25 @@ def test_gaussian_kl_loss_zero_on_source_shifted_positive_and_filtered():
     assert info["components_active"] == 1 and info["kept_fraction"] == pytest.approx(float(keep.double().mean()))
 
 
+def test_gaussian_kl_component_gate_and_division_by_the_component_count():
+    z = _gaussian(400, 3, 4)
+    assign = (z[:, 0] > 0).long()  # two components present
+    comp_mu = torch.zeros(4, 3)  # four components in the model: the sum is divided by 4
+    comp_var = torch.ones(4, 3)
+    src = dict(src_mu=z.mean(0), src_cov=A.covariance(z) * 399 / 400, eps=1e-3)
+    terms = [float(A.sym_kl_diag(comp_mu[k], comp_var[k] + 1e-3, z[assign == k].mean(0),
+                                 z[assign == k].var(0, unbiased=False) + 1e-3)) for k in (0, 1)]
+    loss, info = A.gaussian_kl_loss(z, **src, comp_mu=comp_mu, comp_var=comp_var, assign=assign)
+    assert info["kl_components"] == pytest.approx(sum(terms) / 4, rel=1e-6)
+    n0 = int((assign == 0).sum())  # gate between the two components' counts: only the larger one enters
+    big = max((0, 1), key=lambda k: int((assign == k).sum()))
+    gate = (min(n0, 400 - n0) + max(n0, 400 - n0)) / 2
+    _, info = A.gaussian_kl_loss(z, **src, comp_mu=comp_mu, comp_var=comp_var, assign=assign, comp_gate=gate)
+    assert info["components_active"] == 1 and info["kl_components"] == pytest.approx(terms[big] / 4, rel=1e-6)
+    _, info = A.gaussian_kl_loss(z, **src, comp_mu=comp_mu, comp_var=comp_var, assign=assign, comp_gate=401)
+    assert info["components_active"] == 0 and "kl_components" not in info
+
+
 def test_gaussian_kl_running_state_is_detached_and_accumulates():
     z = _gaussian(100, 2, 5).requires_grad_(True)
     state = A.RunningGaussian.empty(2, dtype=torch.float64)
@@ -122,10 +141,12 @@ def test_discrete_assignment_on_a_known_plan():
                          [0.4, 0.2, 0.1],
                          [0.0, 0.1, 0.3],
                          [0.2, 0.0, 0.05]])  # row 3 is nobody's column favourite
-    rows, cols = A.discretise(plan, "discrete")
+    rows, cols = A.discretise(plan, "or")
     got = set(zip(rows.tolist(), cols.tolist()))
     # rows' arg-max: (0,0) (1,0) (2,2) (3,0); columns' arg-max: (0,0) (1,1) (2,2)
     assert got == {(0, 0), (1, 0), (2, 2), (3, 0), (1, 1)}
+    rows, cols = A.discretise(plan, "column")
+    assert sorted(zip(rows.tolist(), cols.tolist())) == [(0, 0), (1, 1), (2, 2)]  # row 3 gets no pull
     rows, cols = A.discretise(plan, "mutual")
     assert set(zip(rows.tolist(), cols.tolist())) == {(0, 0), (2, 2)}
     with pytest.raises(ValueError):
@@ -137,8 +158,8 @@ def test_sinkhorn_plan_marginals_and_shift_invariance():
     cost = A.sq_cost(x, y)
     reference = ot.sinkhorn(np.ones(30) / 30, np.ones(20) / 20, cost.double().numpy(), 0.5, numItermax=5000,
                             stopThr=1e-12)
-    plan, solver = A.sinkhorn_plan(cost.clone(), 0.5, iters=5000, stop=1e-9)
-    assert solver == "sinkhorn"
+    plan, info = A.sinkhorn_plan(cost.clone(), 0.5, max_iter=5000, tol=1e-7)
+    assert info.solver == "scaling" and info.error < 1e-7 and 0 < info.iters < 5000
     assert plan.dtype == torch.float32
     assert np.allclose(plan.sum(1).numpy(), 1 / 30, atol=1e-6)
     assert np.allclose(plan.sum(0).numpy(), 1 / 20, atol=1e-6)
@@ -149,27 +170,53 @@ def test_sinkhorn_survives_costs_that_underflow_the_plain_kernel():
     x = _gaussian(10, 2, 8).float()
     y = x.clone()
     y[:, 0] += 1e4  # every entry of exp(-C/reg) is 0 in fp32 without the shifts
-    plan, _ = A.sinkhorn_plan(A.sq_cost(x, y), reg=0.01, iters=200)
+    plan, info = A.sinkhorn_plan(A.sq_cost(x, y), reg=0.01, max_iter=200)
     assert torch.isfinite(plan).all()
-    assert np.allclose(plan.sum(1).numpy(), 0.1, rtol=1e-3)
+    assert np.allclose(plan.sum(0).numpy(), 0.1, rtol=1e-3)  # the columns are exact
+    assert float(plan.sum()) == pytest.approx(1.0, rel=1e-3)
+    assert np.isfinite(info.error) and info.iters > 0
+
+
+def test_sinkhorn_stops_on_the_marginal_error_and_log_domain_agrees():
+    x, y = _gaussian(300, 8, 20).float(), _gaussian(200, 8, 21).float() + 0.3
+    cost = A.sq_cost(x, y, scale=float(A.sq_cost(x, y).median()))
+    loose, li = A.sinkhorn_plan(cost.clone(), 0.1, max_iter=1000, tol=1e-2)
+    tight, ti = A.sinkhorn_plan(cost.clone(), 0.1, max_iter=1000, tol=1e-6)
+    assert li.iters < ti.iters < 1000 and li.error < 1e-2 and ti.error < 1e-6
+    assert abs(float(loose.sum(1).sub(1 / 300).abs().sum()) - li.error) < 1e-4  # the error it reports
+    logp, gi = A.sinkhorn_log_plan(cost.clone(), 0.1, max_iter=1000, tol=1e-6)
+    assert gi.solver == "log" and torch.allclose(logp, tight, atol=1e-7)
+    capped, ci = A.sinkhorn_plan(cost.clone(), 0.1, max_iter=3, tol=1e-9)
+    assert ci.iters == 3 and ci.error > 1e-9  # the cap holds and the error is still reported
 
 
 def test_transport_loss_zero_on_identical_sets_and_shift_closed_form():
     bank = (torch.arange(8, dtype=torch.float32)[:, None] * torch.tensor([[3.0, 0.0]]))  # spacing 3
     z = bank[torch.randperm(8, generator=torch.Generator().manual_seed(0))].clone().requires_grad_(True)
-    for assignment in ("discrete", "mutual", "hungarian"):
-        loss, tr = A.transport_loss(z, bank, assignment, reg=0.01, iters=500)
+    for assignment in ("or", "column", "mutual", "hungarian"):
+        loss, tr = A.transport_loss(z, bank, assignment, reg=0.01, iters=500, tol=1e-6)
         assert loss.item() == pytest.approx(0.0, abs=1e-3), assignment
         assert (z.detach()[tr.col_best] == bank).all(), assignment  # every bank item finds its twin
     delta = torch.tensor([0.0, 0.4])  # small against the spacing: assignments stay the identity
     for cost, expected in (("euclidean", 0.4), ("sqeuclidean", 0.16)):
-        for assignment in ("discrete", "hungarian", "continuous"):
+        for assignment in ("or", "column", "hungarian", "continuous"):
             loss, _ = A.transport_loss(z.detach() + delta, bank, assignment, reg=0.01, iters=500, cost=cost,
-                                       reduction="mean")
+                                       reduction="mean", tol=1e-6)
             assert float(loss) == pytest.approx(expected, rel=1e-3), (cost, assignment)
     # literal sum (TTAD Eq. 6): 8 pairs of cost 0.4
-    loss, _ = A.transport_loss(z.detach() + delta, bank, "discrete", reg=0.01, iters=500, reduction="sum")
+    loss, _ = A.transport_loss(z.detach() + delta, bank, "or", reg=0.01, iters=500, reduction="sum", tol=1e-6)
     assert float(loss) == pytest.approx(8 * 0.4, rel=1e-3)
+
+
+def test_transport_loss_reuses_one_buffer_across_steps():
+    bank = _gaussian(50, 4, 22).float()
+    ot_loss = A.TransportLoss(bank, "or", reg=0.1, max_iter=20)
+    ot_loss(_gaussian(40, 4, 23).float())
+    first = ot_loss._buf.data_ptr()
+    ot_loss(_gaussian(30, 4, 24).float())  # a smaller (last) batch fits in the same buffer
+    assert ot_loss._buf.data_ptr() == first
+    ot_loss(_gaussian(60, 4, 25).float())  # a larger one grows it once
+    assert ot_loss._buf.numel() == 60 * 50
 
 
 def test_hungarian_recovers_a_permutation():
@@ -198,13 +245,13 @@ def test_plan_is_computed_without_gradient_and_loss_has_the_envelope_gradient():
     z = _gaussian(6, 3, 12).float().requires_grad_(True)
     bank = _gaussian(4, 3, 13).float()
     assert A.sq_cost(z, bank).grad_fn is None  # the cost (hence the plan) never enters autograd
-    loss, _ = A.transport_loss(z, bank, "discrete", reg=0.1, iters=50, reduction="sum")
+    loss, _ = A.transport_loss(z, bank, "or", reg=0.1, iters=50, reduction="sum")
     (g,) = torch.autograd.grad(loss, z)
     # envelope gradient: the pairs are constants, so d/dz_i = sum over i's pairs of (z_i - m_j)/||z_i - m_j||
     with torch.no_grad():
         c = A.sq_cost(z, bank).sqrt()
         plan, _ = A.sinkhorn_plan(c / c.median(), 0.1, 50)
-        rows, cols = A.discretise(plan, "discrete")
+        rows, cols = A.discretise(plan, "or")
         expected = torch.zeros_like(z)
         diff = z[rows] - bank[cols]
         expected.index_add_(0, rows, diff / diff.norm(dim=1, keepdim=True))
