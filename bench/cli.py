@@ -52,7 +52,7 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks ins
 
 
 def _grid_spec(methods, dataset, root, categories, corruptions, severities, seeds, protocol,
-               backbone=None, weights=None, set_=None, device="cpu"):
+               backbone=None, weights=None, set_=None, device="cpu", test_subset=0):
     from .grid import GridSpec
 
     return GridSpec(
@@ -68,6 +68,7 @@ def _grid_spec(methods, dataset, root, categories, corruptions, severities, seed
         weights=weights,
         overrides=_overrides(set_),
         device=device,
+        test_subset=test_subset,
     )
 
 
@@ -84,6 +85,7 @@ def grid(
     backbone: Optional[str] = typer.Option(None, "--backbone", help="timm backbone, e.g. wide_resnet50_2."),
     weights: Optional[str] = typer.Option(None, "--weights", help="imagenet, random, or a state-dict path."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Hyperparameter FIELD=VALUE or METHOD.FIELD=VALUE."),
+    test_subset: int = typer.Option(0, "--test-subset", help="Evaluate on a seeded subset of N test images per category, stratified by defect type (0 = all); recorded in every row."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N] (with Ray: resolved on each worker)."),
     executor: str = typer.Option("local", "--executor", "-x", help="local (this machine) or ray (a Ray cluster)."),
     workers: int = typer.Option(1, "--workers", "-w", help="Local worker processes (1 = in-process)."),
@@ -115,7 +117,7 @@ def grid(
     else:
         device = resolve_device(device)
     spec = _grid_spec(methods, dataset, root, categories, corruptions, severities, seeds, protocol,
-                      backbone, weights, set_, device)
+                      backbone, weights, set_, device, test_subset)
     run_dir = out or default_run_dir(spec)
     summary = run_grid(spec, run_dir, ex, retry_failed=retry_failed, console=console, show_progress=progress)
     console.print(
@@ -244,6 +246,18 @@ def perf(
     from .perf import report, run
 
     typer.echo(report(run(str(root), category, coreset_ratio, corruption, severity, backbone, max_train)))
+
+
+@app.command()
+def doctor(
+    device: str = typer.Option("auto", "--device", help="The device to check against the CPU: auto, cuda[:N] or cpu."),
+    epochs: int = typer.Option(3, "--epochs", help="RD4AD training epochs in the tiny comparison grid."),
+) -> None:
+    """Run a tiny grid on the CPU and on the device, compare the rows, time the hot paths there."""
+    from .doctor import run
+
+    if not run(device, typer.echo, epochs):
+        raise typer.Exit(code=1)
 
 
 def main() -> None:

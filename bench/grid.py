@@ -35,6 +35,8 @@ class Cell:
     seed: int
     protocol: str
     config: MethodConfig = field(compare=False, repr=False)
+    test_subset: int = 0  # 0: every test image; N: a seeded stratified subset of N
+
 
     @property
     def config_hash(self) -> str:
@@ -44,6 +46,8 @@ class Cell:
     def cell_id(self) -> str:
         key = [self.method, self.config_hash, self.dataset, self.category, self.corruption,
                self.severity, self.seed, self.protocol]
+        if self.test_subset:  # only then: the ids of full-test-set cells stay as they were
+            key.append(["test_subset", self.test_subset])
         readable = re.sub(r"[^A-Za-z0-9._-]", "_", f"{self.method}-{self.category}-{self.corruption}-s{self.severity}")
         return f"{readable}-{_hash(key)}"
 
@@ -66,6 +70,7 @@ class GridSpec:
     weights: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)  # "field=value" or "method.field=value"
     device: str = "cpu"
+    test_subset: int = 0  # 0: every test image; N: a seeded subset of N, stratified by defect type
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -106,6 +111,8 @@ class GridSpec:
         return out
 
     def cells(self) -> list[Cell]:
+        if self.test_subset < 0:
+            raise BenchError(f"--test-subset {self.test_subset}: use 0 (every test image) or a positive count")
         if self.protocol not in PROTOCOLS:
             raise BenchError(f"unknown protocol '{self.protocol}': use one of {', '.join(PROTOCOLS)}")
         spec = get_dataset(self.dataset)
@@ -117,7 +124,7 @@ class GridSpec:
         configs = {m: self.method_config(m) for m in methods}
         # Grouped so that each (category, method, seed) fits once and its cells follow.
         return [
-            Cell(m, dataset_label, cat, c, s, seed, self.protocol, configs[m])
+            Cell(m, dataset_label, cat, c, s, seed, self.protocol, configs[m], self.test_subset)
             for cat in cats for m in methods for seed in self.seeds for c, s in conditions
         ]
 
@@ -142,5 +149,6 @@ def _coerce(raw: Any, typ: Any, key: str) -> Any:
 
 def default_run_dir(spec: GridSpec, base: Path = Path("results/runs")) -> Path:
     """Same grid -> same directory, so rerunning a command resumes it."""
-    identity = {k: v for k, v in spec.to_dict().items() if k != "device"}
+    identity = {k: v for k, v in spec.to_dict().items()
+                if k != "device" and not (k == "test_subset" and not v)}
     return base / f"{spec.dataset}-{_hash(identity, 8)}"

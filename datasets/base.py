@@ -81,6 +81,11 @@ class ImageSet(Sequence[np.ndarray]):
         for i in range(len(self)):
             yield self._loader(i)
 
+    def take(self, indices: Sequence[int]) -> "ImageSet":
+        """The images at ``indices`` (in that order), still lazy."""
+        idx = [int(i) for i in indices]
+        return ImageSet([self.ids[j] for j in idx], lambda k: self._loader(idx[k]))
+
 
 @dataclass
 class TestSplit:
@@ -96,6 +101,33 @@ class TestSplit:
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def subset(self, n: int, seed: int = 0) -> "TestSplit":
+        """A seeded subset of ``n`` test images stratified by defect type (``good`` included).
+
+        Each type gets its share of ``n`` (largest remainders; at least one image per type when
+        ``n`` allows), drawn without replacement; the images keep their original order, so
+        every method and seed of a grid sees the same subset. ``n >= len(self)``: everything.
+        """
+        if n <= 0 or n >= len(self):
+            return self
+        rng = np.random.default_rng(seed)
+        types = sorted(set(self.defect_types))
+        members = {t: [i for i, d in enumerate(self.defect_types) if d == t] for t in types}
+        share = {t: n * len(members[t]) / len(self) for t in types}
+        take = {t: min(len(members[t]), max(1 if n >= len(types) else 0, int(share[t]))) for t in types}
+        for t in sorted(types, key=lambda t: share[t] - int(share[t]), reverse=True):
+            if sum(take.values()) >= n:
+                break
+            if take[t] < len(members[t]):
+                take[t] += 1
+        while sum(take.values()) > n:  # the one-per-type floor overshot: trim the largest
+            t = max(types, key=lambda t: take[t])
+            take[t] -= 1
+        chosen = sorted(j for t in types for j in rng.choice(members[t], take[t], replace=False).tolist())
+        loader = self.mask_loader
+        return TestSplit(self.images.take(chosen), self.labels[chosen], [self.defect_types[j] for j in chosen],
+                         lambda i: loader(chosen[i]))
 
 
 @dataclass
