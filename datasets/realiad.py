@@ -32,7 +32,8 @@ Format facts relied on (official README and ``datasets/explicit_dataset.py`` of 
 - Image folders: ``realiad_1024`` (the official 1024 px release) is used when present, else
   ``realiad_512``, ``realiad_256`` (anomalib's resized copies) or ``realiad_raw`` (original size).
 
-Newer releases nest the JSON folders one level deeper (``realiad_jsons/realiad_jsons_sv/``, as
+An object archive extracted into a folder of its own name (``realiad_1024/<cat>/<cat>/OK/...``)
+is accepted too. Newer releases nest the JSON folders one level deeper (``realiad_jsons/realiad_jsons_sv/``, as
 anomalib expects); both places are searched.
 """
 from __future__ import annotations
@@ -120,6 +121,9 @@ def load_category(root: Path, category: str) -> Category:
     prefix = str(meta.get("prefix") or "")
     normal_class = str(meta.get("normal_class") or "OK")
     base = image_root / prefix
+    first = info["train"][0]["image_path"] if info["train"] else None
+    if first and not (base / first).is_file() and (base / category / first).is_file():
+        base = base / category  # an object archive extracted into its own folder: <cat>/<cat>/OK/...
 
     def top(samples: list[dict]) -> list[dict]:
         return [s for s in samples if view_of(s["image_path"]) == TOP_VIEW]

@@ -118,6 +118,16 @@ def test_realiad_prefers_1024_and_finds_nested_jsons(tmp_path):
     assert get_dataset("realiad").load(root, "audiojack").extra["images"] == "realiad_1024"
 
 
+def test_realiad_object_archive_extracted_into_its_own_folder(tmp_path):
+    root = make_realiad(tmp_path / "Real-IAD")
+    inner = root / "realiad_1024" / "audiojack"
+    inner.rename(tmp_path / "moved")
+    inner.mkdir()
+    (tmp_path / "moved").rename(inner / "audiojack")
+    cat = get_dataset("realiad").load(root, "audiojack")
+    assert (len(cat.train), len(cat.test)) == (4, 5) and cat.test.mask(2).sum() == 200
+
+
 def test_realiad_errors(tmp_path):
     spec = get_dataset("realiad")
     missing = tmp_path / "nowhere"
