@@ -115,7 +115,8 @@ class RunContext:
             try:
                 for i in range(len(cat.test)):
                     cat.test.images[i]
-                    cat.test.mask(i)
+                    if cat.test.has_masks:
+                        cat.test.mask(i)
                 self._checked[name] = None
             except BenchError as exc:
                 self._checked[name] = str(exc)
@@ -344,10 +345,12 @@ def _evaluate(cell: Cell, ctx: RunContext, device: str, stage: Callable[[str], N
     t2 = time.perf_counter()
     _check_finite(cell, scores)
     stage("metrics")
-    masks = ctx.masks(cell, method)
-    if scores.maps.shape != masks.shape:
-        raise BenchError(f"{cell.method} returned maps of shape {scores.maps.shape[1:]} but its "
-                         f"mask_transform gives {masks.shape[1:]}; they must match")
+    masks = None  # no pixel ground truth (e.g. CIFAR-10 one-class): pixel metrics are NaN
+    if cat.test.has_masks:
+        masks = ctx.masks(cell, method)
+        if scores.maps.shape != masks.shape:
+            raise BenchError(f"{cell.method} returned maps of shape {scores.maps.shape[1:]} but its "
+                             f"mask_transform gives {masks.shape[1:]}; they must match")
     values = metrics.compute_all(cat.test.labels, scores.image_scores, masks, scores.maps)
     t3 = time.perf_counter()
     values.update({
@@ -355,7 +358,8 @@ def _evaluate(cell: Cell, ctx: RunContext, device: str, stage: Callable[[str], N
         "score_seconds": t2 - t1, "metric_seconds": t3 - t2, "n_test": len(target),
     })
     values.update({f"diag_{k}": v for k, v in {**fitted.diagnostics, **method.diagnostics()}.items()})
-    values.update(patch_report_diagnostics(reports, masks))
+    if masks is not None:
+        values.update(patch_report_diagnostics(reports, masks))
     return values
 
 

@@ -29,12 +29,21 @@ def read_rgb(path: Path) -> np.ndarray:
     return arr
 
 
-def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
-    """Read a ground-truth mask as a boolean (H, W) array that must match its image's size."""
+def read_mask(path: Path, shape: tuple[int, int], nonzero: bool = False) -> np.ndarray:
+    """Read a ground-truth mask as a boolean (H, W) array that must match its image's size.
+
+    ``nonzero=False`` (MVTec AD convention, 0 / 255 files): a pixel is a defect where its gray
+    value is above 127. ``nonzero=True`` (VisA, Real-IAD): any non-zero stored value is a defect,
+    read before any palette or colour conversion (VisA's raw masks hold small label values).
+    """
     try:
         with Image.open(path) as im:
             im.load()
-            arr = np.asarray(im.convert("L")) > 127
+            if nonzero:
+                raw = np.asarray(im)
+                arr = raw.any(axis=2) if raw.ndim == 3 else raw != 0
+            else:
+                arr = np.asarray(im.convert("L")) > 127
     except UnidentifiedImageError:
         raise BenchError(f"{path}: not an image (no known image format inside); replace the mask file") from None
     except (OSError, SyntaxError, ValueError) as exc:
@@ -89,14 +98,22 @@ class ImageSet(Sequence[np.ndarray]):
 
 @dataclass
 class TestSplit:
-    """Test images with labels (1 = anomalous) and masks. Labels never reach a method."""
+    """Test images with labels (1 = anomalous) and masks. Labels never reach a method.
+
+    ``has_masks=False`` says the dataset has no pixel ground truth (e.g. CIFAR-10 one-class):
+    only image metrics exist, the pixel metrics of its rows are NaN, and ``mask`` refuses.
+    """
 
     images: ImageSet
     labels: np.ndarray  # (N,) int
     defect_types: list[str]
-    mask_loader: Callable[[int], np.ndarray]  # i -> bool (H, W) at native resolution
+    mask_loader: Callable[[int], np.ndarray] | None  # i -> bool (H, W) at native resolution
+    has_masks: bool = True
 
     def mask(self, i: int) -> np.ndarray:
+        if not self.has_masks or self.mask_loader is None:
+            raise BenchError("this test split has no pixel ground truth (image labels only); "
+                             "check TestSplit.has_masks before asking for masks")
         return self.mask_loader(i)
 
     def __len__(self) -> int:
@@ -140,3 +157,8 @@ class Category:
     test: TestSplit
     root: Path | None = None
     extra: dict = field(default_factory=dict)
+
+    @property
+    def has_masks(self) -> bool:
+        """False when the dataset has no pixel ground truth: image metrics only."""
+        return self.test.has_masks

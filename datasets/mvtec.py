@@ -4,6 +4,19 @@
     <root>/<category>/test/good/*.png
     <root>/<category>/test/<defect type>/*.png
     <root>/<category>/ground_truth/<defect type>/<stem>_mask.png
+
+The real folders of the three datasets this serves (pinned in tests/test_loaders.py):
+
+- MVTec AD (https://www.mvtec.com/company/research/datasets/mvtec-ad, downloaded by hand):
+  15 categories ``MVTEC_CATEGORIES``; PNG images; masks ``ground_truth/<type>/<stem>_mask.png``
+  with 0 / 255 values.
+- BTAD (BeanTech, http://avires.dimi.uniud.it/papers/btad/btad.zip, which unpacks to
+  ``BTech_Dataset_transformed/``): categories ``01``, ``02``, ``03``; the normal folders are
+  ``train/ok`` and ``test/ok``, the defective ones ``test/ko`` with masks
+  ``ground_truth/ko/<stem>.png`` (or ``.bmp``); images are ``.bmp`` or ``.png`` depending on the
+  product. ``ok`` is read as the normal class exactly like ``good``.
+- MPDD (https://github.com/stepanje/MPDD): 6 categories ``MPDD_CATEGORIES``, MVTec layout
+  (``train/good``, ``test/good``, ``test/<type>``, ``ground_truth/<type>/<stem>_mask.png``).
 """
 from __future__ import annotations
 
@@ -19,6 +32,15 @@ MVTEC_CATEGORIES = (
     "bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut",
     "pill", "screw", "tile", "toothbrush", "transistor", "wood", "zipper",
 )
+BTAD_CATEGORIES = ("01", "02", "03")
+MPDD_CATEGORIES = ("bracket_black", "bracket_brown", "bracket_white", "connector", "metal_plate", "tubes")
+# Where each dataset comes from: named in the error when its root is missing.
+SOURCES = {
+    "mvtec_ad": "MVTec AD is downloaded by hand from https://www.mvtec.com/company/research/datasets/mvtec-ad",
+    "btad": "BTAD is http://avires.dimi.uniud.it/papers/btad/btad.zip (its BTech_Dataset_transformed/ folder)",
+    "mpdd": "MPDD is linked from https://github.com/stepanje/MPDD",
+}
+NORMAL_NAMES = ("good", "ok")  # the normal folder: MVTec AD / MPDD, then BTAD
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 MASK_SUFFIXES = ("_mask.png", ".png", "_mask.bmp", ".bmp")  # MVTec AD, then BTAD / MPDD styles
 
@@ -36,14 +58,16 @@ def _images(folder: Path) -> list[Path]:
 
 def categories_in(root: Path) -> list[str]:
     """Category folders under ``root`` that look like the MVTec layout."""
-    return sorted(p.name for p in Path(root).iterdir() if (p / "train" / "good").is_dir())
+    return sorted(p.name for p in Path(root).iterdir()
+                  if any((p / "train" / n).is_dir() for n in NORMAL_NAMES))
 
 
 def check_root(root: Path, dataset: str) -> Path:
     root = Path(root).expanduser()
     holds = "the category folders" if dataset == "folder" else f"the {dataset} category folders"
     if not root.exists():
-        raise BenchError(f"dataset root {root} does not exist: pass --root the folder that holds {holds}")
+        where = f"; {SOURCES[dataset]}" if dataset in SOURCES else ""
+        raise BenchError(f"dataset root {root} does not exist: pass --root the folder that holds {holds}{where}")
     if not root.is_dir():
         raise BenchError(f"dataset root {root} is not a directory: pass --root the folder that holds {holds}")
     return root
@@ -52,7 +76,8 @@ def check_root(root: Path, dataset: str) -> Path:
 def load_category(root: Path, category: str, dataset: str = "mvtec_ad") -> Category:
     root = check_root(root, dataset)
     base = root / category
-    train_dir, test_dir = base / "train" / "good", base / "test"
+    normal = next((n for n in NORMAL_NAMES if (base / "train" / n).is_dir()), NORMAL_NAMES[0])
+    train_dir, test_dir = base / "train" / normal, base / "test"
     if not base.is_dir():
         found = categories_in(root)
         hint = f"categories found there: {', '.join(found)}" if found else "no category folders found there"
@@ -74,11 +99,11 @@ def load_category(root: Path, category: str, dataset: str = "mvtec_ad") -> Categ
         types += [type_dir.name] * len(files)
     if not test_files:
         raise BenchError(f"{test_dir}: no test images; expected test/good/ and test/<defect type>/")
-    labels = np.array([t != "good" for t in types], dtype=np.int64)
+    labels = np.array([t != normal for t in types], dtype=np.int64)
 
     mask_paths: list[Path | None] = []
     for path, t in zip(test_files, types):
-        if t == "good":
+        if t == normal:
             mask_paths.append(None)
             continue
         candidates = [base / "ground_truth" / t / (path.stem + s) for s in MASK_SUFFIXES]

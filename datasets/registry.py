@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..methods.errors import BenchError, UnknownName
-from . import mvtec, textures
+from . import cifar10, mvtec, realiad, textures, visa
 from .base import Category
 
 
@@ -19,12 +19,18 @@ class DatasetSpec:
     default_root: Callable[[], Path] | None = None  # None: --root is required
     # Method config overrides used on this dataset only (CPU-sized budgets for the embedded set).
     method_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The dataset's own root check (one-line error naming its official source); None: MVTec layout.
+    check_root: Callable[[Path], Path] | None = None
+    source: str = ""  # where to get it, named when --root is missing
 
     def root(self, root: str | Path | None) -> Path:
         if root is not None:
+            if self.check_root is not None:
+                return self.check_root(Path(root))
             return mvtec.check_root(Path(root), self.name)
         if self.default_root is None:
-            raise BenchError(f"dataset '{self.name}' needs --root: pass the folder that holds its categories")
+            where = f"; {self.source}" if self.source else ""
+            raise BenchError(f"dataset '{self.name}' needs --root: pass the folder that holds its categories{where}")
         return self.default_root()
 
     def resolve_categories(self, root: Path, wanted: list[str] | None) -> list[str]:
@@ -68,12 +74,26 @@ DATASETS: dict[str, DatasetSpec] = {
                 "gnl": {"epochs": 6},
             },
         ),
-        DatasetSpec("mvtec_ad", "MVTec AD (15 categories), MVTec layout", mvtec.MVTEC_CATEGORIES, _mvtec_layout("mvtec_ad")),
-        DatasetSpec("btad", "BTAD (3 products), MVTec-like layout", ("01", "02", "03"), _mvtec_layout("btad")),
+        DatasetSpec("mvtec_ad", "MVTec AD (15 categories), MVTec layout", mvtec.MVTEC_CATEGORIES, _mvtec_layout("mvtec_ad"),
+                    source=mvtec.SOURCES["mvtec_ad"]),
+        DatasetSpec("btad", "BTAD (3 products: 01, 02, 03), MVTec-like layout with train/ok, test/ok|ko",
+                    mvtec.BTAD_CATEGORIES, _mvtec_layout("btad"), source=mvtec.SOURCES["btad"]),
+        DatasetSpec("mpdd", "MPDD (6 metal parts), MVTec layout", mvtec.MPDD_CATEGORIES, _mvtec_layout("mpdd"),
+                    source=mvtec.SOURCES["mpdd"]),
         DatasetSpec(
-            "mpdd", "MPDD (6 metal parts), MVTec layout",
-            ("bracket_black", "bracket_brown", "bracket_white", "connector", "metal_plate", "tubes"),
-            _mvtec_layout("mpdd"),
+            "realiad", "Real-IAD (30 objects), single view C1 (top), JSON splits, 1024 px release",
+            realiad.CATEGORIES, realiad.load_category,
+            check_root=realiad.check_root, source=realiad.SOURCE,
+        ),
+        DatasetSpec(
+            "visa", "VisA (12 objects), split_csv/1cls.csv, as released (Data/Images, Data/Masks)",
+            visa.CATEGORIES, visa.load_category,
+            check_root=visa.check_root, source=visa.SOURCE,
+        ),
+        DatasetSpec(
+            "cifar10", "CIFAR-10 one-class (10 classes; one normal, nine anomalous; image metrics only)",
+            cifar10.CATEGORIES, cifar10.load_category,
+            default_root=cifar10.default_root, check_root=cifar10.check_root,
         ),
         DatasetSpec("folder", "any folder in the MVTec AD layout; categories are its sub-folders", (), _mvtec_layout("folder")),
     ]

@@ -112,7 +112,8 @@ def test_missing_root(monkeypatch, capsys, tmp_path):
     assert one_error(monkeypatch, capsys, "grid", "-m", "probe", "--root", root) == (
         f"dataset root {root} does not exist: pass --root the folder that holds the category folders")
     assert one_error(monkeypatch, capsys, "grid", "-m", "probe", "-d", "mvtec_ad", "--root", root) == (
-        f"dataset root {root} does not exist: pass --root the folder that holds the mvtec_ad category folders")
+        f"dataset root {root} does not exist: pass --root the folder that holds the mvtec_ad category folders; "
+        "MVTec AD is downloaded by hand from https://www.mvtec.com/company/research/datasets/mvtec-ad")
 
 
 def test_root_not_in_mvtec_layout(monkeypatch, capsys, tmp_path):
@@ -164,7 +165,7 @@ def test_empty_train_good(monkeypatch, capsys, tmp_path):
 @pytest.mark.parametrize("option, value, message", [
     ("-m", "patchcor", "unknown method 'patchcor': did you mean 'patchcore'? known methods: "),
     ("-d", "mvtec", "unknown dataset 'mvtec': did you mean 'mvtec_ad'? known datasets: "
-                    "textures, mvtec_ad, btad, mpdd, folder (see `bench list datasets`)"),
+                    "textures, mvtec_ad, btad, mpdd, realiad, visa, cifar10, folder (see `bench list datasets`)"),
     ("--corruptions", "gausian_noise", "unknown corruption 'gausian_noise': did you mean 'gaussian_noise'? "
                                        "known corruptions: gaussian_noise, shot_noise, "),
 ])

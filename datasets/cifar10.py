@@ -1,0 +1,184 @@
+"""CIFAR-10 one-class: one class is normal, the other nine are anomalous; image metrics only.
+
+Official source: https://www.cs.toronto.edu/~kriz/cifar.html (the "python version",
+``cifar-10-python.tar.gz``). ``--root`` is the folder that holds the extracted
+``cifar-10-batches-py/`` (torchvision's ``root``); without ``--root`` the harness uses its cache.
+
+Format facts relied on (the Toronto page and torchvision's ``CIFAR10``):
+
+- ``cifar-10-batches-py/`` holds ``data_batch_1`` .. ``data_batch_5`` (training, 10,000 images
+  each), ``test_batch`` (10,000) and ``batches.meta``. Each is a Python 2 pickle (read with
+  ``encoding="latin1"``) of a dict: ``data`` is a (10000, 3072) uint8 array whose row holds the
+  1024 red, then 1024 green, then 1024 blue values of a 32x32 image in row-major order;
+  ``labels`` is a list of 10,000 ints in 0..9; also ``batch_label`` and ``filenames``.
+  ``batches.meta`` holds ``label_names`` (the 10 class names, index = label), ``num_cases_per_batch``
+  and ``num_vis``.
+- torchvision's ``CIFAR10`` verifies the md5 of every file on construction, download or not, so
+  it only reads the genuine release; this loader reads the pickles itself (same decoding) and
+  uses torchvision only to download (``CIFAR10(root, download=True)``, which checks the md5 of
+  the archive and of each file).
+
+One-class protocol: category = the normal class; train = that class's training images (5,000);
+test = the whole test batch (10,000: 1,000 normal, 9,000 with label 1). Images are 32x32.
+There is no pixel ground truth: the TestSplit says ``has_masks=False`` and the runner reports
+NaN for the pixel metrics.
+
+The data is downloaded when it is absent and the network works; with no network the error names
+the page and the folder to create. ``python -m bench.datasets.cifar10 ROOT`` downloads (and
+verifies) explicitly.
+"""
+from __future__ import annotations
+
+import pickle
+import socket
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from ..methods.errors import BenchError
+from .base import Category, ImageSet, TestSplit
+from .cache import cache_dir
+
+CATEGORIES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+FOLDER = "cifar-10-batches-py"
+TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_FILE = "test_batch"
+META_FILE = "batches.meta"
+PAGE = "https://www.cs.toronto.edu/~kriz/cifar.html"
+HOST = "www.cs.toronto.edu"
+
+
+def default_root() -> Path:
+    return check_root(cache_dir("cifar10"))
+
+
+def _missing(root: Path) -> list[str]:
+    return [f for f in (*TRAIN_FILES, TEST_FILE, META_FILE) if not (root / FOLDER / f).is_file()]
+
+
+def _network() -> bool:
+    try:
+        socket.create_connection((HOST, 443), timeout=5).close()
+        return True
+    except OSError:
+        return False
+
+
+def download(root: Path) -> None:
+    """torchvision's download: fetches the archive, checks its md5 and extracts it under root."""
+    from torchvision.datasets import CIFAR10
+
+    try:
+        CIFAR10(str(root), train=True, download=True)
+    except Exception as exc:  # network, disk, checksum: one line with the way out
+        raise BenchError(f"{root / FOLDER}: downloading CIFAR-10 failed ({exc}); get cifar-10-python.tar.gz "
+                         f"from {PAGE} and extract it into {root}") from None
+
+
+def check_root(root: Path) -> Path:
+    """The root, with CIFAR-10 downloaded into it when it is absent and the network works."""
+    root = Path(root).expanduser()
+    if root.exists() and not root.is_dir():
+        raise BenchError(f"dataset root {root} is not a directory: pass --root the folder that holds {FOLDER}/")
+    missing = _missing(root)
+    if not missing:
+        return root
+    if not _network():
+        raise BenchError(f"{root / FOLDER / missing[0]}: no such file and no network to download CIFAR-10; "
+                         f"get cifar-10-python.tar.gz (python version) from {PAGE} and extract it into "
+                         f"{root} (it makes {FOLDER}/)")
+    root.mkdir(parents=True, exist_ok=True)
+    download(root)
+    missing = _missing(root)
+    if missing:
+        raise BenchError(f"{root / FOLDER / missing[0]}: still missing after the download; get "
+                         f"cifar-10-python.tar.gz from {PAGE} and extract it into {root}")
+    return root
+
+
+def _unpickle(path: Path) -> dict:
+    try:
+        with path.open("rb") as f:
+            return pickle.load(f, encoding="latin1")
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError) as exc:
+        raise BenchError(f"{path}: not a CIFAR-10 batch ({exc}); get cifar-10-python.tar.gz from {PAGE} "
+                         "again") from None
+
+
+def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One batch file -> images (N, 32, 32, 3) uint8 and labels (N,) int64 (cached per file version)."""
+    st = path.stat()
+    return _read_batch(path, st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=8)
+def _read_batch(path: Path, _mtime_ns: int, _size: int) -> tuple[np.ndarray, np.ndarray]:
+    entry = _unpickle(path)
+    if not isinstance(entry, dict) or "data" not in entry or "labels" not in entry:
+        raise BenchError(f"{path}: not a CIFAR-10 batch (needs the keys data and labels); get "
+                         f"cifar-10-python.tar.gz from {PAGE} again")
+    data = np.asarray(entry["data"], dtype=np.uint8)
+    labels = np.asarray(entry["labels"], dtype=np.int64)
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
+        raise BenchError(f"{path}: data is {data.shape} for {len(labels)} labels; a CIFAR-10 batch has "
+                         "(N, 3072) rows and N labels")
+    return np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)), labels
+
+
+def class_names(root: Path) -> list[str]:
+    meta = _unpickle(root / FOLDER / META_FILE)
+    names = list(meta.get("label_names", [])) if isinstance(meta, dict) else []
+    if names != list(CATEGORIES):
+        raise BenchError(f"{root / FOLDER / META_FILE}: label_names {names} are not CIFAR-10's "
+                         f"{', '.join(CATEGORIES)}")
+    return names
+
+
+def load_category(root: Path, category: str) -> Category:
+    root = check_root(root)
+    names = class_names(root)
+    if category not in names:
+        raise BenchError(f"cifar10 has no class '{category}'; its classes are {', '.join(names)}")
+    normal = names.index(category)
+    folder = root / FOLDER
+
+    train_parts, train_ids = [], []
+    for name in TRAIN_FILES:
+        images, labels = read_batch(folder / name)
+        keep = np.flatnonzero(labels == normal)
+        train_parts.append(images[keep])
+        train_ids += [f"{name}/{i:05d}" for i in keep]
+    train_images = np.concatenate(train_parts)
+    test_images, test_labels = read_batch(folder / TEST_FILE)
+    if not len(train_images):
+        raise BenchError(f"{folder}: no training images of class {category}")
+
+    return Category(
+        dataset="cifar10",
+        name=category,
+        # copies: a method that writes into its input never changes the cached batch
+        train=ImageSet(train_ids, lambda i: train_images[i].copy()),
+        test=TestSplit(
+            ImageSet([f"{TEST_FILE}/{i:05d}" for i in range(len(test_images))], lambda i: test_images[i].copy()),
+            (test_labels != normal).astype(np.int64),
+            ["good" if y == normal else names[y] for y in test_labels],
+            mask_loader=None,
+            has_masks=False,
+        ),
+        root=root,
+        extra={"normal_class": category, "normal_label": normal},
+    )
+
+
+if __name__ == "__main__":  # explicit download: python -m bench.datasets.cifar10 ROOT
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m bench.datasets.cifar10 ROOT  (downloads CIFAR-10 into ROOT/cifar-10-batches-py)")
+    target = Path(sys.argv[1]).expanduser()
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        download(target)
+    except BenchError as exc:
+        sys.exit(f"error: {exc}")
+    print(f"CIFAR-10 is in {target / FOLDER}")

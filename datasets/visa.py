@@ -1,0 +1,140 @@
+"""VisA (Zou et al., ECCV 2022) in its released layout, split by the official 1-class csv.
+
+Official source: https://github.com/amazon-science/spot-diff (the tarball
+https://amazon-visual-anomaly.s3.us-west-2.amazonaws.com/VisA_20220922.tar). ``--root`` is the
+extracted folder:
+
+    <root>/split_csv/1cls.csv
+    <root>/<object>/Data/Images/Normal/0000.JPG
+    <root>/<object>/Data/Images/Anomaly/000.JPG
+    <root>/<object>/Data/Masks/Anomaly/000.png
+    <root>/<object>/image_anno.csv                (optional here: the defect names)
+
+Format facts relied on (spot-diff's ``split_csv/1cls.csv`` and ``prepare_data.py``):
+
+- ``1cls.csv`` has the header ``object,split,label,image,mask``; ``split`` is ``train`` or
+  ``test``, ``label`` is ``normal`` or ``anomaly``; ``image`` and ``mask`` are paths relative to
+  the root (``candle/Data/Images/Normal/0836.JPG``); ``mask`` is empty for normal images.
+- Per object it gives train = the normal training images, test = normal + 100 anomalous
+  (e.g. candle 900 / 100 + 100, capsules 542 / 60 + 100, cashew 450 / 50 + 100; 10,821 rows).
+- Masks are PNG at the image's size whose defect pixels hold a non-zero value (small label
+  values, not 255: spot-diff binarises with ``mask != 0``); this loader does the same.
+- ``<object>/image_anno.csv`` (header ``image,label,mask``, ``image`` as in ``1cls.csv``) names
+  the defect of each anomalous image (e.g. ``bent``, ``"melt, scratch"``); when the file is there
+  its label is the defect type, else ``anomaly``. Normal images are ``good``.
+
+The prepared copy that spot-diff's ``prepare_data.py`` writes (``VisA_pytorch/1cls``, MVTec
+layout, masks already 0 / 255) loads with ``--dataset folder`` instead.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..methods.errors import BenchError
+from .base import Category, ImageSet, TestSplit, read_mask
+
+CATEGORIES = (
+    "candle", "capsules", "cashew", "chewinggum", "fryum", "macaroni1", "macaroni2",
+    "pcb1", "pcb2", "pcb3", "pcb4", "pipe_fryum",
+)
+SPLIT_FILE = Path("split_csv") / "1cls.csv"
+COLUMNS = ("object", "split", "label", "image", "mask")
+SOURCE = ("VisA is https://amazon-visual-anomaly.s3.us-west-2.amazonaws.com/VisA_20220922.tar "
+          "(see https://github.com/amazon-science/spot-diff)")
+
+
+def check_root(root: Path) -> Path:
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        what = "does not exist" if not root.exists() else "is not a directory"
+        raise BenchError(f"dataset root {root} {what}: pass --root the extracted VisA folder that holds "
+                         f"split_csv/ and the 12 object folders; {SOURCE}")
+    return root
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            header = tuple(reader.fieldnames or ())
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise BenchError(f"{path}: cannot read this csv ({exc}); extract the VisA tarball again") from None
+    if header[:len(COLUMNS)] != COLUMNS:
+        raise BenchError(f"{path}: header is {','.join(header)} but VisA's split csv has "
+                         f"{','.join(COLUMNS)}; extract the VisA tarball again")
+    return rows
+
+
+def _defect_names(root: Path, category: str) -> dict[str, str]:
+    anno = root / category / "image_anno.csv"
+    if not anno.is_file():
+        return {}
+    try:
+        with anno.open(newline="", encoding="utf-8") as f:
+            return {r["image"]: r["label"] for r in csv.DictReader(f) if r.get("image") and r.get("label")}
+    except (OSError, UnicodeDecodeError, csv.Error, KeyError):
+        return {}  # defect names are informative only; labels come from 1cls.csv
+
+
+def load_category(root: Path, category: str) -> Category:
+    root = check_root(root)
+    split_file = root / SPLIT_FILE
+    if not split_file.is_file():
+        raise BenchError(f"{split_file}: no such file (VisA's 1-class split); pass --root the extracted "
+                         f"VisA folder, which holds split_csv/1cls.csv; {SOURCE}")
+    rows = [r for r in _rows(split_file) if r["object"] == category]
+    if not rows:
+        raise BenchError(f"{split_file}: no rows for object '{category}'; VisA's objects are "
+                         f"{', '.join(CATEGORIES)}")
+    bad = [r for r in rows if r["split"] not in ("train", "test") or r["label"] not in ("normal", "anomaly")]
+    if bad:
+        raise BenchError(f"{split_file}: row {bad[0]} has split '{bad[0]['split']}' / label '{bad[0]['label']}'"
+                         "; expected train|test and normal|anomaly")
+
+    def existing(rel: str, what: str) -> Path:
+        path = root / rel
+        if not path.is_file():
+            raise BenchError(f"{path}: {what} listed in {split_file} is missing; extract the VisA "
+                             f"tarball into {root} again; {SOURCE}")
+        return path
+
+    train = [r for r in rows if r["split"] == "train"]
+    test = [r for r in rows if r["split"] == "test"]
+    if any(r["label"] != "normal" for r in train):
+        raise BenchError(f"{split_file}: anomalous images in the train split of {category}; "
+                         "this is not the 1-class split")
+    names = _defect_names(root, category)
+    train_paths = [existing(r["image"], "image") for r in train]
+    test_paths = [existing(r["image"], "image") for r in test]
+    labels = np.array([r["label"] == "anomaly" for r in test], dtype=np.int64)
+    types = ["good" if r["label"] == "normal" else names.get(r["image"], "anomaly") for r in test]
+    mask_paths: list[Path | None] = []
+    for r in test:
+        if r["label"] == "normal":
+            mask_paths.append(None)
+        elif not r["mask"]:
+            raise BenchError(f"{split_file}: anomalous image {r['image']} has no mask; "
+                             "extract the VisA tarball again")
+        else:
+            mask_paths.append(existing(r["mask"], "mask"))
+
+    def mask_loader(i: int) -> np.ndarray:
+        with Image.open(test_paths[i]) as im:
+            w, h = im.size
+        if mask_paths[i] is None:
+            return np.zeros((h, w), dtype=bool)
+        return read_mask(mask_paths[i], (h, w), nonzero=True)
+
+    return Category(
+        dataset="visa",
+        name=category,
+        train=ImageSet.from_paths([r["image"] for r in train], train_paths),
+        test=TestSplit(ImageSet.from_paths([r["image"] for r in test], test_paths), labels, types, mask_loader),
+        root=root,
+        extra={"split_file": str(split_file)},
+    )
