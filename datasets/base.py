@@ -144,7 +144,7 @@ class TestSplit:
         chosen = sorted(j for t in types for j in rng.choice(members[t], take[t], replace=False).tolist())
         loader = self.mask_loader
         return TestSplit(self.images.take(chosen), self.labels[chosen], [self.defect_types[j] for j in chosen],
-                         lambda i: loader(chosen[i]))
+                         lambda i: loader(chosen[i]), has_masks=self.has_masks)
 
 
 @dataclass
