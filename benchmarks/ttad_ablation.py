@@ -32,6 +32,8 @@ READINGS: dict[str, tuple[str, dict[str, str]]] = {
     "mutual": ("ttad", {"assignment": "mutual"}),
     "continuous": ("ttad", {"assignment": "continuous"}),
     "or+sum": ("ttad", {"assignment": "or", "ot_reduction": "sum"}),
+    "or+no_views": ("ot_discrete", {}),  # Table 4: no target augmentation
+    "or+copies": ("ot_discrete_copy", {}),  # Table 4: the batch duplicated instead of flipped/rotated
     "ttt++": ("ttt++", {}),
     "ttac": ("ttac", {}),
     # exact assignment: a (N x 16,384) linear assignment per step on the CPU; ask for it by name
