@@ -202,8 +202,8 @@ def table(
 
 
 @app.command("list")
-def list_(what: str = typer.Argument(..., help="methods, datasets or corruptions")) -> None:
-    """List registered methods, datasets or corruptions."""
+def list_(what: str = typer.Argument(..., help="methods, datasets, corruptions or presets")) -> None:
+    """List registered methods, datasets, corruptions or the papers' presets."""
     if what == "methods":
         from .methods import registered
 
@@ -220,8 +220,18 @@ def list_(what: str = typer.Argument(..., help="methods, datasets or corruptions
         typer.echo("corruptions: " + ", ".join(CORRUPTIONS))
         for name, items in PRESETS.items():
             typer.echo(f"preset {name}: {', '.join(items)}")
+    elif what == "presets":
+        from .presets import PRESETS, cost
+
+        for name, p in PRESETS.items():
+            sizes = []
+            for ds in p.datasets:
+                n, cells, fits = cost(p, ds)
+                sizes.append(f"{ds}: {n} categories, {cells} cells, {fits} fits")
+            typer.echo(f"{name:12s} {p.summary}\n{'':12s} {', '.join(p.methods)}; backbone {p.backbone}; "
+                       f"{'; '.join(sizes)}")
     else:
-        raise BenchError(f"bench list {what}: use methods, datasets or corruptions")
+        raise BenchError(f"bench list {what}: use methods, datasets, corruptions or presets")
 
 
 @app.command()
@@ -246,6 +256,41 @@ def perf(
     from .perf import report, run
 
     typer.echo(report(run(str(root), category, coreset_ratio, corruption, severity, backbone, max_train)))
+
+
+@app.command()
+def reproduce(
+    preset: str = typer.Argument(..., help="A paper table's preset (bench list presets), e.g. ttad-table1."),
+    root: Optional[Path] = typer.Option(None, "--root", help="Folder holding the dataset."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="One of the preset's datasets (default: its first)."),
+    categories: Optional[List[str]] = typer.Option(None, "--categories", "-c", help="A category subset (marked in the table)."),
+    backbone: Optional[str] = typer.Option(None, "--backbone", help="Another backbone than the paper's (marked)."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="imagenet, random, or a state-dict path."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="FIELD=VALUE departures from the paper (marked)."),
+    test_subset: int = typer.Option(0, "--test-subset", help="A seeded, stratified test subset per category (marked)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
+    workers: int = typer.Option(1, "--workers", "-w", help="Local worker processes."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default: results/runs/<preset>-<hash>)."),
+    fmt: str = typer.Option("markdown", "--format", "-f", help="latex or markdown."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+) -> None:
+    """Run a published table's whole protocol and print ours next to the published numbers."""
+    from .executors import make_executor, run_grid
+    from .grid import default_run_dir
+    from .presets import comparison, get_preset, grid_spec
+    from .results import load_rows
+    from .runner import resolve_device
+
+    p = get_preset(preset)
+    spec = grid_spec(p, dataset=dataset, root=str(root) if root else None, categories=_split(categories),
+                     backbone=backbone, weights=weights, overrides=_overrides(set_), device=resolve_device(device),
+                     test_subset=test_subset)
+    spec.preset = p.name
+    run_dir = out or default_run_dir(spec).with_name(f"{p.name}-{default_run_dir(spec).name}")
+    summary = run_grid(spec, run_dir, make_executor("local", workers=workers), console=console, show_progress=progress)
+    console.print(f"run {summary.run_dir}: {summary.total} cells, {summary.skipped} already done, {summary.ran} ran "
+                  f"({summary.failed} failed) in {summary.seconds:.1f}s", highlight=False, soft_wrap=True, markup=False)
+    typer.echo(comparison(p, spec, load_rows(run_dir), fmt=fmt))
 
 
 @app.command()

@@ -36,6 +36,7 @@ class Cell:
     protocol: str
     config: MethodConfig = field(compare=False, repr=False)
     test_subset: int = 0  # 0: every test image; N: a seeded stratified subset of N
+    preset: str = field(default="", compare=False)  # the paper preset that asked for it (recorded)
 
 
     @property
@@ -71,6 +72,7 @@ class GridSpec:
     overrides: dict[str, Any] = field(default_factory=dict)  # "field=value" or "method.field=value"
     device: str = "cpu"
     test_subset: int = 0  # 0: every test image; N: a seeded subset of N, stratified by defect type
+    preset: str = ""  # set by `bench reproduce`: recorded in every row, not part of the cells' ids
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -124,7 +126,7 @@ class GridSpec:
         configs = {m: self.method_config(m) for m in methods}
         # Grouped so that each (category, method, seed) fits once and its cells follow.
         return [
-            Cell(m, dataset_label, cat, c, s, seed, self.protocol, configs[m], self.test_subset)
+            Cell(m, dataset_label, cat, c, s, seed, self.protocol, configs[m], self.test_subset, self.preset)
             for cat in cats for m in methods for seed in self.seeds for c, s in conditions
         ]
 
@@ -150,5 +152,5 @@ def _coerce(raw: Any, typ: Any, key: str) -> Any:
 def default_run_dir(spec: GridSpec, base: Path = Path("results/runs")) -> Path:
     """Same grid -> same directory, so rerunning a command resumes it."""
     identity = {k: v for k, v in spec.to_dict().items()
-                if k != "device" and not (k == "test_subset" and not v)}
+                if k != "device" and not (k in ("test_subset", "preset") and not v)}
     return base / f"{spec.dataset}-{_hash(identity, 8)}"

@@ -260,6 +260,7 @@ def base_row(cell: Cell, device: str) -> dict[str, Any]:
         "image_size": int(getattr(cfg, "image_size", 0)),
         "protocol": cell.protocol,
         "test_subset": cell.test_subset,
+        "preset": cell.preset,
         "device": device,
         "versions": json.dumps(versions(), sort_keys=True),
     }

@@ -1,0 +1,184 @@
+"""Presets: a published table's whole protocol, so one command reproduces it.
+
+    bench list presets
+    bench reproduce ttad-table1 --root /data/mvtec_anomaly_detection
+    bench reproduce ttad-table1 --dataset realiad --root /data/Real-IAD
+
+A preset pins what the paper ran: dataset(s), categories (the dataset's standard list),
+corruptions and severity, methods, backbone, and the per-dataset settings the paper states
+(TTAD: 10 adaptation epochs on MVTec AD, 1 on Real-IAD). Everything else is each method's
+defaults (the papers' values). ``reproduce`` runs the preset's grid, then prints ours next to the
+published numbers; a value whose run departs from the paper's protocol (another backbone,
+resolution, severity, corruption protocol, a category subset or test subset, a changed
+hyperparameter) carries a dagger and the departures are listed under the table. The preset's
+name is recorded in every row (``preset``).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import BenchError
+
+PAPER_BACKBONE = "wide_resnet50_2"  # both papers: torchvision WRN-50, ImageNet V1
+STAND_IN = "folder"  # --dataset folder: any MVTec-layout folder stands in for the preset's dataset
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    paper: str  # key in published_results.csv
+    table: int
+    summary: str
+    methods: tuple[str, ...]
+    # dataset -> the paper's per-dataset overrides; the first dataset is the default
+    datasets: dict[str, dict[str, str]]
+    corruptions: tuple[str, ...] = ("gaussian_noise", "defocus_blur", "brightness", "contrast")
+    severity: int = 5
+    metrics: tuple[str, ...] = ("image_auroc",)
+    protocol: str = "native"  # ADShift corrupts the original files; TTAD does not say
+    backbone: str = PAPER_BACKBONE
+    # published method name -> our method name, where the names differ
+    method_map: dict[str, str] = field(default_factory=dict)
+    # the paper's dataset key in published_results.csv -> our dataset name
+    paper_datasets: dict[str, str] = field(default_factory=dict)
+
+    def dataset(self, name: str | None) -> str:
+        if name is None:
+            return next(iter(self.datasets))
+        if name not in self.datasets and name != STAND_IN:
+            raise BenchError(f"preset {self.name} covers the datasets {', '.join(self.datasets)}, not '{name}' "
+                             f"(--dataset {STAND_IN} --root DIR runs any MVTec-layout folder as a stand-in, marked)")
+        return name
+
+    def settings(self, dataset: str) -> dict[str, str]:
+        """The paper's per-dataset overrides (a stand-in folder takes the first dataset's)."""
+        return self.datasets.get(dataset, next(iter(self.datasets.values())))
+
+    def paper_dataset(self, dataset: str) -> str:
+        """The dataset key of the published numbers that ``dataset``'s rows compare with."""
+        if dataset not in self.datasets:  # a stand-in
+            dataset = next(iter(self.datasets))
+        return {ours: paper for paper, ours in self.paper_datasets.items()}.get(dataset, dataset)
+
+
+_TTAD_DATASETS = {"mvtec_ad": {"adapt_epochs": "10"}, "realiad": {"adapt_epochs": "1"}}
+_TTAD_PAPER = {"real_iad": "realiad"}
+_TABLE4 = ("none", "kl_div", "moment_matching", "ot_hungarian", "ot_discrete", "ot_discrete_copy",
+           "ot_discrete_augment")
+
+PRESETS: dict[str, Preset] = {p.name: p for p in [
+    Preset("ttad-table1", "ttad", 1, "TTAD Table 1: image AUROC, MVTec AD / Real-IAD, paper corruptions @5",
+           ("patchcore", "ttt++", "ttac", "rd4ad", "gnl", "ttad"), _TTAD_DATASETS, paper_datasets=_TTAD_PAPER),
+    Preset("ttad-table3", "ttad", 3, "TTAD Table 3: pixel AUROC, MVTec AD / Real-IAD, paper corruptions @5",
+           ("patchcore", "ttt++", "ttac", "rd4ad", "ttad"), _TTAD_DATASETS, metrics=("pixel_auroc",),
+           paper_datasets=_TTAD_PAPER),
+    Preset("ttad-table4", "ttad", 4, "TTAD Table 4: the alignment ablation, image + pixel AUROC, MVTec AD @5",
+           _TABLE4, {"mvtec_ad": {"adapt_epochs": "10"}}, metrics=("image_auroc", "pixel_auroc")),
+    Preset("gnl-table1", "gnl", 1, "GNL Table 1: image AUROC, MVTec AD, paper corruptions @3",
+           ("rd4ad", "gnl"), {"mvtec_ad": {}}, severity=3),
+    Preset("gnl-table2", "gnl", 2, "GNL Table 2: image AUROC, CIFAR-10 one-class, paper corruptions @5",
+           ("rd4ad", "gnl"), {"cifar10": {}}),
+]}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        import difflib
+
+        close = difflib.get_close_matches(name, PRESETS, n=1, cutoff=0.5)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise BenchError(f"unknown preset '{name}': {hint}use one of {', '.join(PRESETS)} (bench list presets)")
+    return PRESETS[name]
+
+
+def grid_spec(preset: Preset, *, dataset: str | None = None, root: str | None = None,
+              categories: list[str] | None = None, backbone: str | None = None, weights: str | None = None,
+              overrides: dict[str, Any] | None = None, device: str = "cpu", test_subset: int = 0,
+              seeds: list[int] | None = None):
+    """The preset's grid; the caller's options override it (and are reported as departures)."""
+    from .grid import GridSpec
+
+    ds = preset.dataset(dataset)
+    return GridSpec(
+        methods=list(preset.methods), dataset=ds, root=root, categories=categories,
+        corruptions=list(preset.corruptions), severities=[preset.severity], seeds=seeds or [0],
+        protocol=preset.protocol, backbone=backbone or preset.backbone, weights=weights,
+        overrides={**preset.settings(ds), **(overrides or {})}, device=device, test_subset=test_subset,
+    )
+
+
+def cost(preset: Preset, dataset: str | None = None) -> tuple[int, int, int]:
+    """(categories, cells, fits) of the preset's grid on the dataset's standard category list."""
+    from .datasets.registry import get_dataset
+    from .grid import Cell
+    from .runner import _identity_probe
+
+    spec = grid_spec(preset, dataset=dataset)
+    cats = get_dataset(spec.dataset).categories
+    conditions = spec.conditions()
+    identities = set()
+    for m in spec.method_names():
+        cell = Cell(m, spec.dataset, "", "clean", 0, 0, spec.protocol, spec.method_config(m))
+        identities.add(json.dumps(_identity_probe(cell), sort_keys=True, default=str))
+    n = len(cats)
+    return n, n * len(spec.method_names()) * len(conditions), n * len(identities)
+
+
+def departures(preset: Preset, spec, rows) -> dict[str, list[str]]:
+    """Per method in ``rows``: how its cells depart from the paper's protocol (empty: none)."""
+    from .datasets.registry import get_dataset
+
+    standard = set(get_dataset(spec.dataset).categories)
+    paper = {m: spec.method_config(m) for m in spec.method_names()}
+    out: dict[str, list[str]] = {}
+    for method, sub in rows.groupby("method"):
+        notes = []
+        if spec.dataset not in preset.datasets:
+            notes.append(f"stand-in data {', '.join(sorted(set(sub['category'])))} for {preset.paper_dataset(spec.dataset)}")
+        cfg = json.loads(sub["config"].iloc[0])
+        if cfg.get("backbone") != preset.backbone:
+            notes.append(f"backbone {cfg.get('backbone')} (paper: {preset.backbone})")
+        default = grid_spec(preset, dataset=spec.dataset).method_config(method).to_dict() if method in paper else {}
+        for key in ("image_size", "resize", "epochs", "adapt_epochs", "coreset_ratio"):
+            if key in cfg and key in default and cfg[key] != default[key]:
+                notes.append(f"{key} {cfg[key]} (paper: {default[key]})")
+        changed = sorted(k for k in cfg if k in default and cfg[k] != default[k]
+                         and k not in ("backbone", "weights", "image_size", "resize", "epochs", "adapt_epochs",
+                                       "coreset_ratio"))
+        if changed:
+            notes.append("changed: " + ", ".join(f"{k}={cfg[k]}" for k in changed))
+        sev = sorted(set(int(s) for s in sub["severity"]) - {0})
+        if sev and sev != [preset.severity]:
+            notes.append(f"severity {sev} (paper: {preset.severity})")
+        if set(sub["protocol"]) != {preset.protocol}:
+            notes.append(f"corruption protocol {sorted(set(sub['protocol']))} (paper: {preset.protocol})")
+        cats = set(sub["category"])
+        if standard and cats != standard:
+            notes.append(f"{len(cats)} of {len(standard)} categories")
+        if "test_subset" in sub and (sub["test_subset"].fillna(0) > 0).any():
+            notes.append(f"test subset of {int(sub['test_subset'].max())} images")
+        out[method] = notes
+    return out
+
+
+def comparison(preset: Preset, spec, rows, fmt: str = "markdown") -> str:
+    """Ours next to the published numbers, per metric; daggers on methods whose run departs
+    from the paper's protocol, the departures listed below."""
+    from .tables import _render_comparison, compare_published
+
+    ok = rows[rows["status"] == "ok"].copy()
+    if ok.empty:
+        raise BenchError("no finished cells to compare (every cell failed or none ran)")
+    dep = departures(preset, spec, ok)
+    ok["dataset"] = preset.paper_dataset(spec.dataset)
+    dagger = "†" if fmt == "markdown" else r"$^\dagger$"
+    parts = []
+    for metric in preset.metrics:
+        long = compare_published(ok, paper=preset.paper, table=preset.table, metric=metric,
+                                 method_map=preset.method_map)
+        long["method"] = [f"{m}{dagger}" if dep.get(o) else m for m, o in zip(long["method"], long["ours_method"])]
+        parts.append(_render_comparison(long, fmt, 2, f"{preset.summary}. {metric}: ours (published).", None))
+    notes = [f"{dagger} {m}: " + "; ".join(n) for m, n in dep.items() if n]
+    return "\n\n".join(parts + (["\n".join(notes)] if notes else []))
