@@ -110,7 +110,7 @@ def test_corrupt_command_fills_the_cache_the_grid_reads(monkeypatch, capsys, tmp
         spec = tiny_spec(severities=(1,))
         cat = RunContext(spec).category("brick")
         cell = [c for c in spec.cells() if c.corruption == "gaussian_noise"][0]
-        C.reset_cache_stats()
+        stats = C.CacheStats()
         list(C.corrupted_images(cat.test.images, dataset=cell.dataset, category=cell.category,
-                                corruption=cell.corruption, severity=cell.severity, seed=cell.seed))
-        assert C.CACHE_STATS == {"hits": 40, "misses": 0}
+                                corruption=cell.corruption, severity=cell.severity, seed=cell.seed, stats=stats))
+        assert (stats.hits, stats.misses) == (40, 0)
