@@ -10,10 +10,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Iterator, Sequence
 
 import numpy as np
 
@@ -156,6 +157,20 @@ def register_variant(name: str, cls: type[Method], summary: str = "", **override
     if unknown:
         raise TypeError(f"{name}: {sorted(unknown)} are not fields of {cls.Config.__name__}")
     _REGISTRY[name] = Registered(name, cls, dict(overrides), summary)
+
+
+@contextmanager
+def registered_temporarily(name: str, cls: type[Method], summary: str = "", **overrides: Any) -> Iterator[str]:
+    """Register ``name`` inside a ``with`` block only (tests, notebooks); then restore the registry."""
+    before = _REGISTRY.get(name)
+    register_variant(name, cls, summary=summary, **overrides)
+    try:
+        yield name
+    finally:
+        if before is None:
+            _REGISTRY.pop(name, None)
+        else:
+            _REGISTRY[name] = before
 
 
 def _load_entry_points() -> None:

@@ -46,7 +46,7 @@ def test_lite_packaged_weights_map_one_to_one():
     sd = B.state_dict(LITE)
     assert list(sd) == list(template)
     for (ks, vs), (kt, vt) in zip(src.items(), sd.items()):
-        assert vt is vs or torch.equal(vs, vt)
+        assert torch.equal(vs, vt), kt
     assert torch.equal(sd["conv_stem.weight"], src["_conv_stem.weight"])
     assert torch.equal(sd["classifier.weight"], src["_fc.weight"])
     assert torch.equal(sd["blocks.6.0.bn3.running_var"], src["_blocks.15._bn2.running_var"])

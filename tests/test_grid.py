@@ -10,7 +10,7 @@ import pytest
 
 from bench.executors import run_local
 from bench.grid import GridSpec
-from bench.methods import Scores, register
+from bench.methods import Scores, registered, registered_temporarily
 from bench.methods.patchcore import PatchCore
 from bench.results import load_rows
 
@@ -64,11 +64,8 @@ class _NaNMethod(PatchCore):
 @pytest.fixture
 def nan_method():
     """Registered for one test only, so the contract test never sees it."""
-    from bench.methods import base
-
-    register("test_nan_method", summary="returns NaN scores (test only)")(_NaNMethod)
-    yield "test_nan_method"
-    base._REGISTRY.pop("test_nan_method")
+    with registered_temporarily("test_nan_method", _NaNMethod, summary="returns NaN scores (test only)") as name:
+        yield name
 
 
 def test_failed_cell_is_recorded_and_grid_goes_on(tiny_root, tmp_path, nan_method):
@@ -100,16 +97,21 @@ def test_cli_grid_table_and_list(tiny_root, tmp_path):
     assert latex.returncode == 0, latex.stderr
     assert "\\toprule" in latex.stdout and "PatchCore & 100.00" in latex.stdout
     lst = subprocess.run([sys.executable, "-m", "bench", "list", "methods"], capture_output=True, text=True)
-    assert lst.stdout.startswith("") and "patchcore" in lst.stdout
+    assert lst.returncode == 0, lst.stderr
+    listed = [line.split()[0] for line in lst.stdout.splitlines()]
+    assert listed == list(registered()) and "patchcore" in listed  # one line per method, registry order
 
 
-def test_cli_errors_are_one_line(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "bench", "grid", "--methods", "patchcor", "--root", str(tmp_path / "nope")],
-                         capture_output=True, text=True)
-    assert out.returncode == 2
-    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "Traceback" not in out.stderr
-    assert "does not exist" in lines[0] or "did you mean" in lines[0]
+def test_cli_errors_are_one_line(tmp_path, tiny_root):
+    def error(*args):
+        out = subprocess.run([sys.executable, "-m", "bench", "grid", *args], capture_output=True, text=True)
+        assert out.returncode == 2
+        lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and "Traceback" not in out.stderr
+        return lines[0]
+
+    assert "does not exist" in error("--methods", "patchcore", "--root", str(tmp_path / "nope"))
+    assert "did you mean 'patchcore'?" in error("--methods", "patchcor", "--root", str(tiny_root))
 
 
 def test_unknown_override_for_a_method_is_rejected(tiny_root):
