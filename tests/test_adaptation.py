@@ -132,8 +132,10 @@ def fitted_state():
 
 
 @pytest.mark.parametrize("name,extra", [
-    ("ttt++", {}), ("ttac", {}), ("ot_hungarian", {}),
-    ("ot_discrete_copy", {"assignment": "continuous"}), ("ttad", {"bn_mode": "batch"}),
+    pytest.param("ttt++", {}, marks=pytest.mark.slow), pytest.param("ttac", {}, marks=pytest.mark.slow),
+    pytest.param("ot_hungarian", {}, marks=pytest.mark.slow),
+    pytest.param("ot_discrete_copy", {"assignment": "continuous"}, marks=pytest.mark.slow),
+    ("ttad", {"bn_mode": "batch"}),
 ])
 def test_adapt_moves_only_bn_affine_and_reports(fitted_state, name, extra):
     state = copy.deepcopy(fitted_state)
@@ -186,6 +188,7 @@ def test_none_skips_adaptation_and_matches_patchcore_scores(fitted_state):
     assert np.array_equal(a.image_scores, b.image_scores) and np.array_equal(a.maps, b.maps)
 
 
+@pytest.mark.slow
 def test_adapted_cells_never_leak_and_order_does_not_matter(tmp_path):
     """Two cells through the runner, in both orders (fresh fit cache each): identical results."""
     from bench.cache import FitCache

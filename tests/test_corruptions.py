@@ -269,6 +269,7 @@ def test_broken_cache_entry_is_regenerated(img, cache):
     assert (st.hits, st.misses) == (0, 2)
 
 
+@pytest.mark.slow
 def test_materialize_in_spawned_workers_matches_in_process(img, cache):
     # glass_blur is left out only because numba compiles it anew in each worker (seconds); its
     # seed is passed explicitly, as for impulse_noise.

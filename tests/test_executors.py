@@ -28,6 +28,7 @@ def test_groups_share_one_fit_per_category_and_seed():
     assert len({g.key for g in groups}) == 4
 
 
+@pytest.mark.slow
 def test_workers_give_the_in_process_rows(tmp_path):
     """Two worker processes, cold caches: identical metrics, one fit, every part written by the driver."""
     ref = reference_rows()
@@ -46,6 +47,7 @@ def test_workers_give_the_in_process_rows(tmp_path):
     assert len(RunStore(run_dir)) == 2
 
 
+@pytest.mark.slow
 def test_rerun_runs_only_missing_cells_and_reuses_the_fit(tmp_path):
     ref_dir = reference_run()
     run_dir = tmp_path / "run"
@@ -95,6 +97,7 @@ def test_cli_ray_without_ray_is_one_line(monkeypatch, capsys):
                            "Ray hides GPUs from tasks that reserve none")
 
 
+@pytest.mark.slow
 def test_corrupt_command_fills_the_cache_the_grid_reads(monkeypatch, capsys, tmp_path):
     args = ["corrupt", "-d", "textures", "--root", str(textures_root()), "-c", "brick",
             "--corruptions", "gaussian_noise", "-s", "1", "--workers", "2", "--no-progress"]

@@ -22,6 +22,7 @@ def _spec(root, methods=("patchcore",), **kw) -> GridSpec:
                     severities=[3], overrides=dict(FAST), **kw)
 
 
+@pytest.mark.slow
 def test_grid_writes_one_row_per_cell_and_resumes(tiny_root, tmp_path):
     run = tmp_path / "run"
     s1 = run_local(_spec(tiny_root), run, show_progress=False)
@@ -45,6 +46,7 @@ def test_grid_writes_one_row_per_cell_and_resumes(tiny_root, tmp_path):
     assert len(load_rows(run)) == 2
 
 
+@pytest.mark.slow
 def test_changed_hyperparameter_makes_new_cells(tiny_root, tmp_path):
     run = tmp_path / "run"
     run_local(_spec(tiny_root), run, show_progress=False)
@@ -68,6 +70,7 @@ def nan_method():
         yield name
 
 
+@pytest.mark.slow
 def test_failed_cell_is_recorded_and_grid_goes_on(tiny_root, tmp_path, nan_method):
     run = tmp_path / "run"
     s = run_local(_spec(tiny_root, methods=("test_nan_method", "patchcore")), run, show_progress=False)
@@ -83,6 +86,7 @@ def test_failed_cell_is_recorded_and_grid_goes_on(tiny_root, tmp_path, nan_metho
     assert again.ran == 2
 
 
+@pytest.mark.slow
 def test_cli_grid_table_and_list(tiny_root, tmp_path):
     run = tmp_path / "clirun"
     cmd = [sys.executable, "-m", "bench", "grid", "--methods", "patchcore", "--root", str(tiny_root),
@@ -102,6 +106,7 @@ def test_cli_grid_table_and_list(tiny_root, tmp_path):
     assert listed == list(registered()) and "patchcore" in listed  # one line per method, registry order
 
 
+@pytest.mark.slow
 def test_cli_errors_are_one_line(tmp_path, tiny_root):
     def error(*args):
         out = subprocess.run([sys.executable, "-m", "bench", "grid", *args], capture_output=True, text=True)

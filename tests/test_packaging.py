@@ -1,6 +1,8 @@
 """`methods/` and `datasets/` install as bench.methods / bench.datasets, never top-level."""
 from __future__ import annotations
 
+import pytest
+
 import subprocess
 import sys
 import zipfile
@@ -30,6 +32,7 @@ def test_editable_install_maps_subpackages(tmp_path):
     assert str(ROOT) not in (lines[2] or "")  # our datasets/ is not importable as `datasets`
 
 
+@pytest.mark.slow
 def test_wheel_contains_and_imports_subpackages(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                     "-w", str(tmp_path / "dist"), str(ROOT)], check=True, capture_output=True)
