@@ -71,16 +71,26 @@ def _grid_spec(methods, dataset, root, categories, corruptions, severities, seed
     )
 
 
+# The data options of `grid` and `corrupt` (one definition; typer reads each as a default).
+_DATASET = typer.Option(None, "--dataset", "-d", help="Dataset name (default: textures; 'folder' when --root is given).")
+_ROOT = typer.Option(None, "--root", help="Folder holding the dataset's categories.")
+_CATEGORIES = typer.Option(None, "--categories", "-c", help="Categories (default: all).")
+_CORRUPTIONS = typer.Option(["paper"], "--corruptions", help="Names or presets (paper, common, all, noise, ...).")
+_SEVERITIES = typer.Option(["5"], "--severities", "-s", help="Severities 1-5, comma-separated.")
+_SEEDS = typer.Option(["0"], "--seeds", help="Seeds, comma-separated.")
+_PROTOCOL = typer.Option("native", "--protocol", help="native (corrupt the original file) or resized.")
+
+
 @app.command()
 def grid(
     methods: List[str] = typer.Option(["all"], "--methods", "-m", help="Method names, comma-separated, or 'all'."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name (default: textures; 'folder' when --root is given)."),
-    root: Optional[Path] = typer.Option(None, "--root", help="Folder holding the dataset's categories."),
-    categories: Optional[List[str]] = typer.Option(None, "--categories", "-c", help="Categories (default: all)."),
-    corruptions: List[str] = typer.Option(["paper"], "--corruptions", help="Names or presets (paper, common, all, noise, ...)."),
-    severities: List[str] = typer.Option(["5"], "--severities", "-s", help="Severities 1-5, comma-separated."),
-    seeds: List[str] = typer.Option(["0"], "--seeds", help="Seeds, comma-separated."),
-    protocol: str = typer.Option("native", "--protocol", help="native (corrupt the original file) or resized."),
+    dataset: Optional[str] = _DATASET,
+    root: Optional[Path] = _ROOT,
+    categories: Optional[List[str]] = _CATEGORIES,
+    corruptions: List[str] = _CORRUPTIONS,
+    severities: List[str] = _SEVERITIES,
+    seeds: List[str] = _SEEDS,
+    protocol: str = _PROTOCOL,
     backbone: Optional[str] = typer.Option(None, "--backbone", help="timm backbone, e.g. wide_resnet50_2."),
     weights: Optional[str] = typer.Option(None, "--weights", help="imagenet, random, or a state-dict path."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Hyperparameter FIELD=VALUE or METHOD.FIELD=VALUE."),
@@ -129,13 +139,13 @@ def grid(
 
 @app.command()
 def corrupt(
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name (default: textures; 'folder' when --root is given)."),
-    root: Optional[Path] = typer.Option(None, "--root", help="Folder holding the dataset's categories."),
-    categories: Optional[List[str]] = typer.Option(None, "--categories", "-c", help="Categories (default: all)."),
-    corruptions: List[str] = typer.Option(["paper"], "--corruptions", help="Names or presets (paper, common, all, noise, ...)."),
-    severities: List[str] = typer.Option(["5"], "--severities", "-s", help="Severities 1-5, comma-separated."),
-    seeds: List[str] = typer.Option(["0"], "--seeds", help="Seeds, comma-separated."),
-    protocol: str = typer.Option("native", "--protocol", help="native (corrupt the original file) or resized."),
+    dataset: Optional[str] = _DATASET,
+    root: Optional[Path] = _ROOT,
+    categories: Optional[List[str]] = _CATEGORIES,
+    corruptions: List[str] = _CORRUPTIONS,
+    severities: List[str] = _SEVERITIES,
+    seeds: List[str] = _SEEDS,
+    protocol: str = _PROTOCOL,
     workers: int = typer.Option(0, "--workers", "-w", help="Processes (default: one per CPU core)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
