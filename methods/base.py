@@ -8,8 +8,6 @@ cache it; every cell starts from that cached state, so adaptation cannot leak be
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -19,6 +17,7 @@ from typing import Any, Callable, ClassVar, Iterator, Sequence
 import numpy as np
 
 from .errors import UnknownName
+from .persist import stable_hash
 
 
 @dataclass(frozen=True)
@@ -54,8 +53,7 @@ class MethodConfig:
         return dataclasses.asdict(self)
 
     def hash(self) -> str:
-        blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        return stable_hash(self.to_dict(), 12)
 
 
 class Method:
