@@ -75,6 +75,18 @@ def test_executor_choice_errors(monkeypatch):
     with pytest.raises(BenchError) as e:
         make_executor("local", address="auto")
     assert str(e.value) == "--address auto: only the ray executor connects to a cluster; add --executor ray"
+    # every option is checked once, where the executor is built (the CLI goes through here too)
+    for kwargs, message in [
+        ({"name": "ray", "workers": 2}, "--workers 2: the ray executor sizes itself"),
+        ({"name": "ray", "cpus_per_cell": 0}, "--cpus-per-cell 0: must be > 0"),
+        ({"name": "ray", "gpus_per_cell": -1}, "--gpus-per-cell -1: must be >= 0"),
+        ({"name": "ray", "device": "cuda"}, "--device cuda with the ray executor needs --gpus-per-cell"),
+        ({"name": "ray", "device": "cuda:1", "gpus_per_cell": 1}, "--device cuda:1: with the ray executor use"),
+        ({"name": "local", "gpus_per_cell": 1}, "--gpus-per-cell is a Ray resource"),
+        ({"name": "local", "threads": 0}, "--threads 0: use a whole number >= 1"),
+    ]:
+        with pytest.raises(BenchError, match=message.replace("(", r"\(").replace("+", r"\+")):
+            make_executor(**kwargs)
     monkeypatch.setitem(sys.modules, "ray", None)  # "import ray" raises ImportError
     monkeypatch.delitem(sys.modules, "bench.ray_executor", raising=False)
     ex = make_executor("ray")
