@@ -1,7 +1,9 @@
 """The Ray executor: a grid as Ray tasks on an existing cluster (or a local one it starts).
 
-Per fit group (method config x dataset x category x seed) one *fit task* returns the fitted
-state into the object store; the group's *evaluation tasks* take that ObjectRef as an argument,
+A backend of the scheduler (``bench.scheduler``), which owns the order, the failed rows and the
+key checks; the tasks are thin wrappers of the worker entry points (``bench.worker``). Per fit
+group (method config x dataset x category x seed) one *fit task* returns the fitted state into
+the object store; the group's *evaluation tasks* take that ObjectRef as an argument,
 so Ray ships the state to whichever node runs them - no shared filesystem - and the category
 fits once cluster-wide. Tasks return rows; the driver alone writes the Parquet parts.
 
