@@ -11,16 +11,13 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .datasets.corruptions import CLEAN, PROTOCOLS, check_severity, resolve_corruptions
+from .datasets.corruptions import CLEAN, PROTOCOLS, TestSets, check_severity, resolve_corruptions
 from .datasets.registry import get_dataset
 from .errors import BenchError
 from .methods import MethodConfig, get, registered
 from .methods.persist import stable_hash
-
-if TYPE_CHECKING:
-    from .datasets.corruptions import TestSets
 
 
 def _hash(obj: Any, n: int = 12) -> str:
@@ -128,8 +125,6 @@ def corruption_sets(spec: GridSpec) -> list[TestSets]:
     """The corrupted test sets a grid's cells read (same dataset label, image ids and seeds), per
     (category, seed); pixels do not depend on the method. Loads each category once (one-line
     errors for a bad layout, as ``bench grid``)."""
-    from .datasets.corruptions import TestSets
-
     probe = dataclasses.replace(spec, methods=[next(iter(registered()))])
     ds = get_dataset(spec.dataset)
     loaded: dict[str, Any] = {}
