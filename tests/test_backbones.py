@@ -72,6 +72,7 @@ def test_lite_classifier_sees_cat_and_espresso(images):
     assert top1[1] == 967, top1  # espresso
 
 
+@pytest.mark.slow
 def test_lite_patchcore_features_equal_classifier_features(images):
     stages = B.stages_for(LITE, B.PATCHCORE_STRIDES)
     assert stages == (2, 3)
@@ -102,6 +103,7 @@ def test_default_stages_and_distill_stages_lite():
     assert [m.shape[1] for m in maps] == [40, 112]
 
 
+@pytest.mark.slow
 def test_wrn_stages_random():
     info = B.feature_info(WRN)
     assert [f["module"] for f in info] == ["act1", "layer1", "layer2", "layer3", "layer4"]
@@ -160,6 +162,7 @@ def test_modules_are_fresh_and_cache_untouched(images):
     assert B.state_dict(LITE) is B.state_dict(LITE)  # mapped once per process
 
 
+@pytest.mark.slow
 def test_weights_path_round_trip(tmp_path, images):
     ref = B.load_backbone(LITE)
     # timm names, wrapped the way training scripts save checkpoints

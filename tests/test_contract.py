@@ -25,8 +25,8 @@ def tiny_category(tmp_path_factory, mvtec_factory):
     return load_category(root, "widget")
 
 
-# One method per family in the fast subset (pytest -m "not slow"); every method in the full run.
-FAST = {"patchcore", "none", "rd4ad"}
+# PatchCore alone in the fast subset (pytest -m "not slow"); every method in the full run.
+FAST = {"patchcore"}
 
 
 @pytest.mark.parametrize("name", [n if n in FAST else pytest.param(n, marks=pytest.mark.slow)

@@ -90,7 +90,8 @@ def test_severity_accepts_integers_only():
 # ----------------------------------------------------------------------------- pixels
 
 
-@pytest.mark.parametrize("name", C.CORRUPTIONS)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "glass_blur" else n
+                                  for n in C.CORRUPTIONS])  # glass_blur: seconds of numba compilation
 def test_every_corruption_at_severity_1_and_5(img, name):
     outs = []
     for severity in (1, 5):
