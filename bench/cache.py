@@ -7,7 +7,6 @@ cell that needs it; adaptation then works on the loaded copy, never on the cache
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from collections import OrderedDict
@@ -17,6 +16,7 @@ from typing import Any
 import torch
 
 from .datasets.cache import cache_dir
+from .methods.persist import atomic_write, stable_hash
 
 
 def data_fingerprint(root: Path | None, ids: list[str]) -> str:
@@ -43,7 +43,7 @@ class FitCache:
 
     @staticmethod
     def key(identity: dict[str, Any]) -> str:
-        return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:20]
+        return stable_hash(identity, 20)
 
     def path(self, key: str) -> Path:
         return self.root / f"{key}.pt"
@@ -68,10 +68,7 @@ class FitCache:
 
     def save(self, key: str, state: dict[str, Any], meta: dict[str, Any]) -> None:
         entry = {"state": state, "meta": {**meta, "saved_at": time.time()}}
-        path = self.path(key)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save(entry, tmp)
-        os.replace(tmp, path)
+        atomic_write(self.path(key), lambda fh: torch.save(entry, fh), durable=False)
         self._remember(key, entry)
 
     def _remember(self, key: str, entry: dict[str, Any]) -> None:

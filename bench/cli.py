@@ -72,16 +72,26 @@ def _grid_spec(methods, dataset, root, categories, corruptions, severities, seed
     )
 
 
+# The data options of `grid` and `corrupt` (one definition; typer reads each as a default).
+_DATASET = typer.Option(None, "--dataset", "-d", help="Dataset name (default: textures; 'folder' when --root is given).")
+_ROOT = typer.Option(None, "--root", help="Folder holding the dataset's categories.")
+_CATEGORIES = typer.Option(None, "--categories", "-c", help="Categories (default: all).")
+_CORRUPTIONS = typer.Option(["paper"], "--corruptions", help="Names or presets (paper, common, all, noise, ...).")
+_SEVERITIES = typer.Option(["5"], "--severities", "-s", help="Severities 1-5, comma-separated.")
+_SEEDS = typer.Option(["0"], "--seeds", help="Seeds, comma-separated.")
+_PROTOCOL = typer.Option("native", "--protocol", help="native (corrupt the original file) or resized.")
+
+
 @app.command()
 def grid(
     methods: List[str] = typer.Option(["all"], "--methods", "-m", help="Method names, comma-separated, or 'all'."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name (default: textures; 'folder' when --root is given)."),
-    root: Optional[Path] = typer.Option(None, "--root", help="Folder holding the dataset's categories."),
-    categories: Optional[List[str]] = typer.Option(None, "--categories", "-c", help="Categories (default: all)."),
-    corruptions: List[str] = typer.Option(["paper"], "--corruptions", help="Names or presets (paper, common, all, noise, ...)."),
-    severities: List[str] = typer.Option(["5"], "--severities", "-s", help="Severities 1-5, comma-separated."),
-    seeds: List[str] = typer.Option(["0"], "--seeds", help="Seeds, comma-separated."),
-    protocol: str = typer.Option("native", "--protocol", help="native (corrupt the original file) or resized."),
+    dataset: Optional[str] = _DATASET,
+    root: Optional[Path] = _ROOT,
+    categories: Optional[List[str]] = _CATEGORIES,
+    corruptions: List[str] = _CORRUPTIONS,
+    severities: List[str] = _SEVERITIES,
+    seeds: List[str] = _SEEDS,
+    protocol: str = _PROTOCOL,
     backbone: Optional[str] = typer.Option(None, "--backbone", help="timm backbone, e.g. wide_resnet50_2."),
     weights: Optional[str] = typer.Option(None, "--weights", help="imagenet, random, or a state-dict path."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Hyperparameter FIELD=VALUE or METHOD.FIELD=VALUE."),
@@ -101,20 +111,13 @@ def grid(
     from .executors import make_executor, run_grid
     from .grid import default_run_dir
     from .results import load_rows
-    from .runner import resolve_device
     from .tables import main_table
 
     ex = make_executor(executor, workers=workers, threads=threads, address=address,
-                       cpus_per_cell=cpus_per_cell, gpus_per_cell=gpus_per_cell)
-    if executor == "ray":
-        # the driver may have no GPU while the workers do: each task resolves the device
-        if device.startswith("cuda") and not gpus_per_cell:
-            raise BenchError(f"--device {device} with the ray executor needs --gpus-per-cell (e.g. 1): "
-                             "Ray hides GPUs from tasks that reserve none")
-        if device not in ("auto", "cpu", "cuda"):
-            raise BenchError(f"--device {device}: with the ray executor use auto, cpu or cuda "
-                             "(Ray assigns each task its GPU)")
-    else:
+                       cpus_per_cell=cpus_per_cell, gpus_per_cell=gpus_per_cell, device=device)
+    if executor != "ray":  # with Ray each task resolves the device on its worker
+        from .runner import resolve_device
+
         device = resolve_device(device)
     spec = _grid_spec(methods, dataset, root, categories, corruptions, severities, seeds, protocol,
                       backbone, weights, set_, device, test_subset)
@@ -138,13 +141,13 @@ def grid(
 
 @app.command()
 def corrupt(
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name (default: textures; 'folder' when --root is given)."),
-    root: Optional[Path] = typer.Option(None, "--root", help="Folder holding the dataset's categories."),
-    categories: Optional[List[str]] = typer.Option(None, "--categories", "-c", help="Categories (default: all)."),
-    corruptions: List[str] = typer.Option(["paper"], "--corruptions", help="Names or presets (paper, common, all, noise, ...)."),
-    severities: List[str] = typer.Option(["5"], "--severities", "-s", help="Severities 1-5, comma-separated."),
-    seeds: List[str] = typer.Option(["0"], "--seeds", help="Seeds, comma-separated."),
-    protocol: str = typer.Option("native", "--protocol", help="native (corrupt the original file) or resized."),
+    dataset: Optional[str] = _DATASET,
+    root: Optional[Path] = _ROOT,
+    categories: Optional[List[str]] = _CATEGORIES,
+    corruptions: List[str] = _CORRUPTIONS,
+    severities: List[str] = _SEVERITIES,
+    seeds: List[str] = _SEEDS,
+    protocol: str = _PROTOCOL,
     workers: int = typer.Option(0, "--workers", "-w", help="Processes (default: one per CPU core)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
@@ -153,12 +156,27 @@ def corrupt(
     Takes the grid's data options; the cells of `bench grid` with the same options then read
     every corrupted image from the cache, in any process or worker on this machine.
     """
-    from .executors import corrupt_grid
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from .datasets.corruptions import materialize_all
+    from .grid import corruption_sets
 
     spec = _grid_spec(["all"], dataset, root, categories, corruptions, severities, seeds, protocol)
-    stats = corrupt_grid(spec, workers=workers or (os.cpu_count() or 1), console=console, show_progress=progress)
+    sets = corruption_sets(spec)
+    t0 = time.perf_counter()
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
+    with Progress(*columns, console=console, disable=not progress) as bar:
+        task = bar.add_task("corrupt", total=sum(s.size for s in sets))
+        stats = materialize_all(
+            sets, protocol=spec.protocol, workers=workers or (os.cpu_count() or 1),
+            progress=lambda done, _total, s: bar.update(task, completed=done,
+                                                         description=f"{s.dataset} / {s.category} / seed {s.seed}"))
+    n_sets = sum(len(s.corruptions) * len(s.severities) for s in sets)
     console.print(
-        f"corrupted test sets: {stats.sets} sets ({stats.images} images) in {stats.seconds:.1f}s: "
+        f"corrupted test sets: {n_sets} sets ({stats.total} images) in {time.perf_counter() - t0:.1f}s: "
         f"{stats.generated} images generated, {stats.cached} already cached",
         highlight=False, soft_wrap=True,
     )
@@ -176,6 +194,7 @@ def table(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
 ) -> None:
     """Render a run's rows as a LaTeX (booktabs, best bold) or Markdown table."""
+    from .metrics import METRICS
     from .results import load_runs
     from .tables import compare_published, main_table
 
@@ -186,7 +205,7 @@ def table(
     metrics_ = _split(metric) or ["image_auroc"]
     for m in metrics_:
         if m not in df.columns:
-            raise BenchError(f"--metric {m}: no such column in {run} (metrics: image_auroc, pixel_auroc, aupro, image_f1_max, image_ap, pixel_ap)")
+            raise BenchError(f"--metric {m}: no such column in {run} (metrics: {', '.join(METRICS)})")
     if compare:
         paper, _, num = compare.partition(":")
         text = compare_published(df, paper=paper, table=int(num or 1), metric=metrics_[0], fmt=fmt)

@@ -1,19 +1,21 @@
 """Run a grid's missing cells on one backend and write one Parquet part per finished cell.
 
-One driver, several executors::
+One driver, one scheduler, several backends::
 
     run_grid(spec, run_dir, executor)        the driver: skips done cells, validates the input,
                                              shows progress, and alone writes the run directory
+    make_executor(name, **options)           validates the options once and builds one of:
     LocalExecutor(workers=1)                 in-process (the default)
     LocalExecutor(workers=N)                 N spawn-started worker processes on this machine
     RayExecutor(address, cpus_per_cell, ...) tasks on a Ray cluster (``bench.ray_executor``)
 
-The driver hands an executor its pending cells grouped by fit identity (``FitGroup``: the
-cells of one method config x dataset x category x seed). An executor runs one *fit* per group
-and then the group's *evaluation* cells from that fitted state, reporting back through the
-``Driver`` (fit finished, row finished). So every category fits once, whatever the backend:
-in-process the state is passed along; local workers share it through the on-disk ``FitCache``;
-Ray passes it through the object store. Workers never touch the results directory.
+The driver hands the executor its pending cells grouped by fit identity (``FitGroup``: the cells
+of one method config x dataset x category x seed). The scheduler (``bench.scheduler``) runs one
+*fit* per group and then the group's *evaluation* cells from that fitted state, and reports to
+the ``Driver`` (fit finished, row finished); an executor is only a backend that submits the two
+worker entry points (``bench.worker``) and waits for them. So every category fits once, whatever
+the backend: in-process the state is passed along; local workers share it through the on-disk
+``FitCache``; Ray passes it through the object store. Workers never touch the results directory.
 
 A killed driver loses nothing that finished: parts are written atomically as rows arrive, fits
 are in the fit cache, and a rerun of the same command resumes with the missing cells.
@@ -32,55 +34,38 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import difflib
+import json
 import multiprocessing
 import os
 import pickle
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Iterable, Protocol
 
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from . import pool_worker
+from . import worker
 from .cache import FitCache
-from .datasets import corruptions as _corruptions
+from .datasets.corruptions import CLEAN, CacheStats
 from .errors import BenchError
 from .grid import Cell, GridSpec
+from .metrics import METRICS
 from .results import RunStore
-from .runner import RunContext, _error_text, failed_row, fit_key, log_fit, obtain_fit, run_cell
+from .runner import RunContext
+from .scheduler import FitGroup, Lost, Scheduler, plan_groups
+from .worker import CellJob, CellResult, FitJob, FitResult
 
-EXECUTORS = ("local", "ray")
+__all__ = ["EXECUTORS", "ExecutorOptions", "make_executor", "LocalExecutor", "run_grid", "run_local",
+           "GridSummary", "Driver", "FitGroup", "plan_groups"]
+
 FIT_LOG = "fits.jsonl"
 
 
-# --------------------------------------------------------------------------- the plan
-
-
-@dataclass
-class FitGroup:
-    """Pending cells that share one fitted state (same fit-cache key), in grid order."""
-
-    key: str
-    cells: list[Cell]
-
-    @property
-    def label(self) -> str:
-        c = self.cells[0]
-        return f"{c.method} / {c.category} / seed {c.seed}"
-
-
-def plan_groups(cells: list[Cell], ctx: RunContext) -> list[FitGroup]:
-    """Group cells by fit-cache key, keeping grid order (first appearance) for groups and cells."""
-    groups: dict[str, FitGroup] = {}
-    for cell in cells:
-        key = fit_key(cell, ctx)
-        groups.setdefault(key, FitGroup(key, [])).cells.append(cell)
-    return list(groups.values())
+# --------------------------------------------------------------------------- input
 
 
 def check_inputs(spec: GridSpec, cells: list[Cell], ctx: RunContext) -> None:
@@ -144,21 +129,24 @@ class Driver:
             if computed:
                 self.summary.fits_computed += 1
                 self.summary.fit_cache["misses"] += 1
-                log_fit(self.fit_log, key, cell, seconds)
+                line = json.dumps({"key": key, "method": cell.method, "category": cell.category,
+                                   "seed": cell.seed, "fit_seconds": seconds, "pid": os.getpid()}) + "\n"
+                with open(self.fit_log, "a") as f:
+                    f.write(line)
             else:
                 self.summary.fit_cache["hits"] += 1
 
-    def row(self, cell: Cell, row: dict[str, Any], stats: dict[str, int] | None = None) -> None:
-        """Store a finished cell (atomically) and report it."""
+    def row(self, cell: Cell, row: dict[str, Any], stats: CacheStats | None = None) -> None:
+        """Store a finished cell (atomically) and report it with its corrupted-image cache counts."""
         with self._lock:
             self.store.write(row)
             s = self.summary
             s.ran += 1
-            if stats and cell.corruption != _corruptions.CLEAN:
-                for k in ("hits", "misses"):
-                    s.corruption_cache[k] += stats.get(k, 0)
-                if stats.get("hits", 0) or stats.get("misses", 0):
-                    s.corruption_cache["set_misses" if stats.get("misses", 0) else "set_hits"] += 1
+            if stats is not None and cell.corruption != CLEAN:
+                s.corruption_cache["hits"] += stats.hits
+                s.corruption_cache["misses"] += stats.misses
+                if stats.hits or stats.misses:
+                    s.corruption_cache["set_misses" if stats.misses else "set_hits"] += 1
             if row["status"] != "ok":
                 s.failed += 1
                 s.failures.append((cell.label(), row["error"]))
@@ -170,31 +158,76 @@ class Driver:
 
 
 class Executor(Protocol):
-    """A backend: runs the groups' fits and cells and reports each to the driver."""
+    """A backend for the scheduler: runs the groups' fits and cells and reports each to the driver."""
 
     name: str
 
     def run(self, spec: GridSpec, groups: list[FitGroup], driver: Driver) -> None: ...
 
 
-def make_executor(name: str = "local", *, workers: int = 1, threads: int | None = None,
-                  address: str | None = None, cpus_per_cell: float = 1.0, gpus_per_cell: float = 0.0) -> Executor:
-    if name not in EXECUTORS:
-        close = difflib.get_close_matches(name, EXECUTORS, n=1, cutoff=0.5)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        raise BenchError(f"--executor {name}: unknown executor; {hint}use local (this machine) or ray (a Ray cluster)")
-    if name == "local":
-        if address is not None:
-            raise BenchError(f"--address {address}: only the ray executor connects to a cluster; add --executor ray")
-        if gpus_per_cell:
-            raise BenchError("--gpus-per-cell is a Ray resource; add --executor ray (locally, use --device cuda)")
-        return LocalExecutor(workers=workers, threads=threads)
-    if workers != 1:
-        raise BenchError(f"--workers {workers}: the ray executor sizes itself by --cpus-per-cell and "
-                         "--gpus-per-cell; drop --workers")
+# --------------------------------------------------------------------------- options
+
+EXECUTORS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class ExecutorOptions:
+    """Every executor option, validated here once (``bench grid`` and the API build executors
+    through this); each message names the flag and the fix."""
+
+    name: str = "local"
+    workers: int = 1
+    threads: int | None = None
+    address: str | None = None
+    cpus_per_cell: float = 1.0
+    gpus_per_cell: float = 0.0
+    device: str = "cpu"
+    max_retries: int | None = None  # None: the executor's default
+
+    def __post_init__(self) -> None:
+        if self.name not in EXECUTORS:
+            close = difflib.get_close_matches(self.name, EXECUTORS, n=1, cutoff=0.5)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise BenchError(f"--executor {self.name}: unknown executor; {hint}use local (this machine) "
+                             "or ray (a Ray cluster)")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise BenchError(f"--threads {self.threads}: use a whole number >= 1")
+        if self.name == "local":
+            if not isinstance(self.workers, int) or self.workers < 1:
+                raise BenchError(f"--workers {self.workers}: use a whole number >= 1 (1 runs in-process)")
+            if self.address is not None:
+                raise BenchError(f"--address {self.address}: only the ray executor connects to a cluster; "
+                                 "add --executor ray")
+            if self.gpus_per_cell:
+                raise BenchError("--gpus-per-cell is a Ray resource; add --executor ray (locally, use --device cuda)")
+            return
+        if self.workers != 1:
+            raise BenchError(f"--workers {self.workers}: the ray executor sizes itself by --cpus-per-cell and "
+                             "--gpus-per-cell; drop --workers")
+        if self.cpus_per_cell <= 0:
+            raise BenchError(f"--cpus-per-cell {self.cpus_per_cell}: must be > 0 (e.g. 1 or 0.5)")
+        if self.gpus_per_cell < 0:
+            raise BenchError(f"--gpus-per-cell {self.gpus_per_cell}: must be >= 0 (e.g. 1, or 0.5 to share a GPU)")
+        # the driver may have no GPU while the workers do: each task resolves the device
+        if self.device.startswith("cuda") and not self.gpus_per_cell:
+            raise BenchError(f"--device {self.device} with the ray executor needs --gpus-per-cell (e.g. 1): "
+                             "Ray hides GPUs from tasks that reserve none")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise BenchError(f"--device {self.device}: with the ray executor use auto, cpu or cuda "
+                             "(Ray assigns each task its GPU)")
+
+
+def make_executor(name: str = "local", **options: Any) -> Executor:
+    """The executor ``name`` with validated ``options`` (see ``ExecutorOptions``)."""
+    opts = ExecutorOptions(name, **options)
+    if opts.name == "local":
+        return LocalExecutor(options=opts)
     from .ray_executor import RayExecutor
 
-    return RayExecutor(address=address, cpus_per_cell=cpus_per_cell, gpus_per_cell=gpus_per_cell, threads=threads)
+    return RayExecutor(options=opts)
+
+
+# --------------------------------------------------------------------------- the grid
 
 
 def run_grid(
@@ -239,9 +272,8 @@ def run_local(spec: GridSpec, run_dir: Path, *, workers: int = 1, **kwargs: Any)
 
 def _row_line(cell: Cell, row: dict[str, Any]) -> str:
     fit = "cached" if row.get("fit_cached") else f"{row.get('fit_seconds', 0):.1f}s"
-    return (f"{cell.label()}: image AUROC {100 * row['image_auroc']:.2f}, pixel AUROC "
-            f"{100 * row['pixel_auroc']:.2f}, AUPRO {100 * row['aupro']:.2f} "
-            f"(fit {fit}, score {row['score_seconds']:.1f}s)")
+    values = ", ".join(f"{m.text} {m.scale * row[m.name]:.2f}" for m in METRICS.values() if m.in_progress_line)
+    return f"{cell.label()}: {values} (fit {fit}, score {row['score_seconds']:.1f}s)"
 
 
 # --------------------------------------------------------------------------- local
@@ -250,142 +282,121 @@ def _row_line(cell: Cell, row: dict[str, Any]) -> str:
 class LocalExecutor:
     """In-process (``workers=1``) or a pool of ``workers`` spawn-started processes.
 
-    With workers, each group's fit runs as one task; when it is in the on-disk fit cache the
-    group's cells are queued (they load the state from that cache). Cells of fitted groups go
-    before new fits, so rows land early. A worker that dies (killed, out of memory) breaks the
-    pool: it is rebuilt and the tasks that were running are retried up to ``max_retries``
-    times; after that their cells become failed rows. Workers exit when the driver dies.
+    A worker that dies (killed, out of memory) breaks the pool: it is rebuilt and the jobs that
+    were running are retried by the scheduler up to ``max_retries`` times; after that their
+    cells become failed rows. Workers exit when the driver dies.
     """
 
-    name = "local"
-
-    def __init__(self, workers: int = 1, threads: int | None = None, max_retries: int = 2) -> None:
-        if not isinstance(workers, int) or workers < 1:
-            raise BenchError(f"--workers {workers}: use a whole number >= 1 (1 runs in-process)")
-        if threads is not None and (not isinstance(threads, int) or threads < 1):
-            raise BenchError(f"--threads {threads}: use a whole number >= 1")
-        self.workers = workers
-        self.max_retries = max_retries
+    def __init__(self, workers: int = 1, threads: int | None = None, max_retries: int = 2, *,
+                 options: ExecutorOptions | None = None) -> None:
+        opts = options or ExecutorOptions("local", workers=workers, threads=threads, max_retries=max_retries)
+        self.workers = opts.workers
+        self.max_retries = 2 if opts.max_retries is None else opts.max_retries
         # CPU threads per cell: given, else in-process torch's default, else the cores shared out
-        self.threads = threads if threads or workers == 1 else max(1, (os.cpu_count() or 1) // workers)
-        self.name = "local" if workers == 1 else f"local x{workers}"
+        self.threads = opts.threads if opts.threads or self.workers == 1 else max(1, (os.cpu_count() or 1) // self.workers)
+        self.name = "local" if self.workers == 1 else f"local x{self.workers}"
 
     def run(self, spec: GridSpec, groups: list[FitGroup], driver: Driver) -> None:
         if self.workers == 1:
-            self._run_inprocess(spec, groups, driver)
-        else:
-            self._run_pool(spec, groups, driver)
+            from .runner import set_threads
 
-    # in-process ---------------------------------------------------------------------------
-    def _run_inprocess(self, spec: GridSpec, groups: list[FitGroup], driver: Driver) -> None:
-        from .runner import set_threads
-
-        old = set_threads(self.threads) if self.threads else None
-        try:
-            self._inprocess_groups(spec, groups, driver)
-        finally:
-            if old is not None:
-                set_threads(old)
-
-    def _inprocess_groups(self, spec: GridSpec, groups: list[FitGroup], driver: Driver) -> None:
-        from .runner import resolve_device
-
-        ctx = driver.ctx
-        for group in groups:
-            first = group.cells[0]
-            driver.stage(first, "fit")
+            old = set_threads(self.threads) if self.threads else None
             try:
-                device = resolve_device(spec.device)
-                fitted = obtain_fit(first, ctx, device, lambda msg: driver.stage(first, f"fit {msg}"))
-            except Exception as exc:  # noqa: BLE001 - the group's cells fail, the grid goes on
-                error = _error_text(exc)
-                for cell in group.cells:
-                    driver.row(cell, failed_row(cell, spec.device, error))
-                continue
-            driver.fit_done(first, fitted.key, computed=not fitted.cached, seconds=fitted.fit_seconds)
-            for i, cell in enumerate(group.cells):
-                before = dict(_corruptions.CACHE_STATS)
-                this = fitted if i == 0 else replace(fitted, cached=True)
-                row = run_cell(cell, ctx, on_stage=lambda name, c=cell: driver.stage(c, name), fitted=this)
-                driver.row(cell, row, _corruptions.cache_stats_since(before))
-
-    # worker processes ---------------------------------------------------------------------
-    def _run_pool(self, spec: GridSpec, groups: list[FitGroup], driver: Driver) -> None:
-        fits: deque[FitGroup] = deque(groups)
-        evals: deque[tuple[Cell, str, bool]] = deque()  # (cell, key, cached)
-        attempts: dict[tuple, int] = {}
-        running: dict[cf.Future, tuple] = {}
-
-        def submit(pool: cf.ProcessPoolExecutor) -> None:
-            while len(running) < self.workers and (evals or fits):
-                if evals:
-                    cell, key, cached = evals.popleft()
-                    job = ("eval", cell, key, cached)
-                    fut = pool.submit(pool_worker.evaluate, cell, key, cached)
-                else:
-                    group = fits.popleft()
-                    job = ("fit", group)
-                    fut = pool.submit(pool_worker.fit, group.cells[0], group.key)
-                    driver.stage(group.cells[0], "fit")
-                running[fut] = job
-
-        def fail_job(job: tuple, error: str) -> None:
-            cells = job[1].cells if job[0] == "fit" else [job[1]]
-            for cell in cells:
-                driver.row(cell, failed_row(cell, spec.device, error))
-
-        while fits or evals or running:
-            pool = _start_pool(spec, self.workers, self.threads)
-            broken = False
-            try:
-                submit(pool)
-                while running:
-                    finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
-                    for fut in finished:
-                        job = running.pop(fut)
-                        try:
-                            result = fut.result()
-                        except cf.process.BrokenProcessPool:
-                            broken = True
-                            job_id = (job[0], job[1].key if job[0] == "fit" else job[1].cell_id)
-                            attempts[job_id] = attempts.get(job_id, 0) + 1
-                            if attempts[job_id] > self.max_retries:
-                                fail_job(job, f"a worker process died while running this cell ({attempts[job_id]} "
-                                              "attempts; killed or out of memory?): retry with fewer --workers")
-                            elif job[0] == "fit":
-                                fits.appendleft(job[1])
-                            else:
-                                evals.appendleft(job[1:])
-                            continue
-                        except Exception as exc:  # noqa: BLE001 - e.g. a result that did not unpickle
-                            fail_job(job, _error_text(exc))
-                            continue
-                        if job[0] == "fit":
-                            self._fit_finished(job[1], result, driver, evals, fail_job)
-                        else:
-                            row, stats = result
-                            driver.row(job[1], row, stats)
-                    if not broken:
-                        submit(pool)
+                Scheduler(InProcess(driver), driver, spec.device, self.max_retries).run(groups)
             finally:
-                pool.shutdown(wait=not broken, cancel_futures=True)
-            if not broken:
-                break
+                if old is not None:
+                    set_threads(old)
+        else:
+            backend = ProcessPool(spec, self.workers, self.threads)
+            try:
+                Scheduler(backend, driver, spec.device, self.max_retries).run(groups)
+            finally:
+                backend.close()
 
-    @staticmethod
-    def _fit_finished(group: FitGroup, info: dict[str, Any], driver: Driver,
-                      evals: deque, fail_job: Callable[[tuple, str], None]) -> None:
-        if info.get("error"):
-            fail_job(("fit", group), info["error"])
-            return
-        first = group.cells[0]
-        driver.fit_done(first, group.key, computed=info["computed"], seconds=info["fit_seconds"])
-        if info["key"] != group.key:  # the worker saw other data than the driver (files changed)
-            fail_job(("fit", group), f"the training data of {first.category} changed while the grid ran; rerun the command")
-            return
-        # cells of this group before not-yet-started fits: rows land early
-        items = [(cell, group.key, (not info["computed"]) or i > 0) for i, cell in enumerate(group.cells)]
-        evals.extend(items)
+
+class InProcess:
+    """Backend: runs each job when it is submitted, in this process; the fitted state stays in memory."""
+
+    capacity = 1
+    key_mismatch = "the training data of {category} changed while the grid ran; rerun the command"
+
+    def __init__(self, driver: Driver) -> None:
+        self.driver = driver
+
+    def known_fit(self, group: FitGroup) -> None:
+        return None
+
+    def submit_fit(self, job: FitJob) -> cf.Future:
+        progress = lambda msg: self.driver.stage(job.cell, f"fit {msg}")  # noqa: E731
+        return _done(worker.fit(job, self.driver.ctx, keep_state=True, on_progress=progress))
+
+    def fit_ready(self, group: FitGroup, result: FitResult, future: Any) -> Any:
+        return result.state
+
+    def submit_eval(self, job: CellJob, state: Any) -> cf.Future:
+        return _done(worker.evaluate(job, state, self.driver.ctx,
+                                     on_stage=lambda name: self.driver.stage(job.cell, name)))
+
+    def wait(self, futures: Iterable[cf.Future]) -> list[cf.Future]:
+        return list(futures)
+
+    def result(self, future: cf.Future) -> FitResult | CellResult:
+        return future.result()
+
+
+def _done(value: Any) -> cf.Future:
+    future: cf.Future = cf.Future()
+    future.set_result(value)
+    return future
+
+
+class ProcessPool:
+    """Backend: spawn-started worker processes; fitted states travel through the on-disk fit cache.
+
+    A dead worker breaks the whole pool: every job it was running comes back ``Lost`` and the
+    next submission starts a fresh pool.
+    """
+
+    key_mismatch = "the training data of {category} changed while the grid ran; rerun the command"
+
+    def __init__(self, spec: GridSpec, workers: int, threads: int) -> None:
+        self.spec, self.capacity, self.threads = spec, workers, threads
+        self._pool: cf.ProcessPoolExecutor | None = None
+        self._broken = False
+
+    def _get(self) -> cf.ProcessPoolExecutor:
+        if self._pool is None or self._broken:
+            self.close()
+            self._pool, self._broken = _start_pool(self.spec, self.capacity, self.threads), False
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=not self._broken, cancel_futures=True)
+            self._pool = None
+
+    def known_fit(self, group: FitGroup) -> None:
+        return None  # the worker finds a cached fit itself (same machine, same fit cache)
+
+    def submit_fit(self, job: FitJob) -> cf.Future:
+        return self._get().submit(worker.fit, job)
+
+    def fit_ready(self, group: FitGroup, result: FitResult, future: Any) -> None:
+        return None  # cells load the state from the fit cache
+
+    def submit_eval(self, job: CellJob, state: Any) -> cf.Future:
+        return self._get().submit(worker.evaluate, job)
+
+    def wait(self, futures: Iterable[cf.Future]) -> list[cf.Future]:
+        done, _ = cf.wait(list(futures), return_when=cf.FIRST_COMPLETED)
+        return list(done)
+
+    def result(self, future: cf.Future) -> FitResult | CellResult:
+        try:
+            return future.result()
+        except (cf.process.BrokenProcessPool, cf.CancelledError):  # cancelled: its broken pool was closed
+            self._broken = True
+            raise Lost() from None
 
 
 def _start_pool(spec: GridSpec, workers: int, threads: int) -> cf.ProcessPoolExecutor:
@@ -394,11 +405,11 @@ def _start_pool(spec: GridSpec, workers: int, threads: int) -> cf.ProcessPoolExe
     saved = {k: os.environ.get(k) for k in _THREAD_ENV}
     os.environ.update({k: str(threads) for k in _THREAD_ENV})
     try:
-        pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=pool_worker.init,
+        pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=worker.init_pool_worker,
                                       initargs=(pickle.dumps(spec), threads, os.getpid()))
         # start every worker now, while the environment is set
         try:
-            for f in [pool.submit(pool_worker.ping) for _ in range(workers)]:
+            for f in [pool.submit(worker.ping) for _ in range(workers)]:
                 f.result()
         except Exception as exc:  # noqa: BLE001 - e.g. the initializer failed in the worker
             pool.shutdown(wait=False, cancel_futures=True)
@@ -414,62 +425,3 @@ def _start_pool(spec: GridSpec, workers: int, threads: int) -> cf.ProcessPoolExe
 
 
 _THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-
-
-# --------------------------------------------------------------------------- bench corrupt
-
-
-@dataclass
-class CorruptSummary:
-    sets: int = 0
-    images: int = 0
-    generated: int = 0
-    cached: int = 0
-    seconds: float = 0.0
-
-
-def corrupt_grid(spec: GridSpec, *, workers: int = 1, console: Console | None = None,
-                 show_progress: bool = True) -> CorruptSummary:
-    """Fill the corrupted-image cache for every (category, corruption, severity, seed) of a grid.
-
-    The test sets are exactly the ones the grid's cells read (same dataset label, image ids and
-    seeds), generated by ``workers`` spawn-started processes; entries already cached are skipped.
-    """
-    console = console or Console(stderr=True)
-    from .methods import registered
-
-    probe = replace(spec, methods=[next(iter(registered()))])  # pixels do not depend on the method
-    cells = probe.cells()
-    ctx = RunContext(probe)
-    check_inputs(probe, cells, ctx)
-    jobs: dict[tuple[str, str, int], list[str]] = {}
-    sev_by: dict[tuple[str, str, int], set[int]] = {}
-    for c in cells:
-        if c.corruption == _corruptions.CLEAN:
-            continue
-        k = (c.dataset, c.category, c.seed)
-        if c.corruption not in jobs.setdefault(k, []):
-            jobs[k].append(c.corruption)
-        sev_by.setdefault(k, set()).add(c.severity)
-    out = CorruptSummary()
-    sizes = {k: len(ctx.category(k[1]).test) for k in jobs}
-    total = sum(sizes[k] * len(v) * len(sev_by[k]) for k, v in jobs.items())
-    out.sets = sum(len(v) * len(sev_by[k]) for k, v in jobs.items())
-    t0 = time.perf_counter()
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
-    with Progress(*columns, console=console, disable=not show_progress) as progress:
-        task = progress.add_task("corrupt", total=total)
-        base = 0
-        for (dataset, category, seed), names in jobs.items():
-            progress.update(task, description=f"{dataset} / {category} / seed {seed}")
-            stats = _corruptions.materialize(
-                ctx.category(category).test.images, dataset=dataset, category=category, corruptions=names,
-                severities=sorted(sev_by[(dataset, category, seed)]), seed=seed, protocol=spec.protocol,
-                workers=workers, progress=lambda done, _total, b=base: progress.update(task, completed=b + done))
-            base += stats.total
-            out.images += stats.total
-            out.generated += stats.generated
-            out.cached += stats.cached
-    out.seconds = time.perf_counter() - t0
-    return out

@@ -8,21 +8,20 @@ cells that are already done, and a changed hyperparameter makes new cells instea
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .datasets.corruptions import CLEAN, PROTOCOLS, check_severity, resolve_corruptions
+from .datasets.corruptions import CLEAN, PROTOCOLS, TestSets, check_severity, resolve_corruptions
 from .datasets.registry import get_dataset
 from .errors import BenchError
 from .methods import MethodConfig, get, registered
+from .methods.persist import stable_hash
 
 
 def _hash(obj: Any, n: int = 12) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
+    return stable_hash(obj, n)
 
 
 @dataclass(frozen=True)
@@ -129,6 +128,30 @@ class GridSpec:
             Cell(m, dataset_label, cat, c, s, seed, self.protocol, configs[m], self.test_subset, self.preset)
             for cat in cats for m in methods for seed in self.seeds for c, s in conditions
         ]
+
+
+def corruption_sets(spec: GridSpec) -> list[TestSets]:
+    """The corrupted test sets a grid's cells read (same dataset label, image ids and seeds), per
+    (category, seed); pixels do not depend on the method. Loads each category once (one-line
+    errors for a bad layout, as ``bench grid``)."""
+    probe = dataclasses.replace(spec, methods=[next(iter(registered()))])
+    ds = get_dataset(spec.dataset)
+    loaded: dict[str, Any] = {}
+    sets: dict[tuple[str, str, int], TestSets] = {}
+    for c in probe.cells():
+        if c.category not in loaded:
+            loaded[c.category] = ds.load(ds.root(spec.root), c.category)
+        if c.corruption == CLEAN:
+            continue
+        item = sets.setdefault((c.dataset, c.category, c.seed), TestSets(
+            loaded[c.category].test.images, c.dataset, c.category, c.seed, [], []))
+        if c.corruption not in item.corruptions:
+            item.corruptions.append(c.corruption)
+        if c.severity not in item.severities:
+            item.severities.append(c.severity)
+    for item in sets.values():
+        item.severities.sort()
+    return list(sets.values())
 
 
 def _coerce(raw: Any, typ: Any, key: str) -> Any:

@@ -14,9 +14,13 @@ scores is a single threshold for the curves).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
-from scipy import ndimage
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
+
+# scipy.ndimage and sklearn.metrics (1.4 s) are imported where they are used, so that reading the
+# registry (results schema, tables, CLI) stays cheap.
 
 __all__ = [
     "image_auroc",
@@ -27,10 +31,10 @@ __all__ = [
     "aupro",
     "pro_curve",
     "compute_all",
+    "Metric",
+    "METRICS",
     "METRIC_NAMES",
 ]
-
-METRIC_NAMES = ("image_auroc", "image_f1_max", "image_ap", "pixel_auroc", "aupro", "pixel_ap")
 
 _NAN = float("nan")
 # 8-connectivity for ground-truth regions, as in the MVTec AD evaluation code.
@@ -104,6 +108,8 @@ def _one_class(y: np.ndarray) -> bool:
 
 def image_auroc(labels, scores) -> float:
     """Area under the ROC curve of image scores; NaN if only one class is present."""
+    from sklearn.metrics import roc_auc_score
+
     y, s = _image_inputs(labels, scores)
     if _one_class(y):
         return _NAN
@@ -112,6 +118,8 @@ def image_auroc(labels, scores) -> float:
 
 def image_f1_max(labels, scores) -> float:
     """Best F1 over all thresholds of the precision-recall curve; NaN without positives."""
+    from sklearn.metrics import precision_recall_curve
+
     y, s = _image_inputs(labels, scores)
     if not y.any():
         return _NAN
@@ -123,6 +131,8 @@ def image_f1_max(labels, scores) -> float:
 
 def image_ap(labels, scores) -> float:
     """Average precision of image scores; NaN without positives."""
+    from sklearn.metrics import average_precision_score
+
     y, s = _image_inputs(labels, scores)
     if not y.any():
         return _NAN
@@ -210,6 +220,8 @@ def _pixel_ap_sorted(pos: np.ndarray, neg: np.ndarray) -> float:
 
 def _region_pixels(m: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """Scores of all ground-truth region pixels, their global region ids, region count."""
+    from scipy import ndimage
+
     values, ids = [], []
     n_regions = 0
     for i in np.flatnonzero(m.reshape(m.shape[0], -1).any(axis=1)):
@@ -307,7 +319,8 @@ def _aupro_from_curve(fpr: np.ndarray, pro: np.ndarray, fpr_limit: float) -> flo
 
 
 def compute_all(labels, image_scores, masks=None, maps=None, fpr_limit: float = 0.3) -> dict[str, float]:
-    """All metrics in ``METRIC_NAMES``; the pixel ones are NaN when ``masks`` is None."""
+    """Every registered metric (``METRICS``), computed together: the pixels are split and sorted
+    once for all pixel metrics. The pixel ones are NaN when ``masks`` is None."""
     _check_fpr_limit(fpr_limit)
     out = {
         "image_auroc": image_auroc(labels, image_scores),
@@ -316,7 +329,7 @@ def compute_all(labels, image_scores, masks=None, maps=None, fpr_limit: float = 
     }
     if masks is None:
         out.update(pixel_auroc=_NAN, aupro=_NAN, pixel_ap=_NAN)
-        return out
+        return {k: float(out[k]) for k in METRICS}
     if maps is None:
         raise ValueError("masks given but anomaly maps are None")
     n_images = np.asarray(labels).reshape(-1).size
@@ -329,4 +342,37 @@ def compute_all(labels, image_scores, masks=None, maps=None, fpr_limit: float = 
     out["pixel_ap"] = _pixel_ap_sorted(pos, neg)
     del pos
     out["aupro"] = _aupro_from_curve(*_pro_curve_sorted(m, a, neg), fpr_limit)
-    return {k: float(out[k]) for k in METRIC_NAMES}
+    return {k: float(out[k]) for k in METRICS}
+
+
+# --------------------------------------------------------------------------- #
+# the registry: one definition of each metric name
+# --------------------------------------------------------------------------- #
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A result column: how it is computed and how it is shown.
+
+    The results schema, the tables, the CLI and the per-cell progress line all read these.
+    """
+
+    name: str  # the row's column
+    function: Callable[..., float]  # (labels, scores) for image level, (masks, maps) for pixel level
+    level: str  # "image" or "pixel"
+    label: str  # table header, e.g. "I-AUROC"
+    text: str  # in sentences and the progress line, e.g. "image AUROC"
+    scale: float = 100.0  # a [0, 1] fraction shown in percent
+    higher_is_better: bool = True
+    in_progress_line: bool = False
+
+
+METRICS: dict[str, Metric] = {m.name: m for m in (
+    Metric("image_auroc", image_auroc, "image", "I-AUROC", "image AUROC", in_progress_line=True),
+    Metric("pixel_auroc", pixel_auroc, "pixel", "P-AUROC", "pixel AUROC", in_progress_line=True),
+    Metric("aupro", aupro, "pixel", "AUPRO", "AUPRO", in_progress_line=True),
+    Metric("image_f1_max", image_f1_max, "image", "I-F1max", "image F1-max"),
+    Metric("image_ap", image_ap, "image", "I-AP", "image AP"),
+    Metric("pixel_ap", pixel_ap, "pixel", "P-AP", "pixel AP"),
+)}
+METRIC_NAMES: tuple[str, ...] = tuple(METRICS)

@@ -166,7 +166,7 @@ def departures(preset: Preset, spec, rows) -> dict[str, list[str]]:
 def comparison(preset: Preset, spec, rows, fmt: str = "markdown") -> str:
     """Ours next to the published numbers, per metric; daggers on methods whose run departs
     from the paper's protocol, the departures listed below."""
-    from .tables import _render_comparison, compare_published
+    from .tables.published import _render_comparison, compare_published
 
     ok = rows[rows["status"] == "ok"].copy()
     if ok.empty:

@@ -1,7 +1,9 @@
 """The Ray executor: a grid as Ray tasks on an existing cluster (or a local one it starts).
 
-Per fit group (method config x dataset x category x seed) one *fit task* returns the fitted
-state into the object store; the group's *evaluation tasks* take that ObjectRef as an argument,
+A backend of the scheduler (``bench.scheduler``), which owns the order, the failed rows and the
+key checks; the tasks are thin wrappers of the worker entry points (``bench.worker``). Per fit
+group (method config x dataset x category x seed) one *fit task* returns the fitted state into
+the object store; the group's *evaluation tasks* take that ObjectRef as an argument,
 so Ray ships the state to whichever node runs them - no shared filesystem - and the category
 fits once cluster-wide. Tasks return rows; the driver alone writes the Parquet parts.
 
@@ -16,16 +18,18 @@ Ray is optional (``pip install 'adshift-bench[ray]'``) and imported only here, o
 """
 from __future__ import annotations
 
-import copy
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 from .cache import FitCache
-from .datasets import corruptions as _corruptions
-from .datasets.cache import cache_dir
 from .errors import BenchError
-from .grid import Cell, GridSpec
-from .runner import Fitted, RunContext, _error_text, cached_fit, failed_row, obtain_fit, run_cell
+from .executors import ExecutorOptions
+from .runner import cached_fit
+from .scheduler import Failed, FitGroup, Scheduler
+from .worker import CellJob, CellResult, FitJob, FitResult
+
+if TYPE_CHECKING:
+    from .grid import GridSpec
 
 RAY_MISSING = "the ray executor needs Ray: pip install 'adshift-bench[ray]'"
 
@@ -42,18 +46,17 @@ class RayExecutor:
     name = "ray"
 
     def __init__(self, address: str | None = None, cpus_per_cell: float = 1.0, gpus_per_cell: float = 0.0,
-                 max_retries: int = 3, log_to_driver: bool = False, threads: int | None = None) -> None:
-        if cpus_per_cell <= 0:
-            raise BenchError(f"--cpus-per-cell {cpus_per_cell}: must be > 0 (e.g. 1 or 0.5)")
-        if gpus_per_cell < 0:
-            raise BenchError(f"--gpus-per-cell {gpus_per_cell}: must be >= 0 (e.g. 1, or 0.5 to share a GPU)")
-        self.address = address
-        self.cpus_per_cell = cpus_per_cell
-        self.gpus_per_cell = gpus_per_cell
-        self.max_retries = max_retries
+                 max_retries: int = 3, log_to_driver: bool = False, threads: int | None = None, *,
+                 options: ExecutorOptions | None = None) -> None:
+        opts = options or ExecutorOptions("ray", address=address, cpus_per_cell=cpus_per_cell,
+                                          gpus_per_cell=gpus_per_cell, threads=threads, max_retries=max_retries)
+        self.address = opts.address
+        self.cpus_per_cell = opts.cpus_per_cell
+        self.gpus_per_cell = opts.gpus_per_cell
+        self.max_retries = 3 if opts.max_retries is None else opts.max_retries
         self.log_to_driver = log_to_driver
         # CPU threads per task: by default what the task reserves (at least 1)
-        self.threads = threads or max(1, int(cpus_per_cell))
+        self.threads = opts.threads or max(1, int(opts.cpus_per_cell))
         self.fit_cache: FitCache | None = None
 
     # ---------------------------------------------------------------------------- cluster
@@ -111,72 +114,12 @@ class RayExecutor:
                 ray.shutdown()
 
     def _run(self, ray, spec: GridSpec, groups, driver) -> None:
-        opts = {"num_cpus": self.cpus_per_cell, "num_gpus": self.gpus_per_cell, "max_retries": self.max_retries}
-        fit_task = ray.remote(_ray_fit).options(num_returns=2, **opts)
-        eval_task = ray.remote(_ray_eval).options(**opts)
-        threads = self.threads
-        cache = self.fit_cache or driver.ctx.fit_cache
-        spec_ref = ray.put(spec)
-        pending: dict[Any, tuple] = {}
+        # Ray retries a task whose worker died (max_retries, with lineage for lost objects); what
+        # still fails comes back as Failed, so the scheduler does not retry again.
+        backend = RayBackend(ray, self, spec, self.fit_cache or driver.ctx.fit_cache)
+        Scheduler(backend, driver, spec.device, max_retries=0).run(groups)
 
-        def submit_cells(group, state_ref, computed: bool, seconds: float, diagnostics: dict) -> None:
-            for i, cell in enumerate(group.cells):
-                cached = (not computed) or i > 0
-                ref = eval_task.remote(spec_ref, cell, group.key, state_ref, seconds, cached, diagnostics, threads)
-                pending[ref] = ("eval", cell)
-
-        for group in groups:
-            found = cached_fit(cache, group.key)
-            if found is not None:  # fitted in an earlier run: no fit task
-                driver.fit_done(group.cells[0], group.key, computed=False, seconds=found.fit_seconds)
-                submit_cells(group, ray.put(found.state), False, found.fit_seconds, found.diagnostics)
-            else:
-                state_ref, info_ref = fit_task.remote(spec_ref, group.cells[0], group.key, threads)
-                pending[info_ref] = ("fit", group, state_ref)
-                driver.stage(group.cells[0], "fit")
-
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            ref = ready[0]
-            job = pending.pop(ref)
-            try:
-                result = ray.get(ref)
-            except ray.exceptions.RayError as exc:
-                error = self._task_error(ray, exc)
-                if job[0] == "fit":  # collect the state's error too (else Ray logs it as unhandled)
-                    try:
-                        ray.get(job[2])
-                    except ray.exceptions.RayError:
-                        pass
-                cells = job[1].cells if job[0] == "fit" else [job[1]]
-                for cell in cells:
-                    driver.row(cell, failed_row(cell, spec.device, error))
-                continue
-            if job[0] == "eval":
-                row, stats = result
-                driver.row(job[1], row, stats)
-                continue
-            group, state_ref = job[1], job[2]
-            if result.get("error"):
-                for cell in group.cells:
-                    driver.row(cell, failed_row(cell, spec.device, result["error"]))
-                continue
-            if result["key"] != group.key:
-                error = (f"{group.cells[0].category}: a Ray worker sees other training data than the driver "
-                         "(different files or mtimes on that node); make the dataset identical on every node")
-                for cell in group.cells:
-                    driver.row(cell, failed_row(cell, spec.device, error))
-                continue
-            # keep the state on the driver too: a rerun after a crash of the driver does not refit
-            if result["computed"] and cache.load(group.key) is None:
-                cache.save(group.key, ray.get(state_ref), {"fit_seconds": result["fit_seconds"],
-                                                             "diagnostics": result["diagnostics"],
-                                                             "fitted_by": result.get("host", "")})
-            driver.fit_done(group.cells[0], group.key, computed=result["computed"], seconds=result["fit_seconds"])
-            submit_cells(group, state_ref, result["computed"], result["fit_seconds"], result["diagnostics"])
-
-
-    def _task_error(self, ray, exc: Exception) -> str:
+    def task_error(self, ray, exc: Exception) -> str:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else "no detail"
         if isinstance(exc, ray.exceptions.RayTaskError):  # raised outside the cell's own handling
             return f"Ray task error ({detail}); see the worker's log (`ray logs`) and rerun the command"
@@ -185,45 +128,86 @@ class RayExecutor:
                 "rerun the command with --retry-failed")
 
 
+class RayBackend:
+    """Backend: fit and cell tasks on the cluster; a fitted state goes through the object store.
+
+    The driver keeps every fitted state it receives in its own fit cache, so a rerun after the
+    driver died does not fit again: a cached state is ``ray.put`` once and handed to the cells.
+    """
+
+    capacity = None  # Ray queues tasks by their resources
+    key_mismatch = ("{category}: a Ray worker sees other training data than the driver (different files or "
+                    "mtimes on that node); make the dataset identical on every node")
+
+    def __init__(self, ray, executor: RayExecutor, spec: GridSpec, cache: FitCache) -> None:
+        opts = {"num_cpus": executor.cpus_per_cell, "num_gpus": executor.gpus_per_cell,
+                "max_retries": executor.max_retries}
+        self.ray, self.executor, self.cache = ray, executor, cache
+        self._fit = ray.remote(_ray_fit).options(num_returns=2, **opts)
+        self._eval = ray.remote(_ray_eval).options(**opts)
+        self._spec = ray.put(spec)
+        self._states: dict[Any, Any] = {}  # a fit task's info ref -> its state ref
+
+    def known_fit(self, group: FitGroup) -> FitResult | None:
+        found = cached_fit(self.cache, group.key)  # fitted in an earlier run: no fit task
+        if found is None:
+            return None
+        return FitResult(key=group.key, computed=False, fit_seconds=found.fit_seconds,
+                         diagnostics=found.diagnostics, state=found.state)
+
+    def submit_fit(self, job: FitJob) -> Any:
+        state_ref, info_ref = self._fit.remote(self._spec, job, self.executor.threads)
+        self._states[info_ref] = state_ref
+        return info_ref
+
+    def fit_ready(self, group: FitGroup, result: FitResult, future: Any) -> Any:
+        if future is None:  # known_fit: the driver's cached state
+            return self.ray.put(result.state)
+        state_ref = self._states.pop(future)
+        # keep the state on the driver too: a rerun after a crash of the driver does not refit
+        if result.computed and self.cache.load(group.key) is None:
+            self.cache.save(group.key, self.ray.get(state_ref), {"fit_seconds": result.fit_seconds,
+                                                                 "diagnostics": result.diagnostics,
+                                                                 "fitted_by": result.host})
+        return state_ref
+
+    def submit_eval(self, job: CellJob, state: Any) -> Any:
+        return self._eval.remote(self._spec, job, state, self.executor.threads)
+
+    def wait(self, futures: Iterable[Any]) -> list[Any]:
+        ready, _ = self.ray.wait(list(futures), num_returns=1)
+        return ready
+
+    def result(self, future: Any) -> FitResult | CellResult:
+        ray = self.ray
+        try:
+            return ray.get(future)
+        except ray.exceptions.RayError as exc:
+            state_ref = self._states.pop(future, None)
+            if state_ref is not None:  # collect the state's error too (else Ray logs it as unhandled)
+                try:
+                    ray.get(state_ref)
+                except ray.exceptions.RayError:
+                    pass
+            raise Failed(self.executor.task_error(ray, exc)) from None
+
+
 # --------------------------------------------------------------------------- tasks (on workers)
 
-_CONTEXTS: dict[int, RunContext] = {}  # per worker process, by spec identity
+
+def _ray_fit(spec: GridSpec, job: FitJob, threads: int) -> tuple[Any, FitResult]:
+    """Fit task: (fitted state, result without it); the state goes to the object store alone."""
+    from . import worker
+
+    worker.use(spec, threads)
+    result = worker.fit(job, keep_state=True)
+    state, result.state = result.state, None
+    return state, result
 
 
-def _context(spec: GridSpec, threads: int) -> RunContext:
-    from .runner import set_threads
+def _ray_eval(spec: GridSpec, job: CellJob, state: dict, threads: int) -> CellResult:
+    """Cell task; ``state`` arrives resolved from the object store."""
+    from . import worker
 
-    set_threads(threads)
-    key = hash(repr(spec.to_dict()))
-    if key not in _CONTEXTS:
-        _CONTEXTS.clear()
-        # a node-local fit cache: a worker on the driver's machine (or one that fitted before)
-        # finds the state without fitting; no shared filesystem is assumed
-        _CONTEXTS[key] = RunContext(spec, fit_cache=FitCache(cache_dir("fits")))
-    return _CONTEXTS[key]
-
-
-def _ray_fit(spec: GridSpec, cell: Cell, key: str, threads: int):
-    """Fit task: (fitted state, info). Errors come back in info, not as exceptions."""
-    import socket
-
-    from .runner import resolve_device
-
-    ctx = _context(spec, threads)
-    try:
-        fitted = obtain_fit(cell, ctx, resolve_device(spec.device))
-    except Exception as exc:  # noqa: BLE001
-        return None, {"error": _error_text(exc)}
-    return fitted.state, {"key": fitted.key, "computed": not fitted.cached, "fit_seconds": fitted.fit_seconds,
-                          "diagnostics": fitted.diagnostics, "host": socket.gethostname()}
-
-
-def _ray_eval(spec: GridSpec, cell: Cell, key: str, state: dict, fit_seconds: float, cached: bool,
-              diagnostics: dict, threads: int):
-    """Evaluation task: (row, corruption-cache delta). ``state`` arrives resolved from the object store."""
-    ctx = _context(spec, threads)
-    before = dict(_corruptions.CACHE_STATS)
-    # object-store arrays are read-only views; run_cell copies the state before loading it
-    fitted = Fitted(key, state, fit_seconds, cached, copy.deepcopy(diagnostics))
-    row = run_cell(cell, ctx, fitted=fitted)
-    return row, _corruptions.cache_stats_since(before)
+    worker.use(spec, threads)
+    return worker.evaluate(job, state)

@@ -17,7 +17,6 @@ import json
 import math
 import os
 import re
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -25,6 +24,9 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from .methods.persist import TMP_SUFFIX, atomic_write, tmp_pid
+from .metrics import METRICS as _REGISTRY
 
 __all__ = [
     "SCHEMA",
@@ -38,13 +40,12 @@ __all__ = [
 
 PARTS_DIR = "parts"
 MANIFEST = "grid.json"
-TMP_SUFFIX = ".tmp"
 
 IDENTITY = (
     "cell_id", "method", "config", "config_hash", "dataset", "category", "corruption",
     "severity", "seed", "backbone", "weights", "image_size", "protocol",
 )
-METRICS = ("image_auroc", "pixel_auroc", "aupro", "image_f1_max", "image_ap", "pixel_ap")
+METRICS: tuple[str, ...] = tuple(_REGISTRY)  # the metric columns, from the metrics registry
 
 _STR, _INT, _FLOAT, _BOOL = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 
@@ -171,41 +172,6 @@ def _read_parts(paths: list[Path], columns: list[str] | None = None) -> list[pa.
 # --------------------------------------------------------------------------- atomic io
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return  # not supported (e.g. Windows); the rename itself is still atomic
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _tmp_path(final: Path) -> Path:
-    # leading dot + .tmp suffix: never matches "*.parquet", unique per process and call
-    return final.with_name(f".{final.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}")
-
-
-def _atomic_write(final: Path, write) -> None:
-    tmp = _tmp_path(final)
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(final.parent)
-
-
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -247,13 +213,13 @@ class RunStore:
         table = row_to_table(row)
         final = self.part_path(row["cell_id"])
         self.parts_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write(final, lambda fh: pq.write_table(table, fh))
+        atomic_write(final, lambda fh: pq.write_table(table, fh))
         return final
 
     def write_manifest(self, manifest: Mapping[str, Any]) -> Path:
         text = json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n"
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.manifest_path, lambda fh: fh.write(text.encode("utf-8")))
+        atomic_write(self.manifest_path, lambda fh: fh.write(text.encode("utf-8")))
         return self.manifest_path
 
     def remove_stale_tmp(self) -> int:
@@ -263,8 +229,7 @@ class RunStore:
             if not directory.is_dir():
                 continue
             for tmp in directory.glob(f".*{TMP_SUFFIX}"):
-                parts = tmp.name.split(".")
-                pid = int(parts[-3]) if len(parts) >= 4 and parts[-3].isdigit() else None
+                pid = tmp_pid(tmp)
                 if pid is not None and _pid_alive(pid):
                     continue
                 try:
@@ -346,5 +311,5 @@ def export(run_dir: str | os.PathLike, out_file: str | os.PathLike) -> Path:
     out = Path(out_file)
     out.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(df, preserve_index=False)
-    _atomic_write(out, lambda fh: pq.write_table(table, fh, compression="zstd"))
+    atomic_write(out, lambda fh: pq.write_table(table, fh, compression="zstd"))
     return out

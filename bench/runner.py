@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import gc
 import json
-import os
 import platform
 import random
 import resource
@@ -26,7 +25,7 @@ import torch
 from . import metrics
 from .cache import FitCache, data_fingerprint
 from .datasets.base import Category
-from .datasets.corruptions import CLEAN, backend_version, corrupted_images
+from .datasets.corruptions import CLEAN, CacheStats, backend_version, corrupted_images
 from .datasets.registry import get_dataset
 from .errors import BenchError
 from .grid import Cell, GridSpec
@@ -84,11 +83,10 @@ def resolve_device(device: str) -> str:
 
 @dataclass
 class RunContext:
-    """What cells of one grid share: loaded categories, the fit cache, masks, a fit log."""
+    """What cells of one grid share: loaded categories, the fit cache, masks."""
 
     spec: GridSpec
     fit_cache: FitCache = field(default_factory=FitCache)
-    fit_log: Path | None = None  # one JSON line per fit actually computed
     _categories: dict[str, Category] = field(default_factory=dict)
     _masks: dict[tuple, np.ndarray] = field(default_factory=dict)
     _checked: dict[str, str | None] = field(default_factory=dict)
@@ -184,22 +182,9 @@ def fit_key(cell: Cell, ctx: RunContext) -> str:
     return ctx.fit_cache.key(fit_identity(cell, ctx))
 
 
-# Audit trail for the fault trials: when set, every process that computes a fit appends one line.
-FIT_AUDIT_ENV = "ADSHIFT_BENCH_FIT_AUDIT"
-
-
-def log_fit(path: Path | str | None, key: str, cell: Cell, seconds: float) -> None:
-    """Append one JSON line for a computed fit to ``path`` (a run's fits.jsonl); None: no-op."""
-    if path:
-        line = json.dumps({"key": key, "method": cell.method, "category": cell.category,
-                           "seed": cell.seed, "fit_seconds": seconds, "pid": os.getpid()}) + "\n"
-        with open(path, "a") as f:
-            f.write(line)
-
-
 def obtain_fit(cell: Cell, ctx: RunContext, device: str,
                on_progress: Callable[[str], None] | None = None) -> Fitted:
-    """The cell's fitted state: from the fit cache, else fitted now and saved (then logged).
+    """The cell's fitted state: from the fit cache, else fitted now and saved.
 
     A method that trains gets ``checkpoint_dir`` (private to this fit-cache key) for resume
     checkpoints; it is removed once the fitted state is in the cache.
@@ -222,8 +207,6 @@ def obtain_fit(cell: Cell, ctx: RunContext, device: str,
     ctx.fit_cache.save(key, state, {"fit_seconds": seconds, "identity": identity, "diagnostics": diagnostics})
     method.progress = None
     shutil.rmtree(method.checkpoint_dir, ignore_errors=True)
-    log_fit(ctx.fit_log, key, cell, seconds)
-    log_fit(os.environ.get(FIT_AUDIT_ENV), key, cell, seconds)  # the process that fitted, always
     return Fitted(key, state, seconds, False, diagnostics)
 
 
@@ -289,11 +272,12 @@ def failed_row(cell: Cell, device: str, error: str) -> dict[str, Any]:
 
 
 def run_cell(cell: Cell, ctx: RunContext, on_stage: Callable[[str], None] | None = None,
-             fitted: Fitted | None = None) -> dict[str, Any]:
+             fitted: Fitted | None = None, cache_stats: CacheStats | None = None) -> dict[str, Any]:
     """Run one cell and return its row; any exception becomes a ``failed`` row.
 
     ``fitted``: the cell's fitted state when the executor already has it (a fit task's result);
-    otherwise it comes from the fit cache or is fitted here.
+    otherwise it comes from the fit cache or is fitted here. ``cache_stats`` counts the cell's
+    corrupted images read from / added to the cache.
     """
     try:
         device = resolve_device(ctx.spec.device)
@@ -306,7 +290,7 @@ def run_cell(cell: Cell, ctx: RunContext, on_stage: Callable[[str], None] | None
     stage = on_stage or (lambda s: None)
     failed = False
     try:
-        row.update(_evaluate(cell, ctx, device, stage, fitted))
+        row.update(_evaluate(cell, ctx, device, stage, fitted, cache_stats))
         row.update({"status": "ok", "error": ""})
     except Exception as exc:  # noqa: BLE001 - a failed cell is a result, the grid goes on
         row.update({"status": "failed", "error": _error_text(exc)})
@@ -323,7 +307,7 @@ def run_cell(cell: Cell, ctx: RunContext, on_stage: Callable[[str], None] | None
 
 
 def _evaluate(cell: Cell, ctx: RunContext, device: str, stage: Callable[[str], None],
-              fitted: Fitted | None) -> dict[str, Any]:
+              fitted: Fitted | None, cache_stats: CacheStats | None = None) -> dict[str, Any]:
     """fitted state -> adapt -> score -> metrics: the row's values (raises on any failure)."""
     stage("fit")
     if fitted is None:
@@ -333,6 +317,7 @@ def _evaluate(cell: Cell, ctx: RunContext, device: str, stage: Callable[[str], N
     target = corrupted_images(
         cat.test.images, dataset=cell.dataset, category=cell.category,
         corruption=cell.corruption, severity=cell.severity, seed=cell.seed, protocol=cell.protocol,
+        stats=cache_stats,
     )
     stage("adapt")
     seed_everything(cell.seed)

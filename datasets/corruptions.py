@@ -17,8 +17,6 @@ import concurrent.futures as cf
 import hashlib
 import inspect
 import multiprocessing
-import os
-import uuid
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -28,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from ..methods.errors import BenchError, UnknownName
+from ..methods.persist import atomic_write
 from .base import ImageSet
 from .cache import cache_dir
 
@@ -61,18 +60,19 @@ MIN_SIDE = 32  # imagecorruptions rejects anything smaller
 # Bump when anything that changes cached pixels changes outside the key's other fields.
 _CACHE_FORMAT = "1"
 
-# Per process. materialize() adds what its workers did to the caller's counters.
-CACHE_STATS: dict[str, int] = {"hits": 0, "misses": 0}
 
+@dataclass
+class CacheStats:
+    """Hits and misses of the corrupted-image cache, counted by whoever passes one in (a cell)."""
 
-def cache_stats_since(before: dict[str, int]) -> dict[str, int]:
-    """What ``CACHE_STATS`` gained since the snapshot ``before`` (one cell's hits and misses)."""
-    return {k: CACHE_STATS[k] - before[k] for k in before}
+    hits: int = 0
+    misses: int = 0
 
-
-def reset_cache_stats() -> None:
-    for k in CACHE_STATS:
-        CACHE_STATS[k] = 0
+    def add(self, hit: bool) -> None:
+        if hit:
+            self.hits += 1
+        else:
+            self.misses += 1
 
 
 # ----------------------------------------------------------------------------- names
@@ -311,13 +311,8 @@ def _read_cached(path: Path) -> np.ndarray | None:
 
 
 def _write_atomic(path: Path, img: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        # Noise-heavy images barely compress; a low level keeps writes fast.
-        Image.fromarray(img).save(tmp, format="PNG", compress_level=1)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    # Noise-heavy images barely compress; a low level keeps writes fast. A cache: no fsync.
+    atomic_write(path, lambda fh: Image.fromarray(img).save(fh, format="PNG", compress_level=1), durable=False)
 
 
 def _load_or_make(src: np.ndarray, corruption: str, severity: int, k: int, protocol: str,
@@ -336,12 +331,13 @@ def _load_or_make(src: np.ndarray, corruption: str, severity: int, k: int, proto
 
 def corrupted_images(images: ImageSet, *, dataset: str, category: str, corruption: str,
                      severity: int, seed: int, protocol: str = "native", cache: bool = True,
-                     workers: int = 1) -> ImageSet:
+                     workers: int = 1, stats: CacheStats | None = None) -> ImageSet:
     """A lazy ImageSet with the same ids whose items are the corrupted images.
 
     ``clean`` gives the input back (under ``resized``: the resized images, so clean and corrupted
     share geometry). With ``cache``, images are read from / written to the content-keyed PNG
     cache; ``workers > 1`` first fills the cache with a process pool (needs ``cache``).
+    ``stats`` counts each image read from (hit) or added to (miss) the cache as it is loaded.
     """
     corruption = _check_corruption(corruption)
     protocol = _check_protocol(protocol)
@@ -372,7 +368,8 @@ def corrupted_images(images: ImageSet, *, dataset: str, category: str, corruptio
         path = cache_path(cache_key(_image_digest(np.asarray(src)), corruption, severity, k,
                                     protocol))
         out, hit = _load_or_make(src, corruption, severity, k, protocol, path)
-        CACHE_STATS["hits" if hit else "misses"] += 1
+        if stats is not None:
+            stats.add(hit)
         return out
 
     return ImageSet(ids, load)
@@ -401,7 +398,7 @@ def materialize(images: ImageSet, *, dataset: str, category: str,
     Runs in a spawn-started process pool when ``workers > 1`` (fork is unsafe once torch or
     numba threads exist). Source images are loaded in the parent, one at a time, so memory stays
     bounded by the number of tasks in flight. ``progress(done, total)`` is called as entries
-    finish. Returns counts; they are also added to ``CACHE_STATS``.
+    finish. Returns counts.
     """
     names = [c for c in resolve_corruptions(corruptions) if c != CLEAN]
     sevs = [check_severity(s) for s in
@@ -418,7 +415,6 @@ def materialize(images: ImageSet, *, dataset: str, category: str,
             stats.cached += 1
         else:
             stats.generated += 1
-        CACHE_STATS["hits" if hit else "misses"] += 1
         if progress is not None:
             progress(done, stats.total)
 
@@ -457,3 +453,40 @@ def materialize(images: ImageSet, *, dataset: str, category: str,
                 f.cancel()
             raise
     return stats
+
+
+@dataclass
+class TestSets:
+    """The corrupted test sets of one category and seed: every corruption x severity of a grid."""
+
+    images: ImageSet
+    dataset: str
+    category: str
+    seed: int
+    corruptions: list[str]
+    severities: list[int]
+
+    @property
+    def size(self) -> int:
+        return len(self.images) * len(self.corruptions) * len(self.severities)
+
+
+def materialize_all(sets: Sequence[TestSets], *, protocol: str = "native", workers: int = 1,
+                    progress: Callable[[int, int, TestSets], None] | None = None) -> MaterializeStats:
+    """``materialize`` for several categories (``bench corrupt``); ``progress(done, total, current)``."""
+    out = MaterializeStats()
+    total = sum(s.size for s in sets)
+    base = 0
+    for item in sets:
+        if progress is not None:
+            progress(base, total, item)
+        stats = materialize(item.images, dataset=item.dataset, category=item.category,
+                            corruptions=item.corruptions, severities=item.severities, seed=item.seed,
+                            protocol=protocol, workers=workers,
+                            progress=None if progress is None else
+                            lambda done, _total, b=base, it=item: progress(b + done, total, it))
+        base += stats.total
+        out.total += stats.total
+        out.generated += stats.generated
+        out.cached += stats.cached
+    return out

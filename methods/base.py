@@ -8,16 +8,16 @@ cache it; every cell starts from that cached state, so adaptation cannot leak be
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Iterator, Sequence
 
 import numpy as np
 
 from .errors import UnknownName
+from .persist import stable_hash
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,7 @@ class MethodConfig:
         return dataclasses.asdict(self)
 
     def hash(self) -> str:
-        blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        return stable_hash(self.to_dict(), 12)
 
 
 class Method:
@@ -160,6 +159,20 @@ def register_variant(name: str, cls: type[Method], summary: str = "", **override
     if unknown:
         raise TypeError(f"{name}: {sorted(unknown)} are not fields of {cls.Config.__name__}")
     _REGISTRY[name] = Registered(name, cls, dict(overrides), summary)
+
+
+@contextmanager
+def registered_temporarily(name: str, cls: type[Method], summary: str = "", **overrides: Any) -> Iterator[str]:
+    """Register ``name`` inside a ``with`` block only (tests, notebooks); then restore the registry."""
+    before = _REGISTRY.get(name)
+    register_variant(name, cls, summary=summary, **overrides)
+    try:
+        yield name
+    finally:
+        if before is None:
+            _REGISTRY.pop(name, None)
+        else:
+            _REGISTRY[name] = before
 
 
 def _load_entry_points() -> None:

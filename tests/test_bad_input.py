@@ -12,6 +12,7 @@ Grayscale images are legitimate (MVTec grid, screw, zipper) and load as RGB.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 from pathlib import Path
@@ -24,8 +25,7 @@ from PIL import Image
 from _grids import make_category, run_cli
 from bench import cli
 from bench.errors import BenchError
-from bench.methods import Method, MethodConfig, Scores
-from bench.methods import base as method_base
+from bench.methods import Method, MethodConfig, Scores, registered_temporarily
 from bench.results import load_rows
 
 # ----------------------------------------------------------------------------- a fast fake method
@@ -72,12 +72,10 @@ class ProbeMethod(Method):
 
 @pytest.fixture(scope="module", autouse=True)
 def probe_methods():
-    names = {"probe": "ok", "probe_nan": "nan", "probe_oom": "oom"}
-    for name, behaviour in names.items():
-        method_base.register_variant(name, ProbeMethod, summary="test probe", behaviour=behaviour)
-    yield
-    for name in names:
-        method_base._REGISTRY.pop(name, None)
+    with contextlib.ExitStack() as stack:
+        for name, behaviour in {"probe": "ok", "probe_nan": "nan", "probe_oom": "oom"}.items():
+            stack.enter_context(registered_temporarily(name, ProbeMethod, summary="test probe", behaviour=behaviour))
+        yield
 
 
 @pytest.fixture(autouse=True)

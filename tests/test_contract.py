@@ -25,7 +25,12 @@ def tiny_category(tmp_path_factory, mvtec_factory):
     return load_category(root, "widget")
 
 
-@pytest.mark.parametrize("name", sorted(registered()))
+# PatchCore alone in the fast subset (pytest -m "not slow"); every method in the full run.
+FAST = {"patchcore"}
+
+
+@pytest.mark.parametrize("name", [n if n in FAST else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in sorted(registered())])
 def test_method_contract(name, tiny_category):
     reg = registered()[name]
     method = reg.create(seed=0, **_tiny_config(reg))

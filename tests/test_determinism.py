@@ -1,9 +1,13 @@
 """The same grid twice, from cold caches, gives identical metric columns."""
 from __future__ import annotations
 
+import pytest
+
 from _grids import THREADS, assert_identical, cache_env, reference_rows, tiny_spec
 from bench.executors import LocalExecutor, run_grid
 from bench.results import METRICS, load_rows
+
+pytestmark = pytest.mark.slow  # end to end
 
 
 def test_same_grid_twice_gives_identical_metrics(tmp_path):

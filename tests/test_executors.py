@@ -28,6 +28,7 @@ def test_groups_share_one_fit_per_category_and_seed():
     assert len({g.key for g in groups}) == 4
 
 
+@pytest.mark.slow
 def test_workers_give_the_in_process_rows(tmp_path):
     """Two worker processes, cold caches: identical metrics, one fit, every part written by the driver."""
     ref = reference_rows()
@@ -46,6 +47,7 @@ def test_workers_give_the_in_process_rows(tmp_path):
     assert len(RunStore(run_dir)) == 2
 
 
+@pytest.mark.slow
 def test_rerun_runs_only_missing_cells_and_reuses_the_fit(tmp_path):
     ref_dir = reference_run()
     run_dir = tmp_path / "run"
@@ -73,6 +75,18 @@ def test_executor_choice_errors(monkeypatch):
     with pytest.raises(BenchError) as e:
         make_executor("local", address="auto")
     assert str(e.value) == "--address auto: only the ray executor connects to a cluster; add --executor ray"
+    # every option is checked once, where the executor is built (the CLI goes through here too)
+    for kwargs, message in [
+        ({"name": "ray", "workers": 2}, "--workers 2: the ray executor sizes itself"),
+        ({"name": "ray", "cpus_per_cell": 0}, "--cpus-per-cell 0: must be > 0"),
+        ({"name": "ray", "gpus_per_cell": -1}, "--gpus-per-cell -1: must be >= 0"),
+        ({"name": "ray", "device": "cuda"}, "--device cuda with the ray executor needs --gpus-per-cell"),
+        ({"name": "ray", "device": "cuda:1", "gpus_per_cell": 1}, "--device cuda:1: with the ray executor use"),
+        ({"name": "local", "gpus_per_cell": 1}, "--gpus-per-cell is a Ray resource"),
+        ({"name": "local", "threads": 0}, "--threads 0: use a whole number >= 1"),
+    ]:
+        with pytest.raises(BenchError, match=message.replace("(", r"\(").replace("+", r"\+")):
+            make_executor(**kwargs)
     monkeypatch.setitem(sys.modules, "ray", None)  # "import ray" raises ImportError
     monkeypatch.delitem(sys.modules, "bench.ray_executor", raising=False)
     ex = make_executor("ray")
@@ -95,6 +109,7 @@ def test_cli_ray_without_ray_is_one_line(monkeypatch, capsys):
                            "Ray hides GPUs from tasks that reserve none")
 
 
+@pytest.mark.slow
 def test_corrupt_command_fills_the_cache_the_grid_reads(monkeypatch, capsys, tmp_path):
     args = ["corrupt", "-d", "textures", "--root", str(textures_root()), "-c", "brick",
             "--corruptions", "gaussian_noise", "-s", "1", "--workers", "2", "--no-progress"]
@@ -110,7 +125,7 @@ def test_corrupt_command_fills_the_cache_the_grid_reads(monkeypatch, capsys, tmp
         spec = tiny_spec(severities=(1,))
         cat = RunContext(spec).category("brick")
         cell = [c for c in spec.cells() if c.corruption == "gaussian_noise"][0]
-        C.reset_cache_stats()
+        stats = C.CacheStats()
         list(C.corrupted_images(cat.test.images, dataset=cell.dataset, category=cell.category,
-                                corruption=cell.corruption, severity=cell.severity, seed=cell.seed))
-        assert C.CACHE_STATS == {"hits": 40, "misses": 0}
+                                corruption=cell.corruption, severity=cell.severity, seed=cell.seed, stats=stats))
+        assert (stats.hits, stats.misses) == (40, 0)

@@ -130,6 +130,7 @@ def _weights(m: RD4AD) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in m.student.state_dict().items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["rd4ad", "gnl"])
 def test_killed_training_resumes_and_ends_with_the_uninterrupted_weights(name, images, tmp_path):
     straight = get(name).create(**TINY, seed=3)
@@ -164,6 +165,7 @@ def test_killed_training_resumes_and_ends_with_the_uninterrupted_weights(name, i
     assert not all(torch.equal(a[k], v) for k, v in _weights(other).items())
 
 
+@pytest.mark.slow
 def test_checkpoint_of_another_training_is_ignored(images, tmp_path):
     m = get("rd4ad").create(**{**TINY, "epochs": 1})
     m.checkpoint_dir = tmp_path
@@ -193,6 +195,7 @@ def _folder_dataset(root: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_grid_resumes_a_killed_training_and_never_retrains_a_finished_one(tmp_path, monkeypatch):
     from bench.cache import FitCache
     from bench.executors import run_local

@@ -10,7 +10,7 @@ import pytest
 
 from bench.executors import run_local
 from bench.grid import GridSpec
-from bench.methods import Scores, register
+from bench.methods import Scores, registered, registered_temporarily
 from bench.methods.patchcore import PatchCore
 from bench.results import load_rows
 
@@ -22,6 +22,7 @@ def _spec(root, methods=("patchcore",), **kw) -> GridSpec:
                     severities=[3], overrides=dict(FAST), **kw)
 
 
+@pytest.mark.slow
 def test_grid_writes_one_row_per_cell_and_resumes(tiny_root, tmp_path):
     run = tmp_path / "run"
     s1 = run_local(_spec(tiny_root), run, show_progress=False)
@@ -45,6 +46,7 @@ def test_grid_writes_one_row_per_cell_and_resumes(tiny_root, tmp_path):
     assert len(load_rows(run)) == 2
 
 
+@pytest.mark.slow
 def test_changed_hyperparameter_makes_new_cells(tiny_root, tmp_path):
     run = tmp_path / "run"
     run_local(_spec(tiny_root), run, show_progress=False)
@@ -64,13 +66,11 @@ class _NaNMethod(PatchCore):
 @pytest.fixture
 def nan_method():
     """Registered for one test only, so the contract test never sees it."""
-    from bench.methods import base
-
-    register("test_nan_method", summary="returns NaN scores (test only)")(_NaNMethod)
-    yield "test_nan_method"
-    base._REGISTRY.pop("test_nan_method")
+    with registered_temporarily("test_nan_method", _NaNMethod, summary="returns NaN scores (test only)") as name:
+        yield name
 
 
+@pytest.mark.slow
 def test_failed_cell_is_recorded_and_grid_goes_on(tiny_root, tmp_path, nan_method):
     run = tmp_path / "run"
     s = run_local(_spec(tiny_root, methods=("test_nan_method", "patchcore")), run, show_progress=False)
@@ -86,6 +86,7 @@ def test_failed_cell_is_recorded_and_grid_goes_on(tiny_root, tmp_path, nan_metho
     assert again.ran == 2
 
 
+@pytest.mark.slow
 def test_cli_grid_table_and_list(tiny_root, tmp_path):
     run = tmp_path / "clirun"
     cmd = [sys.executable, "-m", "bench", "grid", "--methods", "patchcore", "--root", str(tiny_root),
@@ -100,16 +101,22 @@ def test_cli_grid_table_and_list(tiny_root, tmp_path):
     assert latex.returncode == 0, latex.stderr
     assert "\\toprule" in latex.stdout and "PatchCore & 100.00" in latex.stdout
     lst = subprocess.run([sys.executable, "-m", "bench", "list", "methods"], capture_output=True, text=True)
-    assert lst.stdout.startswith("") and "patchcore" in lst.stdout
+    assert lst.returncode == 0, lst.stderr
+    listed = [line.split()[0] for line in lst.stdout.splitlines()]
+    assert listed == list(registered()) and "patchcore" in listed  # one line per method, registry order
 
 
-def test_cli_errors_are_one_line(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "bench", "grid", "--methods", "patchcor", "--root", str(tmp_path / "nope")],
-                         capture_output=True, text=True)
-    assert out.returncode == 2
-    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "Traceback" not in out.stderr
-    assert "does not exist" in lines[0] or "did you mean" in lines[0]
+@pytest.mark.slow
+def test_cli_errors_are_one_line(tmp_path, tiny_root):
+    def error(*args):
+        out = subprocess.run([sys.executable, "-m", "bench", "grid", *args], capture_output=True, text=True)
+        assert out.returncode == 2
+        lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and "Traceback" not in out.stderr
+        return lines[0]
+
+    assert "does not exist" in error("--methods", "patchcore", "--root", str(tmp_path / "nope"))
+    assert "did you mean 'patchcore'?" in error("--methods", "patchcor", "--root", str(tiny_root))
 
 
 def test_unknown_override_for_a_method_is_rejected(tiny_root):

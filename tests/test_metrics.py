@@ -286,6 +286,13 @@ def test_compute_all():
     assert image_only["image_ap"] == out["image_ap"]
     assert all(math.isnan(image_only[k]) for k in ("pixel_auroc", "aupro", "pixel_ap"))
 
+    # the registry's functions, one at a time, give what compute_all gives together
+    from bench.metrics import METRICS
+
+    for name, metric in METRICS.items():
+        args = (labels, scores) if metric.level == "image" else (masks, maps)
+        assert metric.function(*args) == out[name], name
+
     with pytest.raises(ValueError, match="masks for"):
         compute_all(labels[:5], scores[:5], masks, maps)
     with pytest.raises(ValueError, match="maps are None"):

@@ -49,6 +49,7 @@ def _brute_force_coreset(x: torch.Tensor, n: int, seed: int) -> list[int]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dim", [300, 40])  # projected to 128 / kept at 40 (zero-padded for numba)
 def test_coreset_algorithms_match_the_plain_greedy_loop(dim):
     torch.manual_seed(0)
@@ -103,6 +104,7 @@ def test_patchcore_finds_the_defect(tiny_root):
         assert ys.min() - 4 <= y <= ys.max() + 4 and xs.min() - 4 <= x <= xs.max() + 4
 
 
+@pytest.mark.slow
 def test_reweighting_never_raises_scores_and_keeps_the_ranking(tiny_root):
     from bench import metrics
 

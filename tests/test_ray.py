@@ -12,6 +12,8 @@ from bench.executors import run_grid  # noqa: E402
 from bench.ray_executor import RayExecutor  # noqa: E402
 from bench.results import RunStore, load_rows  # noqa: E402
 
+pytestmark = pytest.mark.slow  # end to end
+
 
 @pytest.fixture(scope="module")
 def cluster():

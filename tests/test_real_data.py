@@ -11,8 +11,8 @@ from bench.grid import GridSpec
 from bench.results import load_rows
 
 MT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "magnetic_tile"
-pytestmark = pytest.mark.skipif(not (MT / "magnetic_tile").is_dir(),
-                                reason=f"real data not found at {MT} (only in the project workspace)")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not (MT / "magnetic_tile").is_dir(),
+                                reason=f"real data not found at {MT} (only in the project workspace)")]
 
 
 def _subset(dst, n_train=120, n_good=30, n_per_type=6):

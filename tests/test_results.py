@@ -56,11 +56,29 @@ def make_row(cell_id, status="ok", **extra):
     return row
 
 
-def test_write_is_atomic_and_leaves_no_temp_files(tmp_path):
+def test_write_is_atomic_and_leaves_no_temp_files(tmp_path, monkeypatch):
     store = RunStore(tmp_path / "run")
-    path = store.write(make_row("c1"))
+    path = store.write(make_row("c1", image_auroc=0.5))
     assert path == tmp_path / "run" / "parts" / "c1.parquet"
     assert sorted(p.name for p in store.parts_dir.iterdir()) == ["c1.parquet"]
+    before = path.read_bytes()
+
+    # a writer that dies half-way through the new part: the old part stays whole, no temp file
+    import pyarrow.parquet as pq
+
+    def torn_write(table, fh, **kw):
+        fh.write(b"PAR1 half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pq, "write_table", torn_write)
+    with pytest.raises(OSError, match="disk full"):
+        store.write(make_row("c1", image_auroc=0.9))
+    with pytest.raises(OSError, match="disk full"):
+        store.write(make_row("c2"))
+    assert sorted(p.name for p in store.parts_dir.iterdir()) == ["c1.parquet"]
+    assert path.read_bytes() == before
+    monkeypatch.undo()
+    assert store.read()["image_auroc"].tolist() == [0.5]
 
 
 def test_done_ids_and_failed_cells(tmp_path):
@@ -206,6 +224,7 @@ WRITER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_sigkill_during_writes_leaves_only_whole_parts(tmp_path):
     run_dir = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))

@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.datasets.base import ImageSet, TestSplit
+from bench.datasets import base
 from bench.grid import GridSpec
 
 
-def _split(counts: dict[str, int]) -> TestSplit:
+def _split(counts: dict[str, int]) -> base.TestSplit:
     types = [t for t, n in counts.items() for _ in range(n)]
     ids = [f"test/{t}/{i:03d}.png" for i, t in enumerate(types)]
-    images = ImageSet.from_arrays(ids, [np.full((4, 4, 3), i % 256, np.uint8) for i in range(len(ids))])
+    images = base.ImageSet.from_arrays(ids, [np.full((4, 4, 3), i % 256, np.uint8) for i in range(len(ids))])
     labels = np.array([t != "good" for t in types], dtype=np.int64)
-    return TestSplit(images, labels, types, lambda i: np.full((4, 4), i % 2 == 1))
+    return base.TestSplit(images, labels, types, lambda i: np.full((4, 4), i % 2 == 1))
 
 
 def test_subset_is_stratified_seeded_and_keeps_order_and_masks():

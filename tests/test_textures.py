@@ -157,6 +157,7 @@ def test_default_root_is_in_the_cache_and_an_empty_dir_is_filled(root, tmp_path,
     assert [p.name for p in expected.parent.iterdir()] == [expected.name]
 
 
+@pytest.mark.slow
 def test_killed_generation_leaves_nothing(tmp_path, monkeypatch):
     def dies(tmp):
         (tmp / "brick").mkdir()

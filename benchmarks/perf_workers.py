@@ -1,7 +1,7 @@
 """Benchmark: the embedded grid with local ``--workers 2`` against 1 (in-process).
 
-    python -m bench.perf_workers                 # patchcore x textures (3 categories) x paper set
-    python -m bench.perf_workers --size 64       # the same grid at 64 px (quick)
+    python benchmarks/perf_workers.py                 # patchcore x textures (3 categories) x paper set
+    python benchmarks/perf_workers.py --size 64       # the same grid at 64 px (quick)
 
 Three runs, each a fresh process (so wall times include start-up, as a user sees them):
 
@@ -27,7 +27,7 @@ from pathlib import Path
 
 
 def _spec(args: dict):
-    from .grid import GridSpec
+    from bench.grid import GridSpec
 
     overrides = {"resize": str(args["size"]), "image_size": str(args["size"])} if args.get("size") else {}
     return GridSpec(methods=["patchcore"], dataset="textures", root=args["root"], categories=args["categories"],
@@ -37,7 +37,7 @@ def _spec(args: dict):
 
 def _one(args: dict) -> None:
     """Child process: run the grid once, print the summary as JSON."""
-    from .executors import LocalExecutor, run_grid
+    from bench.executors import LocalExecutor, run_grid
 
     t0 = time.perf_counter()
     summary = run_grid(_spec(args), Path(args["run_dir"]), LocalExecutor(workers=args["workers"]),
@@ -48,7 +48,7 @@ def _one(args: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.perf_workers", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python benchmarks/perf_workers.py", description=__doc__.split("\n")[0])
     p.add_argument("--categories", default="brick,grass,gravel", type=lambda s: s.split(","))
     p.add_argument("--corruptions", default="paper", type=lambda s: s.split(","))
     p.add_argument("--severity", type=int, default=5)
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out or tempfile.mkdtemp(prefix="adshift-perf-")).resolve()
     out.mkdir(parents=True, exist_ok=True)
     os.environ["ADSHIFT_BENCH_CACHE"] = str(out / "cache-setup")
-    from .datasets import textures
+    from bench.datasets import textures
 
     root = textures.ensure_textures(out / "textures")
     base = {"root": str(root), "categories": args.categories, "corruptions": args.corruptions,
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         env = {**os.environ, "ADSHIFT_BENCH_CACHE": str(out / cache)}
         job = {**base, "workers": workers, "run_dir": str(out / f"run-{i + 1}")}
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "bench.perf_workers", "--one", json.dumps(job)],
+        proc = subprocess.run([sys.executable, __file__, "--one", json.dumps(job)],
                               env=env, capture_output=True, text=True)
         wall = time.perf_counter() - t0
         if proc.returncode != 0:

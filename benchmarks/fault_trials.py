@@ -1,7 +1,7 @@
 """Fault trials: kill the harness at random moments and check that nothing is lost or done twice.
 
-    python -m bench.fault_trials                      # all phases, defaults below
-    python -m bench.fault_trials --phases driver --kills 20 --workers 1
+    python benchmarks/fault_trials.py                      # all phases, defaults below
+    python benchmarks/fault_trials.py --phases driver --kills 20 --workers 1
 
 Phases (each on a small grid of the embedded ``textures`` dataset, PatchCore at 64 px):
 
@@ -18,7 +18,8 @@ Phases (each on a small grid of the embedded ``textures`` dataset, PatchCore at 
 After each round (and a final uninterrupted rerun, which must have nothing left to do):
 rows expected vs found, duplicate rows (same cell identity twice), torn (unreadable) Parquet
 files, repeated fits (a fit computed again after one had finished, from the fit audit file that
-every fitting process appends to), failed rows, orphaned workers, and whether the metric
+every process appends to when it stores a fitted state: ``fit_audit/sitecustomize.py``, put on
+the PYTHONPATH of the grid, its pool workers and the Ray workers; the harness has no hook for it), failed rows, orphaned workers, and whether the metric
 columns equal an uninterrupted reference run of the same grid. Linux only (reads /proc).
 """
 from __future__ import annotations
@@ -39,6 +40,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pyarrow.parquet as pq
+
+AUDIT_DIR = Path(__file__).resolve().parent / "fit_audit"
+FIT_AUDIT_ENV = "ADSHIFT_FIT_AUDIT"
+
+
+def install_fit_audit() -> None:
+    """Every process started from here (the grid, its pool workers, Ray's workers) imports the
+    audit hook at start-up through PYTHONPATH; this process installs it itself (it drives the Ray
+    phase in-process)."""
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(AUDIT_DIR), os.environ.get("PYTHONPATH")) if p)
+    sys.path.insert(0, str(AUDIT_DIR))
+    import sitecustomize  # noqa: F401
 
 IDENTITY = ("method", "config_hash", "dataset", "category", "corruption", "severity", "seed", "protocol")
 
@@ -131,7 +144,7 @@ def check_run(run_dir: Path, expected_ids: set[str], audit: Path, reference) -> 
     """Row set, duplicates, torn files, repeated fits, failed rows, metric equality."""
     import pandas as pd
 
-    from .results import METRICS
+    from bench.results import METRICS
 
     parts = sorted((run_dir / "parts").glob("*.parquet"))
     tables, torn = [], 0
@@ -168,18 +181,19 @@ def check_run(run_dir: Path, expected_ids: set[str], audit: Path, reference) -> 
 
 class Trials:
     def __init__(self, args: argparse.Namespace) -> None:
+        install_fit_audit()
         self.args = args
         self.out = Path(args.out).resolve()
         self.rng = random.Random(args.seed)
         self.out.mkdir(parents=True, exist_ok=True)
         self.fresh = 0
         os.environ["ADSHIFT_BENCH_CACHE"] = str(self.out / "cache-setup")
-        from .datasets import textures
+        from bench.datasets import textures
 
         self.root = textures.ensure_textures(self.out / "textures")
 
     def spec(self):
-        from .grid import GridSpec
+        from bench.grid import GridSpec
 
         a = self.args
         return GridSpec(methods=["patchcore"], dataset="textures", root=str(self.root), categories=a.categories,
@@ -200,16 +214,14 @@ class Trials:
         base = self.out / f"{phase}-{self.fresh:02d}"
         shutil.rmtree(base, ignore_errors=True)
         base.mkdir(parents=True)
-        from .runner import FIT_AUDIT_ENV
-
         os.environ["ADSHIFT_BENCH_CACHE"] = str(base / "cache")
         os.environ[FIT_AUDIT_ENV] = str(base / "fit-audit.jsonl")
         return base / "run", base / "fit-audit.jsonl"
 
     def reference(self):
         """The grid once, uninterrupted, in-process with a cold cache."""
-        from .executors import LocalExecutor, run_grid
-        from .results import load_rows
+        from bench.executors import LocalExecutor, run_grid
+        from bench.results import load_rows
 
         run_dir, _ = self.new_round("reference")
         summary = run_grid(self.spec(), run_dir, LocalExecutor(1, threads=1), show_progress=False)
@@ -296,8 +308,8 @@ class Trials:
     def ray_phase(self, reference) -> PhaseResult:
         import ray
 
-        from .executors import run_grid
-        from .ray_executor import RayExecutor
+        from bench.executors import run_grid
+        from bench.ray_executor import RayExecutor
 
         result = PhaseResult("Ray worker SIGKILL mid-task")
         t0 = time.perf_counter()
@@ -376,7 +388,7 @@ class Trials:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.fault_trials", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python benchmarks/fault_trials.py", description=__doc__.split("\n")[0])
     p.add_argument("--phases", default="driver,pool,ray", help="comma-separated: driver, pool, ray")
     p.add_argument("--kills", type=int, default=20, help="kills per phase (at least)")
     p.add_argument("--workers", type=int, default=2, help="workers of the pool phase")

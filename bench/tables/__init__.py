@@ -1,0 +1,31 @@
+"""Tables from result rows, in the papers' layouts (LaTeX via ``Styler.to_latex``, Markdown).
+
+All functions take the rows DataFrame of :mod:`bench.results` and use only rows with
+``status == "ok"``. A value is the mean over seeds within a category, then the plain mean over
+categories (every category weighs the same, as in the papers' "averaged over all classes").
+
+A mean that covers fewer categories than the dataset has in the rows (a cell failed or has not
+run yet) is marked with a dagger and is not eligible for bold.
+
+    names       display names and orders (metric headers from the metrics registry)
+    aggregate   rows -> per-category seed means -> the table's values and partial marks
+    render      bold, LaTeX (booktabs) and Markdown
+    layouts     main_table / table_frame: TTAD Table 1 and the per-class appendix layout
+    published   paper_table and compare_published: next to the papers' numbers
+"""
+from .layouts import main_table, table_frame
+from .names import CORRUPTION_NAMES, DATASET_NAMES, METHOD_NAMES, METHOD_ORDER, METRIC_NAMES, condition_label
+from .published import compare_published, paper_table
+
+__all__ = [
+    "main_table",
+    "paper_table",
+    "compare_published",
+    "table_frame",
+    "condition_label",
+    "CORRUPTION_NAMES",
+    "DATASET_NAMES",
+    "METHOD_NAMES",
+    "METHOD_ORDER",
+    "METRIC_NAMES",
+]

@@ -1,0 +1,213 @@
+"""Aggregation: rows -> seed means per category -> the mean over categories, per table cell.
+
+A value is the mean over seeds within a category, then the plain mean over categories (every
+category weighs the same, as in the papers' "averaged over all classes"). Only rows with
+``status == "ok"`` count; a mean over fewer categories than the dataset has in the rows is
+marked partial (rendered with a dagger, never bold).
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from .. import papers
+from .names import DATASET_NAMES, MEAN, METHOD_NAMES, METHOD_ORDER, METRIC_NAMES, _cond_labels, _corruption_rank, _nice
+
+def _ok_rows(df: pd.DataFrame) -> pd.DataFrame:
+    if "status" in df.columns:
+        df = df[df["status"] == "ok"]
+    return df
+
+
+def _norm_severity(df: pd.DataFrame) -> pd.DataFrame:
+    df = df.copy()
+    sev = df["severity"] if "severity" in df.columns else pd.Series(0, index=df.index)
+    sev = pd.to_numeric(sev, errors="coerce").fillna(0).astype(int)
+    df["severity"] = sev.where(df["corruption"] != "clean", 0)
+    return df
+
+
+def _select_conditions(pairs: Iterable[tuple[str, int]], conditions) -> list[tuple[str, int]]:
+    pairs = list(dict.fromkeys(pairs))
+    if conditions is None:
+        return sorted(pairs, key=lambda p: (_corruption_rank(p[0]), p[1]))
+    out: list[tuple[str, int]] = []
+    for cond in conditions:
+        if isinstance(cond, (tuple, list)):
+            # an explicit (corruption, severity) column is shown even when no row has it yet
+            want = [(cond[0], 0 if cond[0] == "clean" else int(cond[1]))]
+        else:
+            want = sorted((p for p in pairs if p[0] == cond), key=lambda p: p[1])
+        out += [p for p in want if p not in out]
+    return out
+
+
+def _resolve_labels(wanted: Iterable[str], present: Iterable[str]) -> list[str]:
+    """Map requested method names onto the row labels present ("PatchCore" -> "patchcore")."""
+    present = list(dict.fromkeys(present))
+    by_key = {papers.normalize_method(p): p for p in present}
+    out = []
+    for w in wanted:
+        label = w if w in present else by_key.get(papers.normalize_method(w), w)
+        if label not in out:
+            out.append(label)
+    return out
+
+
+def _per_category(df, metrics, rows, datasets, methods, conditions, categories):
+    """Seed-averaged values per (row label, dataset, corruption, severity, category)."""
+    missing = [c for c in [rows, "dataset", "category", "corruption", *metrics] if c not in df.columns]
+    if missing:
+        raise KeyError(f"result rows lack column(s) {missing}")
+    df = _norm_severity(df)
+    if datasets is not None:
+        df = df[df["dataset"].isin(list(datasets))]
+    if categories is not None:
+        df = df[df["category"].isin(list(categories))]
+    # categories a dataset has in this run (any status): a mean over fewer is partial
+    n_expected = df.groupby("dataset", sort=False)["category"].nunique().to_dict()
+    ok = _ok_rows(df)
+    if methods is not None:
+        methods = _resolve_labels(methods, ok[rows])
+        ok = ok[ok[rows].isin(methods)]
+    if "config_hash" in ok.columns and rows == "method":
+        n_cfg = ok.groupby(rows, sort=False)["config_hash"].nunique()
+        several = n_cfg[n_cfg > 1]
+        if len(several):
+            warnings.warn(
+                f"rows of {list(several.index)} mix several configs and are averaged together; "
+                "filter the rows or pass rows=<a column that tells the variants apart>",
+                stacklevel=3,
+            )
+    keys = [rows, "dataset", "corruption", "severity", "category"]
+    data = ok[keys + list(metrics)].copy()
+    for m in metrics:
+        data[m] = pd.to_numeric(data[m], errors="coerce").astype(float)
+    per_cat = data.groupby(keys, sort=False, dropna=False)[list(metrics)].mean().reset_index()
+
+    if methods is not None:
+        row_order = list(methods)
+    else:
+        seen = list(dict.fromkeys(ok[rows]))
+        rank = {m: i for i, m in enumerate(METHOD_ORDER)} if rows == "method" else {}
+        row_order = sorted(seen, key=lambda m: (rank.get(m, len(rank)), seen.index(m)))
+    row_order = [r for r in row_order if r in set(per_cat[rows])]
+    ds_order = list(datasets) if datasets is not None else list(dict.fromkeys(ok["dataset"]))
+    ds_order = [d for d in ds_order if d in set(per_cat["dataset"])]
+    cond_order = {
+        ds: _select_conditions(
+            zip(g["corruption"], g["severity"]), conditions
+        )
+        for ds, g in per_cat.groupby("dataset", sort=False)
+    }
+    return per_cat, n_expected, row_order, ds_order, cond_order
+
+
+class _Grid:
+    """Raw values, a partial-coverage mask, and where horizontal rules go (before row i)."""
+
+    def __init__(self, values: pd.DataFrame, partial: pd.DataFrame, corner: str, rules=()):
+        self.values = values
+        self.partial = partial
+        self.corner = corner
+        self.rules = list(rules)
+
+
+def _build_main(df, metrics, rows, datasets, methods, conditions, categories, mean, display) -> _Grid:
+    per_cat, n_expected, row_order, ds_order, cond_order = _per_category(
+        df, metrics, rows, datasets, methods, conditions, categories
+    )
+    gkeys = [rows, "dataset", "corruption", "severity"]
+    grouped = per_cat.groupby(gkeys, sort=False)[list(metrics)]
+    means, counts = grouped.mean(), grouped.count()
+
+    multi_metric = len(metrics) > 1
+    col_tuples, values, partial = [], {}, {}
+    for ds in ds_order:
+        pairs = cond_order.get(ds, [])
+        labels = _cond_labels(pairs)
+        n_exp = n_expected.get(ds, 0)
+        shifted_cols = {m: [] for m in metrics}
+        for pair in pairs:
+            for m in metrics:
+                col = (ds, labels[pair]) + ((m,) if multi_metric else ())
+                v, p = [], []
+                for r in row_order:
+                    key = (r, ds, *pair)
+                    val = means[m].get(key, np.nan) if key in means.index else np.nan
+                    cnt = counts[m].get(key, 0) if key in counts.index else 0
+                    v.append(val)
+                    p.append(bool(0 < cnt < n_exp))
+                col_tuples.append(col)
+                values[col], partial[col] = v, p
+                if pair[0] != "clean":
+                    shifted_cols[m].append(col)
+        if mean and len(shifted_cols[metrics[0]]) >= 2:
+            for m in metrics:
+                col = (ds, MEAN) + ((m,) if multi_metric else ())
+                block = np.array([values[c] for c in shifted_cols[m]], dtype=float)
+                # no mean over an incomplete set of conditions: it would not be comparable
+                values[col] = list(block.mean(axis=0)) if block.size else []
+                partial[col] = list(np.array([partial[c] for c in shifted_cols[m]]).any(axis=0))
+                col_tuples.append(col)
+
+    index = [(_nice(r, METHOD_NAMES) if display else r) for r in row_order]
+    names = ["dataset", "condition"] + (["metric"] if multi_metric else [])
+    disp_cols = [
+        ((_nice(c[0], DATASET_NAMES) if display else c[0]), c[1])
+        + ((_nice(c[2], METRIC_NAMES) if display else c[2],) if multi_metric else ())
+        for c in col_tuples
+    ]
+    columns = pd.MultiIndex.from_tuples(disp_cols, names=names) if disp_cols else pd.MultiIndex.from_tuples([], names=names)
+    vals = pd.DataFrame({i: values[c] for i, c in enumerate(col_tuples)}, index=index, dtype=float)
+    part = pd.DataFrame({i: partial[c] for i, c in enumerate(col_tuples)}, index=index, dtype=bool)
+    vals.columns = part.columns = columns
+    vals.index.name = part.index.name = rows
+    corner = "Method" if rows == "method" else rows.replace("_", " ").capitalize()
+    return _Grid(vals, part, corner)
+
+
+def _build_per_class(df, metric, rows, datasets, methods, conditions, categories, display) -> _Grid:
+    per_cat, n_expected, row_order, ds_order, cond_order = _per_category(
+        df, [metric], rows, datasets, methods, conditions, categories
+    )
+    if len(ds_order) > 1:
+        raise ValueError(
+            f"per-class tables are per dataset; rows hold {ds_order}: pass datasets=[one of them]"
+        )
+    if not ds_order:
+        return _Grid(pd.DataFrame(), pd.DataFrame(), "Category")
+    ds = ds_order[0]
+    pairs = cond_order[ds]
+    labels = _cond_labels(pairs)
+    cats = list(categories) if categories is not None else sorted(set(per_cat["category"]))
+    cats = [c for c in cats if c in set(per_cat["category"])]
+    n_exp = n_expected.get(ds, len(cats))
+    table = per_cat.set_index([rows, "corruption", "severity", "category"])[metric]
+
+    col_tuples, values, partial = [], {}, {}
+    for pair in pairs:
+        for r in row_order:
+            col = (labels[pair], _nice(r, METHOD_NAMES) if display else r)
+            v = [table.get((r, *pair, c), np.nan) for c in cats]
+            arr = np.array(v, dtype=float)
+            n = int(np.isfinite(arr).sum())
+            values[col] = v + [arr[np.isfinite(arr)].mean() if n else np.nan]
+            partial[col] = [False] * len(cats) + [bool(0 < n < n_exp)]
+            col_tuples.append(col)
+    index = cats + [MEAN]
+    columns = pd.MultiIndex.from_tuples(col_tuples, names=["condition", rows])
+    vals = pd.DataFrame({i: values[c] for i, c in enumerate(col_tuples)}, index=index, dtype=float)
+    part = pd.DataFrame({i: partial[c] for i, c in enumerate(col_tuples)}, index=index, dtype=bool)
+    vals.columns = part.columns = columns
+    vals.index.name = part.index.name = "category"
+    return _Grid(vals, part, "Category", rules=[len(cats)])
+
+
+def _as_list(x) -> list | None:
+    if x is None:
+        return None
+    return [x] if isinstance(x, str) else list(x)

@@ -1,0 +1,142 @@
+"""Rendering a table grid: rounding, best-per-group bold, LaTeX (Styler + booktabs polish), Markdown."""
+from __future__ import annotations
+
+import math
+import re
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..metrics import METRICS
+from .aggregate import _Grid
+
+_FRACTION_METRICS = {name for name, m in METRICS.items() if m.scale == 100}
+_NA = {"latex": "--", "markdown": "–"}
+_DAGGER = {"latex": r"$^\dagger$", "markdown": "†"}
+
+
+def _best_mask(shown: pd.DataFrame, partial: pd.DataFrame, groups, direction: str | None) -> pd.DataFrame:
+    """True where a shown (rounded) value is the best of its group; ties all win."""
+    mask = pd.DataFrame(False, index=shown.index, columns=shown.columns)
+    if direction is None:
+        return mask
+    arr = shown.to_numpy(dtype=float)
+    eligible = np.isfinite(arr) & ~partial.to_numpy(dtype=bool)
+    out = np.zeros_like(eligible)
+    for rows_idx, cols_idx in groups:
+        block = arr[np.ix_(rows_idx, cols_idx)]
+        sub = np.where(eligible[np.ix_(rows_idx, cols_idx)], block, np.nan)
+        if np.isfinite(block).sum() < 2 or not np.isfinite(sub).any():
+            continue  # a lone value is not "best" of anything
+        best = np.nanmax(sub) if direction == "max" else np.nanmin(sub)
+        out[np.ix_(rows_idx, cols_idx)] = sub == best
+    mask.iloc[:, :] = out
+    return mask
+
+
+def _cells(shown: pd.DataFrame, partial: pd.DataFrame, decimals: int, fmt: str) -> pd.DataFrame:
+    def one(v, p):
+        if v is None or not math.isfinite(v):
+            return _NA[fmt]
+        return f"{v:.{decimals}f}" + (_DAGGER[fmt] if p else "")
+
+    data = [[one(v, p) for v, p in zip(vr, pr)] for vr, pr in zip(shown.to_numpy(float), partial.to_numpy(bool))]
+    return pd.DataFrame(data, index=shown.index, columns=shown.columns, dtype=object)
+
+
+def _latex_escape(text: str) -> str:
+    repl = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+            "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
+    return "".join(repl.get(ch, ch) for ch in str(text))
+
+
+def _to_latex(cells, bold, grid: _Grid, caption, label, column_format) -> str:
+    frame = cells.copy()
+    frame.index = [_latex_escape(i) for i in frame.index]
+    frame.index.name = None
+    frame.columns = pd.MultiIndex.from_tuples(
+        [tuple(_latex_escape(x) for x in (c if isinstance(c, tuple) else (c,))) for c in frame.columns]
+    )
+    css = pd.DataFrame(np.where(bold.to_numpy(), "textbf: --rwrap;", ""), index=frame.index, columns=frame.columns)
+    styler = frame.style.apply(lambda _: css, axis=None)
+    n_cols = frame.shape[1]
+    latex = styler.to_latex(
+        hrules=True,
+        multicol_align="c",
+        column_format=column_format or ("l" + "r" * n_cols),
+        caption=caption,
+        label=label,
+        position_float="centering" if (caption or label) else None,
+    )
+    return _latex_polish(latex, frame.columns, grid)
+
+
+def _latex_polish(latex: str, columns: pd.MultiIndex, grid: _Grid) -> str:
+    """Corner label, booktabs \\cmidrule under grouped headers, \\midrule before a Mean row."""
+    lines = latex.split("\n")
+    top = next(i for i, ln in enumerate(lines) if ln.startswith(r"\toprule"))
+    mid = next(i for i, ln in enumerate(lines) if ln.startswith(r"\midrule"))
+    header = list(range(top + 1, mid))
+    if header:
+        last = header[-1]
+        lines[last] = re.sub(r"^\s*&", _latex_escape(grid.corner) + " &", lines[last], count=1)
+    # \cmidrule under each group of every upper header level
+    inserts = []
+    for level, line_no in enumerate(header[:-1]):
+        spans, start = [], 0
+        keys = [tuple(c[: level + 1]) for c in columns]
+        for j in range(1, len(keys) + 1):
+            if j == len(keys) or keys[j] != keys[start]:
+                spans.append((start + 2, j + 1))  # +1 for the index column, 1-based
+                start = j
+        rule = " ".join(rf"\cmidrule(lr){{{a}-{b}}}" for a, b in spans)
+        inserts.append((line_no, rule))
+    for line_no, rule in reversed(inserts):
+        lines.insert(line_no + 1, rule)
+    if grid.rules:
+        body_start = next(i for i, ln in enumerate(lines) if ln.startswith(r"\midrule")) + 1
+        for r in sorted(grid.rules, reverse=True):
+            lines.insert(body_start + r, r"\midrule")
+    return "\n".join(lines)
+
+
+def _md_escape(text: str) -> str:
+    return str(text).replace("|", r"\|")
+
+
+def _to_markdown(cells, bold, corner: str, caption: str | None) -> str:
+    def head(c):
+        return " / ".join(str(x) for x in (c if isinstance(c, tuple) else (c,)))
+
+    header = [corner] + [head(c) for c in cells.columns]
+    out = []
+    if caption:
+        out += [caption, ""]
+    out.append("| " + " | ".join(_md_escape(h) for h in header) + " |")
+    out.append("|" + "|".join([":---"] + ["---:"] * cells.shape[1]) + "|")
+    b = bold.to_numpy()
+    for i, (idx, row) in enumerate(cells.iterrows()):
+        vals = [f"**{v}**" if b[i, j] else v for j, v in enumerate(row.tolist())]
+        out.append("| " + " | ".join(_md_escape(x) for x in [idx] + vals) + " |")
+    return "\n".join(out) + "\n"
+
+
+def _render(grid: _Grid, fmt, scale, decimals, direction, groups, caption, label, column_format) -> str:
+    if fmt not in ("latex", "markdown"):
+        raise ValueError(f"fmt must be 'latex' or 'markdown', not {fmt!r}")
+    shown = (grid.values * scale).round(decimals)
+    bold = _best_mask(shown, grid.partial, groups(shown), direction)
+    cells = _cells(shown, grid.partial, decimals, fmt)
+    if fmt == "markdown":
+        return _to_markdown(cells, bold, grid.corner, caption)
+    return _to_latex(cells, bold, grid, caption, label, column_format)
+
+
+def _defaults(metrics: Sequence[str], scale, best):
+    if scale is None:
+        scale = 100 if all(m in _FRACTION_METRICS for m in metrics) else 1
+    if best == "auto":
+        lower = all(m.endswith(("_seconds", "_mb")) for m in metrics)
+        best = "min" if lower else "max"
+    return scale, best

@@ -1,0 +1,76 @@
+"""How files are written and things are named: one atomic write, one stable hash.
+
+In the lowest layer (like ``errors``) because the harness, the datasets and the methods all
+write files that a killed process must never leave torn, and name things by content.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import IO, Any, Callable
+
+TMP_SUFFIX = ".tmp"
+
+
+def stable_hash(obj: Any, n: int) -> str:
+    """The first ``n`` hex digits of sha256 over ``obj`` as sorted-key JSON (``str`` for the rest).
+
+    Equal values give equal hashes in every process and on every machine (unlike ``hash``).
+    The callers' lengths are part of stored names (cell ids, fit-cache keys), so each keeps its own.
+    """
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
+
+
+def tmp_path(final: Path) -> Path:
+    """A temp name next to ``final``: leading dot, this pid, a random tag, ``.tmp`` suffix.
+
+    It never matches the final name's glob (``*.parquet``, ``*.pt``, ``*.png``) and tells which
+    process wrote it (``tmp_pid``), so stale ones can be removed safely.
+    """
+    return final.with_name(f".{final.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}")
+
+
+def tmp_pid(path: Path) -> int | None:
+    """The writer's pid from a ``tmp_path`` name, or None."""
+    parts = path.name.split(".")
+    return int(parts[-3]) if len(parts) >= 4 and parts[-3].isdigit() else None
+
+
+def atomic_write(final: str | os.PathLike, write: Callable[[IO[bytes]], Any], *, durable: bool = True) -> Path:
+    """Write ``final`` through ``write(fh)`` on a temp file and ``os.replace`` it into place.
+
+    A process killed at any moment leaves the old file, the new file, or a stray temp file -
+    never a torn one. ``durable``: fsync the file and its directory (results); caches that can
+    be regenerated skip it.
+    """
+    final = Path(final)
+    tmp = tmp_path(final)
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if durable:
+        _fsync_dir(final.parent)
+    return final
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return  # not supported (e.g. Windows); the rename itself is still atomic
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
