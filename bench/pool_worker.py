@@ -10,6 +10,7 @@ import os
 import pickle
 import threading
 import time
+import warnings
 from typing import Any
 
 _WORKER: dict[str, Any] = {}  # per worker process: the RunContext and device
@@ -22,9 +23,11 @@ def ping() -> int:
 def init(spec_bytes: bytes, threads: int, parent: int) -> None:
     _die_with(parent)
     from .cache import FitCache
+    from .errors import BenchWarning
     from .runner import RunContext, set_threads
 
     set_threads(threads)
+    warnings.simplefilter("ignore", BenchWarning)  # the driver already said it, once per category
 
     spec = pickle.loads(spec_bytes)
     _WORKER["ctx"] = RunContext(spec, fit_cache=FitCache())  # no fit log: the driver writes it
