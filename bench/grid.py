@@ -122,8 +122,15 @@ class GridSpec:
                 get(scope)  # an unknown method name: UnknownName with a suggestion
                 continue
             if name not in every:
+                others = [m for m, r in registered().items()
+                          if name in {f.name for f in dataclasses.fields(r.cls.Config)}]
                 close = difflib.get_close_matches(name, every, n=3, cutoff=0.6)
-                hint = f"closest: {', '.join(close)}" if close else "their fields: " + ", ".join(every)
+                if others:
+                    hint = f"{', '.join(others)} {'has' if len(others) == 1 else 'have'} it"
+                elif close:
+                    hint = f"closest: {', '.join(close)}"
+                else:
+                    hint = "their fields: " + ", ".join(every)
                 raise BenchError(f"--set {name}: no selected method ({', '.join(methods)}) has a field "
                                  f"'{name}' ({hint})")
 
