@@ -152,7 +152,7 @@ def save_mask(path: Path, mask: np.ndarray, how: str) -> None:
         rgb = np.zeros((*mask.shape, 3), np.uint8)
         rgb[mask, 0] = 200
         Image.fromarray(rgb, "RGB").save(path)
-    elif how == "palette":  # index 0 is a white background colour, index 1 black: read through the palette
+    elif how == "palette":  # index 0 black, index 1 red: read through the palette
         p = Image.fromarray(mask.astype(np.uint8), "P")
         p.putpalette([0, 0, 0, 255, 0, 0] + [0, 0, 0] * 254)
         p.save(path)
