@@ -113,7 +113,7 @@ class AdaptConfig(PatchCoreConfig):
     augment: str = "flip_rot90"  # flip_rot90 | copy | none (extra views per target image)
     augment_views: int = bounded(1, ge=1)  # extra views per image when augment != none
     adapt_epochs: int = bounded(10, ge=1)  # TTAD: 10 on MVTec AD, 1 on Real-IAD
-    adapt_lr: float = bounded(0.003, gt=0)
+    adapt_lr: float = bounded(0.003, ge=0)
     adapt_momentum: float = bounded(0.9, ge=0, lt=1)
     adapt_batch_size: int = bounded(10, ge=1)  # target images per step (before augmentation)
     adapt_max_images: int = bounded(0, ge=0)  # 0 = adapt on every target image; N = a seeded subset of N
