@@ -191,9 +191,13 @@ _CONTEXTS: dict[int, RunContext] = {}  # per worker process, by spec identity
 
 
 def _context(spec: GridSpec, threads: int) -> RunContext:
+    import warnings
+
+    from .errors import BenchWarning
     from .runner import set_threads
 
     set_threads(threads)
+    warnings.simplefilter("ignore", BenchWarning)  # the driver already said it, once per category
     key = hash(repr(spec.to_dict()))
     if key not in _CONTEXTS:
         _CONTEXTS.clear()
