@@ -335,6 +335,10 @@ REFUSED: dict[str, tuple[Callable[[Path], None] | None, tuple[str, ...], str, st
         None, ("--set", "coreset_ratio=-1"), "patchcore", "patchcore: coreset_ratio=-1.0: must be in (0, 1]"),
     "--set coreset_ratio=2.0": (
         None, ("--set", "coreset_ratio=2.0"), "patchcore", "patchcore: coreset_ratio=2.0: must be in (0, 1]"),
+    "--set coreset_ratio=abc": (
+        None, ("--set", "coreset_ratio=abc"), "patchcore", "--set coreset_ratio=abc: expected a float value"),
+    "--set square_resize=maybe": (
+        None, ("--set", "square_resize=maybe"), "patchcore", "--set square_resize=maybe: expected a bool value"),
     "--set batch_size=0": (
         None, ("--set", "batch_size=0"), "patchcore", "patchcore: batch_size=0: must be >= 1"),
     "--set epochs=0 (rd4ad)": (
@@ -453,3 +457,15 @@ def test_exif_orientation_and_modes_at_the_reader(tmp_path):
     Image.fromarray(gray.astype(np.float32), "F").save(tmp_path / "f255.tif")
     assert (read_rgb(tmp_path / "f01.tif")[..., 0] == gray).all()
     assert (read_rgb(tmp_path / "f255.tif")[..., 0] == gray).all()
+
+
+def test_warnings_come_once_from_the_driver_with_worker_processes(monkeypatch, capsys, tmp_path):
+    root = build(tmp_path / "data", empty_mask=0)
+    # spawned workers know the registered methods only (not this module's probe): a tiny PatchCore
+    code, errors, warns, rows = grid(monkeypatch, capsys, root, tmp_path / "run", "--workers", "2",
+                                     "--set", "resize=32", "--set", "image_size=32", method="patchcore")
+    assert (code, errors) == (0, [])
+    assert warns == ["part: 1 of 3 defect images have an all-zero mask (test/crack/000.png): they count as "
+                     "anomalous for the image metrics but add only normal pixels to the pixel metrics "
+                     "(n_empty_masks in the rows)"]
+    assert list(rows["n_empty_masks"]) == [1] and list(rows["status"]) == ["ok"]
