@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
-from .errors import BenchError
+from .errors import BenchError, show_warnings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="adshift-bench: anomaly detection under distribution shift.")
@@ -49,6 +49,7 @@ def _overrides(values: Optional[List[str]]) -> dict[str, str]:
 @app.callback()
 def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors.")) -> None:
     _DEBUG["on"] = debug
+    show_warnings(lambda line: console.print(line, style="yellow", highlight=False, soft_wrap=True, markup=False))
 
 
 def _grid_spec(methods, dataset, root, categories, corruptions, severities, seeds, protocol,

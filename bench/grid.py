@@ -8,6 +8,7 @@ cells that are already done, and a changed hyperparameter makes new cells instea
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 from .datasets.corruptions import CLEAN, PROTOCOLS, TestSets, check_severity, resolve_corruptions
 from .datasets.registry import get_dataset
-from .errors import BenchError
+from .errors import BenchError, ConfigError
 from .methods import MethodConfig, get, registered
 from .methods.persist import stable_hash
 
@@ -102,7 +103,37 @@ class GridSpec:
                                      f"(its fields: {', '.join(fields)})")
                 continue  # a global setting that this method does not have
             values[name] = _coerce(raw, fields[name].type, key)
-        return reg.config(**values)
+        try:
+            return reg.config(**values)
+        except ConfigError as exc:  # a value out of its declared range: one line, with the method
+            raise BenchError(f"{method}: {exc}") from None
+
+    def check_overrides(self, methods: list[str]) -> None:
+        """Every ``--set`` must reach a field of a selected method (a typo is an error, not a no-op).
+
+        ``--set FIELD=V`` needs at least one selected method with that field; ``--set
+        METHOD.FIELD=V`` needs a known method (one not selected is ignored: a shared command line)
+        that has the field (checked by ``method_config`` when it is selected).
+        """
+        known = {m: [f.name for f in dataclasses.fields(get(m).cls.Config)] for m in methods}
+        every = sorted({f for names in known.values() for f in names})
+        for key in self.overrides:
+            scope, _, name = key.rpartition(".")
+            if scope:
+                get(scope)  # an unknown method name: UnknownName with a suggestion
+                continue
+            if name not in every:
+                others = [m for m, r in registered().items()
+                          if name in {f.name for f in dataclasses.fields(r.cls.Config)}]
+                close = difflib.get_close_matches(name, every, n=3, cutoff=0.6)
+                if others:
+                    hint = f"{', '.join(others)} {'has' if len(others) == 1 else 'have'} it"
+                elif close:
+                    hint = f"closest: {', '.join(close)}"
+                else:
+                    hint = "their fields: " + ", ".join(every)
+                raise BenchError(f"--set {name}: no selected method ({', '.join(methods)}) has a field "
+                                 f"'{name}' ({hint})")
 
     def conditions(self) -> list[tuple[str, int]]:
         names = resolve_corruptions(self.corruptions)
@@ -122,6 +153,7 @@ class GridSpec:
         dataset_label = root.name if self.dataset == "folder" else self.dataset
         conditions = self.conditions()
         methods = self.method_names()
+        self.check_overrides(methods)
         configs = {m: self.method_config(m) for m in methods}
         # Grouped so that each (category, method, seed) fits once and its cells follow.
         return [

@@ -13,6 +13,7 @@ import resource
 import shutil
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -27,7 +28,7 @@ from .cache import FitCache, data_fingerprint
 from .datasets.base import Category
 from .datasets.corruptions import CLEAN, CacheStats, backend_version, corrupted_images
 from .datasets.registry import get_dataset
-from .errors import BenchError
+from .errors import BenchError, BenchWarning
 from .grid import Cell, GridSpec
 from .methods import Method, get
 from .methods.backbones import describe, normalization
@@ -98,6 +99,8 @@ class RunContext:
             if self.spec.test_subset:
                 cat.test = cat.test.subset(self.spec.test_subset)
             self._categories[name] = cat
+            for note in cat.notes + _empty_mask_notes(cat):
+                warnings.warn(note, BenchWarning, stacklevel=2)
         return self._categories[name]
 
     def checked_category(self, name: str) -> Category:
@@ -128,6 +131,20 @@ class RunContext:
             test = self.category(cell.category).test
             self._masks[key] = np.stack([method.mask_transform(test.mask(i)) for i in range(len(test))])
         return self._masks[key]
+
+
+def _empty_mask_notes(cat: Category) -> list[str]:
+    """One line when defect images of ``cat`` have all-zero masks (unreadable masks: said later)."""
+    try:
+        empty = cat.test.empty_masks()
+    except BenchError:  # a broken mask fails the category's cells with its own message
+        return []
+    if not empty:
+        return []
+    shown = ", ".join(cat.test.images.ids[i] for i in empty[:3]) + (", ..." if len(empty) > 3 else "")
+    return [f"{cat.name}: {len(empty)} of {int(cat.test.labels.sum())} defect images have an all-zero mask "
+            f"({shown}): they count as anomalous for the image metrics but add only normal pixels to the "
+            "pixel metrics (n_empty_masks in the rows)"]
 
 
 @dataclass
@@ -342,6 +359,9 @@ def _evaluate(cell: Cell, ctx: RunContext, device: str, stage: Callable[[str], N
     values.update({
         "fit_seconds": fit_seconds, "fit_cached": cached, "adapt_seconds": t1 - t0,
         "score_seconds": t2 - t1, "metric_seconds": t3 - t2, "n_test": len(target),
+        # False: image labels only (no masks), so the pixel metrics are NaN by design
+        "pixel_ground_truth": bool(cat.test.has_masks),
+        "n_empty_masks": len(cat.test.empty_masks()),  # defect images whose mask is all zero
     })
     values.update({f"diag_{k}": v for k, v in {**fitted.diagnostics, **method.diagnostics()}.items()})
     if masks is not None:

@@ -108,9 +108,13 @@ def use(spec: GridSpec, threads: int) -> None:
     The context has its own, node-local fit cache: a worker on the driver's machine (or one that
     fitted before) finds a state without fitting; no shared filesystem is assumed.
     """
+    import warnings
+
     from .cache import FitCache
+    from .errors import BenchWarning
     from .runner import RunContext, set_threads
 
+    warnings.simplefilter("ignore", BenchWarning)  # the driver already said each, once per category
     set_threads(threads)
     ident = repr(spec.to_dict())
     if _PROCESS.get("spec") != ident:

@@ -11,17 +11,74 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..methods.errors import BenchError
 
 
+# EXIF orientations 5..8 turn the stored image by 90 degrees: width and height swap.
+_EXIF_ORIENTATION = 0x0112
+_SWAPS_AXES = {5, 6, 7, 8}
+
+
+def _orientation(im: Image.Image) -> int:
+    try:
+        return int(im.getexif().get(_EXIF_ORIENTATION, 1) or 1)
+    except Exception:  # noqa: BLE001 - a broken EXIF block: read the pixels as stored
+        return 1
+
+
+def _upright(im: Image.Image) -> Image.Image:
+    """The image as a viewer shows it: its EXIF orientation applied (a no-op without one)."""
+    if _orientation(im) == 1:
+        return im
+    return ImageOps.exif_transpose(im)
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(height, width) of an image file as a viewer shows it (EXIF orientation applied), unread."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if _orientation(im) in _SWAPS_AXES:
+                w, h = h, w
+    except UnidentifiedImageError:
+        raise BenchError(f"{path}: not an image (no known image format inside); replace or remove the file") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise BenchError(f"{path}: cannot decode this image ({exc}); replace or remove the file") from None
+    return h, w
+
+
+def to_rgb_array(im: Image.Image) -> np.ndarray:
+    """Any PIL mode -> (H, W, 3) uint8 as a viewer shows it.
+
+    16-bit and 32-bit grayscale (``I;16*``, ``I``) are scaled from 0..65535 to 0..255 (a 16-bit
+    PNG is not clipped to white); float images (``F``) are read as 0..1 when every value lies in
+    that range, else as 0..255. Palette, alpha (dropped), CMYK, YCbCr, 1-bit: PIL's conversion.
+    """
+    mode = im.mode
+    if mode.startswith("I;16") or mode == "I":
+        g = np.asarray(im, dtype=np.float64)
+        g = np.clip(np.round(g / 257.0), 0, 255)  # 65535 / 255 = 257
+    elif mode == "F":
+        g = np.asarray(im, dtype=np.float64)
+        finite = g[np.isfinite(g)]
+        scale = 255.0 if finite.size and finite.min() >= 0 and finite.max() <= 1 else 1.0
+        g = np.clip(np.round(np.nan_to_num(g) * scale), 0, 255)
+    else:
+        if mode == "P" and "transparency" in im.info:
+            im = im.convert("RGBA")
+        return np.asarray(im.convert("RGB"))
+    g = g.astype(np.uint8)
+    return np.repeat(g[:, :, None], 3, axis=2)
+
+
 def read_rgb(path: Path) -> np.ndarray:
-    """Read an image file as (H, W, 3) uint8; a clear error names a broken file."""
+    """Read an image file as (H, W, 3) uint8 as a viewer shows it; a clear error names a broken file."""
     try:
         with Image.open(path) as im:
             im.load()
-            arr = np.asarray(im.convert("RGB"))
+            arr = to_rgb_array(_upright(im))
     except UnidentifiedImageError:
         raise BenchError(f"{path}: not an image (no known image format inside); replace or remove the file") from None
     except (OSError, SyntaxError, ValueError) as exc:  # e.g. "image file is truncated"
@@ -29,21 +86,40 @@ def read_rgb(path: Path) -> np.ndarray:
     return arr
 
 
+def mask_array(im: Image.Image, raw: bool = False) -> np.ndarray:
+    """A mask image -> boolean (H, W): a pixel is a defect where any colour channel is non-zero.
+
+    Works for 0 / 1, 0 / 255, 16-bit and coloured masks (red on black). Alpha is not a colour:
+    it is ignored. Palette masks are read through their palette (index 0 need not be black),
+    except with ``raw=True``, which reads the stored values (VisA's raw masks hold label indices
+    under an all-black palette).
+    """
+    if im.mode == "P" and not raw:
+        im = im.convert("RGBA")
+    elif im.mode in ("PA", "LA", "La", "RGBa"):
+        im = im.convert("RGBA")
+    elif im.mode == "CMYK":
+        im = im.convert("RGB")
+    a = np.asarray(im)
+    if a.ndim == 3:
+        if im.mode in ("RGBA", "LA", "PA"):
+            a = a[..., :-1]
+        return a.any(axis=2)
+    return a != 0
+
+
 def read_mask(path: Path, shape: tuple[int, int], nonzero: bool = False) -> np.ndarray:
     """Read a ground-truth mask as a boolean (H, W) array that must match its image's size.
 
-    ``nonzero=False`` (MVTec AD convention, 0 / 255 files): a pixel is a defect where its gray
-    value is above 127. ``nonzero=True`` (VisA, Real-IAD): any non-zero stored value is a defect,
-    read before any palette or colour conversion (VisA's raw masks hold small label values).
+    A pixel is a defect where the mask is non-zero in any colour channel (``mask_array``), so
+    0 / 255 (MVTec AD), 0 / 1 and coloured masks all work; the mask's EXIF orientation is
+    applied like its image's. ``nonzero=True`` (VisA, Real-IAD) reads palette files by their
+    stored values, before any palette conversion (VisA's raw masks hold small label values).
     """
     try:
         with Image.open(path) as im:
             im.load()
-            if nonzero:
-                raw = np.asarray(im)
-                arr = raw.any(axis=2) if raw.ndim == 3 else raw != 0
-            else:
-                arr = np.asarray(im.convert("L")) > 127
+            arr = mask_array(_upright(im), raw=nonzero)
     except UnidentifiedImageError:
         raise BenchError(f"{path}: not an image (no known image format inside); replace the mask file") from None
     except (OSError, SyntaxError, ValueError) as exc:
@@ -54,6 +130,18 @@ def read_mask(path: Path, shape: tuple[int, int], nonzero: bool = False) -> np.n
             f"{shape[1]}x{shape[0]}; masks must have their image's size"
         )
     return arr
+
+
+def split_notes(where: str, labels: np.ndarray, normal: str = "good") -> list[str]:
+    """Warnings for a test split on which the image metrics are undefined (one class only)."""
+    labels = np.asarray(labels)
+    if labels.size and not labels.any():
+        return [f"{where}: only normal ({normal}) test images, no anomalous ones: image AUROC, AP "
+                "and F1-max are undefined (NaN); add test/<defect type>/ folders"]
+    if labels.size and labels.all():
+        return [f"{where}: no normal ({normal}) test images: image AUROC and AP are undefined (NaN); "
+                f"add test/{normal}/"]
+    return []
 
 
 class ImageSet(Sequence[np.ndarray]):
@@ -116,6 +204,20 @@ class TestSplit:
                              "check TestSplit.has_masks before asking for masks")
         return self.mask_loader(i)
 
+    def empty_masks(self) -> list[int]:
+        """Indices of anomalous test images whose mask is all zero (read once, then remembered).
+
+        Such an image counts as anomalous for the image metrics but adds only normal pixels to
+        the pixel metrics; the row records how many there are (``n_empty_masks``).
+        """
+        if not self.has_masks:
+            return []
+        cached = self.__dict__.get("_empty_masks")
+        if cached is None:
+            cached = [i for i in range(len(self)) if self.labels[i] and not self.mask(i).any()]
+            self.__dict__["_empty_masks"] = cached
+        return list(cached)
+
     def __len__(self) -> int:
         return len(self.images)
 
@@ -157,6 +259,9 @@ class Category:
     test: TestSplit
     root: Path | None = None
     extra: dict = field(default_factory=dict)
+    # What the loader noticed and the user should hear once (one line each): no pixel ground
+    # truth, no anomalous test image, ... The harness prints them as warnings.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def has_masks(self) -> bool:

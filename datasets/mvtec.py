@@ -23,10 +23,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from ..methods.errors import BenchError
-from .base import Category, ImageSet, TestSplit, read_mask
+from .base import Category, ImageSet, TestSplit, image_size, read_mask, split_notes
 
 MVTEC_CATEGORIES = (
     "bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut",
@@ -60,6 +59,17 @@ def categories_in(root: Path) -> list[str]:
     """Category folders under ``root`` that look like the MVTec layout."""
     return sorted(p.name for p in Path(root).iterdir()
                   if any((p / "train" / n).is_dir() for n in NORMAL_NAMES))
+
+
+def skipped_folders(root: Path, categories: list[str]) -> list[str]:
+    """One line per folder under ``root`` that is not read as a category (no train/good/)."""
+    out = []
+    for p in sorted(Path(root).iterdir()):
+        if p.is_dir() and not p.name.startswith(".") and p.name not in categories:
+            what = "empty" if not any(p.iterdir()) else "no train/good/ (or train/ok/) inside"
+            out.append(f"{p}: skipped, not a category folder ({what}); the grid runs "
+                       f"{', '.join(categories)}")
+    return out
 
 
 def check_root(root: Path, dataset: str) -> Path:
@@ -100,13 +110,22 @@ def load_category(root: Path, category: str, dataset: str = "mvtec_ad") -> Categ
     if not test_files:
         raise BenchError(f"{test_dir}: no test images; expected test/good/ and test/<defect type>/")
     labels = np.array([t != normal for t in types], dtype=np.int64)
+    notes = split_notes(f"{category} ({test_dir})", labels, normal)
 
+    # No ground_truth/ at all: a dataset with image labels only (many inspection sets are).
+    # A ground_truth/ folder that lacks one defect image's mask is a mistake, named below.
+    gt_dir = base / "ground_truth"
+    has_masks = gt_dir.is_dir()
+    if not has_masks and labels.any():
+        notes.append(f"{category}: no ground_truth/ folder in {base}, so image labels only: image "
+                     "metrics are computed, the pixel metrics (pixel AUROC, AUPRO, pixel AP) are NaN "
+                     "in its rows (pixel_ground_truth = False)")
     mask_paths: list[Path | None] = []
     for path, t in zip(test_files, types):
-        if t == normal:
+        if t == normal or not has_masks:
             mask_paths.append(None)
             continue
-        candidates = [base / "ground_truth" / t / (path.stem + s) for s in MASK_SUFFIXES]
+        candidates = [gt_dir / t / (path.stem + s) for s in MASK_SUFFIXES]
         found = next((c for c in candidates if c.is_file()), None)
         if found is None:
             raise BenchError(
@@ -121,16 +140,15 @@ def load_category(root: Path, category: str, dataset: str = "mvtec_ad") -> Categ
     test_images = ImageSet.from_paths(ids(test_files), test_files)
 
     def mask_loader(i: int) -> np.ndarray:
-        with Image.open(test_files[i]) as im:
-            w, h = im.size
         if mask_paths[i] is None:
-            return np.zeros((h, w), dtype=bool)
-        return read_mask(mask_paths[i], (h, w))
+            return np.zeros(image_size(test_files[i]), dtype=bool)
+        return read_mask(mask_paths[i], image_size(test_files[i]))
 
     return Category(
         dataset=dataset,
         name=category,
         train=ImageSet.from_paths(ids(train_files), train_files),
-        test=TestSplit(test_images, labels, types, mask_loader),
+        test=TestSplit(test_images, labels, types, mask_loader, has_masks=has_masks),
         root=root,
+        notes=notes,
     )

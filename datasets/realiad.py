@@ -43,10 +43,9 @@ import re
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from ..methods.errors import BenchError
-from .base import Category, ImageSet, TestSplit, read_mask
+from .base import Category, ImageSet, TestSplit, image_size, read_mask
 
 CATEGORIES = (
     "audiojack", "bottle_cap", "button_battery", "end_cap", "eraser", "fire_hood", "mint", "mounts",
@@ -151,11 +150,10 @@ def load_category(root: Path, category: str) -> Category:
         mask_paths.append(None if normal else existing(s["mask_path"], "mask"))
 
     def mask_loader(i: int) -> np.ndarray:
-        with Image.open(test_paths[i]) as im:
-            w, h = im.size
+        shape = image_size(test_paths[i])  # as a viewer shows it (EXIF orientation applied)
         if mask_paths[i] is None:
-            return np.zeros((h, w), dtype=bool)
-        return read_mask(mask_paths[i], (h, w), nonzero=True)
+            return np.zeros(shape, dtype=bool)
+        return read_mask(mask_paths[i], shape, nonzero=True)
 
     return Category(
         dataset="realiad",

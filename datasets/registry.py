@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..methods.errors import BenchError, UnknownName
+from ..methods.errors import BenchError, UnknownName, warn
 from . import cifar10, mvtec, realiad, textures, visa
 from .base import Category
 
@@ -41,6 +41,9 @@ class DatasetSpec:
                     f"{root}: no category folders with train/good/ found; pass --root pointing at "
                     "the folder that holds the categories (MVTec AD layout)"
                 )
+            if not self.categories:
+                for skipped in mvtec.skipped_folders(root, known):
+                    warn(skipped)
             return known
         if self.categories:
             for c in wanted:

@@ -32,10 +32,9 @@ import csv
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from ..methods.errors import BenchError
-from .base import Category, ImageSet, TestSplit, read_mask
+from .base import Category, ImageSet, TestSplit, image_size, read_mask
 
 CATEGORIES = (
     "candle", "capsules", "cashew", "chewinggum", "fryum", "macaroni1", "macaroni2",
@@ -124,11 +123,10 @@ def load_category(root: Path, category: str) -> Category:
             mask_paths.append(existing(r["mask"], "mask"))
 
     def mask_loader(i: int) -> np.ndarray:
-        with Image.open(test_paths[i]) as im:
-            w, h = im.size
+        shape = image_size(test_paths[i])  # as a viewer shows it (EXIF orientation applied)
         if mask_paths[i] is None:
-            return np.zeros((h, w), dtype=bool)
-        return read_mask(mask_paths[i], (h, w), nonzero=True)
+            return np.zeros(shape, dtype=bool)
+        return read_mask(mask_paths[i], shape, nonzero=True)
 
     return Category(
         dataset="visa",

@@ -81,10 +81,10 @@ import torch
 from torch import nn
 
 from . import alignment as A
-from .base import register_variant
+from .base import bounded, register_variant
 from .knn import torch_knn
 from .patchcore import PatchCore, PatchCoreConfig
-from .errors import BenchError
+from .errors import BenchError, ConfigError
 from .preprocess import batches, to_tensor
 
 LOSSES = ("none", "moment", "gaussian_kl", "sinkhorn")
@@ -111,21 +111,21 @@ class AdaptConfig(PatchCoreConfig):
     # sinkhorn: or (Eq. 6 literally) | column | mutual | continuous | hungarian (see alignment.py)
     assignment: str = "or"
     augment: str = "flip_rot90"  # flip_rot90 | copy | none (extra views per target image)
-    augment_views: int = 1  # extra views per image when augment != none
-    adapt_epochs: int = 10  # TTAD: 10 on MVTec AD, 1 on Real-IAD
-    adapt_lr: float = 0.003
-    adapt_momentum: float = 0.9
-    adapt_batch_size: int = 10  # target images per step (before augmentation)
-    adapt_max_images: int = 0  # 0 = adapt on every target image; N = a seeded subset of N
+    augment_views: int = bounded(1, ge=1)  # extra views per image when augment != none
+    adapt_epochs: int = bounded(10, ge=1)  # TTAD: 10 on MVTec AD, 1 on Real-IAD
+    adapt_lr: float = bounded(0.003, ge=0)
+    adapt_momentum: float = bounded(0.9, ge=0, lt=1)
+    adapt_batch_size: int = bounded(10, ge=1)  # target images per step (before augmentation)
+    adapt_max_images: int = bounded(0, ge=0)  # 0 = adapt on every target image; N = a seeded subset of N
     bn_mode: str = "source"  # source (running stats, gamma/beta trainable) | batch (train-mode BN)
     # the bank the adapted features are scored against: source (the fitted bank) | adapted (the
     # same coreset patches re-embedded from the training images through the adapted backbone)
     score_bank: str = "source"
     # sinkhorn (TTAD)
-    sinkhorn_reg: float = 0.1  # entropic reg on the cost normalised by the source NN scale
-    sinkhorn_iters: int = 100  # at most; stops earlier once the marginal error < sinkhorn_tol
-    sinkhorn_tol: float = 1e-3  # L1 error of the plan's marginals (total mass 1)
-    ot_bank_cap: int = 16384  # bank items used for alignment (seeded subset above this)
+    sinkhorn_reg: float = bounded(0.1, gt=0)  # entropic reg on the cost normalised by the source NN scale
+    sinkhorn_iters: int = bounded(100, ge=1)  # at most; stops earlier once the marginal error < sinkhorn_tol
+    sinkhorn_tol: float = bounded(1e-3, ge=0)  # L1 error of the plan's marginals (total mass 1)
+    ot_bank_cap: int = bounded(16384, ge=1)  # bank items used for alignment (seeded subset above this)
     ot_cost: str = "euclidean"  # TTAD Eq. 4: C_ij = ||z_i - m_j||; or sqeuclidean
     # TTAD Eq. 6 is the sum over pairs; "mean" divides it by the pairs' total weight (sum(pi)).
     # For unit-weight pairs, "sum" at lr / P takes the same SGD step as "mean" at lr, where
@@ -134,28 +134,29 @@ class AdaptConfig(PatchCoreConfig):
     # larger (textures, 4 steps: loss 2e6 -> 4e10, diverged).
     ot_reduction: str = "mean"
     # moment (TTT++)
-    moment_scale: float = 0.05  # TTT++ scale_ext
+    moment_scale: float = bounded(0.05, ge=0)  # TTT++ scale_ext
     # gaussian_kl (TTAC)
-    kl_scale: float = 0.05  # TTAC loss_scale on CIFAR-10 / ImageNet
-    kl_filter_quantile: float = 0.95
-    kl_ema_images: int = 1280  # global running-statistics cap, in images
-    kl_ema_images_component: int = 128  # per-component cap, in images
+    kl_scale: float = bounded(0.05, ge=0)  # TTAC loss_scale on CIFAR-10 / ImageNet
+    kl_filter_quantile: float = bounded(0.95, gt=0, le=1)
+    kl_ema_images: int = bounded(1280, ge=1)  # global running-statistics cap, in images
+    kl_ema_images_component: int = bounded(128, ge=1)  # per-component cap, in images
     # a component enters the loss once it has seen this many samples (TTAC's code: 16 on CIFAR),
     # in images x patches per image like the caps; the component terms are summed and divided
     # by the number of components (the code), not averaged over the components present
-    kl_component_gate: int = 16
+    kl_component_gate: int = bounded(16, ge=0)
     # fit-time source statistics (part of the fit identity)
-    n_clusters: int = 32
-    stats_batch_images: int = 10  # TTT++ source self-discrepancy batches, in training images
-    stats_max_patches: int = 20000  # training patches sampled for NN-distance quantiles
+    n_clusters: int = bounded(32, ge=1)
+    stats_batch_images: int = bounded(10, ge=1)  # TTT++ source self-discrepancy batches, in training images
+    stats_max_patches: int = bounded(20000, ge=1)  # training patches sampled for NN-distance quantiles
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name, allowed in (("loss", LOSSES), ("augment", AUGMENTS), ("bn_mode", BN_MODES),
                               ("score_bank", SCORE_BANKS),
                               ("assignment", A.ASSIGNMENTS), ("ot_cost", A.COSTS),
                               ("ot_reduction", A.REDUCTIONS)):
             if getattr(self, name) not in allowed:
-                raise ValueError(f"{name}={getattr(self, name)!r}: use one of {', '.join(allowed)}")
+                raise ConfigError(f"{name}={getattr(self, name)!r}: use one of {', '.join(allowed)}")
 
 
 # ---------------------------------------------------------------------------------------------

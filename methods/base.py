@@ -16,7 +16,7 @@ from typing import Any, Callable, ClassVar, Iterator, Sequence
 
 import numpy as np
 
-from .errors import UnknownName
+from .errors import ConfigError, UnknownName
 from .persist import stable_hash
 
 
@@ -38,6 +38,56 @@ class Scores:
 
 
 @dataclass(frozen=True)
+class Bounds:
+    """The allowed values of one config field, declared next to the field with :func:`bounded`."""
+
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+    choices: tuple[Any, ...] | None = None
+
+    def describe(self) -> str:
+        if self.choices is not None:
+            return "use one of " + ", ".join(str(c) for c in self.choices)
+        lo = self.gt if self.gt is not None else self.ge
+        hi = self.lt if self.lt is not None else self.le
+        if lo is not None and hi is not None:
+            return (f"must be in {'(' if self.gt is not None else '['}{_num(lo)}, "
+                    f"{_num(hi)}{')' if self.lt is not None else ']'}")
+        if lo is not None:
+            return f"must be {'>' if self.gt is not None else '>='} {_num(lo)}"
+        if hi is not None:
+            return f"must be {'<' if self.lt is not None else '<='} {_num(hi)}"
+        return "any value"
+
+    def allows(self, v: Any) -> bool:
+        if self.choices is not None:
+            return v in self.choices
+        return not ((self.gt is not None and not v > self.gt) or (self.ge is not None and not v >= self.ge)
+                    or (self.lt is not None and not v < self.lt) or (self.le is not None and not v <= self.le))
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def bounded(default: Any, *, gt: float | None = None, ge: float | None = None, lt: float | None = None,
+            le: float | None = None, choices: Sequence[Any] | None = None) -> Any:
+    """A config field with its allowed range: ``coreset_ratio: float = bounded(0.1, gt=0, le=1)``.
+
+    ``MethodConfig.__post_init__`` checks every bounded field (and that numeric fields hold
+    numbers) and raises :class:`ConfigError` ``"coreset_ratio=2.0: must be in (0, 1]"``.
+    """
+    b = Bounds(gt, ge, lt, le, tuple(choices) if choices is not None else None)
+    return dataclasses.field(default=default, metadata={"bounds": b})
+
+
+def _type_name(t: Any) -> str:
+    return (t if isinstance(t, str) else getattr(t, "__name__", str(t))).split("|")[0].strip()
+
+
+@dataclass(frozen=True)
 class MethodConfig:
     """Hyperparameters shared by every method. Subclasses add their own fields.
 
@@ -48,6 +98,27 @@ class MethodConfig:
 
     backbone: str = "tf_efficientnet_lite0"
     weights: str = "imagenet"  # "imagenet", "random" (explicit only) or a path to a state dict
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every field against its declared type and :func:`bounded` range (ConfigError)."""
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            t = _type_name(f.type)
+            if t in ("int", "float"):
+                ok = isinstance(v, int) if t == "int" else isinstance(v, (int, float))
+                if not ok or isinstance(v, bool):
+                    raise ConfigError(f"{f.name}={v!r}: expected {'an' if t == 'int' else 'a'} {t} value")
+                if t == "float" and v != v:
+                    raise ConfigError(f"{f.name}=nan: expected a number")
+            elif t == "bool" and not isinstance(v, bool):
+                raise ConfigError(f"{f.name}={v!r}: expected true or false")
+            b = f.metadata.get("bounds")
+            if b is not None and not b.allows(v):
+                shown = repr(v) if isinstance(v, str) else v
+                raise ConfigError(f"{f.name}={shown}: {b.describe()}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

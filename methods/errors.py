@@ -23,3 +23,22 @@ class UnknownName(BenchError):
             f"(see `bench list {kind}s`)"
         )
         self.name = name
+
+
+class ConfigError(BenchError, ValueError):
+    """A method config value out of its declared range (also a ValueError, as dataclasses raise)."""
+
+
+class BenchWarning(UserWarning):
+    """Something the user should hear once, in one line, that does not stop the run.
+
+    ``bench`` prints these as ``warning: <message>``; in code they are ordinary ``warnings``
+    (filter them with ``warnings.simplefilter("ignore", BenchWarning)``).
+    """
+
+
+def warn(message: str) -> None:
+    """Issue a :class:`BenchWarning` (printed once per message by Python's default filter)."""
+    import warnings
+
+    warnings.warn(message, BenchWarning, stacklevel=2)

@@ -20,29 +20,43 @@ from scipy.ndimage import gaussian_filter
 from torch import nn
 
 from .backbones import PATCHCORE_STRIDES, load_backbone, normalization, stages_for
-from .base import Method, MethodConfig, Scores, register
+from .base import Method, MethodConfig, Scores, bounded, register
 from .coreset import greedy_coreset
+from .errors import BenchError, warn
 from .knn import NearestNeighbours
 from .preprocess import Geometry, batches
 
 
 @dataclass(frozen=True)
 class PatchCoreConfig(MethodConfig):
-    resize: int = 256
-    image_size: int = 224  # centre crop = evaluation resolution
+    resize: int = bounded(256, ge=1)
+    image_size: int = bounded(224, ge=1)  # centre crop = evaluation resolution
     # False: shorter side -> resize (official; on very non-square images the crop drops the
     # sides). True: squash to resize x resize first, so the crop keeps the whole field of view.
     square_resize: bool = False
-    pretrain_embed_dim: int = 1024  # per-level pooling target (official --pretrain_embed_dimension)
-    target_embed_dim: int = 1024  # final patch width (official --target_embed_dimension)
-    patch_size: int = 3  # local neighbourhood
-    coreset_ratio: float = 0.1
-    coreset_algorithm: str = "auto"  # auto | fused | torch (the same selection)
-    num_neighbours: int = 1  # the reference runs use k = 1
+    pretrain_embed_dim: int = bounded(1024, ge=1)  # per-level pooling target (official --pretrain_embed_dimension)
+    target_embed_dim: int = bounded(1024, ge=1)  # final patch width (official --target_embed_dimension)
+    patch_size: int = bounded(3, ge=1)  # local neighbourhood
+    coreset_ratio: float = bounded(0.1, gt=0, le=1)
+    coreset_algorithm: str = bounded("auto", choices=("auto", "fused", "torch"))  # auto | fused | torch (the same selection)
+    num_neighbours: int = bounded(1, ge=1)  # the reference runs use k = 1
     reweight: bool = False  # the paper's softmax re-weighting; not in the official code
-    reweight_support: int = 9
-    smoothing_sigma: float = 4.0
-    batch_size: int = 16
+    reweight_support: int = bounded(9, ge=1)
+    smoothing_sigma: float = bounded(4.0, ge=0)
+    batch_size: int = bounded(16, ge=1)
+
+
+def check_bank_size(n_images: int, n_patches: int, cfg: PatchCoreConfig) -> None:
+    """A category too small for the coreset: a one-line error (kNN impossible) or a warning."""
+    keep = max(1, int(n_patches * cfg.coreset_ratio))
+    if keep < cfg.num_neighbours:
+        raise BenchError(f"{n_images} training images give {n_patches} patches and coreset_ratio="
+                         f"{cfg.coreset_ratio} keeps {keep}: fewer than num_neighbours={cfg.num_neighbours}; "
+                         "add training images or raise coreset_ratio")
+    if int(n_patches * cfg.coreset_ratio) < 1:
+        warn(f"{n_images} training images give {n_patches} patches: coreset_ratio={cfg.coreset_ratio} "
+             "keeps less than one, so the memory bank holds a single patch; add training images or "
+             "raise coreset_ratio")
 
 
 def embed_patches(features: Sequence[torch.Tensor], cfg: PatchCoreConfig) -> torch.Tensor:
@@ -112,6 +126,7 @@ class PatchCore(Method):
         feats = self.embed(train)
         t1 = time.perf_counter()
         flat = feats.reshape(-1, feats.shape[-1])
+        check_bank_size(len(train), len(flat), self.config)
         self.on_train_features(flat)
         idx = greedy_coreset(flat.to(self.device), self.config.coreset_ratio, seed=self.seed,
                              algorithm=self.config.coreset_algorithm)

@@ -40,7 +40,7 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from .augmix import MVTEC_OPS, augmix
-from .base import Method, MethodConfig, Scores, register, register_variant
+from .base import bounded, Method, MethodConfig, Scores, register, register_variant
 from .distill import Student, Teacher, anomaly_maps, distill_loss, flat_cosine_distance, sorted_values
 from .errors import BenchError
 from .backbones import normalization
@@ -55,31 +55,31 @@ CL = torch.channels_last
 
 @dataclass(frozen=True)
 class RD4ADConfig(MethodConfig):
-    image_size: int = 256  # squash side (no crop) = evaluation resolution; a multiple of 32
-    epochs: int = 200  # RD4AD official code; GNL uses 20
-    batch_size: int = 16  # training and scoring
-    lr: float = 0.005
-    beta1: float = 0.5
-    beta2: float = 0.999
-    smoothing_sigma: float = 4.0
+    image_size: int = bounded(256, ge=32)  # squash side (no crop) = evaluation resolution; a multiple of 32
+    epochs: int = bounded(200, ge=1)  # RD4AD official code; GNL uses 20
+    batch_size: int = bounded(16, ge=1)  # training and scoring
+    lr: float = bounded(0.005, gt=0)
+    beta1: float = bounded(0.5, ge=0, lt=1)
+    beta2: float = bounded(0.999, ge=0, lt=1)
+    smoothing_sigma: float = bounded(4.0, ge=0)
     # GNL: distribution-invariant normality learning
     augmix_views: bool = False  # train with an AugMix view and a grayscale view per image
-    augmix_width: int = 3
-    augmix_depth: int = -1  # -1: 1..3 ops per chain
-    augmix_severity: int = 3
+    augmix_width: int = bounded(3, ge=1)
+    augmix_depth: int = bounded(-1, ge=-1)  # -1: 1..3 ops per chain
+    augmix_severity: int = bounded(3, ge=1)
     gray_after_norm: bool = True  # official order: grayscale of the ImageNet-normalised tensor
-    loss_ori: float = 1.0
-    loss_abs: float = 0.0
-    loss_lowf: float = 0.0
+    loss_ori: float = bounded(1.0, ge=0)
+    loss_abs: float = bounded(0.0, ge=0)
+    loss_lowf: float = bounded(0.0, ge=0)
     # ADShift's training script adds the consistency terms of the two views undivided ("sum",
     # the code behind the published numbers); the paper's Eq. averages over the N views ("mean")
-    consistency_reduction: str = "sum"
+    consistency_reduction: str = bounded("sum", choices=("sum", "mean"))
     # GNL: test-time EFDM (0 = off)
-    efdm_alpha: float = 0.0
+    efdm_alpha: float = bounded(0.0, ge=0, le=1)
     efdm_reference: str = "0"  # index into the training set, or a training image id
     # execution only (the numbers do not depend on them)
-    teacher_cache_mb: int = 2048  # keep clean teacher maps across epochs when they fit
-    checkpoint_every: int = 1  # epochs between resume checkpoints
+    teacher_cache_mb: int = bounded(2048, ge=0)  # keep clean teacher maps across epochs when they fit
+    checkpoint_every: int = bounded(1, ge=1)  # epochs between resume checkpoints
 
 
 # Fields that only act at scoring time or on execution: changing them reuses the trained student.

@@ -45,6 +45,7 @@ def test_method_contract(name, tiny_category):
     np.testing.assert_allclose(fresh.score(cat.test.images).image_scores, before.image_scores,
                                rtol=1e-4, atol=1e-5)
 
+    method.source_images = cat.train  # as the harness does (ttad re-embeds its bank from them)
     method.adapt(cat.test.images)
     scores = method.score(cat.test.images)
     assert isinstance(scores, Scores)
