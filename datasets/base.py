@@ -108,6 +108,19 @@ def mask_array(im: Image.Image, raw: bool = False) -> np.ndarray:
     return a != 0
 
 
+def mask_loader(image_paths: Sequence[Path], mask_paths: Sequence[Path | None],
+                nonzero: bool = False) -> Callable[[int], np.ndarray]:
+    """i -> the boolean mask of test image i at its size as a viewer shows it; all False for a
+    normal image (``mask_paths[i] is None``). ``nonzero``: as ``read_mask``."""
+    def load(i: int) -> np.ndarray:
+        shape = image_size(image_paths[i])
+        if mask_paths[i] is None:
+            return np.zeros(shape, dtype=bool)
+        return read_mask(mask_paths[i], shape, nonzero=nonzero)
+
+    return load
+
+
 def read_mask(path: Path, shape: tuple[int, int], nonzero: bool = False) -> np.ndarray:
     """Read a ground-truth mask as a boolean (H, W) array that must match its image's size.
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..methods.errors import BenchError
-from .base import Category, ImageSet, TestSplit, image_size, read_mask, split_notes
+from .base import Category, ImageSet, TestSplit, mask_loader, split_notes
 
 MVTEC_CATEGORIES = (
     "bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut",
@@ -139,16 +139,11 @@ def load_category(root: Path, category: str, dataset: str = "mvtec_ad") -> Categ
 
     test_images = ImageSet.from_paths(ids(test_files), test_files)
 
-    def mask_loader(i: int) -> np.ndarray:
-        if mask_paths[i] is None:
-            return np.zeros(image_size(test_files[i]), dtype=bool)
-        return read_mask(mask_paths[i], image_size(test_files[i]))
-
     return Category(
         dataset=dataset,
         name=category,
         train=ImageSet.from_paths(ids(train_files), train_files),
-        test=TestSplit(test_images, labels, types, mask_loader, has_masks=has_masks),
+        test=TestSplit(test_images, labels, types, mask_loader(test_files, mask_paths), has_masks=has_masks),
         root=root,
         notes=notes,
     )

@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from ..methods.errors import BenchError
-from .base import Category, ImageSet, TestSplit, image_size, read_mask
+from .base import Category, ImageSet, TestSplit, mask_loader
 
 CATEGORIES = (
     "audiojack", "bottle_cap", "button_battery", "end_cap", "eraser", "fire_hood", "mint", "mounts",
@@ -149,18 +149,12 @@ def load_category(root: Path, category: str) -> Category:
         types.append("good" if normal else str(s["anomaly_class"]))
         mask_paths.append(None if normal else existing(s["mask_path"], "mask"))
 
-    def mask_loader(i: int) -> np.ndarray:
-        shape = image_size(test_paths[i])  # as a viewer shows it (EXIF orientation applied)
-        if mask_paths[i] is None:
-            return np.zeros(shape, dtype=bool)
-        return read_mask(mask_paths[i], shape, nonzero=True)
-
     return Category(
         dataset="realiad",
         name=category,
         train=ImageSet.from_paths([s["image_path"] for s in train], train_paths),
         test=TestSplit(ImageSet.from_paths([s["image_path"] for s in test], test_paths),
-                       np.array(labels, dtype=np.int64), types, mask_loader),
+                       np.array(labels, dtype=np.int64), types, mask_loader(test_paths, mask_paths, nonzero=True)),
         root=root,
         extra={"view": TOP_VIEW, "split_file": str(json_path), "single_view_json": single_view,
                "images": image_root.name},

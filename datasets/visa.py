@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..methods.errors import BenchError
-from .base import Category, ImageSet, TestSplit, image_size, read_mask
+from .base import Category, ImageSet, TestSplit, mask_loader
 
 CATEGORIES = (
     "candle", "capsules", "cashew", "chewinggum", "fryum", "macaroni1", "macaroni2",
@@ -122,17 +122,12 @@ def load_category(root: Path, category: str) -> Category:
         else:
             mask_paths.append(existing(r["mask"], "mask"))
 
-    def mask_loader(i: int) -> np.ndarray:
-        shape = image_size(test_paths[i])  # as a viewer shows it (EXIF orientation applied)
-        if mask_paths[i] is None:
-            return np.zeros(shape, dtype=bool)
-        return read_mask(mask_paths[i], shape, nonzero=True)
-
     return Category(
         dataset="visa",
         name=category,
         train=ImageSet.from_paths([r["image"] for r in train], train_paths),
-        test=TestSplit(ImageSet.from_paths([r["image"] for r in test], test_paths), labels, types, mask_loader),
+        test=TestSplit(ImageSet.from_paths([r["image"] for r in test], test_paths), labels, types,
+                       mask_loader(test_paths, mask_paths, nonzero=True)),
         root=root,
         extra={"split_file": str(split_file)},
     )
