@@ -101,7 +101,7 @@ def _compare(cpu_rows, dev_rows, judged: set[str], say: Callable[[str], None]) -
         tol = METHODS[method]
         if cpu["status"] != "ok" or dev["status"] != "ok":
             ok = False
-            lines.append(f"  {method:10s} {corruption:15s} FAILED: cpu {cpu['error'] or 'ok'} / {device} {dev['error'] or 'ok'}")
+            lines.append(f"  {method:10s} {corruption:15s} FAILED: cpu {cpu['error'] or 'ok'} / device {dev['error'] or 'ok'}")
             continue
         diffs = {m: abs(float(cpu[m]) - float(dev[m])) for m in METRIC_COLUMNS if pd.notna(cpu[m])}
         worst = max(diffs.values())

@@ -19,6 +19,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # reading -> (registered method, config overrides); each is one recorded configuration
 READINGS: dict[str, tuple[str, dict[str, str]]] = {
@@ -43,7 +47,7 @@ DEFAULT_READINGS = [r for r in READINGS if r != "hungarian"]
 METRICS = ("image_auroc", "pixel_auroc", "aupro")
 
 
-def run(args: argparse.Namespace) -> "pd.DataFrame":  # noqa: F821
+def run(args: argparse.Namespace) -> pd.DataFrame:
     import pandas as pd
 
     from bench.executors import make_executor, run_grid
@@ -69,14 +73,14 @@ def run(args: argparse.Namespace) -> "pd.DataFrame":  # noqa: F821
     return pd.concat(frames, ignore_index=True)
 
 
-def save(df: "pd.DataFrame", out: Path) -> str:  # noqa: F821
+def save(df: pd.DataFrame, out: Path) -> str:
     text = table(df)
     (out / "table.md").write_text(text + "\n")
     df.to_parquet(out / "rows.parquet", index=False)
     return text
 
 
-def table(df: "pd.DataFrame") -> str:  # noqa: F821
+def table(df: pd.DataFrame) -> str:
     import pandas as pd
 
     ok = df[df["status"] == "ok"].copy()
