@@ -272,7 +272,10 @@ def run_local(spec: GridSpec, run_dir: Path, *, workers: int = 1, **kwargs: Any)
 
 def _row_line(cell: Cell, row: dict[str, Any]) -> str:
     fit = "cached" if row.get("fit_cached") else f"{row.get('fit_seconds', 0):.1f}s"
-    values = ", ".join(f"{m.text} {m.scale * row[m.name]:.2f}" for m in METRICS.values() if m.in_progress_line)
+    def shown(value: float) -> str:  # NaN: undefined here (e.g. no pixel ground truth)
+        return "–" if value != value else f"{value:.2f}"
+
+    values = ", ".join(f"{m.text} {shown(m.scale * row[m.name])}" for m in METRICS.values() if m.in_progress_line)
     return f"{cell.label()}: {values} (fit {fit}, score {row['score_seconds']:.1f}s)"
 
 
