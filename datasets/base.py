@@ -108,6 +108,15 @@ def mask_array(im: Image.Image, raw: bool = False) -> np.ndarray:
     return a != 0
 
 
+def require_root(root: Path, fix: str) -> Path:
+    """``root`` as a Path when it is a directory; otherwise one line: what is wrong, then ``fix``."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        what = "does not exist" if not root.exists() else "is not a directory"
+        raise BenchError(f"dataset root {root} {what}: {fix}")
+    return root
+
+
 def mask_loader(image_paths: Sequence[Path], mask_paths: Sequence[Path | None],
                 nonzero: bool = False) -> Callable[[int], np.ndarray]:
     """i -> the boolean mask of test image i at its size as a viewer shows it; all False for a

@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from ..methods.errors import BenchError
-from .base import Category, ImageSet, TestSplit, mask_loader
+from .base import Category, ImageSet, TestSplit, mask_loader, require_root
 
 CATEGORIES = (
     "audiojack", "bottle_cap", "button_battery", "end_cap", "eraser", "fire_hood", "mint", "mounts",
@@ -63,12 +63,8 @@ _VIEW = re.compile(r"_(C\d)_")
 
 
 def check_root(root: Path) -> Path:
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        what = "does not exist" if not root.exists() else "is not a directory"
-        raise BenchError(f"dataset root {root} {what}: pass --root the Real-IAD folder that holds "
-                         f"realiad_1024/ and realiad_jsons_sv/; {SOURCE}")
-    return root
+    return require_root(root, "pass --root the Real-IAD folder that holds realiad_1024/ and "
+                              f"realiad_jsons_sv/; {SOURCE}")
 
 
 def _json_file(root: Path, category: str) -> tuple[Path, bool]:

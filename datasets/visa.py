@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..methods.errors import BenchError
-from .base import Category, ImageSet, TestSplit, mask_loader
+from .base import Category, ImageSet, TestSplit, mask_loader, require_root
 
 CATEGORIES = (
     "candle", "capsules", "cashew", "chewinggum", "fryum", "macaroni1", "macaroni2",
@@ -47,12 +47,8 @@ SOURCE = ("VisA is https://amazon-visual-anomaly.s3.us-west-2.amazonaws.com/VisA
 
 
 def check_root(root: Path) -> Path:
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        what = "does not exist" if not root.exists() else "is not a directory"
-        raise BenchError(f"dataset root {root} {what}: pass --root the extracted VisA folder that holds "
-                         f"split_csv/ and the 12 object folders; {SOURCE}")
-    return root
+    return require_root(root, "pass --root the extracted VisA folder that holds split_csv/ and the 12 "
+                              f"object folders; {SOURCE}")
 
 
 def _rows(path: Path) -> list[dict[str, str]]:

@@ -26,10 +26,7 @@ by (seed, epoch), so a resumed run ends with the same weights as an uninterrupte
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +40,7 @@ from .augmix import MVTEC_OPS, augmix
 from .base import bounded, Method, MethodConfig, Scores, register, register_variant
 from .distill import Student, Teacher, anomaly_maps, distill_loss, flat_cosine_distance, sorted_values
 from .errors import BenchError
+from .persist import atomic_write, stable_hash
 from .backbones import normalization
 from .preprocess import Geometry, batches, to_tensor
 
@@ -124,7 +122,7 @@ class RD4AD(Method):
         return ident
 
     def _identity_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.fit_identity(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return stable_hash(self.fit_identity(), 16)
 
     # -- training -----------------------------------------------------------------------------
     def fit(self, train: Sequence[np.ndarray]) -> None:
@@ -242,9 +240,7 @@ class RD4AD(Method):
             "history": list(self.history), "epoch_seconds": list(self.epoch_seconds),
             "torch_rng": torch.get_rng_state(),
         }
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+        atomic_write(path, lambda fh: torch.save(state, fh), durable=False)  # a checkpoint can be redone
 
     def _resume(self, opt: torch.optim.Optimizer) -> int:
         """Load the last epoch checkpoint if there is one for this fit; return the epochs done."""
