@@ -350,9 +350,10 @@ class AdaptedPatchCore(PatchCore):
         bank = np.empty_like(self.bank)
         first = 0  # index of the first training patch of the current batch
         for x in batches(self.source_images, self.geometry, self.config.batch_size, self.norm):
-            feats = self.embedder(x.to(self.device)).reshape(-1, self.bank.shape[1]).cpu()
+            feats = self.embedder(x.to(self.device)).reshape(-1, self.bank.shape[1])
             lo, hi = torch.searchsorted(idx, torch.tensor([first, first + len(feats)])).tolist()
-            bank[lo:hi] = feats[idx[lo:hi] - first].numpy()
+            # pick the coreset rows where they were computed: only those cross to the host
+            bank[lo:hi] = feats[(idx[lo:hi] - first).to(feats.device)].cpu().numpy()
             first += len(feats)
         if first != len(self.source_images) * ppi or len(idx) and int(idx[-1]) >= first:
             raise BenchError("score_bank=adapted: the training images do not match the fitted bank")
