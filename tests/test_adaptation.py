@@ -194,6 +194,7 @@ def test_adapt_moves_only_bn_affine_and_reports(fitted_state, name, extra):
     assert np.isfinite(scores.image_scores).all()
 
 
+@pytest.mark.slow
 def test_score_bank_adapted_reembeds_the_coreset_patches(fitted_state):
     train = _images(6, 0)  # the images the fixture fitted on
     src = get("ttad").create(**SMALL)

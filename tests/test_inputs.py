@@ -459,6 +459,7 @@ def test_exif_orientation_and_modes_at_the_reader(tmp_path):
     assert (read_rgb(tmp_path / "f255.tif")[..., 0] == gray).all()
 
 
+@pytest.mark.slow
 def test_warnings_come_once_from_the_driver_with_worker_processes(monkeypatch, capsys, tmp_path):
     root = build(tmp_path / "data", empty_mask=0)
     # spawned workers know the registered methods only (not this module's probe): a tiny PatchCore
