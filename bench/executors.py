@@ -18,7 +18,9 @@ the backend: in-process the state is passed along; local workers share it throug
 ``FitCache``; Ray passes it through the object store. Workers never touch the results directory.
 
 A killed driver loses nothing that finished: parts are written atomically as rows arrive, fits
-are in the fit cache, and a rerun of the same command resumes with the missing cells.
+are in the fit cache, and a rerun of the same command resumes with the missing cells. The
+driver holds the run directory's lock (``bench.run_lock``) while it runs, and on resume moves
+any part that does not read back whole into the run's ``quarantine/`` so its cell runs again.
 
 Numbers do not depend on the executor, only on the CPU threads a cell uses (``--threads``;
 a convolution's float sums follow the thread split): with equal threads per cell, rows are
