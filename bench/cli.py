@@ -1,6 +1,7 @@
 """The ``bench`` command line: grid, table, list, corrupt, export, perf."""
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from pathlib import Path
@@ -356,16 +357,47 @@ def doctor(
         raise typer.Exit(code=1)
 
 
+def _click_exceptions():
+    """The click that typer runs on: its own vendored copy in recent typer, else click."""
+    vendored = getattr(typer, "_click", None)
+    if vendored is not None:
+        return vendored.exceptions
+    import click
+
+    return click.exceptions
+
+
 def main() -> None:
+    click = _click_exceptions()
     try:
-        app()
+        # Not standalone: usage errors reach us too, to be said in one line like every other error.
+        code = app(standalone_mode=False)
+    except getattr(click, "NoArgsIsHelpError", ()) as exc:  # `bench` or `bench grid` alone: the help
+        click.echo(exc.ctx.get_help() if exc.ctx else exc.format_message(), err=True)
+        sys.exit(2)
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx else "bench"
+        message = exc.format_message().strip()
+        _error(f"{message[:-1] if message.endswith('.') else message} (see {where} --help)")
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        _error(exc.format_message())
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(1)
     except (BenchError, OSError) as exc:
+        if isinstance(exc, OSError) and exc.errno == errno.EPIPE:  # `bench table ... | head`
+            sys.exit(1)
         if _DEBUG["on"] or os.environ.get("BENCH_DEBUG"):
             raise
-        from rich.markup import escape
-
         from .errors import os_error_line
 
-        line = str(exc) if isinstance(exc, BenchError) else os_error_line(exc)
-        console.print(f"[red]error:[/red] {escape(line)}", highlight=False, soft_wrap=True)
+        _error(str(exc) if isinstance(exc, BenchError) else os_error_line(exc))
         sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _error(line: str) -> None:
+    from rich.markup import escape
+
+    console.print(f"[red]error:[/red] {escape(line)}", highlight=False, soft_wrap=True)

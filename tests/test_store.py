@@ -286,6 +286,22 @@ def test_bench_table_inputs_are_one_line(case, monkeypatch, capsys, tmp_path):
     assert (code, err, out) == (2, ["error: " + message.format(p=p)], "")
 
 
+# command line -> the message after "error: " (usage errors too are one line, not a box)
+USAGE = {
+    "a missing argument": (["table"], "Missing argument 'runs' (see bench table --help)"),
+    "an unknown command": (["tabel"], "No such command 'tabel'. Did you mean 'table'? (see bench --help)"),
+    "an unknown option": (["grid", "--severites", "3"], "No such option: --severites (Possible options: --device, "
+                                                        "--seeds, --severities) (see bench grid --help)"),
+}
+
+
+@pytest.mark.parametrize("case", list(USAGE))
+def test_usage_errors_are_one_line(case, monkeypatch, capsys):
+    args, message = USAGE[case]
+    code, err, out = bench(monkeypatch, capsys, *args)
+    assert (code, err, out) == (2, ["error: " + message], "")
+
+
 def test_debug_shows_the_traceback(monkeypatch, capsys, tmp_path):
     with pytest.raises(NoResults):
         bench(monkeypatch, capsys, "--debug", "table", tmp_path / "missing")
