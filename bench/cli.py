@@ -371,7 +371,7 @@ def main() -> None:
     click = _click_exceptions()
     try:
         # Not standalone: usage errors reach us too, to be said in one line like every other error.
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="bench")
     except getattr(click, "NoArgsIsHelpError", ()) as exc:  # `bench` or `bench grid` alone: the help
         click.echo(exc.ctx.get_help() if exc.ctx else exc.format_message(), err=True)
         sys.exit(2)
