@@ -368,19 +368,19 @@ def _click_exceptions():
 
 
 def main() -> None:
-    click = _click_exceptions()
+    exc_ = _click_exceptions()
     try:
         # Not standalone: usage errors reach us too, to be said in one line like every other error.
         code = app(standalone_mode=False, prog_name="bench")
-    except getattr(click, "NoArgsIsHelpError", ()) as exc:  # `bench` or `bench grid` alone: the help
-        click.echo(exc.ctx.get_help() if exc.ctx else exc.format_message(), err=True)
+    except getattr(exc_, "NoArgsIsHelpError", ()) as exc:  # `bench` alone: the help, not an error
+        typer.echo(exc.ctx.get_help() if exc.ctx else exc.format_message(), err=True)
         sys.exit(2)
-    except click.UsageError as exc:
+    except exc_.UsageError as exc:
         where = exc.ctx.command_path if exc.ctx else "bench"
         message = exc.format_message().strip()
         _error(f"{message[:-1] if message.endswith('.') else message} (see {where} --help)")
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
+    except exc_.ClickException as exc:
         _error(exc.format_message())
         sys.exit(exc.exit_code)
     except typer.Abort:
