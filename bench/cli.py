@@ -1,6 +1,7 @@
 """The ``bench`` command line: grid, table, list, corrupt, export, perf."""
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from pathlib import Path
@@ -73,6 +74,24 @@ def _grid_spec(methods, dataset, root, categories, corruptions, severities, seed
     )
 
 
+def _run(run_grid, *args, **kwargs):
+    """``run_grid`` with SIGTERM acting as Ctrl-C; either prints the cells written and how to
+    resume, and exits 130 (SIGINT) or 143 (SIGTERM)."""
+    from .interrupts import GridInterrupted, sigterm_raises, signal_of
+
+    try:
+        with sigterm_raises():
+            return run_grid(*args, **kwargs)
+    except GridInterrupted as exc:
+        console.print(str(exc), highlight=False, soft_wrap=True, markup=False)
+        raise typer.Exit(code=exc.exit_code) from None
+    except KeyboardInterrupt as exc:  # before the grid started: nothing written
+        sig = signal_of(exc)
+        console.print(f"interrupted ({sig.name}) before any cell ran; run the same command to start",
+                      highlight=False, soft_wrap=True, markup=False)
+        raise typer.Exit(code=128 + int(sig)) from None
+
+
 # The data options of `grid` and `corrupt` (one definition; typer reads each as a default).
 _DATASET = typer.Option(None, "--dataset", "-d", help="Dataset name (default: textures; 'folder' when --root is given).")
 _ROOT = typer.Option(None, "--root", help="Folder holding the dataset's categories.")
@@ -123,7 +142,7 @@ def grid(
     spec = _grid_spec(methods, dataset, root, categories, corruptions, severities, seeds, protocol,
                       backbone, weights, set_, device, test_subset)
     run_dir = out or default_run_dir(spec)
-    summary = run_grid(spec, run_dir, ex, retry_failed=retry_failed, console=console, show_progress=progress)
+    summary = _run(run_grid, spec, run_dir, ex, retry_failed=retry_failed, console=console, show_progress=progress)
     console.print(
         f"run {summary.run_dir} ({summary.executor}): {summary.total} cells, {summary.skipped} already done, "
         f"{summary.ran} ran ({summary.failed} failed) in {summary.seconds:.1f}s; {summary.cache_line()}",
@@ -203,6 +222,7 @@ def table(
         raise BenchError(f"--format {fmt}: use latex or markdown")
     df = load_runs(runs)
     run = ", ".join(map(str, runs))
+    _require_ok_rows(df, run)
     metrics_ = _split(metric) or ["image_auroc"]
     for m in metrics_:
         if m not in df.columns:
@@ -219,6 +239,17 @@ def table(
         console.print(f"wrote {output}")
     else:
         typer.echo(text)
+
+
+def _require_ok_rows(df, run: str) -> None:
+    """A table needs finished cells: say why there are none and what to run."""
+    if not len(df):
+        raise BenchError(f"{run}: no finished cells yet; run (or resume) its bench grid first")
+    ok = df["status"] == "ok"
+    if not ok.any():
+        first = str(df["error"].dropna().iloc[0]).strip().splitlines()[0][:200] if df["error"].notna().any() else "?"
+        raise BenchError(f"{run}: no ok rows, all {len(df)} cells failed (first error: {first}); fix the cause "
+                         "and rerun its bench grid with --retry-failed")
 
 
 @app.command("list")
@@ -307,7 +338,8 @@ def reproduce(
                      test_subset=test_subset)
     spec.preset = p.name
     run_dir = out or default_run_dir(spec).with_name(f"{p.name}-{default_run_dir(spec).name}")
-    summary = run_grid(spec, run_dir, make_executor("local", workers=workers), console=console, show_progress=progress)
+    summary = _run(run_grid, spec, run_dir, make_executor("local", workers=workers), console=console,
+                   show_progress=progress)
     console.print(f"run {summary.run_dir}: {summary.total} cells, {summary.skipped} already done, {summary.ran} ran "
                   f"({summary.failed} failed) in {summary.seconds:.1f}s", highlight=False, soft_wrap=True, markup=False)
     typer.echo(comparison(p, spec, load_rows(run_dir), fmt=fmt))
@@ -325,13 +357,47 @@ def doctor(
         raise typer.Exit(code=1)
 
 
+def _click_exceptions():
+    """The click that typer runs on: its own vendored copy in recent typer, else click."""
+    vendored = getattr(typer, "_click", None)
+    if vendored is not None:
+        return vendored.exceptions
+    import click
+
+    return click.exceptions
+
+
 def main() -> None:
+    exc_ = _click_exceptions()
     try:
-        app()
-    except BenchError as exc:
+        # Not standalone: usage errors reach us too, to be said in one line like every other error.
+        code = app(standalone_mode=False, prog_name="bench")
+    except getattr(exc_, "NoArgsIsHelpError", ()) as exc:  # `bench` alone: the help, not an error
+        typer.echo(exc.ctx.get_help() if exc.ctx else exc.format_message(), err=True)
+        sys.exit(2)
+    except exc_.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx else "bench"
+        message = exc.format_message().strip()
+        _error(f"{message[:-1] if message.endswith('.') else message} (see {where} --help)")
+        sys.exit(exc.exit_code)
+    except exc_.ClickException as exc:
+        _error(exc.format_message())
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    except (BenchError, OSError) as exc:
+        if isinstance(exc, OSError) and exc.errno == errno.EPIPE:  # `bench table ... | head`
+            sys.exit(1)
         if _DEBUG["on"] or os.environ.get("BENCH_DEBUG"):
             raise
-        from rich.markup import escape
+        from .errors import os_error_line
 
-        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        _error(str(exc) if isinstance(exc, BenchError) else os_error_line(exc))
         sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _error(line: str) -> None:
+    from rich.markup import escape
+
+    console.print(f"[red]error:[/red] {escape(line)}", highlight=False, soft_wrap=True)

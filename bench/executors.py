@@ -18,7 +18,9 @@ the backend: in-process the state is passed along; local workers share it throug
 ``FitCache``; Ray passes it through the object store. Workers never touch the results directory.
 
 A killed driver loses nothing that finished: parts are written atomically as rows arrive, fits
-are in the fit cache, and a rerun of the same command resumes with the missing cells.
+are in the fit cache, and a rerun of the same command resumes with the missing cells. The
+driver holds the run directory's lock (``bench.run_lock``) while it runs, and on resume moves
+any part that does not read back whole into the run's ``quarantine/`` so its cell runs again.
 
 Numbers do not depend on the executor, only on the CPU threads a cell uses (``--threads``;
 a convolution's float sums follow the thread split): with equal threads per cell, rows are
@@ -48,13 +50,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from . import worker
+from . import run_lock, worker
 from .cache import FitCache
 from .datasets.corruptions import CLEAN, CacheStats
 from .errors import BenchError
 from .grid import Cell, GridSpec
+from .interrupts import GridInterrupted, signal_of
 from .metrics import METRICS
-from .results import RunStore
+from .methods.errors import warn
+from .results import GRIDS, RunStore
 from .runner import RunContext
 from .scheduler import FitGroup, Lost, Scheduler, plan_groups
 from .worker import CellJob, CellResult, FitJob, FitResult
@@ -240,29 +244,50 @@ def run_grid(
     fit_cache: FitCache | None = None,
     show_progress: bool = True,
 ) -> GridSummary:
-    """Run every cell of ``spec`` that has no part in ``run_dir`` yet; return what happened."""
+    """Run every cell of ``spec`` that has no sound part in ``run_dir`` yet; return what happened.
+
+    Holds the run directory's lock throughout (``bench.run_lock``); bad parts are quarantined
+    first (``RunStore.quarantine_bad_parts``); a KeyboardInterrupt (Ctrl-C, or SIGTERM inside
+    ``interrupts.sigterm_raises``) becomes ``GridInterrupted`` with the counts written.
+    """
     executor = executor or LocalExecutor()
     console = console or Console(stderr=True)
     cells = spec.cells()  # names, severities, root: one-line errors before anything is written
     ctx = RunContext(spec, fit_cache=fit_cache or FitCache())
     check_inputs(spec, cells, ctx)
-    store = RunStore(run_dir)
-    store.remove_stale_tmp()
-    store.write_manifest(spec.to_dict())
-    done = store.done_ids(include_failed=not retry_failed)
-    todo = [c for c in cells if c.cell_id not in done]
-    groups = plan_groups(todo, ctx)
-    summary = GridSummary(Path(run_dir), total=len(cells), skipped=len(cells) - len(todo), executor=executor.name)
-    t0 = time.perf_counter()
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
-    with Progress(*columns, console=console, disable=not show_progress, transient=False) as progress:
-        task = progress.add_task("grid", total=summary.total, completed=summary.skipped)
-        driver = Driver(store, summary, console, progress, task, ctx)
-        if groups:
-            executor.run(spec, groups, driver)
+    with run_lock.hold(run_dir):  # one grid per run directory; RunLocked (one line) otherwise
+        store = RunStore(run_dir)
+        store.remove_stale_tmp()
+        others = store.record_grid(spec.to_dict(), len(cells))
+        if any(_identity(o) != _identity(spec.to_dict()) for o in others):
+            warn(f"{run_dir}: this run directory also holds the cells of {len(others)} other grid spec(s) "
+                 f"(listed in {run_dir / GRIDS}); bench table shows their rows together; pass another "
+                 "--out to keep grids apart")
+        statuses = store.quarantine_bad_parts()  # a torn part is moved aside and its cell runs again
+        done = {cid for cid, status in statuses.items() if status == "ok" or not retry_failed}
+        todo = [c for c in cells if c.cell_id not in done]
+        groups = plan_groups(todo, ctx)
+        summary = GridSummary(Path(run_dir), total=len(cells), skipped=len(cells) - len(todo),
+                              executor=executor.name)
+        t0 = time.perf_counter()
+        columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
+        try:
+            with Progress(*columns, console=console, disable=not show_progress, transient=False) as progress:
+                task = progress.add_task("grid", total=summary.total, completed=summary.skipped)
+                driver = Driver(store, summary, console, progress, task, ctx)
+                if groups:
+                    executor.run(spec, groups, driver)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM through interrupts.sigterm_raises
+            raise GridInterrupted(signal_of(exc), Path(run_dir), summary.skipped + summary.ran,
+                                  summary.total, summary.ran) from None
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _identity(spec: dict[str, Any]) -> dict[str, Any]:
+    """What makes two grid specs different grids (the device does not change the cells)."""
+    return {k: v for k, v in spec.items() if k != "device"}
 
 
 def run_local(spec: GridSpec, run_dir: Path, *, workers: int = 1, **kwargs: Any) -> GridSummary:
@@ -313,8 +338,10 @@ class LocalExecutor:
             backend = ProcessPool(spec, self.workers, self.threads)
             try:
                 Scheduler(backend, driver, spec.device, self.max_retries).run(groups)
-            finally:
-                backend.close()
+            except BaseException:  # interrupted or failed: do not wait for the running jobs
+                backend.close(wait=False)
+                raise
+            backend.close()
 
 
 class InProcess:
@@ -373,9 +400,9 @@ class ProcessPool:
             self._pool, self._broken = _start_pool(self.spec, self.capacity, self.threads), False
         return self._pool
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=not self._broken, cancel_futures=True)
+            self._pool.shutdown(wait=wait and not self._broken, cancel_futures=True)
             self._pool = None
 
     def known_fit(self, group: FitGroup) -> None:

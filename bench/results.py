@@ -2,12 +2,18 @@
 
 Layout of a run directory::
 
-    run_dir/grid.json                 the grid spec (manifest)
+    run_dir/grid.json                 the latest grid spec it served (manifest)
+    run_dir/grids.jsonl               every distinct grid spec it has served, oldest first
     run_dir/parts/<cell_id>.parquet   one row per finished cell (ok or failed)
+    run_dir/quarantine/               parts found unreadable on resume, moved aside
+    run_dir/run.lock                  held by the grid that runs (``bench.run_lock``)
 
 A part appears under its final name only through ``os.replace`` of a fully written and
 fsynced temp file in the same directory, so a process killed at any moment leaves either the
 old part, the new part, or a stray ``*.tmp`` file that readers ignore - never a torn part.
+A part can still go bad afterwards (a full disk while copying, a partial sync, a hand edit):
+a resuming grid checks every part (``RunStore.quarantine_bad_parts``) and moves bad ones aside so
+their cells run again; readers leave them out with a warning.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .methods.persist import TMP_SUFFIX, atomic_write, tmp_pid
+from .methods.errors import BenchError, warn
+from .methods.persist import TMP_SUFFIX, atomic_write, pid_alive, tmp_pid
 from .metrics import METRICS as _REGISTRY
 
 __all__ = [
@@ -34,12 +41,15 @@ __all__ = [
     "IDENTITY",
     "RunStore",
     "CorruptPartError",
+    "NoResults",
     "load_rows",
     "export",
 ]
 
 PARTS_DIR = "parts"
 MANIFEST = "grid.json"
+GRIDS = "grids.jsonl"
+QUARANTINE_DIR = "quarantine"
 
 IDENTITY = (
     "cell_id", "method", "config", "config_hash", "dataset", "category", "corruption",
@@ -62,11 +72,22 @@ SCHEMA: dict[str, pa.DataType] = {
     "error": _STR, "finished_at": _STR, "n_test": _INT,
 }
 
+# What a part needs to count as a done cell and to be tabulated. Not every SCHEMA column:
+# a column added later must not make the parts of older runs look bad.
+REQUIRED = (*IDENTITY, "status")
+
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
+# Why a path holds no rows, and what to pass instead (every `bench table` / `export` input).
+_WANTED = "pass a run directory (the --out of bench grid) or a rows.parquet file"
 
-class CorruptPartError(RuntimeError):
-    """A part file exists but cannot be read (e.g. truncated by a disk-full or a copy)."""
+
+class CorruptPartError(BenchError, RuntimeError):
+    """A Parquet file exists but cannot be read (e.g. truncated by a disk-full or a copy)."""
+
+
+class NoResults(BenchError, FileNotFoundError):
+    """A path given as results holds none (missing, empty, not a run, not Parquet)."""
 
 
 # --------------------------------------------------------------------------- conversion
@@ -152,34 +173,81 @@ def _concat(tables: list[pa.Table]) -> pd.DataFrame:
     return _sort_rows(df)
 
 
+def _reason(exc: BaseException) -> str:
+    """pyarrow's message, short: first sentence, without the path it repeats."""
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    text = re.sub(r"^Could not open Parquet input source '.*?': ", "", text.splitlines()[0])
+    return text.split(". ")[0].rstrip(".")
+
+
 def _read_part(path: Path, columns: list[str] | None = None) -> pa.Table:
     try:
         return pq.read_table(path, columns=columns)
     except Exception as exc:  # pyarrow raises several types for torn files
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CorruptPartError(
-            f"unreadable result part {path} ({reason}); delete this file so the cell reruns"
-        ) from None
+        raise CorruptPartError(f"{path}: unreadable Parquet file ({_reason(exc)}); pass an intact copy "
+                               "(bench export writes one from its run directory)") from None
 
 
-def _read_parts(paths: list[Path], columns: list[str] | None = None) -> list[pa.Table]:
-    if len(paths) < 16:
-        return [_read_part(p, columns) for p in paths]
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        return list(pool.map(lambda p: _read_part(p, columns), paths))
+def _schema_problem(schema: pa.Schema) -> str | None:
+    missing = [c for c in REQUIRED if c not in schema.names]
+    if missing:
+        return f"no column {', '.join(missing)}"
+    wrong = [c for c in REQUIRED if not schema.field(c).type.equals(SCHEMA[c])]
+    if wrong:
+        return ", ".join(f"column {c} is {schema.field(c).type}, not {SCHEMA[c]}" for c in wrong)
+    return None
 
 
-# --------------------------------------------------------------------------- atomic io
+def inspect_part(path: Path) -> tuple[str | None, str | None]:
+    """``(status, None)`` for a sound part, ``(None, why)`` for one that cannot be used.
 
-
-def _pid_alive(pid: int) -> bool:
+    Sound: the footer reads, the REQUIRED columns are there with their types, and it holds one
+    row whose cell_id is its file name. Reads the footer and two small columns only.
+    """
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        with pq.ParquetFile(path) as pf:
+            problem = _schema_problem(pf.schema_arrow)
+            if problem:
+                return None, problem
+            if pf.metadata.num_rows != 1:
+                return None, f"{pf.metadata.num_rows} rows, a part holds one"
+            row = pf.read(columns=["cell_id", "status"]).to_pylist()[0]
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for torn files
+        return None, _reason(exc)
+    if row["cell_id"] != path.stem:
+        return None, f"holds cell {row['cell_id']}, not {path.stem}"
+    return row["status"], None
+
+
+def _map(fn, paths: list[Path]) -> list:
+    """``fn`` over the part files, on threads when there are many (the reads wait on the disk)."""
+    if len(paths) < 16:
+        return [fn(p) for p in paths]
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        return list(pool.map(fn, paths))
+
+
+def _read_sound(paths: list[Path]) -> list[pa.Table]:
+    """The parts that read in full and hold the REQUIRED columns; each other one is left out
+    with a warning (readers never move files: a resuming grid quarantines them)."""
+
+    def read(path: Path) -> pa.Table | str:
+        try:
+            table = pq.read_table(path)
+        except Exception as exc:  # noqa: BLE001
+            return _reason(exc)
+        return _schema_problem(table.schema) or table
+
+    tables = []
+    for path, got in zip(paths, _map(read, paths)):
+        if isinstance(got, str):
+            warn(f"{path}: unreadable result part ({got}); left out (rerunning its grid moves it "
+                 "aside and recomputes the cell)")
+        else:
+            tables.append(got)
+    return tables
 
 
 # --------------------------------------------------------------------------- store
@@ -222,6 +290,56 @@ class RunStore:
         atomic_write(self.manifest_path, lambda fh: fh.write(text.encode("utf-8")))
         return self.manifest_path
 
+    def record_grid(self, spec: Mapping[str, Any], cells: int) -> list[dict]:
+        """Remember ``spec`` among the grids this run has served; write it as grid.json (the
+        latest). Returns the other specs served before (an old run's grid.json is the first)."""
+        spec = json.loads(json.dumps(spec, sort_keys=True, default=str))  # as it reads back
+        history = self.grids()
+        if not any(h["spec"] == spec for h in history):
+            history.append({"spec": spec, "cells": cells,
+                            "first_served": datetime.datetime.now(datetime.timezone.utc).isoformat()})
+            text = "".join(json.dumps(h, sort_keys=True) + "\n" for h in history)
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.run_dir / GRIDS, lambda fh: fh.write(text.encode("utf-8")))
+        self.write_manifest(spec)
+        return [h["spec"] for h in history if h["spec"] != spec]
+
+    def grids(self) -> list[dict]:
+        """Every distinct grid spec this run has served, oldest first, as
+        ``{"spec", "cells", "first_served"}`` (a run from before grids.jsonl: its grid.json)."""
+        try:
+            text = (self.run_dir / GRIDS).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            old = self.read_manifest()
+            return [] if old is None else [{"spec": old, "cells": None, "first_served": None}]
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def quarantine_bad_parts(self) -> dict[str, str]:
+        """Check every part; move each bad one into ``quarantine/`` with a one-line warning.
+
+        Returns ``{cell_id: status}`` of the sound parts: a quarantined cell is not done, so a
+        resuming grid runs it again. Only the grid holding the run's lock calls this.
+        """
+        files = self._part_files()
+        statuses = {}
+        for path, (status, problem) in zip(files, _map(inspect_part, files)):
+            if problem is None:
+                statuses[path.stem] = status
+                continue
+            dest = self._quarantine(path)
+            warn(f"{path}: unreadable result part ({problem}); moved to {dest}, its cell runs again")
+        return statuses
+
+    def _quarantine(self, path: Path) -> Path:
+        qdir = self.run_dir / QUARANTINE_DIR
+        qdir.mkdir(exist_ok=True)
+        dest, n = qdir / path.name, 1
+        while dest.exists():  # the same cell went bad before: keep both
+            n += 1
+            dest = qdir / f"{path.stem}-{n}{path.suffix}"
+        os.replace(path, dest)
+        return dest
+
     def remove_stale_tmp(self) -> int:
         """Delete temp files left by writers that no longer run (same host). Returns count."""
         removed = 0
@@ -230,7 +348,7 @@ class RunStore:
                 continue
             for tmp in directory.glob(f".*{TMP_SUFFIX}"):
                 pid = tmp_pid(tmp)
-                if pid is not None and _pid_alive(pid):
+                if pid is not None and pid_alive(pid):
                     continue
                 try:
                     tmp.unlink()
@@ -249,16 +367,13 @@ class RunStore:
             return None
 
     def done_ids(self, include_failed: bool = True) -> set[str]:
-        """cell_ids with a part on disk; with include_failed=False only those with status ok."""
+        """cell_ids with a sound part on disk; with include_failed=False only those with status ok.
+
+        A bad part counts as not done (and is left where it is: see ``quarantine_bad_parts``).
+        """
         files = self._part_files()
-        if include_failed:
-            return {p.name[: -len(".parquet")] for p in files}
-        done = set()
-        for path, table in zip(files, _read_parts(files, columns=["cell_id", "status"])):
-            status = table.column("status").to_pylist()
-            if status and status[0] == "ok":
-                done.add(path.name[: -len(".parquet")])
-        return done
+        return {path.stem for path, (status, problem) in zip(files, _map(inspect_part, files))
+                if problem is None and (include_failed or status == "ok")}
 
     def __len__(self) -> int:
         return len(self._part_files())
@@ -267,8 +382,9 @@ class RunStore:
         return self.part_path(cell_id).exists()
 
     def read(self) -> pd.DataFrame:
-        """All parts as one DataFrame (columns unioned; absent diag_ columns are NaN)."""
-        return _concat(_read_parts(self._part_files()))
+        """All sound parts as one DataFrame (columns unioned; absent diag_ columns are NaN); a bad
+        part is left out with a warning."""
+        return _concat(_read_sound(self._part_files()))
 
 
 # --------------------------------------------------------------------------- helpers
@@ -279,7 +395,7 @@ def load_runs(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
     one of them keeps the row of the last path given."""
     frames = [load_rows(p) for p in paths]
     if not frames:
-        raise FileNotFoundError("no run given")
+        raise NoResults(f"no run given; {_WANTED}")
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     return _sort_rows(df.drop_duplicates("cell_id", keep="last"))
 
@@ -288,21 +404,26 @@ def load_rows(path: str | os.PathLike) -> pd.DataFrame:
     """Rows from a run directory, a parts directory, or a single parquet file.
 
     A directory holding no parts but a ``rows.parquet`` (a committed reference run) is read
-    from that file.
+    from that file. A path that holds no results raises :class:`NoResults` (one line, the fix).
     """
     path = Path(path)
     if path.is_file():
-        return _sort_rows(pd.read_parquet(path))
+        with open(path, "rb") as fh:
+            if fh.read(4) != b"PAR1":
+                raise NoResults(f"{path}: not a Parquet file; {_WANTED}")
+        return _sort_rows(_read_part(path).to_pandas())
     if not path.is_dir():
-        raise FileNotFoundError(f"no results at {path}")
-    if (path / PARTS_DIR).is_dir():
+        raise NoResults(f"{path}: no such file or folder; {_WANTED}")
+    if (path / PARTS_DIR).is_dir() or (path / MANIFEST).is_file():  # a run (maybe with no part yet)
         return RunStore(path).read()
     if (path / "rows.parquet").is_file():
-        return _sort_rows(pd.read_parquet(path / "rows.parquet"))
+        return load_rows(path / "rows.parquet")
     parts = sorted(p for p in path.glob("*.parquet") if not p.name.startswith("."))
     if parts:
-        return _concat(_read_parts(parts))
-    raise FileNotFoundError(f"no result parts or rows.parquet under {path}")
+        return _concat(_read_sound(parts))
+    if not any(path.iterdir()):
+        raise NoResults(f"{path}: empty folder; {_WANTED}")
+    raise NoResults(f"{path}: not a run directory (no parts/, grid.json or rows.parquet inside); {_WANTED}")
 
 
 def export(run_dir: str | os.PathLike, out_file: str | os.PathLike) -> Path:

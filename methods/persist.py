@@ -39,6 +39,17 @@ def tmp_pid(path: Path) -> int | None:
     return int(parts[-3]) if len(parts) >= 4 and parts[-3].isdigit() else None
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host (one owned by another user counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def atomic_write(final: str | os.PathLike, write: Callable[[IO[bytes]], Any], *, durable: bool = True) -> Path:
     """Write ``final`` through ``write(fh)`` on a temp file and ``os.replace`` it into place.
 
@@ -55,6 +66,11 @@ def atomic_write(final: str | os.PathLike, write: Callable[[IO[bytes]], Any], *,
                 fh.flush()
                 os.fsync(fh.fileno())
         os.replace(tmp, final)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.filename is None:  # a failed write() names no file (disk full): name the final one
+            raise OSError(exc.errno, exc.strerror or str(exc), str(final)) from exc
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
