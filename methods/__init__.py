@@ -1,6 +1,10 @@
 """Anomaly detection methods behind one fit/adapt/score contract (see ``base.py``)."""
-from .base import (Method, MethodConfig, Registered, Scores, get, register, register_variant, registered,
-                   registered_temporarily)
+from .base import ADAPT, FIT, Method, MethodConfig, Scores, bounded
+from .capabilities import Diagnostics, PatchReports
+from .geometry import Geometry
+from .registry import Registered, get, register, register_variant, registered, registered_temporarily
 
-__all__ = ["Method", "MethodConfig", "Registered", "Scores", "get", "register", "register_variant", "registered",
+
+__all__ = ["ADAPT", "FIT", "Diagnostics", "Geometry", "Method", "MethodConfig", "PatchReports", "Registered",
+           "Scores", "bounded", "get", "register", "register_variant", "registered",
            "registered_temporarily"]
