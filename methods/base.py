@@ -17,13 +17,14 @@ import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 
 from .errors import ConfigError
 from .geometry import Geometry
 from .persist import stable_hash
+
+if TYPE_CHECKING:  # numpy only in annotations: listing methods imports no numpy
+    import numpy as np
 
 # When a config field acts (dataclass field metadata "stage", set with ``bounded(stage=...)``):
 # "fit" (the default) changes the fitted state and so enters the fit-cache key; "adapt" acts

@@ -9,8 +9,10 @@ registration and ``bench list`` import this module.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -46,12 +48,14 @@ class Geometry:
 
     def image(self, img: np.ndarray) -> np.ndarray:
         """uint8 (H, W, 3) -> uint8 (S, S, 3) on the method's grid (bilinear)."""
+        import numpy as np
         from PIL import Image
 
         return np.asarray(self._apply(Image.fromarray(img), Image.BILINEAR))
 
     def mask(self, mask: np.ndarray) -> np.ndarray:
         """bool (H, W) -> bool (S, S) on the method's grid (nearest)."""
+        import numpy as np
         from PIL import Image
 
         im = Image.fromarray(mask.astype(np.uint8) * 255)
