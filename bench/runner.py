@@ -347,7 +347,7 @@ def _evaluate(cell: Cell, ctx: RunContext, device: str, stage: Callable[[str], N
         masks = ctx.masks(cell, method)
         if scores.maps.shape != masks.shape:
             raise BenchError(f"{cell.method} returned maps of shape {scores.maps.shape[1:]} but its "
-                             f"mask_transform gives {masks.shape[1:]}; they must match")
+                             f"evaluation geometry gives masks of {masks.shape[1:]}; they must match")
     values = metrics.compute_all(cat.test.labels, scores.image_scores, masks, scores.maps)
     t3 = time.perf_counter()
     values.update({
