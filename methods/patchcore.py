@@ -30,6 +30,9 @@ from .preprocess import batches
 
 @dataclass(frozen=True)
 class PatchCoreConfig(MethodConfig):
+    # Every field keeps the default stage (fit), the scoring-only ones too (num_neighbours,
+    # reweight*, smoothing_sigma, batch_size): the fit-cache keys predate the stage marks, and
+    # marking them now would change every key and orphan every cached fit.
     resize: int = bounded(256, ge=1)
     image_size: int = bounded(224, ge=1)  # centre crop = evaluation resolution
     # False: shorter side -> resize (official; on very non-square images the crop drops the
