@@ -112,16 +112,15 @@ def grid_spec(preset: Preset, *, dataset: str | None = None, root: str | None = 
 def cost(preset: Preset, dataset: str | None = None) -> tuple[int, int, int]:
     """(categories, cells, fits) of the preset's grid on the dataset's standard category list."""
     from .datasets.registry import get_dataset
-    from .grid import Cell
-    from .runner import _identity_probe
+    from .methods import get
 
     spec = grid_spec(preset, dataset=dataset)
     cats = get_dataset(spec.dataset).categories
     conditions = spec.conditions()
     identities = set()
     for m in spec.method_names():
-        cell = Cell(m, spec.dataset, "", "clean", 0, 0, spec.protocol, spec.method_config(m))
-        identities.add(json.dumps(_identity_probe(cell), sort_keys=True, default=str))
+        identity = get(m).cls.fit_identity(spec.method_config(m))
+        identities.add(json.dumps(identity, sort_keys=True, default=str))
     n = len(cats)
     return n, n * len(spec.method_names()) * len(conditions), n * len(identities)
 

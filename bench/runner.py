@@ -32,6 +32,7 @@ from .errors import BenchError, BenchWarning
 from .grid import Cell, GridSpec
 from .methods import Method, get
 from .methods.backbones import describe, normalization
+from .methods.capabilities import diagnostics_of, patch_reports_of
 
 
 def seed_everything(seed: int) -> None:
@@ -126,7 +127,11 @@ class RunContext:
         return cat
 
     def masks(self, cell: Cell, method: Method) -> np.ndarray:
-        key = (cell.category, type(method).__name__, repr(getattr(method, "geometry", None)))
+        """The category's test masks on ``method``'s map grid, computed once per grid."""
+        if type(method).mask_transform is Method.mask_transform:
+            key = (cell.category, method.geometry)  # the contract's masks: the geometry's alone
+        else:  # a method's own mask_transform may read any config field
+            key = (cell.category, type(method).__module__, type(method).__qualname__, cell.config.hash())
         if key not in self._masks:
             test = self.category(cell.category).test
             self._masks[key] = np.stack([method.mask_transform(test.mask(i)) for i in range(len(test))])
@@ -172,22 +177,11 @@ def new_method(cell: Cell, device: str) -> Method:
     return get(cell.method).create(device=device, seed=cell.seed, **cell.config.to_dict())
 
 
-def _identity_probe(cell: Cell) -> dict[str, Any]:
-    """``fit_identity()`` without building the method (no backbone load): config and seed only."""
-    reg = get(cell.method)
-    probe = object.__new__(reg.cls)
-    probe.config, probe.device, probe.seed, probe.name = cell.config, "cpu", cell.seed, reg.name
-    try:
-        return probe.fit_identity()
-    except AttributeError:  # an identity that needs what __init__ builds
-        return new_method(cell, "cpu").fit_identity()
-
-
 def fit_identity(cell: Cell, ctx: RunContext) -> dict[str, Any]:
     """What determines the cell's fitted state; cells with equal identities share one fit."""
     cat = ctx.category(cell.category)
     return {
-        **_identity_probe(cell),
+        **get(cell.method).cls.fit_identity(cell.config),  # from the config: no method is built
         "dataset": cell.dataset,
         "category": cell.category,
         "seed": cell.seed,
@@ -220,7 +214,7 @@ def obtain_fit(cell: Cell, ctx: RunContext, device: str,
     method.fit(cat.train)
     seconds = time.perf_counter() - t0
     state = method.fitted_state()
-    diagnostics = method.diagnostics()
+    diagnostics = diagnostics_of(method)
     ctx.fit_cache.save(key, state, {"fit_seconds": seconds, "identity": identity, "diagnostics": diagnostics})
     method.progress = None
     shutil.rmtree(method.checkpoint_dir, ignore_errors=True)
@@ -342,7 +336,7 @@ def _evaluate(cell: Cell, ctx: RunContext, device: str, stage: Callable[[str], N
     t0 = time.perf_counter()
     method.adapt(target)
     t1 = time.perf_counter()
-    reports = method.patch_reports()
+    reports = patch_reports_of(method)
     stage("score")
     scores = method.score(target)
     t2 = time.perf_counter()
@@ -353,7 +347,7 @@ def _evaluate(cell: Cell, ctx: RunContext, device: str, stage: Callable[[str], N
         masks = ctx.masks(cell, method)
         if scores.maps.shape != masks.shape:
             raise BenchError(f"{cell.method} returned maps of shape {scores.maps.shape[1:]} but its "
-                             f"mask_transform gives {masks.shape[1:]}; they must match")
+                             f"evaluation geometry gives masks of {masks.shape[1:]}; they must match")
     values = metrics.compute_all(cat.test.labels, scores.image_scores, masks, scores.maps)
     t3 = time.perf_counter()
     values.update({
@@ -363,7 +357,7 @@ def _evaluate(cell: Cell, ctx: RunContext, device: str, stage: Callable[[str], N
         "pixel_ground_truth": bool(cat.test.has_masks),
         "n_empty_masks": len(cat.test.empty_masks()),  # defect images whose mask is all zero
     })
-    values.update({f"diag_{k}": v for k, v in {**fitted.diagnostics, **method.diagnostics()}.items()})
+    values.update({f"diag_{k}": v for k, v in {**fitted.diagnostics, **diagnostics_of(method)}.items()})
     if masks is not None:
         values.update(patch_report_diagnostics(reports, masks))
     return values

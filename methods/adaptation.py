@@ -36,8 +36,8 @@ settings by ``benchmarks/ttad_ablation.py``):
   pairs, ``sum`` at lr / P is the step ``mean`` takes at lr (P = pairs per step, recorded as
   diag_ot_pairs); ``sum`` at lr 0.003 diverges here.
 - ``score_bank``, ``adapt_epochs`` (the paper: 10 on MVTec AD, 1 on Real-IAD).
-- The named ``ttad`` is the reading the ablation supports (``TTAD_ASSIGNMENT``,
-  ``TTAD_SCORE_BANK``); the Table 4 rows keep the paper's literal method (source bank).
+- The named ``ttad`` is the reading the ablation supports (``builtin.TTAD_ASSIGNMENT``,
+  ``builtin.TTAD_SCORE_BANK``, where the variants are registered); the Table 4 rows keep the paper's literal method (source bank).
 
 Harness choices (recorded here, see also the config fields):
 
@@ -71,7 +71,6 @@ Harness choices (recorded here, see also the config fields):
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -81,10 +80,10 @@ import torch
 from torch import nn
 
 from . import alignment as A
-from .base import bounded, register_variant
+from .base import ADAPT, FIT, bounded
 from .knn import torch_knn
 from .patchcore import PatchCore, PatchCoreConfig
-from .errors import BenchError, ConfigError
+from .errors import BenchError
 from .preprocess import batches, to_tensor
 
 LOSSES = ("none", "moment", "gaussian_kl", "sinkhorn")
@@ -92,71 +91,55 @@ AUGMENTS = ("flip_rot90", "copy", "none")
 BN_MODES = ("source", "batch")
 SCORE_BANKS = ("source", "adapted")
 # per-step diagnostics reported as their mean over the adaptation steps
-# The reading of TTAD that the named ``ttad`` uses, chosen by the ablation at the paper's settings
-# (benchmarks/ttad_ablation.py, results/reference/ttad_ablation_magnetic_tile/): no reading kept
-# clean image AUROC within 1 point of PatchCore's; Eq. 6 as printed ("or") scored against the
-# re-embedded bank lost least (91.99 -> 87.04; against the source bank: 72.30).
-TTAD_ASSIGNMENT = "or"
-TTAD_SCORE_BANK = "adapted"
 AVERAGED = ("kept_fraction", "components_active", "ot_pairs", "sinkhorn_iters", "sinkhorn_error")
-# Config fields that change the fitted state (beyond PatchCore's own); everything else is
-# adaptation-time only, so every variant shares one fit.
-FIT_FIELDS = ("n_clusters", "stats_batch_images", "stats_max_patches")
 STATS_VERSION = 2  # 2: the fitted state carries the coreset's patch indices (score_bank=adapted)
 
 
 @dataclass(frozen=True)
 class AdaptConfig(PatchCoreConfig):
-    loss: str = "sinkhorn"  # none | moment (TTT++) | gaussian_kl (TTAC) | sinkhorn (TTAD)
+    loss: str = bounded("sinkhorn", choices=LOSSES, stage=ADAPT)  # moment: TTT++, gaussian_kl: TTAC, sinkhorn: TTAD
     # sinkhorn: or (Eq. 6 literally) | column | mutual | continuous | hungarian (see alignment.py)
-    assignment: str = "or"
-    augment: str = "flip_rot90"  # flip_rot90 | copy | none (extra views per target image)
-    augment_views: int = bounded(1, ge=1)  # extra views per image when augment != none
-    adapt_epochs: int = bounded(10, ge=1)  # TTAD: 10 on MVTec AD, 1 on Real-IAD
-    adapt_lr: float = bounded(0.003, ge=0)
-    adapt_momentum: float = bounded(0.9, ge=0, lt=1)
-    adapt_batch_size: int = bounded(10, ge=1)  # target images per step (before augmentation)
-    adapt_max_images: int = bounded(0, ge=0)  # 0 = adapt on every target image; N = a seeded subset of N
-    bn_mode: str = "source"  # source (running stats, gamma/beta trainable) | batch (train-mode BN)
+    assignment: str = bounded("or", choices=A.ASSIGNMENTS, stage=ADAPT)
+    augment: str = bounded("flip_rot90", choices=AUGMENTS, stage=ADAPT)  # extra views per target image
+    augment_views: int = bounded(1, ge=1, stage=ADAPT)  # extra views per image when augment != none
+    adapt_epochs: int = bounded(10, ge=1, stage=ADAPT)  # TTAD: 10 on MVTec AD, 1 on Real-IAD
+    adapt_lr: float = bounded(0.003, ge=0, stage=ADAPT)
+    adapt_momentum: float = bounded(0.9, ge=0, lt=1, stage=ADAPT)
+    adapt_batch_size: int = bounded(10, ge=1, stage=ADAPT)  # target images per step (before augmentation)
+    adapt_max_images: int = bounded(0, ge=0, stage=ADAPT)  # 0 = adapt on every target image; N = a seeded subset of N
+    # source (running stats, gamma/beta trainable) | batch (train-mode BN)
+    bn_mode: str = bounded("source", choices=BN_MODES, stage=ADAPT)
     # the bank the adapted features are scored against: source (the fitted bank) | adapted (the
     # same coreset patches re-embedded from the training images through the adapted backbone)
-    score_bank: str = "source"
+    score_bank: str = bounded("source", choices=SCORE_BANKS, stage=ADAPT)
     # sinkhorn (TTAD)
-    sinkhorn_reg: float = bounded(0.1, gt=0)  # entropic reg on the cost normalised by the source NN scale
-    sinkhorn_iters: int = bounded(100, ge=1)  # at most; stops earlier once the marginal error < sinkhorn_tol
-    sinkhorn_tol: float = bounded(1e-3, ge=0)  # L1 error of the plan's marginals (total mass 1)
-    ot_bank_cap: int = bounded(16384, ge=1)  # bank items used for alignment (seeded subset above this)
-    ot_cost: str = "euclidean"  # TTAD Eq. 4: C_ij = ||z_i - m_j||; or sqeuclidean
+    sinkhorn_reg: float = bounded(0.1, gt=0, stage=ADAPT)  # entropic reg on the cost normalised by the source NN scale
+    sinkhorn_iters: int = bounded(100, ge=1, stage=ADAPT)  # at most; stops earlier once the marginal error < sinkhorn_tol
+    sinkhorn_tol: float = bounded(1e-3, ge=0, stage=ADAPT)  # L1 error of the plan's marginals (total mass 1)
+    ot_bank_cap: int = bounded(16384, ge=1, stage=ADAPT)  # bank items used for alignment (seeded subset above this)
+    ot_cost: str = bounded("euclidean", choices=A.COSTS, stage=ADAPT)  # TTAD Eq. 4: C_ij = ||z_i - m_j||
     # TTAD Eq. 6 is the sum over pairs; "mean" divides it by the pairs' total weight (sum(pi)).
     # For unit-weight pairs, "sum" at lr / P takes the same SGD step as "mean" at lr, where
     # P = pairs per step (the row's diag_ot_pairs: ~N + M for "or", M for "column"; the plan's
     # mass is 1 for "continuous", so both are equal there). "sum" at lr 0.003 is a step P times
     # larger (textures, 4 steps: loss 2e6 -> 4e10, diverged).
-    ot_reduction: str = "mean"
+    ot_reduction: str = bounded("mean", choices=A.REDUCTIONS, stage=ADAPT)
     # moment (TTT++)
-    moment_scale: float = bounded(0.05, ge=0)  # TTT++ scale_ext
+    moment_scale: float = bounded(0.05, ge=0, stage=ADAPT)  # TTT++ scale_ext
     # gaussian_kl (TTAC)
-    kl_scale: float = bounded(0.05, ge=0)  # TTAC loss_scale on CIFAR-10 / ImageNet
-    kl_filter_quantile: float = bounded(0.95, gt=0, le=1)
-    kl_ema_images: int = bounded(1280, ge=1)  # global running-statistics cap, in images
-    kl_ema_images_component: int = bounded(128, ge=1)  # per-component cap, in images
+    kl_scale: float = bounded(0.05, ge=0, stage=ADAPT)  # TTAC loss_scale on CIFAR-10 / ImageNet
+    kl_filter_quantile: float = bounded(0.95, gt=0, le=1, stage=ADAPT)
+    kl_ema_images: int = bounded(1280, ge=1, stage=ADAPT)  # global running-statistics cap, in images
+    kl_ema_images_component: int = bounded(128, ge=1, stage=ADAPT)  # per-component cap, in images
     # a component enters the loss once it has seen this many samples (TTAC's code: 16 on CIFAR),
     # in images x patches per image like the caps; the component terms are summed and divided
     # by the number of components (the code), not averaged over the components present
-    kl_component_gate: int = bounded(16, ge=0)
-    # fit-time source statistics (part of the fit identity)
+    kl_component_gate: int = bounded(16, ge=0, stage=ADAPT)
+    # fit-time source statistics (part of the fit identity; every field above acts after the
+    # fit, so all adaptation variants of one PatchCore config share one fit)
     n_clusters: int = bounded(32, ge=1)
     stats_batch_images: int = bounded(10, ge=1)  # TTT++ source self-discrepancy batches, in training images
     stats_max_patches: int = bounded(20000, ge=1)  # training patches sampled for NN-distance quantiles
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for name, allowed in (("loss", LOSSES), ("augment", AUGMENTS), ("bn_mode", BN_MODES),
-                              ("score_bank", SCORE_BANKS),
-                              ("assignment", A.ASSIGNMENTS), ("ot_cost", A.COSTS),
-                              ("ot_reduction", A.REDUCTIONS)):
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"{name}={getattr(self, name)!r}: use one of {', '.join(allowed)}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,10 +211,12 @@ class AdaptedPatchCore(PatchCore):
         self._diag: dict[str, float] = {}
 
     # -- fit: PatchCore + source statistics ----------------------------------------------------
-    def fit_identity(self) -> dict[str, Any]:
-        base = {f.name: getattr(self.config, f.name) for f in dataclasses.fields(PatchCoreConfig)}
-        stats = {k: getattr(self.config, k) for k in FIT_FIELDS}
-        return {"fit": "PatchCore+source_stats", **base, "source_stats": {**stats, "version": STATS_VERSION}}
+    @classmethod
+    def fit_identity(cls, config: AdaptConfig) -> dict[str, Any]:
+        """PatchCore's fit-time fields, and this class's own under ``source_stats``."""
+        own = config.fit_fields()
+        shared = {k: own.pop(k) for k in PatchCoreConfig.fields_at(FIT)}
+        return {"fit": "PatchCore+source_stats", **shared, "source_stats": {**own, "version": STATS_VERSION}}
 
     def on_train_features(self, flat: torch.Tensor) -> None:
         self._train_flat = flat  # a reference; freed at the end of fit
@@ -531,33 +516,3 @@ def source_statistics(flat: torch.Tensor, bank: np.ndarray, nn_index, patches_pe
         "nn_quantiles": quantiles,
         "nn_scale": float(max(np.median(loo), 1e-12)),
     }
-
-
-# ---------------------------------------------------------------------------------------------
-# named methods and TTAD Table 4 rows (configs of the one loop)
-
-_SHARED = "BN-affine SGD on target patches vs the fixed PatchCore bank"
-# TTT++ and TTAC as the TTAD paper's Table 1 ran them: its TTT++ / TTAC rows equal its Table 4
-# Moment Matching / KL-Div rows, which use no target augmentation.
-register_variant("ttt++", AdaptedPatchCore, summary=f"TTT++ on PatchCore: CORAL + linear MMD to source patch moments ({_SHARED})",
-                 loss="moment", augment="none")
-register_variant("ttac", AdaptedPatchCore, summary=f"TTAC on PatchCore: symmetric Gaussian KL, global + bank clusters ({_SHARED})",
-                 loss="gaussian_kl", augment="none")
-register_variant("ttad", AdaptedPatchCore, summary=f"TTAD: discretised Sinkhorn OT to the memory bank + flip/rot90 target augmentation ({_SHARED})",
-                 loss="sinkhorn", assignment=TTAD_ASSIGNMENT, score_bank=TTAD_SCORE_BANK, augment="flip_rot90")
-# TTAD Table 4, one row each (blank augmentation column = none); "discrete" = Eq. 6 as printed
-# ("or"), scored against the source bank as the paper describes its method
-register_variant("none", AdaptedPatchCore, summary="TTAD Table 4 row 1: no adaptation (PatchCore on the shared TTA fit)",
-                 loss="none", augment="none")
-register_variant("kl_div", AdaptedPatchCore, summary="TTAD Table 4: KL-divergence alignment (TTAC loss), no target augmentation",
-                 loss="gaussian_kl", augment="none")
-register_variant("moment_matching", AdaptedPatchCore, summary="TTAD Table 4: moment matching (TTT++ loss), no target augmentation",
-                 loss="moment", augment="none")
-register_variant("ot_hungarian", AdaptedPatchCore, summary="TTAD Table 4: OT with Hungarian (linear) assignment, no augmentation",
-                 loss="sinkhorn", assignment="hungarian", augment="none")
-register_variant("ot_discrete", AdaptedPatchCore, summary="TTAD Table 4: Sinkhorn OT, discrete assignment (Eq. 6, 'or'), no augmentation",
-                 loss="sinkhorn", assignment="or", augment="none")
-register_variant("ot_discrete_copy", AdaptedPatchCore, summary="TTAD Table 4: Sinkhorn OT, discrete assignment (Eq. 6, 'or'), target batch duplicated",
-                 loss="sinkhorn", assignment="or", augment="copy")
-register_variant("ot_discrete_augment", AdaptedPatchCore, summary="TTAD Table 4: Sinkhorn OT, discrete assignment (Eq. 6, 'or'), flip/rot90 target augmentation",
-                 loss="sinkhorn", assignment="or", augment="flip_rot90")

@@ -1,23 +1,37 @@
-"""The Method contract and the method registry.
+"""The Method contract: what every method implements and what its config declares.
 
 A method sees images only (never labels): ``fit`` on clean normal training images of one
 category, ``adapt`` on the unlabeled target images of one cell, ``score`` on test images.
 Everything a later cell needs from ``fit`` is returned by ``fitted_state`` so the harness can
 cache it; every cell starts from that cached state, so adaptation cannot leak between cells.
+
+Required: ``fit``, ``score``, ``fitted_state`` / ``load_fitted_state`` on the method, and the
+evaluation geometry on its config (``MethodConfig.geometry``). Everything else has a default
+(``adapt``: nothing; ``mask_transform``: the geometry's) or is an optional capability
+(``capabilities.py``). ``contract.check_method`` checks a class against all of it. No torch
+here: ``bench list`` and the tables import this module.
 """
 from __future__ import annotations
 
 import dataclasses
-from contextlib import contextmanager
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 
-import numpy as np
-
-from .errors import ConfigError, UnknownName
+from .errors import ConfigError
+from .geometry import Geometry
 from .persist import stable_hash
+
+if TYPE_CHECKING:  # numpy only in annotations: listing methods imports no numpy
+    import numpy as np
+
+# When a config field acts (dataclass field metadata "stage", set with ``bounded(stage=...)``):
+# "fit" (the default) changes the fitted state and so enters the fit-cache key; "adapt" acts
+# only after the fit (adaptation, scoring, execution knobs), so variants differing only there
+# share one fit.
+FIT, ADAPT = "fit", "adapt"
+STAGES = (FIT, ADAPT)
 
 
 @dataclass(frozen=True)
@@ -73,14 +87,17 @@ def _num(x: float) -> str:
 
 
 def bounded(default: Any, *, gt: float | None = None, ge: float | None = None, lt: float | None = None,
-            le: float | None = None, choices: Sequence[Any] | None = None) -> Any:
-    """A config field with its allowed range: ``coreset_ratio: float = bounded(0.1, gt=0, le=1)``.
+            le: float | None = None, choices: Sequence[Any] | None = None, stage: str = FIT) -> Any:
+    """A config field with its allowed range and stage: ``coreset_ratio: float = bounded(0.1, gt=0, le=1)``.
 
     ``MethodConfig.__post_init__`` checks every bounded field (and that numeric fields hold
     numbers) and raises :class:`ConfigError` ``"coreset_ratio=2.0: must be in (0, 1]"``.
+    ``stage="adapt"`` marks a field that does not change the fitted state (see ``FIT``/``ADAPT``).
     """
+    if stage not in STAGES:
+        raise ValueError(f"stage={stage!r}: use one of {', '.join(STAGES)}")
     b = Bounds(gt, ge, lt, le, tuple(choices) if choices is not None else None)
-    return dataclasses.field(default=default, metadata={"bounds": b})
+    return dataclasses.field(default=default, metadata={"bounds": b, "stage": stage})
 
 
 def _type_name(t: Any) -> str:
@@ -126,9 +143,26 @@ class MethodConfig:
     def hash(self) -> str:
         return stable_hash(self.to_dict(), 12)
 
+    @classmethod
+    def fields_at(cls, stage: str) -> tuple[str, ...]:
+        """Names of the fields of one stage (``FIT`` or ``ADAPT``), in declaration order."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("stage", FIT) == stage)
+
+    def fit_fields(self) -> dict[str, Any]:
+        """The fit-time fields and their values: what the default fit identity is made of."""
+        names = set(self.fields_at(FIT))
+        return {k: v for k, v in self.to_dict().items() if k in names}
+
+    def geometry(self) -> Geometry:
+        """The evaluation geometry (required): the grid the method's anomaly maps live on.
+
+        It keys the harness's mask cache, so it must follow from the config alone.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must define geometry() (the evaluation grid)")
+
 
 class Method:
-    """Base class: subclasses set ``Config`` and implement ``fit`` and ``score``."""
+    """Base class: subclasses set ``Config`` and implement the four required methods below."""
 
     name: ClassVar[str] = "method"
     Config: ClassVar[type[MethodConfig]] = MethodConfig
@@ -147,7 +181,7 @@ class Method:
         self.device = device
         self.seed = seed  # the cell's seed: methods draw all randomness from it
 
-    # -- the three verbs ---------------------------------------------------------------------
+    # -- the three verbs (fit and score required) ----------------------------------------------
     def fit(self, train: Sequence[np.ndarray]) -> None:
         raise NotImplementedError
 
@@ -157,7 +191,7 @@ class Method:
     def score(self, images: Sequence[np.ndarray]) -> Scores:
         raise NotImplementedError
 
-    # -- what the harness needs around them --------------------------------------------------
+    # -- what the harness needs around them (fitted_state and load_fitted_state required) -----
     def fitted_state(self) -> dict[str, Any]:
         """Everything ``fit`` produced, as tensors/arrays/plain values (saved with torch.save)."""
         raise NotImplementedError
@@ -165,105 +199,25 @@ class Method:
     def load_fitted_state(self, state: dict[str, Any]) -> None:
         raise NotImplementedError
 
+    @cached_property
+    def geometry(self) -> Geometry:
+        """The config's evaluation geometry (a plain attribute for a method that sets its own)."""
+        return self.config.geometry()
+
     def mask_transform(self, mask: np.ndarray) -> np.ndarray:
-        """Map a full-resolution boolean mask onto this method's anomaly-map grid."""
-        raise NotImplementedError
+        """Map a full-resolution boolean mask onto this method's anomaly-map grid.
 
-    def diagnostics(self) -> dict[str, Any]:
-        """Extra numbers for the result row (e.g. adaptation loss). Default: none."""
-        return {}
-
-    def patch_reports(self) -> dict[str, np.ndarray]:
-        """Per-patch numbers from the last ``adapt``: name -> (N target images, patches) array.
-
-        The patches form a square grid over the method's evaluation crop (row-major); a row of
-        NaN marks an image the method did not report on. The runner, which alone sees the
-        masks, turns each array into ``diag_<name>_*`` counts inside and outside the anomaly
-        masks (e.g. how many OT assignments went to anomalous patches). Default: none.
+        Override only for maps that no ``Geometry`` describes; the harness then caches masks
+        per method class and config instead of per geometry.
         """
-        return {}
+        return self.geometry.mask(mask)
 
-    def fit_identity(self) -> dict[str, Any]:
+    @classmethod
+    def fit_identity(cls, config: MethodConfig) -> dict[str, Any]:
         """What determines the fitted state (the fit-cache key, with dataset, category and seed).
 
-        Variants that share a fit (e.g. every adaptation method on top of one PatchCore) return
-        the same identity, so the grid fits once for all of them.
+        From the config alone, so the harness never builds a method to key its fit: the class
+        and the fit-time fields. Variants that differ only in adapt-time fields (e.g. every
+        adaptation method on top of one PatchCore) get the same identity and share one fit.
         """
-        return {"fit": type(self).__qualname__, **self.config.to_dict()}
-
-
-# -- registry ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Registered:
-    name: str
-    cls: type[Method]
-    overrides: dict[str, Any]  # config fields that make this named variant
-    summary: str
-
-    def config(self, **extra: Any) -> MethodConfig:
-        return self.cls.Config(**{**self.overrides, **extra})
-
-    def create(self, device: str = "cpu", seed: int = 0, **extra: Any) -> Method:
-        method = self.cls(self.config(**extra), device=device, seed=seed)
-        method.name = self.name  # a variant reports its own name
-        return method
-
-
-_REGISTRY: dict[str, Registered] = {}
-_entry_points_loaded = False
-
-
-def register(name: str, summary: str = "", **overrides: Any) -> Callable[[type[Method]], type[Method]]:
-    """Class decorator: ``@register("patchcore")``. Stack it to add named config variants."""
-
-    def deco(cls: type[Method]) -> type[Method]:
-        register_variant(name, cls, summary=summary or (cls.__doc__ or "").strip().split("\n")[0], **overrides)
-        return cls
-
-    return deco
-
-
-def register_variant(name: str, cls: type[Method], summary: str = "", **overrides: Any) -> None:
-    """Register a named configuration of an existing method class."""
-    field_names = {f.name for f in dataclasses.fields(cls.Config)}
-    unknown = set(overrides) - field_names
-    if unknown:
-        raise TypeError(f"{name}: {sorted(unknown)} are not fields of {cls.Config.__name__}")
-    _REGISTRY[name] = Registered(name, cls, dict(overrides), summary)
-
-
-@contextmanager
-def registered_temporarily(name: str, cls: type[Method], summary: str = "", **overrides: Any) -> Iterator[str]:
-    """Register ``name`` inside a ``with`` block only (tests, notebooks); then restore the registry."""
-    before = _REGISTRY.get(name)
-    register_variant(name, cls, summary=summary, **overrides)
-    try:
-        yield name
-    finally:
-        if before is None:
-            _REGISTRY.pop(name, None)
-        else:
-            _REGISTRY[name] = before
-
-
-def _load_entry_points() -> None:
-    global _entry_points_loaded
-    if _entry_points_loaded:
-        return
-    _entry_points_loaded = True
-    for ep in entry_points(group="bench.methods"):
-        ep.load()  # importing the module runs its @register decorators
-
-
-def registered() -> dict[str, Registered]:
-    from . import builtin  # noqa: F401 - importing registers the built-in methods
-
-    _load_entry_points()
-    return dict(sorted(_REGISTRY.items()))
-
-
-def get(name: str) -> Registered:
-    table = registered()
-    if name not in table:
-        raise UnknownName("method", name, list(table))
-    return table[name]
+        return {"fit": cls.__qualname__, **config.fit_fields()}

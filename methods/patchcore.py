@@ -20,15 +20,19 @@ from scipy.ndimage import gaussian_filter
 from torch import nn
 
 from .backbones import PATCHCORE_STRIDES, load_backbone, normalization, stages_for
-from .base import Method, MethodConfig, Scores, bounded, register
+from .base import Method, MethodConfig, Scores, bounded
 from .coreset import greedy_coreset
 from .errors import BenchError, warn
 from .knn import NearestNeighbours
-from .preprocess import Geometry, batches
+from .geometry import Geometry
+from .preprocess import batches
 
 
 @dataclass(frozen=True)
 class PatchCoreConfig(MethodConfig):
+    # Every field keeps the default stage (fit), the scoring-only ones too (num_neighbours,
+    # reweight*, smoothing_sigma, batch_size): the fit-cache keys predate the stage marks, and
+    # marking them now would change every key and orphan every cached fit.
     resize: int = bounded(256, ge=1)
     image_size: int = bounded(224, ge=1)  # centre crop = evaluation resolution
     # False: shorter side -> resize (official; on very non-square images the crop drops the
@@ -44,6 +48,9 @@ class PatchCoreConfig(MethodConfig):
     reweight_support: int = bounded(9, ge=1)
     smoothing_sigma: float = bounded(4.0, ge=0)
     batch_size: int = bounded(16, ge=1)
+
+    def geometry(self) -> Geometry:
+        return Geometry(resize=self.resize, crop=self.image_size, square=self.square_resize)
 
 
 def check_bank_size(n_images: int, n_patches: int, cfg: PatchCoreConfig) -> None:
@@ -98,14 +105,12 @@ class PatchEmbedder(nn.Module):
         return self.cfg.image_size // PATCHCORE_STRIDES[0]
 
 
-@register("patchcore", summary="PatchCore: coreset memory bank of pretrained patch features + kNN")
 class PatchCore(Method):
     Config = PatchCoreConfig
 
     def __init__(self, config: PatchCoreConfig | None = None, device: str = "cpu", seed: int = 0) -> None:
         super().__init__(config, device, seed)
         cfg = self.config
-        self.geometry = Geometry(resize=cfg.resize, crop=cfg.image_size, square=cfg.square_resize)
         self.norm = normalization(cfg.backbone)  # as the backbone's weights were trained
         self.embedder = PatchEmbedder(cfg).to(device).eval()
         self.bank: np.ndarray | None = None
@@ -198,9 +203,6 @@ class PatchCore(Method):
     def load_fitted_state(self, state: dict[str, Any]) -> None:
         self.bank_index = state.get("bank_index")
         self._set_bank(state["bank"])
-
-    def mask_transform(self, mask: np.ndarray) -> np.ndarray:
-        return self.geometry.mask(mask)
 
     def diagnostics(self) -> dict[str, Any]:
         out = dict(self.timings)

@@ -37,12 +37,13 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from .augmix import MVTEC_OPS, augmix
-from .base import bounded, Method, MethodConfig, Scores, register, register_variant
+from .base import ADAPT, Method, MethodConfig, Scores, bounded
 from .distill import Student, Teacher, anomaly_maps, distill_loss, flat_cosine_distance, sorted_values
 from .errors import BenchError
 from .persist import atomic_write, stable_hash
 from .backbones import normalization
-from .preprocess import Geometry, batches, to_tensor
+from .geometry import Geometry
+from .preprocess import batches, to_tensor
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class RD4ADConfig(MethodConfig):
     lr: float = bounded(0.005, gt=0)
     beta1: float = bounded(0.5, ge=0, lt=1)
     beta2: float = bounded(0.999, ge=0, lt=1)
-    smoothing_sigma: float = bounded(4.0, ge=0)
+    smoothing_sigma: float = bounded(4.0, ge=0, stage=ADAPT)  # scoring only
     # GNL: distribution-invariant normality learning
     augmix_views: bool = False  # train with an AugMix view and a grayscale view per image
     augmix_width: int = bounded(3, ge=1)
@@ -73,18 +74,16 @@ class RD4ADConfig(MethodConfig):
     # the code behind the published numbers); the paper's Eq. averages over the N views ("mean")
     consistency_reduction: str = bounded("sum", choices=("sum", "mean"))
     # GNL: test-time EFDM (0 = off)
-    efdm_alpha: float = bounded(0.0, ge=0, le=1)
+    efdm_alpha: float = bounded(0.0, ge=0, le=1, stage=ADAPT)
     efdm_reference: str = "0"  # index into the training set, or a training image id
-    # execution only (the numbers do not depend on them)
-    teacher_cache_mb: int = bounded(2048, ge=0)  # keep clean teacher maps across epochs when they fit
-    checkpoint_every: int = bounded(1, ge=1)  # epochs between resume checkpoints
+    # execution only (the numbers do not depend on them): changing them reuses the trained student
+    teacher_cache_mb: int = bounded(2048, ge=0, stage=ADAPT)  # keep clean teacher maps across epochs when they fit
+    checkpoint_every: int = bounded(1, ge=1, stage=ADAPT)  # epochs between resume checkpoints
+
+    def geometry(self) -> Geometry:
+        return Geometry(resize=self.image_size, crop=None, square=True)
 
 
-# Fields that only act at scoring time or on execution: changing them reuses the trained student.
-_NOT_FIT = ("efdm_alpha", "smoothing_sigma", "teacher_cache_mb", "checkpoint_every")
-
-
-@register("rd4ad", summary="RD4AD: reverse distillation, frozen teacher -> OCBE -> student decoder, 1-cos maps")
 class RD4AD(Method):
     Config = RD4ADConfig
 
@@ -98,7 +97,6 @@ class RD4AD(Method):
             raise BenchError("epochs must be >= 0 and batch_size >= 1")
         if cfg.consistency_reduction not in ("sum", "mean"):
             raise BenchError(f"consistency_reduction={cfg.consistency_reduction!r}: use sum (ADShift's code) or mean")
-        self.geometry = Geometry(resize=cfg.image_size, crop=None, square=True)
         self.norm = normalization(cfg.backbone)  # as the teacher's weights were trained
         # channels-last: about 1.8x faster convolutions on CPU (depthwise ones above all)
         self.teacher = Teacher(cfg.backbone, cfg.weights).to(device, memory_format=CL)
@@ -115,14 +113,8 @@ class RD4AD(Method):
         self._ref_sorted: list[torch.Tensor] | None = None
 
     # -- identity ----------------------------------------------------------------------------
-    def fit_identity(self) -> dict[str, Any]:
-        ident = super().fit_identity()
-        for k in _NOT_FIT:
-            ident.pop(k, None)
-        return ident
-
     def _identity_hash(self) -> str:
-        return stable_hash(self.fit_identity(), 16)
+        return stable_hash(self.fit_identity(self.config), 16)
 
     # -- training -----------------------------------------------------------------------------
     def fit(self, train: Sequence[np.ndarray]) -> None:
@@ -321,9 +313,6 @@ class RD4AD(Method):
         self.reference_id = str(state["reference_id"])
         self._ref_sorted = None
 
-    def mask_transform(self, mask: np.ndarray) -> np.ndarray:
-        return self.geometry.mask(mask)
-
     def diagnostics(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "train_epochs": float(len(self.history)),
@@ -336,9 +325,3 @@ class RD4AD(Method):
             out["efdm_reference_id"] = self.reference_id
         return out
 
-
-register_variant(
-    "gnl", RD4AD,
-    summary="GNL: RD4AD + AugMix/grayscale normality consistency (0.9/0.05/0.05) + test-time EFDM",
-    epochs=20, augmix_views=True, loss_ori=0.9, loss_abs=0.05, loss_lowf=0.05, efdm_alpha=0.5,
-)

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from bench.methods import get, registered
-from bench.methods.adaptation import (TTAD_ASSIGNMENT, TTAD_SCORE_BANK, AdaptConfig, AdaptedPatchCore, augment_batch, dihedral,
+from bench.methods.adaptation import (AdaptConfig, AdaptedPatchCore, augment_batch, dihedral,
                                       dihedral_inverse, fold_views)
+from bench.methods.builtin import TTAD_ASSIGNMENT, TTAD_SCORE_BANK
 from bench.methods.patchcore import PatchCoreConfig
 
 NAMES = ["ttt++", "ttac", "ttad", "none", "kl_div", "moment_matching", "ot_hungarian", "ot_discrete",
@@ -35,9 +36,7 @@ def test_named_methods_are_configs_of_one_class_sharing_one_fit():
         cfg = table[name].config()
         assert table[name].cls is AdaptedPatchCore
         assert (cfg.loss, cfg.augment) == expected[name], name
-        probe = object.__new__(AdaptedPatchCore)
-        probe.config = cfg
-        identities.add(repr(sorted(probe.fit_identity().items())))
+        identities.add(repr(sorted(AdaptedPatchCore.fit_identity(cfg).items())))
     assert len(identities) == 1  # every variant reuses one fit of the category
     assert table["ttad"].config().assignment == TTAD_ASSIGNMENT
     assert table["ttad"].config().score_bank == "adapted" == TTAD_SCORE_BANK
@@ -53,16 +52,10 @@ def test_named_methods_are_configs_of_one_class_sharing_one_fit():
     assert (cfg.adapt_lr, cfg.adapt_momentum, cfg.adapt_batch_size, cfg.adapt_epochs, cfg.bn_mode) == (
         0.003, 0.9, 10, 10, "source")
     # a fit-time knob changes the identity, an adaptation knob does not
-    probe = object.__new__(AdaptedPatchCore)
-    probe.config = dataclasses.replace(cfg, adapt_epochs=1, sinkhorn_reg=0.5)
-    same = probe.fit_identity()
-    probe.config = dataclasses.replace(cfg, n_clusters=8)
-    other = probe.fit_identity()
-    probe.config = cfg
-    assert probe.fit_identity() == same != other
-    pc = object.__new__(get("patchcore").cls)
-    pc.config = PatchCoreConfig()
-    assert pc.fit_identity() != probe.fit_identity()
+    same = AdaptedPatchCore.fit_identity(dataclasses.replace(cfg, adapt_epochs=1, sinkhorn_reg=0.5))
+    other = AdaptedPatchCore.fit_identity(dataclasses.replace(cfg, n_clusters=8))
+    assert AdaptedPatchCore.fit_identity(cfg) == same != other
+    assert get("patchcore").cls.fit_identity(PatchCoreConfig()) != AdaptedPatchCore.fit_identity(cfg)
     with pytest.raises(ValueError):
         AdaptConfig(assignment="greedy")
 

@@ -1,28 +1,25 @@
-"""Every registered method runs through fit / adapt / score on tiny images."""
+"""The Method contract: every registered method passes ``check_method``; broken ones are told why."""
 from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
-from bench.methods import Scores, registered
+from bench.methods import (ADAPT, Geometry, Method, MethodConfig, Scores, bounded, check_method, registered,
+                           registered_temporarily)
+from bench.methods.contract import ContractError
 
-# Small budgets so every method runs in seconds; fields a method lacks are ignored.
-TINY = {"resize": 64, "image_size": 64, "epochs": 1, "batch_size": 4, "coreset_ratio": 0.25}
+# Small budgets so every method runs in seconds; fields a method lacks are left out.
+TINY = {"resize": 64, "image_size": 64, "epochs": 1, "batch_size": 4, "coreset_ratio": 0.25, "adapt_epochs": 1}
 
 
-def _tiny_config(reg):
-    import dataclasses
-
+def tiny_config(reg) -> dict:
     names = {f.name for f in dataclasses.fields(reg.cls.Config)}
-    return {k: v for k, v in TINY.items() if k in names}
-
-
-@pytest.fixture(scope="module")
-def tiny_category(tmp_path_factory, mvtec_factory):
-    from bench.datasets.mvtec import load_category
-
-    root = mvtec_factory(tmp_path_factory.mktemp("contract"), n_train=6, n_good=2, n_bad=2)
-    return load_category(root, "widget")
+    return {**reg.overrides, **{k: v for k, v in TINY.items() if k in names}}
 
 
 # PatchCore alone in the fast subset (pytest -m "not slow"); every method in the full run.
@@ -31,29 +28,141 @@ FAST = {"patchcore"}
 
 @pytest.mark.parametrize("name", [n if n in FAST else pytest.param(n, marks=pytest.mark.slow)
                                   for n in sorted(registered())])
-def test_method_contract(name, tiny_category):
+def test_registered_method_passes_check_method(name, one_thread):
     reg = registered()[name]
-    method = reg.create(seed=0, **_tiny_config(reg))
-    assert method.name == name
-    cat = tiny_category
-    method.fit(cat.train)
-    before = method.score(cat.test.images)
+    passed = check_method(reg.cls, **tiny_config(reg))
+    assert "fitted state through torch.save: same scores" in passed
+    assert "adapt leaves the fitted state alone" in passed
 
-    # a fresh instance loaded from the fitted state scores exactly like the fitted one
-    fresh = reg.create(seed=0, **_tiny_config(reg))
-    fresh.load_fitted_state(method.fitted_state())
-    np.testing.assert_allclose(fresh.score(cat.test.images).image_scores, before.image_scores,
-                               rtol=1e-4, atol=1e-5)
 
-    method.source_images = cat.train  # as the harness does (ttad re-embeds its bank from them)
-    method.adapt(cat.test.images)
-    scores = method.score(cat.test.images)
-    assert isinstance(scores, Scores)
-    n = len(cat.test)
-    assert scores.image_scores.shape == (n,)
-    assert np.isfinite(scores.image_scores).all() and np.isfinite(scores.maps).all()
-    mask = method.mask_transform(cat.test.mask(0))
-    assert scores.maps.shape == (n, *mask.shape)
+# -- a tiny method and ways to break it -------------------------------------------------------------
+@dataclass(frozen=True)
+class MeanConfig(MethodConfig):
+    side: int = bounded(16, ge=4)  # the evaluation grid: images squashed to side x side
+    gain: float = bounded(1.0, gt=0, stage=ADAPT)
+
+    def geometry(self) -> Geometry:
+        return Geometry(resize=self.side, square=True)
+
+
+class MeanDistance(Method):
+    """Distance to the mean training image (gray, on the geometry's grid); adapt re-centres it."""
+
+    Config = MeanConfig
+
+    def _gray(self, images):
+        return np.stack([self.geometry.image(im).astype(np.float32).mean(-1) for im in images])
+
+    def fit(self, train):
+        self.mean = self._gray(train).mean(0)
+
+    def adapt(self, target):
+        self.mean = 0.5 * self.mean + 0.5 * self._gray(target).mean(0)  # a new array: the state stays
+
+    def score(self, images):
+        maps = (self.config.gain * np.abs(self._gray(images) - self.mean)).astype(np.float32)
+        return Scores(maps.reshape(len(maps), -1).max(1).astype(np.float64), maps)
+
+    def fitted_state(self):
+        return {"mean": self.mean}
+
+    def load_fitted_state(self, state):
+        self.mean = state["mean"]
+
+
+def test_a_correct_method_passes():
+    assert len(check_method(MeanDistance)) == 8
+
+
+class AdaptsInPlace(MeanDistance):
+    def adapt(self, target):
+        self.mean += 1.0  # writes into the array it was loaded from: leaks into the next cell
+
+
+class ForgetsState(MeanDistance):
+    def fit(self, train):
+        super().fit(train)
+        self.offset = float(self.mean.mean())
+
+    def score(self, images):
+        s = super().score(images)
+        return Scores(s.image_scores + getattr(self, "offset", 0.0), s.maps)
+
+
+@dataclass(frozen=True)
+class NoGeometryConfig(MethodConfig):
+    side: int = 16
+
+
+class NoGeometry(MeanDistance):
+    Config = NoGeometryConfig
+
+
+class NoState(MeanDistance):
+    fitted_state = Method.fitted_state
+
+
+class WrongShape(MeanDistance):
+    def score(self, images):
+        s = super().score(images)
+        return Scores(s.image_scores, s.maps[:, :-1])
+
+
+class NaNScores(MeanDistance):
+    def score(self, images):
+        s = super().score(images)
+        return Scores(s.image_scores * np.nan, s.maps)
+
+
+@pytest.mark.parametrize("cls, message", [
+    (AdaptsInPlace, r"adapt: changed the fitted state it was loaded from \(at state\['mean'\]\)"),
+    (ForgetsState, "fitted state round trip: .* other image scores"),
+    (NoGeometry, "geometry: NoGeometryConfig must define geometry"),
+    (NoState, "required methods: implement fitted_state"),
+    (WrongShape, r"score \(after fit\): .* expected \(4,\) and \(4, 16, 16\)"),
+    (NaNScores, r"score \(after fit\): 4 NaN/inf image scores"),
+])
+def test_a_broken_method_is_told_what_to_fix(cls, message):
+    with pytest.raises(ContractError, match=f"check_method\\({cls.__qualname__}\\): {message}"):
+        check_method(cls)
+
+
+# -- fit identity and registration --------------------------------------------------------------------
+def test_fit_identity_follows_the_stage_of_each_field():
+    a = MeanDistance.fit_identity(MeanConfig(gain=2.0))
+    assert a == MeanDistance.fit_identity(MeanConfig()) == {"fit": "MeanDistance", "side": 16,
+                                                           "backbone": "tf_efficientnet_lite0", "weights": "imagenet"}
+    assert MeanDistance.fit_identity(MeanConfig(side=32)) != a
+    assert MeanConfig.fields_at(ADAPT) == ("gain",)
+
+
+def test_display_name_and_order_come_from_registration():
+    from bench.tables import method_display, method_rank
+
+    assert method_display("ttad") == "TTAD" and method_display("kl_div") == "kl_div"
+    rank = method_rank()
+    assert sorted(rank, key=rank.get)[:6] == ["patchcore", "ttt++", "ttac", "ttad", "rd4ad", "gnl"]
+    with registered_temporarily("mean_distance", MeanDistance, display="Mean distance", order=0.5):
+        assert method_display("mean_distance") == "Mean distance"
+        assert 0 == method_rank()["patchcore"] < method_rank()["mean_distance"] < method_rank()["ttt++"]
+    assert "mean_distance" not in method_rank()
+
+
+def test_listing_methods_imports_no_method_module_and_no_torch():
+    code = ("import sys; from bench.methods import registered; r = registered(); "
+            "import bench.tables.names; "
+            "print(len(r), sorted(m for m in ('torch', 'bench.methods.patchcore') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == [str(len(registered())), "[]"]
+
+
+def test_a_class_registered_by_path_is_imported_and_checked_when_used():
+    with registered_temporarily("by_path", f"{__name__}:MeanDistance", summary="test", side=8) as name:
+        reg = registered()[name]
+        assert reg.module == __name__ and reg.cls is MeanDistance and reg.config().side == 8
+    with registered_temporarily("bad_field", f"{__name__}:MeanDistance", no_such_field=1):
+        with pytest.raises(TypeError, match="not fields of MeanConfig"):
+            registered()["bad_field"].cls
 
 
 def test_registry_suggests_closest_name():

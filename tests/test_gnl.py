@@ -81,11 +81,11 @@ def test_paper_defaults_and_gnl_variant():
 
 
 def test_test_time_settings_share_the_trained_student():
-    a = get("gnl").create(**TINY)
-    b = get("gnl").create(**TINY, efdm_alpha=0.0, smoothing_sigma=2.0)
-    c = get("gnl").create(**{**TINY, "epochs": 4})
-    assert a.fit_identity() == b.fit_identity() != c.fit_identity()
-    assert get("rd4ad").create(**TINY).fit_identity() != a.fit_identity()
+    a = RD4AD.fit_identity(get("gnl").config(**TINY))
+    b = RD4AD.fit_identity(get("gnl").config(**TINY, efdm_alpha=0.0, smoothing_sigma=2.0))
+    c = RD4AD.fit_identity(get("gnl").config(**{**TINY, "epochs": 4}))
+    assert a == b != c
+    assert RD4AD.fit_identity(get("rd4ad").config(**TINY)) != a
 
 
 # -- fit / score -------------------------------------------------------------------------------

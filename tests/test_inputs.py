@@ -25,8 +25,7 @@ from PIL import Image
 
 from _grids import run_cli
 from bench.errors import BenchError, BenchWarning, ConfigError
-from bench.methods import Method, MethodConfig, Scores
-from bench.methods import base as method_base
+from bench.methods import Method, MethodConfig, Scores, registered, registered_temporarily
 from bench.results import load_rows
 
 H, W = 32, 48  # not square: an EXIF rotation that is ignored shows up as a wrong size or wrong masks
@@ -71,9 +70,8 @@ class ExactProbe(Method):
 
 @pytest.fixture(scope="module", autouse=True)
 def exact_probe():
-    method_base.register_variant("exact", ExactProbe, summary="test probe")
-    yield
-    method_base._REGISTRY.pop("exact", None)
+    with registered_temporarily("exact", ExactProbe, summary="test probe"):
+        yield
 
 
 @pytest.fixture(autouse=True)
@@ -370,7 +368,7 @@ def test_inputs_refused_with_one_line(case, monkeypatch, capsys, tmp_path):
     if change is not None:
         change(root)
     code, errors, warns, _ = grid(monkeypatch, capsys, root, tmp_path / "run", *args, method=method)
-    methods = ", ".join(method_base.registered())
+    methods = ", ".join(registered())
     assert code == 2
     assert errors == [message.format(root=root, methods=methods)]
     assert not (tmp_path / "run").exists()  # nothing ran, nothing written

@@ -19,8 +19,7 @@ from _grids import run_cli
 from bench.datasets import cifar10, mvtec, realiad
 from bench.datasets.registry import DATASETS, get_dataset
 from bench.errors import BenchError
-from bench.methods import Method, MethodConfig, Scores
-from bench.methods import base as method_base
+from bench.methods import Method, MethodConfig, Scores, registered_temporarily
 from bench.results import load_rows
 
 W, H = 48, 40  # non-square on purpose: masks must come back as (H, W)
@@ -348,13 +347,10 @@ class _MeanMethod(Method):
 
 def test_cifar10_grid_reports_image_metrics_and_nan_pixel_metrics(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ADSHIFT_BENCH_CACHE", str(tmp_path / "cache"))
-    method_base.register_variant("mean_probe", _MeanMethod, summary="test probe")
-    try:
+    with registered_temporarily("mean_probe", _MeanMethod, summary="test probe"):
         root = make_cifar(tmp_path / "cifar")
         code, out, err = run_cli(monkeypatch, capsys, "grid", "-m", "mean_probe", "-d", "cifar10", "--root", root,
                                  "-c", "cat", "--corruptions", "clean", "--out", tmp_path / "run", "--no-progress")
-    finally:
-        method_base._REGISTRY.pop("mean_probe", None)
     assert code == 0, err
     rows = load_rows(tmp_path / "run")
     assert list(rows["status"]) == ["ok"], rows.get("error")

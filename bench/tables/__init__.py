@@ -14,7 +14,7 @@ run yet) is marked with a dagger and is not eligible for bold.
     published   paper_table and compare_published: next to the papers' numbers
 """
 from .layouts import main_table, table_frame
-from .names import CORRUPTION_NAMES, DATASET_NAMES, METHOD_NAMES, METHOD_ORDER, METRIC_NAMES, condition_label
+from .names import CORRUPTION_NAMES, DATASET_NAMES, METRIC_NAMES, condition_label, method_display, method_rank
 from .published import compare_published, paper_table
 
 __all__ = [
@@ -25,7 +25,7 @@ __all__ = [
     "condition_label",
     "CORRUPTION_NAMES",
     "DATASET_NAMES",
-    "METHOD_NAMES",
-    "METHOD_ORDER",
+    "method_display",
+    "method_rank",
     "METRIC_NAMES",
 ]

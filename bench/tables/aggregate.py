@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .. import papers
-from .names import DATASET_NAMES, MEAN, METHOD_NAMES, METHOD_ORDER, METRIC_NAMES, _cond_labels, _corruption_rank, _nice
+from .names import DATASET_NAMES, MEAN, METRIC_NAMES, _cond_labels, _corruption_rank, _nice, method_display, method_rank
 
 def _ok_rows(df: pd.DataFrame) -> pd.DataFrame:
     if "status" in df.columns:
@@ -92,8 +92,8 @@ def _per_category(df, metrics, rows, datasets, methods, conditions, categories):
         row_order = list(methods)
     else:
         seen = list(dict.fromkeys(ok[rows]))
-        rank = {m: i for i, m in enumerate(METHOD_ORDER)} if rows == "method" else {}
-        row_order = sorted(seen, key=lambda m: (rank.get(m, len(rank)), seen.index(m)))
+        rank = method_rank() if rows == "method" else {}
+        row_order = sorted(seen, key=lambda m: (rank.get(m, float("inf")), seen.index(m)))
     row_order = [r for r in row_order if r in set(per_cat[rows])]
     ds_order = list(datasets) if datasets is not None else list(dict.fromkeys(ok["dataset"]))
     ds_order = [d for d in ds_order if d in set(per_cat["dataset"])]
@@ -154,7 +154,7 @@ def _build_main(df, metrics, rows, datasets, methods, conditions, categories, me
                 partial[col] = list(np.array([partial[c] for c in shifted_cols[m]]).any(axis=0))
                 col_tuples.append(col)
 
-    index = [(_nice(r, METHOD_NAMES) if display else r) for r in row_order]
+    index = [(method_display(r) if display else r) for r in row_order]
     names = ["dataset", "condition"] + (["metric"] if multi_metric else [])
     disp_cols = [
         ((_nice(c[0], DATASET_NAMES) if display else c[0]), c[1])
@@ -191,7 +191,7 @@ def _build_per_class(df, metric, rows, datasets, methods, conditions, categories
     col_tuples, values, partial = [], {}, {}
     for pair in pairs:
         for r in row_order:
-            col = (labels[pair], _nice(r, METHOD_NAMES) if display else r)
+            col = (labels[pair], method_display(r) if display else r)
             v = [table.get((r, *pair, c), np.nan) for c in cats]
             arr = np.array(v, dtype=float)
             n = int(np.isfinite(arr).sum())

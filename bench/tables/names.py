@@ -1,6 +1,7 @@
 """Display names: corruptions, datasets, methods and their default order, metric headers.
 
-Metric headers come from the metrics registry (``bench.metrics.METRICS``).
+Method names and order come from the method registry (given at registration), metric headers
+from the metrics registry (``bench.metrics.METRICS``).
 """
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Mapping
 
 import pandas as pd
 
+from ..methods import registered
 from ..metrics import METRICS
 
 # Hendrycks-Dietterich order (noise, blur, weather, digital, then the extra four); TTAD's
@@ -41,18 +43,21 @@ DATASET_NAMES: dict[str, str] = {
     "mpdd": "MPDD",
     "cifar10": "CIFAR-10",
 }
-METHOD_NAMES: dict[str, str] = {
-    "patchcore": "PatchCore",
-    "ttt++": "TTT++",
-    "ttac": "TTAC",
-    "ttad": "TTAD",
-    "rd4ad": "RD4AD",
-    "gnl": "GNL",
-}
-# Default row order: the main methods as in the papers, then TTAD Table 4's ablation rows in the
-# paper's order; any other method (a user's) follows in the order its rows appear.
-METHOD_ORDER: tuple[str, ...] = (*METHOD_NAMES, "none", "kl_div", "moment_matching", "ot_hungarian",
-                                 "ot_discrete", "ot_discrete_copy", "ot_discrete_augment")
+
+
+def method_display(name: str) -> str:
+    """The name tables show for a method: given at registration (a plugin sets its own)."""
+    table = registered()
+    reg = table.get(str(name)) or table.get(str(name).lower())
+    return reg.display if reg is not None else str(name)
+
+
+def method_rank() -> dict[str, float]:
+    """Default row order: the ``order`` given at registration (methods without one follow, in the
+    order their rows appear)."""
+    return {n: r.order for n, r in registered().items() if r.order is not None}
+
+
 METRIC_NAMES: dict[str, str] = {name: m.label for name, m in METRICS.items()}
 
 CLEAN = "Clean"

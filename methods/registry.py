@@ -1,0 +1,137 @@
+"""The method registry: names -> (class, config overrides, summary, display name, table order).
+
+A class may be registered by its import path (``"package.module:Class"``) and is imported only
+when a method is created or its config is needed, so ``bench list methods`` and the tables read
+names, summaries, display names and order without importing torch. Plugins register through
+the ``bench.methods`` entry-point group (see docs/adding-a-method.md).
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from .errors import UnknownName
+
+if TYPE_CHECKING:
+    from .base import Method, MethodConfig
+
+
+@dataclass(frozen=True)
+class Registered:
+    name: str
+    target: Any  # the Method subclass, or "module:Class" imported on first use
+    overrides: dict[str, Any]  # config fields that make this named variant
+    summary: str
+    display: str  # the name tables show
+    order: float | None  # tables' default row order (ascending); None: after those, as rows appear
+
+    @property
+    def module(self) -> str:
+        return self.target.partition(":")[0] if isinstance(self.target, str) else self.target.__module__
+
+    @property
+    def cls(self) -> type[Method]:
+        cls = _import(self.target) if isinstance(self.target, str) else self.target
+        _check_overrides(self.name, cls, self.overrides)
+        return cls
+
+    def config(self, **extra: Any) -> MethodConfig:
+        return self.cls.Config(**{**self.overrides, **extra})
+
+    def create(self, device: str = "cpu", seed: int = 0, **extra: Any) -> Method:
+        method = self.cls(self.config(**extra), device=device, seed=seed)
+        method.name = self.name  # a variant reports its own name
+        return method
+
+
+@lru_cache(maxsize=None)
+def _import(target: str) -> type:
+    module, _, qualname = target.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _check_overrides(name: str, cls: type, overrides: dict[str, Any]) -> None:
+    from .base import Method
+
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+        raise TypeError(f"{name}: {cls!r} is not a subclass of bench.methods.Method")
+    unknown = set(overrides) - {f.name for f in dataclasses.fields(cls.Config)}
+    if unknown:
+        raise TypeError(f"{name}: {sorted(unknown)} are not fields of {cls.Config.__name__}")
+
+
+_REGISTRY: dict[str, Registered] = {}
+_entry_points_loaded = False
+
+
+def register(name: str, summary: str = "", *, display: str | None = None, order: float | None = None,
+             **overrides: Any) -> Callable[[type[Method]], type[Method]]:
+    """Class decorator: ``@register("patchcore")``. Stack it to add named config variants."""
+
+    def deco(cls: type[Method]) -> type[Method]:
+        register_variant(name, cls, summary=summary or (cls.__doc__ or "").strip().split("\n")[0],
+                         display=display, order=order, **overrides)
+        return cls
+
+    return deco
+
+
+def register_variant(name: str, cls: type[Method] | str, summary: str = "", *, display: str | None = None,
+                     order: float | None = None, **overrides: Any) -> None:
+    """Register a named configuration of a method class, given as the class or "module:Class".
+
+    ``display``: the name in tables (default: ``name``); ``order``: the tables' default row
+    position (lower first; default: after every ordered method, in the order rows appear).
+    A class given by path is imported, and its overrides checked, when first used.
+    """
+    if not isinstance(cls, str):
+        _check_overrides(name, cls, overrides)
+    elif ":" not in cls:
+        raise TypeError(f"{name}: {cls!r} must name a class as 'package.module:Class'")
+    _REGISTRY[name] = Registered(name, cls, dict(overrides), summary, display or name, order)
+
+
+@contextmanager
+def registered_temporarily(name: str, cls: type[Method] | str, summary: str = "", *, display: str | None = None,
+                           order: float | None = None, **overrides: Any) -> Iterator[str]:
+    """Register ``name`` inside a ``with`` block only (tests, notebooks); then restore the registry."""
+    before = _REGISTRY.get(name)
+    register_variant(name, cls, summary=summary, display=display, order=order, **overrides)
+    try:
+        yield name
+    finally:
+        if before is None:
+            _REGISTRY.pop(name, None)
+        else:
+            _REGISTRY[name] = before
+
+
+def _load_entry_points() -> None:
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    for ep in entry_points(group="bench.methods"):
+        ep.load()  # importing the module runs its registrations
+
+
+def registered() -> dict[str, Registered]:
+    from . import builtin  # noqa: F401 - importing registers the built-in methods (by path)
+
+    _load_entry_points()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get(name: str) -> Registered:
+    table = registered()
+    if name not in table:
+        raise UnknownName("method", name, list(table))
+    return table[name]

@@ -1,0 +1,54 @@
+"""Fit-cache keys of the built-in methods are pinned: runs resume and cached fits stay valid.
+
+``data/fit_keys_main.json`` was computed by ``bench.runner.fit_key`` at commit 425663d (before
+fit identities came from the config classes): method | config overrides | seed -> key, with a
+fixed training-set fingerprint. A change that moves any key invalidates every cached fit and
+every interrupted run's fits, so it must be deliberate (and this file regenerated).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from bench import runner
+from bench.cache import FitCache
+from bench.grid import Cell
+from bench.methods import registered
+
+PINNED = json.loads((Path(__file__).parent / "data" / "fit_keys_main.json").read_text())
+
+
+class _Context:
+    """What ``fit_key`` reads from a RunContext: the category's training ids and the cache's key."""
+
+    fit_cache = SimpleNamespace(key=FitCache.key)
+
+    def category(self, name):
+        ids = ["train/good/000.png", "train/good/001.png"]
+        return SimpleNamespace(root=None, name=name, train=SimpleNamespace(ids=ids))
+
+
+def _key(entry: str) -> str:
+    name, case, seed = entry.split("|")
+    cell = Cell(name, "textures", "carpet", "clean", 0, int(seed), "native",
+                registered()[name].config(**json.loads(case)))
+    return runner.fit_key(cell, _Context())
+
+
+def test_every_builtin_method_is_pinned():
+    builtin = {n for n, r in registered().items() if r.cls.__module__.startswith("bench.methods.")}
+    assert {e.split("|")[0] for e in PINNED} == builtin
+
+
+@pytest.mark.parametrize("entry", sorted(PINNED))
+def test_fit_key_unchanged(entry):
+    assert _key(entry) == PINNED[entry]
+
+
+def test_adapt_time_fields_share_a_fit_and_fit_time_fields_do_not():
+    assert PINNED['ttad|{"adapt_lr": 0.0}|0'] == PINNED["ttad|{}|0"] == PINNED["ttac|{}|0"]
+    assert PINNED['ttad|{"n_clusters": 8}|0'] != PINNED["ttad|{}|0"]
+    assert PINNED['gnl|{"efdm_alpha": 0.0}|0'] == PINNED["gnl|{}|0"] != PINNED['gnl|{"lr": 0.001}|0']

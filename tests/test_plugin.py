@@ -1,0 +1,75 @@
+"""The new-method path end to end: a method in its own package, installed into a fresh
+environment, found through the ``bench.methods`` entry points and run by ``bench grid``.
+
+The package is docs/adding-a-method.md's example (docs/example_plugin), copied to a temporary
+folder; the guide's code blocks must be these files, so the guide is what is proven here.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+from bench.results import load_rows
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "docs" / "example_plugin"
+GUIDE = REPO / "docs" / "adding-a-method.md"
+
+
+def test_the_guide_shows_the_example_package_as_it_is():
+    blocks = re.findall(r"```(?:python|toml)\n# (\S+)\n(.*?)```", GUIDE.read_text(), flags=re.S)
+    shown = {name: body for name, body in blocks}
+    assert set(shown) >= {"bench_mean_distance.py", "pyproject.toml"}
+    for name in ("bench_mean_distance.py", "pyproject.toml"):
+        assert shown[name] == (EXAMPLE / name).read_text(), f"{GUIDE.name} shows another {name} than {EXAMPLE}"
+
+
+def _run(args, env, cwd) -> subprocess.CompletedProcess:
+    out = subprocess.run([str(a) for a in args], env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, f"{' '.join(map(str, args))}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    return out
+
+
+@pytest.mark.slow
+def test_a_method_in_its_own_package_runs_in_bench_grid(tmp_path, tiny_root):
+    package = shutil.copytree(EXAMPLE, tmp_path / "bench-mean-distance")
+    env_dir = tmp_path / "env"
+    # torch, numpy, ... come from the interpreter's own site-packages; no pip of its own (the
+    # parent's pip installs into it with --python), so no network is needed
+    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)
+    python, bench = env_dir / "bin" / "python", env_dir / "bin" / "bench"
+    env = {**os.environ, "ADSHIFT_BENCH_CACHE": str(tmp_path / "cache"), "PYTHONNOUSERSITE": "1"}
+    env.pop("PYTHONPATH", None)
+    pip = [sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps", "--no-build-isolation",
+           "--no-index"]
+    # This checkout, editable, in front of whatever the system site-packages hold (another
+    # checkout may be installed there); it also puts the `bench` command into the environment
+    _run([*pip, "-e", REPO], env, tmp_path)
+    where = _run([python, "-c", "import bench.methods; print(bench.methods.__file__)"], env, tmp_path).stdout
+    assert Path(where.strip()).resolve() == (REPO / "methods" / "__init__.py").resolve()
+    _run([*pip, package], env, tmp_path)
+
+    listed = _run([bench, "list", "methods"], env, tmp_path).stdout
+    assert re.search(r"^mean_distance +Mean distance: ", listed, flags=re.M), listed
+    check = _run([python, "-c", "from bench.methods import check_method; from bench_mean_distance import "
+                  "MeanDistance; print(len(check_method(MeanDistance, target_weight=0.5)))"], env, tmp_path)
+    assert check.stdout.strip() == "8"
+
+    run = tmp_path / "run"
+    _run([bench, "grid", "--methods", "mean_distance", "--root", tiny_root, "--corruptions", "gaussian_noise",
+          "--severities", "3", "--set", "side=32", "--device", "cpu", "--no-progress", "--out", run], env, tmp_path)
+    rows = load_rows(run).sort_values("corruption")
+    assert list(rows["method"]) == ["mean_distance"] * 2 and list(rows["status"]) == ["ok", "ok"]
+    assert list(rows["corruption"]) == ["clean", "gaussian_noise"]
+    assert rows["image_auroc"].between(0, 1).all() and rows["pixel_auroc"].between(0, 1).all()
+    assert (rows["diag_train_spread"] > 0).all()  # the optional Diagnostics capability reached the rows
+    assert list(rows["fit_cached"]) == [False, True]  # one fit for the category
+    table = _run([bench, "table", run, "--format", "markdown"], env, tmp_path).stdout
+    assert "| Mean distance |" in table  # the display name given at registration
