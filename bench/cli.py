@@ -53,7 +53,7 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks ins
 
 
 def _grid_spec(methods, dataset, root, categories, corruptions, severities, seeds, protocol,
-               backbone=None, weights=None, set_=None, device="cpu", test_subset=0):
+               backbone=None, weights=None, set_=None, device="cpu", test_subset=0, **stored):
     from .grid import GridSpec
 
     return GridSpec(
@@ -70,6 +70,7 @@ def _grid_spec(methods, dataset, root, categories, corruptions, severities, seed
         overrides=_overrides(set_),
         device=device,
         test_subset=test_subset,
+        **stored,
     )
 
 
@@ -79,7 +80,7 @@ _ROOT = typer.Option(None, "--root", help="Folder holding the dataset's categori
 _CATEGORIES = typer.Option(None, "--categories", "-c", help="Categories (default: all).")
 _CORRUPTIONS = typer.Option(["paper"], "--corruptions", help="Names or presets (paper, common, all, noise, ...).")
 _SEVERITIES = typer.Option(["5"], "--severities", "-s", help="Severities 1-5, comma-separated.")
-_SEEDS = typer.Option(["0"], "--seeds", help="Seeds, comma-separated.")
+_SEEDS = typer.Option(["0"], "--seeds", help="Seeds: --seeds 0,1,2 or --seeds 0 1 2.")
 _PROTOCOL = typer.Option("native", "--protocol", help="native (corrupt the original file) or resized.")
 
 
@@ -107,6 +108,9 @@ def grid(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default: results/runs/<dataset>-<grid hash>)."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Rerun cells recorded as failed."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="Resamples of each cell's bootstrap interval of image AUROC (0 = none); stored in the rows."),
+    map_samples: int = typer.Option(4, "--map-samples", help="Test images per cell whose anomaly maps are kept for `bench plot maps` (0 = none)."),
+    map_size: int = typer.Option(64, "--map-size", help="Side in pixels (at most) of the kept maps and images."),
 ) -> None:
     """Run every missing cell of a grid; rerunning the same command resumes it."""
     from .executors import make_executor, run_grid
@@ -121,7 +125,8 @@ def grid(
 
         device = resolve_device(device)
     spec = _grid_spec(methods, dataset, root, categories, corruptions, severities, seeds, protocol,
-                      backbone, weights, set_, device, test_subset)
+                      backbone, weights, set_, device, test_subset,
+                      bootstrap=bootstrap, map_samples=map_samples, map_size=map_size)
     run_dir = out or default_run_dir(spec)
     summary = run_grid(spec, run_dir, ex, retry_failed=retry_failed, console=console, show_progress=progress)
     console.print(
@@ -219,6 +224,63 @@ def table(
         console.print(f"wrote {output}")
     else:
         typer.echo(text)
+
+
+plot_app = typer.Typer(no_args_is_help=True, help="Figures from a run's rows: PNG and PDF files in --out.")
+app.add_typer(plot_app, name="plot")
+_RUN = typer.Argument(..., help="Run directory (results/runs/...).")
+_OUT = typer.Option(Path("plots"), "--out", "-o", help="Folder for the PNG and PDF files.")
+_PLOT_METHODS = typer.Option(None, "--methods", help="Select and order methods (default: all in the run).")
+_CATEGORY = typer.Option(None, "--category", help="The category (default: the first).")
+_SEED = typer.Option(None, "--seed", help="The seed (default: the smallest).")
+_CONDITIONS = typer.Option(None, "--conditions", help="e.g. gaussian_noise@5,contrast,clean (default: each corruption at its highest severity).")
+
+
+def _wrote(paths) -> None:
+    for p in paths:
+        console.print(f"wrote {p}", highlight=False, soft_wrap=True, markup=False)
+
+
+@plot_app.command("severity")
+def plot_severity(run: Path = _RUN, out: Path = _OUT,
+                  metric: str = typer.Option("image_auroc", "--metric", help="Metric column."),
+                  methods: Optional[List[str]] = _PLOT_METHODS,
+                  categories: Optional[List[str]] = typer.Option(None, "--categories", "-c", help="Categories to average (default: all).")) -> None:
+    """Metric vs severity 1-5 per method, one panel per corruption (GNL Fig. 4)."""
+    from .plots import severity
+
+    _wrote(severity.plot(run, out, metric, _split(methods), _split(categories)))
+
+
+@plot_app.command("maps")
+def plot_maps(run: Path = _RUN, out: Path = _OUT, methods: Optional[List[str]] = _PLOT_METHODS,
+              category: Optional[str] = _CATEGORY, seed: Optional[int] = _SEED,
+              conditions: Optional[List[str]] = _CONDITIONS,
+              images: Optional[List[str]] = typer.Option(None, "--images", help="Test image ids among the kept ones (default: the first anomalous).")) -> None:
+    """Clean / corrupted input, ground truth and each method's map (TTAD Fig. 4)."""
+    from .plots import maps
+
+    _wrote(maps.plot(run, out, _split(methods), category, seed, _split(conditions), _split(images)))
+
+
+@plot_app.command("histograms")
+def plot_histograms(run: Path = _RUN, out: Path = _OUT, methods: Optional[List[str]] = _PLOT_METHODS,
+                    category: Optional[str] = _CATEGORY, seed: Optional[int] = _SEED,
+                    conditions: Optional[List[str]] = _CONDITIONS,
+                    bins: int = typer.Option(20, "--bins", help="Histogram bins.")) -> None:
+    """Image scores of normal vs anomalous test images per method and condition (GNL Fig. 2)."""
+    from .plots import histograms
+
+    _wrote(histograms.plot(run, out, _split(methods), category, seed, _split(conditions), bins))
+
+
+@plot_app.command("assignments")
+def plot_assignments(run: Path = _RUN, out: Path = _OUT, methods: Optional[List[str]] = _PLOT_METHODS,
+                     categories: Optional[List[str]] = typer.Option(None, "--categories", "-c", help="Categories to sum (default: all).")) -> None:
+    """OT assignments to anomalous patches per reading and augmentation (TTAD Fig. 5)."""
+    from .plots import assignments
+
+    _wrote(assignments.plot(run, out, _split(methods), _split(categories)))
 
 
 @app.command("list")
@@ -325,7 +387,30 @@ def doctor(
         raise typer.Exit(code=1)
 
 
+# options that take several values after one flag (`--seeds 0 1 2`): click options take one
+# value each, so the extra values are given back to the option before click parses the line
+_MULTI = ("--seeds", "--severities", "-s")
+
+
+def _spread_multi(argv: list[str]) -> list[str]:
+    out, i = [], 0
+    while i < len(argv):
+        out.append(argv[i])
+        if argv[i] in _MULTI:
+            flag, i = argv[i], i + 1
+            if i < len(argv):
+                out.append(argv[i])
+                i += 1
+            while i < len(argv) and argv[i].replace(",", "").isdigit():
+                out += [flag, argv[i]]
+                i += 1
+            continue
+        i += 1
+    return out
+
+
 def main() -> None:
+    sys.argv[1:] = _spread_multi(sys.argv[1:])
     try:
         app()
     except BenchError as exc:
