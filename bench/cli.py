@@ -198,6 +198,10 @@ def table(
     compare: Optional[str] = typer.Option(None, "--compare", help="Published table to compare with, e.g. ttad:1."),
     caption: Optional[str] = typer.Option(None, "--caption"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
+    std: bool = typer.Option(True, "--std/--no-std", help="Show ± std over seeds where a value averages several seeds."),
+    interval: bool = typer.Option(False, "--interval", help="Show each value's bootstrap interval over test images [lo, hi] (image AUROC)."),
+    resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples for --interval."),
+    level: float = typer.Option(0.95, "--level", help="Confidence level of --interval."),
 ) -> None:
     """Render a run's rows as a LaTeX (booktabs, best bold) or Markdown table."""
     from .metrics import METRICS
@@ -212,18 +216,49 @@ def table(
     for m in metrics_:
         if m not in df.columns:
             raise BenchError(f"--metric {m}: no such column in {run} (metrics: {', '.join(METRICS)})")
+    if interval:
+        from .stats import check_level, check_resamples, require_per_image, resampled_metrics
+
+        if per_class or compare:
+            raise BenchError("--interval: intervals are shown in the main layout only (drop --per-class / --compare)")
+        if not any(m in resampled_metrics() for m in metrics_):
+            raise BenchError(f"--interval: intervals exist for {', '.join(resampled_metrics())} only")
+        check_level(level)
+        if check_resamples(resamples, "--resamples") == 0:
+            raise BenchError("--resamples 0: --interval needs resamples, e.g. 1000")
+        ok = df[df["status"] == "ok"] if "status" in df.columns else df
+        require_per_image(ok, f"--interval ({run})")
     if compare:
         paper, _, num = compare.partition(":")
         text = compare_published(df, paper=paper, table=int(num or 1), metric=metrics_[0], fmt=fmt)
     else:
         text = main_table(df, metrics_ if len(metrics_) > 1 else metrics_[0], fmt=fmt, per_class=per_class,
-                          methods=_split(methods), caption=caption)
+                          methods=_split(methods), caption=caption, std=std,
+                          interval=resamples if interval else 0, level=level)
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text + "\n")
         console.print(f"wrote {output}")
     else:
         typer.echo(text)
+
+
+@app.command("compare-methods")
+def compare_methods(
+    run: List[Path] = typer.Argument(..., help="RUN A B: run directories or rows.parquet files (several merged), then two methods."),
+    metric: str = typer.Option("image_auroc", "--metric", help="A metric with a resampled form (image_auroc)."),
+    resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples."),
+    level: float = typer.Option(0.95, "--level", help="Confidence level; significant = the interval excludes 0."),
+    categories: Optional[List[str]] = typer.Option(None, "--categories", "-c", help="Only these categories."),
+) -> None:
+    """Paired bootstrap test of A - B on the cells both methods ran: the test images of each cell are
+    resampled jointly for both methods; per cell and overall (mean over the cells)."""
+    from .compare import compare_text
+
+    if len(run) < 3:
+        raise BenchError("compare-methods: give RUN A B, e.g. bench compare-methods results/runs/x patchcore ttad")
+    *runs, a, b = run
+    typer.echo(compare_text(runs, str(a), str(b), metric, resamples, level, _split(categories)))
 
 
 plot_app = typer.Typer(no_args_is_help=True, help="Figures from a run's rows: PNG and PDF files in --out.")

@@ -121,15 +121,19 @@ def _row_key(row) -> int:
 
 
 def mean_interval(rows: pd.DataFrame, metric: str, resamples: int, level: float = LEVEL) -> tuple[float, float]:
-    """Interval of a table value: per resample, the mean over seeds within each category, then
-    the mean over categories (the tables' own averaging), each cell resampled on its own key."""
-    per_cat = []
-    for _, cat_rows in rows.groupby("category", sort=False):
-        reps = [replicates(*_split(r), _row_key(r), resamples, metric)[0] for _, r in cat_rows.iterrows()]
-        per_cat.append(np.mean(reps, axis=0))
-    if not per_cat:
+    """Interval of a table value over ``rows``: per resample, the tables' own averaging (mean over
+    seeds within a category, then over categories, then over conditions), each cell resampled
+    on its own key. NaN when ``metric`` cannot be resampled or a row lacks per-image scores."""
+    if METRICS[metric].resampled is None or rows.empty or not has_per_image(rows):
         return float("nan"), float("nan")
-    return percentile_interval(np.mean(per_cat, axis=0), level)
+    per_cond = []
+    for _, cond_rows in rows.groupby(["corruption", "severity"], sort=False):
+        per_cat = []
+        for _, cat_rows in cond_rows.groupby("category", sort=False):
+            reps = [replicates(*_split(r), _row_key(r), resamples, metric)[0] for _, r in cat_rows.iterrows()]
+            per_cat.append(np.mean(reps, axis=0))
+        per_cond.append(np.mean(per_cat, axis=0))
+    return percentile_interval(np.mean(per_cond, axis=0), level)
 
 
 def _split(row) -> tuple[np.ndarray, list[np.ndarray]]:
