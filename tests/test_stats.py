@@ -89,12 +89,14 @@ def test_identical_methods_are_never_significant():
 
 @pytest.mark.slow
 def test_methods_with_the_same_score_distribution_are_significant_at_the_level_rate():
-    # Two different scorers, equally good: "significant" is a false alarm, which a 5 % test
-    # raises in ~5 % of trials (measured: 1.5-8.5 % in blocks of 200). Allow 3 binomial sds.
+    # Two different scorers, equally good: "significant" is a false alarm. Not significant in
+    # >= 95 % of these seeded trials (13 of 300 alarms, 4.3 %). A test of size 5 % hovers around
+    # 5 % from one block of trials to the next (1.5-8.5 % measured in other blocks of 200), so
+    # a change that moves this count should be looked at, not just re-seeded.
     trials = 300
     alarms = sum(stats.paired_difference(*pair(t, corr=0.5), key=t, resamples=500)[0].significant
                  for t in range(trials))
-    assert alarms / trials <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / trials), alarms
+    assert alarms / trials <= 0.05, alarms
 
 
 def test_a_clearly_separated_pair_is_significant():
@@ -132,6 +134,10 @@ def test_table_interval_of_one_cell_is_the_rows_interval_and_std_is_over_seeds()
     assert "85.00 ± 7.07" in main_table(two, "image_auroc", fmt="markdown")
     assert "±" not in main_table(two, "image_auroc", fmt="markdown", std=False)
     assert r"85.00 $\pm$ 7.07" in main_table(two, "image_auroc", fmt="latex")
+    # a seed that lacks a category's cell is left out of the std (its mean is over other images)
+    partial = pd.concat([two, pd.DataFrame([{**make_row("c2", seed=1, corruption="clean", severity=0),
+                                             "category": "cable", "image_auroc": 0.1}])])
+    assert "±" not in main_table(partial, "image_auroc", fmt="markdown")  # seed 0 has no cable
 
 
 @pytest.fixture

@@ -205,17 +205,30 @@ class Spread:
         data = self.ok[keys + list(metrics)].copy()
         for m in metrics:
             data[m] = pd.to_numeric(data[m], errors="coerce").astype(float)
-        # per seed, the mean over categories: the table's value is their mean over seeds
-        self.per_seed = data.groupby(keys, sort=False)[list(metrics)].mean()
+        # per seed, the mean over categories (the table's value is their mean over seeds) and how
+        # many categories it covers
+        grouped = data.groupby(keys, sort=False)
+        self.per_seed = grouped[list(metrics)].mean().sort_index()
+        self.n_cats = grouped[list(metrics)].count().sort_index()
+        # categories of each (row, dataset, condition) over all seeds: what a complete seed covers
+        self.n_expected = self.ok.groupby([rows, "dataset", "corruption", "severity"])["category"].nunique()
 
     def std(self, r, ds, pairs, metric) -> float:
-        per_seed = self.per_seed[metric]
+        """Std over the seeds that cover every category of every condition of the value (a seed
+        with a missing cell would mean something else); NaN below two such seeds."""
         try:
-            block = per_seed.loc[(r, ds)]
+            means, counts = self.per_seed[metric].loc[(r, ds)], self.n_cats[metric].loc[(r, ds)]
         except KeyError:
             return float("nan")
-        block = block[[(c, s) in pairs for c, s in zip(block.index.get_level_values(0), block.index.get_level_values(1))]]
-        by_seed = block.groupby(level="seed").mean()
+        conds = list(zip(means.index.get_level_values(0), means.index.get_level_values(1)))
+        keep = np.array([c in pairs for c in conds])
+        means, counts = means[keep], counts[keep]
+        full = np.array([self.n_expected.get((r, ds, *c), 0) for c in zip(
+            counts.index.get_level_values(0), counts.index.get_level_values(1))])
+        complete = means[counts.to_numpy() == full]
+        per_seed = complete.groupby(level="seed")
+        n_conds = per_seed.size()
+        by_seed = per_seed.mean()[n_conds == len(pairs)]
         return float(by_seed.std(ddof=1)) if len(by_seed) > 1 else float("nan")
 
     def interval(self, r, ds, pairs, metric, resamples, level) -> tuple[float, float]:
