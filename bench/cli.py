@@ -311,11 +311,29 @@ def plot_histograms(run: Path = _RUN, out: Path = _OUT, methods: Optional[List[s
 
 @plot_app.command("assignments")
 def plot_assignments(run: Path = _RUN, out: Path = _OUT, methods: Optional[List[str]] = _PLOT_METHODS,
-                     categories: Optional[List[str]] = typer.Option(None, "--categories", "-c", help="Categories to sum (default: all).")) -> None:
+                     categories: Optional[List[str]] = typer.Option(None, "--categories", "-c", help="Categories to sum (default: all)."),
+                     conditions: Optional[List[str]] = _CONDITIONS) -> None:
     """OT assignments to anomalous patches per reading and augmentation (TTAD Fig. 5)."""
     from .plots import assignments
 
-    _wrote(assignments.plot(run, out, _split(methods), _split(categories)))
+    _wrote(assignments.plot(run, out, _split(methods), _split(categories), _split(conditions)))
+
+
+@plot_app.command("all")
+def plot_all(run: Path = _RUN, out: Path = _OUT) -> None:
+    """Every figure the run has what it needs for, with the defaults; a line for each it has not."""
+    from .plots import assignments, histograms, maps, severity
+
+    made = 0
+    for name, draw in (("severity", severity.plot), ("maps", maps.plot), ("histograms", histograms.plot),
+                       ("assignments", assignments.plot)):
+        try:
+            _wrote(draw(run, out))
+            made += 1
+        except BenchError as exc:
+            console.print(f"skipped {name}: {exc}", highlight=False, soft_wrap=True, markup=False)
+    if not made:
+        raise BenchError(f"{run}: no figure could be drawn (see the lines above)")
 
 
 @app.command("list")

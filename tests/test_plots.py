@@ -55,6 +55,16 @@ def test_plot_options_select_and_refuse_in_one_line(small_run, tmp_path, monkeyp
         assert code == 2 and says in err and len(err.strip().splitlines()) == 1, err
 
 
+@pytest.mark.slow
+def test_plot_all_draws_every_figure_the_run_can_have(small_run, tmp_path, monkeypatch, capsys):
+    code, _, err = run_cli(monkeypatch, capsys, "plot", "all", small_run, "--out", tmp_path)
+    assert code == 0, err
+    assert len(list(tmp_path.glob("*.png"))) == len(list(tmp_path.glob("*.pdf"))) == 4
+    code, _, err = run_cli(monkeypatch, capsys, "plot", "assignments", small_run, "--out", tmp_path / "one",
+                           "--conditions", "gaussian_noise@1")
+    assert code == 0 and (tmp_path / "one" / "ot_assignments.pdf").is_file(), err
+
+
 def old_run(root: Path) -> Path:
     """Rows as a run wrote them before per-image scores and maps were kept: clean only."""
     store = RunStore(root)
@@ -74,11 +84,17 @@ def test_a_run_without_what_the_plot_needs_is_one_line(kind, says, tmp_path, mon
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
 
 
+def test_plot_all_on_a_run_without_anything_to_draw(tmp_path, monkeypatch, capsys):
+    code, _, err = run_cli(monkeypatch, capsys, "plot", "all", old_run(tmp_path / "run"), "--out", tmp_path / "o")
+    assert code == 2 and err.count("skipped ") == 4 and "no figure could be drawn" in err
+
+
 def test_missing_run_is_one_line(tmp_path, monkeypatch, capsys):
     code, _, err = run_cli(monkeypatch, capsys, "plot", "severity", tmp_path / "nowhere")
     assert code == 2 and "no results at" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_matplotlib_is_imported_only_by_the_plot_commands():
     code = ("import sys, bench.cli, bench.executors, bench.results, bench.stats, bench.tables; "
             "assert 'matplotlib' not in sys.modules, 'imported'")

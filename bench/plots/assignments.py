@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import BenchError
-from .common import cond_label, method_label, method_order, ok_rows, pyplot, save, select
+from .common import cond_label, conditions_of, method_label, method_order, ok_rows, pyplot, save, select
 
 IN_MASK, TOTAL = "diag_ot_colmax_in_mask", "diag_ot_colmax_total"
 
@@ -43,7 +43,7 @@ def counts(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot(run: Path, out: Path, methods: Sequence[str] | None = None,
-         categories: Sequence[str] | None = None) -> list[Path]:
+         categories: Sequence[str] | None = None, conditions: Sequence[str] | None = None) -> list[Path]:
     df = select(ok_rows(run), run, methods, categories)
     if IN_MASK not in df.columns or TOTAL not in df.columns or df[IN_MASK].notna().sum() == 0:
         raise BenchError(f"{run}: no rows with OT assignment counts ({IN_MASK}); they come from TTAD and its "
@@ -53,8 +53,7 @@ def plot(run: Path, out: Path, methods: Sequence[str] | None = None,
     table = counts(df)
     order = method_order(df, methods)
     labels = {m: variant_label(m, df.loc[df["method"] == m, "config"].iloc[0]) for m in order}
-    conds = sorted({(c, int(s)) for c, s in zip(table["corruption"], table["severity"])},
-                   key=lambda p: (p[0] != "clean", p[0], p[1]))
+    conds = conditions_of(df, conditions, run, with_clean=True)
     plt = pyplot()
     width = 0.8 / len(order)
     fig, ax = plt.subplots(figsize=(max(3.0, 1.3 * len(conds) * max(1.0, 0.6 * len(order))) + 2.2, 3.6),

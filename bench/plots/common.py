@@ -90,15 +90,18 @@ def store(run: Path) -> RunStore:
     return RunStore(run)
 
 
-def conditions_of(df: pd.DataFrame, wanted: Sequence[str] | None, run: Path) -> list[tuple[str, int]]:
+def conditions_of(df: pd.DataFrame, wanted: Sequence[str] | None, run: Path,
+                  with_clean: bool = False) -> list[tuple[str, int]]:
     """``gaussian_noise@5``, ``gaussian_noise`` (its highest severity) or ``clean``; default: every
-    corruption at its highest severity (clean alone when the run has no corrupted rows)."""
+    corruption at its highest severity, after clean when ``with_clean`` and the rows have it
+    (clean alone when the run has no corrupted rows)."""
     present = sorted({(c, int(s)) for c, s in zip(df["corruption"], df["severity"]) if c != "clean"})
     if not wanted:
         best: dict[str, int] = {}
         for c, s in present:
             best[c] = max(best.get(c, 0), s)
-        return list(best.items()) or [("clean", 0)]
+        clean = [("clean", 0)] if with_clean and (df["corruption"] == "clean").any() else []
+        return (clean + list(best.items())) or [("clean", 0)]
     out = []
     for item in wanted:
         name, _, sev = item.partition("@")

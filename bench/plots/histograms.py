@@ -22,9 +22,7 @@ def plot(run: Path, out: Path, methods: Sequence[str] | None = None, category: s
                 [seed] if seed is not None else None)
     df, category, seed = one_category_seed(df, category, seed)
     require_per_image(df, f"{run}: score histograms")
-    conds = conditions_of(df, conditions, run)
-    if not conditions and (df["corruption"] == "clean").any() and ("clean", 0) not in conds:
-        conds = [("clean", 0)] + conds
+    conds = conditions_of(df, conditions, run, with_clean=True)
     order = method_order(df, methods)
     plt = pyplot()
     fig, axes = plt.subplots(len(order), len(conds), figsize=(max(4.0, 2.5 * len(conds) + 0.5), 1.9 * len(order) + 0.9),
