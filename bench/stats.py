@@ -130,15 +130,13 @@ def mean_interval(rows: pd.DataFrame, metric: str, resamples: int, level: float 
     for _, cond_rows in rows.groupby(["corruption", "severity"], sort=False):
         per_cat = []
         for _, cat_rows in cond_rows.groupby("category", sort=False):
-            reps = [replicates(*_split(r), _row_key(r), resamples, metric)[0] for _, r in cat_rows.iterrows()]
+            reps = []
+            for _, r in cat_rows.iterrows():
+                labels, scores = _arrays(r)
+                reps.append(replicates(labels, [scores], _row_key(r), resamples, metric)[0])
             per_cat.append(np.mean(reps, axis=0))
         per_cond.append(np.mean(per_cat, axis=0))
     return percentile_interval(np.mean(per_cond, axis=0), level)
-
-
-def _split(row) -> tuple[np.ndarray, list[np.ndarray]]:
-    labels, scores = _arrays(row)
-    return labels, [scores]
 
 
 @dataclass(frozen=True)
