@@ -78,7 +78,8 @@ def plot(run: Path, out: Path, methods: Sequence[str] | None = None,
         bars = ax.bar(xs, ys, width * 0.92, yerr=yerr, capsize=2, color=colors(j % 10), label=labels[method])
         top = max([top, *(np.asarray(ys) + es)])
         for bar, y, e, share in zip(bars, ys, es, shares):
-            ax.annotate(f"{y:.4g}\n({share:.1f}%)", (bar.get_x() + bar.get_width() / 2, y + e), ha="center",
+            count = f"{y:.0f}" if float(y).is_integer() else f"{y:.1f}"  # a mean over seeds
+            ax.annotate(f"{count}\n({share:.1f}%)", (bar.get_x() + bar.get_width() / 2, y + e), ha="center",
                         va="bottom", fontsize=6, xytext=(0, 1), textcoords="offset points")
     ax.set_xticks(range(len(conds)))
     ax.set_xticklabels([cond_label(*c).replace(" (", "\n(") for c in conds])

@@ -9,7 +9,7 @@ import pandas as pd
 from ..errors import BenchError
 from ..results import RunStore, load_rows
 from ..tables.aggregate import _norm_severity, _resolve_labels
-from ..tables.names import METHOD_NAMES, METHOD_ORDER, _nice, condition_label
+from ..tables.names import METHOD_NAMES, METHOD_ORDER, _corruption_rank, _nice, condition_label
 
 DPI = 200  # PNG resolution; the PDF is vector
 
@@ -95,7 +95,9 @@ def conditions_of(df: pd.DataFrame, wanted: Sequence[str] | None, run: Path,
     """``gaussian_noise@5``, ``gaussian_noise`` (its highest severity) or ``clean``; default: every
     corruption at its highest severity, after clean when ``with_clean`` and the rows have it
     (clean alone when the run has no corrupted rows)."""
-    present = sorted({(c, int(s)) for c, s in zip(df["corruption"], df["severity"]) if c != "clean"})
+    # the tables' corruption order (noise, blur, weather, digital), then severity
+    present = sorted({(c, int(s)) for c, s in zip(df["corruption"], df["severity"]) if c != "clean"},
+                     key=lambda p: (_corruption_rank(p[0]), p[1]))
     if not wanted:
         best: dict[str, int] = {}
         for c, s in present:

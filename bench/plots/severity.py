@@ -55,7 +55,7 @@ def plot(run: Path, out: Path, metric: str = "image_auroc", methods: Sequence[st
             color = colors(j % 10)
             ax.plot(x, y, marker="o", ms=3.5, lw=1.5, color=color, label=method_label(method))
             if n_seeds > 1:
-                ax.fill_between(x, y - s, y + s, color=color, alpha=0.18, lw=0)
+                ax.fill_between(x, y - s, y + s, color=color, alpha=0.12, lw=0)
         ax.set_title(condition_label(corruption))
         ax.set_xticks(range(0, 6))
         ax.set_xticklabels(["clean", "1", "2", "3", "4", "5"])
