@@ -245,7 +245,8 @@ def table(
 
 @app.command("compare-methods")
 def compare_methods(
-    run: List[Path] = typer.Argument(..., help="RUN A B: run directories or rows.parquet files (several merged), then two methods."),
+    run: List[Path] = typer.Argument(..., metavar="RUN... A B",
+                                     help="Run directories or rows.parquet files (several merged), then two methods."),
     metric: str = typer.Option("image_auroc", "--metric", help="A metric with a resampled form (image_auroc)."),
     resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples."),
     level: float = typer.Option(0.95, "--level", help="Confidence level; significant = the interval excludes 0."),
