@@ -75,7 +75,8 @@ def plot(run: Path, out: Path, methods: Sequence[str] | None = None, category: s
             for j, method in enumerate(order):
                 _map(row_axes[3 + j], samples(method, *cond), image_id, cmap)
             _map(row_axes[-1], clean, image_id, cmap)
-            row_axes[0].set_ylabel(f"{cond_label(*cond)}\n{image_id}", fontsize=7)
+            short = "/".join(Path(image_id).with_suffix("").parts[-2:])  # defect type / file stem
+            row_axes[0].set_ylabel(f"{cond_label(*cond)}\n{short}", fontsize=7)
             r += 1
     for j, name in enumerate(columns):
         axes[0][j].set_title(name, fontsize=8)
