@@ -54,7 +54,7 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks ins
 
 
 def _grid_spec(methods, dataset, root, categories, corruptions, severities, seeds, protocol,
-               backbone=None, weights=None, set_=None, device="cpu", test_subset=0):
+               backbone=None, weights=None, set_=None, device="cpu", test_subset=0, **stored):
     from .grid import GridSpec
 
     return GridSpec(
@@ -71,6 +71,7 @@ def _grid_spec(methods, dataset, root, categories, corruptions, severities, seed
         overrides=_overrides(set_),
         device=device,
         test_subset=test_subset,
+        **stored,
     )
 
 
@@ -98,7 +99,7 @@ _ROOT = typer.Option(None, "--root", help="Folder holding the dataset's categori
 _CATEGORIES = typer.Option(None, "--categories", "-c", help="Categories (default: all).")
 _CORRUPTIONS = typer.Option(["paper"], "--corruptions", help="Names or presets (paper, common, all, noise, ...).")
 _SEVERITIES = typer.Option(["5"], "--severities", "-s", help="Severities 1-5, comma-separated.")
-_SEEDS = typer.Option(["0"], "--seeds", help="Seeds, comma-separated.")
+_SEEDS = typer.Option(["0"], "--seeds", help="Seeds: --seeds 0,1,2 or --seeds 0 1 2.")
 _PROTOCOL = typer.Option("native", "--protocol", help="native (corrupt the original file) or resized.")
 
 
@@ -126,6 +127,9 @@ def grid(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default: results/runs/<dataset>-<grid hash>)."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Rerun cells recorded as failed."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="Resamples of each cell's bootstrap interval of image AUROC (0 = none); stored in the rows."),
+    map_samples: int = typer.Option(4, "--map-samples", help="Test images per cell whose anomaly maps are kept for `bench plot maps` (0 = none)."),
+    map_size: int = typer.Option(64, "--map-size", help="Side in pixels (at most) of the kept maps and images."),
 ) -> None:
     """Run every missing cell of a grid; rerunning the same command resumes it."""
     from .executors import make_executor, run_grid
@@ -140,7 +144,8 @@ def grid(
 
         device = resolve_device(device)
     spec = _grid_spec(methods, dataset, root, categories, corruptions, severities, seeds, protocol,
-                      backbone, weights, set_, device, test_subset)
+                      backbone, weights, set_, device, test_subset,
+                      bootstrap=bootstrap, map_samples=map_samples, map_size=map_size)
     run_dir = out or default_run_dir(spec)
     summary = _run(run_grid, spec, run_dir, ex, retry_failed=retry_failed, console=console, show_progress=progress)
     console.print(
@@ -212,6 +217,10 @@ def table(
     compare: Optional[str] = typer.Option(None, "--compare", help="Published table to compare with, e.g. ttad:1."),
     caption: Optional[str] = typer.Option(None, "--caption"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
+    std: bool = typer.Option(True, "--std/--no-std", help="Show ± std over seeds where a value averages several seeds."),
+    interval: bool = typer.Option(False, "--interval", help="Show each value's bootstrap interval over test images [lo, hi] (image AUROC)."),
+    resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples for --interval."),
+    level: float = typer.Option(0.95, "--level", help="Confidence level of --interval."),
 ) -> None:
     """Render a run's rows as a LaTeX (booktabs, best bold) or Markdown table."""
     from .metrics import METRICS
@@ -227,12 +236,25 @@ def table(
     for m in metrics_:
         if m not in df.columns:
             raise BenchError(f"--metric {m}: no such column in {run} (metrics: {', '.join(METRICS)})")
+    if interval:
+        from .stats import check_level, check_resamples, require_per_image, resampled_metrics
+
+        if per_class or compare:
+            raise BenchError("--interval: intervals are shown in the main layout only (drop --per-class / --compare)")
+        if not any(m in resampled_metrics() for m in metrics_):
+            raise BenchError(f"--interval: intervals exist for {', '.join(resampled_metrics())} only")
+        check_level(level)
+        if check_resamples(resamples, "--resamples") == 0:
+            raise BenchError("--resamples 0: --interval needs resamples, e.g. 1000")
+        ok = df[df["status"] == "ok"] if "status" in df.columns else df
+        require_per_image(ok, f"--interval ({run})")
     if compare:
         paper, _, num = compare.partition(":")
         text = compare_published(df, paper=paper, table=int(num or 1), metric=metrics_[0], fmt=fmt)
     else:
         text = main_table(df, metrics_ if len(metrics_) > 1 else metrics_[0], fmt=fmt, per_class=per_class,
-                          methods=_split(methods), caption=caption)
+                          methods=_split(methods), caption=caption, std=std,
+                          interval=resamples if interval else 0, level=level)
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text + "\n")
@@ -250,6 +272,100 @@ def _require_ok_rows(df, run: str) -> None:
         first = str(df["error"].dropna().iloc[0]).strip().splitlines()[0][:200] if df["error"].notna().any() else "?"
         raise BenchError(f"{run}: no ok rows, all {len(df)} cells failed (first error: {first}); fix the cause "
                          "and rerun its bench grid with --retry-failed")
+
+
+@app.command("compare-methods")
+def compare_methods(
+    run: List[Path] = typer.Argument(..., metavar="RUN... A B",
+                                     help="Run directories or rows.parquet files (several merged), then two methods."),
+    metric: str = typer.Option("image_auroc", "--metric", help="A metric with a resampled form (image_auroc)."),
+    resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples."),
+    level: float = typer.Option(0.95, "--level", help="Confidence level; significant = the interval excludes 0."),
+    categories: Optional[List[str]] = typer.Option(None, "--categories", "-c", help="Only these categories."),
+) -> None:
+    """Paired bootstrap test of A - B on the cells both methods ran: the test images of each cell are
+    resampled jointly for both methods; per cell and overall (mean over the cells)."""
+    from .compare import compare_text
+
+    if len(run) < 3:
+        raise BenchError("compare-methods: give RUN A B, e.g. bench compare-methods results/runs/x patchcore ttad")
+    *runs, a, b = run
+    typer.echo(compare_text(runs, str(a), str(b), metric, resamples, level, _split(categories)))
+
+
+plot_app = typer.Typer(no_args_is_help=True, help="Figures from a run's rows: PNG and PDF files in --out.")
+app.add_typer(plot_app, name="plot")
+_RUN = typer.Argument(..., help="Run directory (results/runs/...).")
+_OUT = typer.Option(Path("plots"), "--out", "-o", help="Folder for the PNG and PDF files.")
+_PLOT_METHODS = typer.Option(None, "--methods", help="Select and order methods (default: all in the run).")
+_CATEGORY = typer.Option(None, "--category", help="The category (default: the first).")
+_SEED = typer.Option(None, "--seed", help="The seed (default: the smallest).")
+_CONDITIONS = typer.Option(None, "--conditions", help="e.g. gaussian_noise@5,contrast,clean (default: each corruption at its highest severity).")
+
+
+def _wrote(paths) -> None:
+    for p in paths:
+        console.print(f"wrote {p}", highlight=False, soft_wrap=True, markup=False)
+
+
+@plot_app.command("severity")
+def plot_severity(run: Path = _RUN, out: Path = _OUT,
+                  metric: str = typer.Option("image_auroc", "--metric", help="Metric column."),
+                  methods: Optional[List[str]] = _PLOT_METHODS,
+                  categories: Optional[List[str]] = typer.Option(None, "--categories", "-c", help="Categories to average (default: all).")) -> None:
+    """Metric vs severity 1-5 per method, one panel per corruption (GNL Fig. 4)."""
+    from .plots import severity
+
+    _wrote(severity.plot(run, out, metric, _split(methods), _split(categories)))
+
+
+@plot_app.command("maps")
+def plot_maps(run: Path = _RUN, out: Path = _OUT, methods: Optional[List[str]] = _PLOT_METHODS,
+              category: Optional[str] = _CATEGORY, seed: Optional[int] = _SEED,
+              conditions: Optional[List[str]] = _CONDITIONS,
+              images: Optional[List[str]] = typer.Option(None, "--images", help="Test image ids among the kept ones (default: the first anomalous).")) -> None:
+    """Clean / corrupted input, ground truth and each method's map (TTAD Fig. 4)."""
+    from .plots import maps
+
+    _wrote(maps.plot(run, out, _split(methods), category, seed, _split(conditions), _split(images)))
+
+
+@plot_app.command("histograms")
+def plot_histograms(run: Path = _RUN, out: Path = _OUT, methods: Optional[List[str]] = _PLOT_METHODS,
+                    category: Optional[str] = _CATEGORY, seed: Optional[int] = _SEED,
+                    conditions: Optional[List[str]] = _CONDITIONS,
+                    bins: int = typer.Option(20, "--bins", help="Histogram bins.")) -> None:
+    """Image scores of normal vs anomalous test images per method and condition (GNL Fig. 2)."""
+    from .plots import histograms
+
+    _wrote(histograms.plot(run, out, _split(methods), category, seed, _split(conditions), bins))
+
+
+@plot_app.command("assignments")
+def plot_assignments(run: Path = _RUN, out: Path = _OUT, methods: Optional[List[str]] = _PLOT_METHODS,
+                     categories: Optional[List[str]] = typer.Option(None, "--categories", "-c", help="Categories to sum (default: all)."),
+                     conditions: Optional[List[str]] = _CONDITIONS) -> None:
+    """OT assignments to anomalous patches per reading and augmentation (TTAD Fig. 5)."""
+    from .plots import assignments
+
+    _wrote(assignments.plot(run, out, _split(methods), _split(categories), _split(conditions)))
+
+
+@plot_app.command("all")
+def plot_all(run: Path = _RUN, out: Path = _OUT) -> None:
+    """Every figure the run has what it needs for, with the defaults; a line for each it has not."""
+    from .plots import assignments, histograms, maps, severity
+
+    made = 0
+    for name, draw in (("severity", severity.plot), ("maps", maps.plot), ("histograms", histograms.plot),
+                       ("assignments", assignments.plot)):
+        try:
+            _wrote(draw(run, out))
+            made += 1
+        except BenchError as exc:
+            console.print(f"skipped {name}: {exc}", highlight=False, soft_wrap=True, markup=False)
+    if not made:
+        raise BenchError(f"{run}: no figure could be drawn (see the lines above)")
 
 
 @app.command("list")
@@ -357,6 +473,28 @@ def doctor(
         raise typer.Exit(code=1)
 
 
+# options that take several values after one flag (`--seeds 0 1 2`): click options take one
+# value each, so the extra values are given back to the option before click parses the line
+_MULTI = ("--seeds", "--severities", "-s")
+
+
+def _spread_multi(argv: list[str]) -> list[str]:
+    out, i = [], 0
+    while i < len(argv):
+        out.append(argv[i])
+        if argv[i] in _MULTI:
+            flag, i = argv[i], i + 1
+            if i < len(argv):
+                out.append(argv[i])
+                i += 1
+            while i < len(argv) and argv[i].replace(",", "").isdigit():
+                out += [flag, argv[i]]
+                i += 1
+            continue
+        i += 1
+    return out
+
+
 def _click_exceptions():
     """The click that typer runs on: its own vendored copy in recent typer, else click."""
     vendored = getattr(typer, "_click", None)
@@ -368,6 +506,7 @@ def _click_exceptions():
 
 
 def main() -> None:
+    sys.argv[1:] = _spread_multi(sys.argv[1:])
     exc_ = _click_exceptions()
     try:
         # Not standalone: usage errors reach us too, to be said in one line like every other error.

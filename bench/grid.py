@@ -73,6 +73,11 @@ class GridSpec:
     device: str = "cpu"
     test_subset: int = 0  # 0: every test image; N: a seeded subset of N, stratified by defect type
     preset: str = ""  # set by `bench reproduce`: recorded in every row, not part of the cells' ids
+    # What the rows keep for statistics and plots (bench.stats, bench.samples). Not part of the
+    # cells' ids nor of the run directory: they change no metric, only what is stored beside it.
+    bootstrap: int = 1000  # resamples of each cell's image-AUROC interval (0: none)
+    map_samples: int = 4  # test images per cell whose anomaly maps are kept
+    map_size: int = 64  # their side in pixels at most
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -145,6 +150,12 @@ class GridSpec:
     def cells(self) -> list[Cell]:
         if self.test_subset < 0:
             raise BenchError(f"--test-subset {self.test_subset}: use 0 (every test image) or a positive count")
+        if self.bootstrap < 0:
+            raise BenchError(f"--bootstrap {self.bootstrap}: use 0 (no intervals) or a number of resamples, e.g. 1000")
+        if self.map_samples < 0:
+            raise BenchError(f"--map-samples {self.map_samples}: use 0 (no maps kept) or a small count, e.g. 4")
+        if self.map_size < 8:
+            raise BenchError(f"--map-size {self.map_size}: use at least 8 pixels, e.g. 64")
         if self.protocol not in PROTOCOLS:
             raise BenchError(f"unknown protocol '{self.protocol}': use one of {', '.join(PROTOCOLS)}")
         spec = get_dataset(self.dataset)
@@ -204,8 +215,11 @@ def _coerce(raw: Any, typ: Any, key: str) -> Any:
     return raw
 
 
+_STORED_ONLY = ("bootstrap", "map_samples", "map_size")
+
+
 def default_run_dir(spec: GridSpec, base: Path = Path("results/runs")) -> Path:
     """Same grid -> same directory, so rerunning a command resumes it."""
     identity = {k: v for k, v in spec.to_dict().items()
-                if k != "device" and not (k in ("test_subset", "preset") and not v)}
+                if k not in ("device", *_STORED_ONLY) and not (k in ("test_subset", "preset") and not v)}
     return base / f"{spec.dataset}-{_hash(identity, 8)}"

@@ -5,6 +5,7 @@ Layout of a run directory::
     run_dir/grid.json                 the latest grid spec it served (manifest)
     run_dir/grids.jsonl               every distinct grid spec it has served, oldest first
     run_dir/parts/<cell_id>.parquet   one row per finished cell (ok or failed)
+    run_dir/parts/<cell_id>.maps.npz  its anomaly-map samples, when it has any (bench.samples)
     run_dir/quarantine/               parts found unreadable on resume, moved aside
     run_dir/run.lock                  held by the grid that runs (``bench.run_lock``)
 
@@ -34,6 +35,8 @@ import pyarrow.parquet as pq
 from .methods.errors import BenchError, warn
 from .methods.persist import TMP_SUFFIX, atomic_write, pid_alive, tmp_pid
 from .metrics import METRICS as _REGISTRY
+from .samples import SAMPLES_KEY, SIDE_SUFFIX, MapSamples, unpack
+from .stats import INTERVAL_COLUMNS
 
 __all__ = [
     "SCHEMA",
@@ -70,7 +73,12 @@ SCHEMA: dict[str, pa.DataType] = {
     "score_seconds": _FLOAT, "metric_seconds": _FLOAT, "total_seconds": _FLOAT,
     "peak_memory_mb": _FLOAT, "device": _STR, "versions": _STR, "status": _STR,
     "error": _STR, "finished_at": _STR, "n_test": _INT,
+    **{c: _FLOAT for c in INTERVAL_COLUMNS}, "bootstrap_resamples": _INT,
+    # per-image columns (bench.samples); parts written before them simply lack them
+    "image_ids": pa.list_(_STR), "image_labels": pa.list_(pa.int8()), "image_scores": pa.list_(_FLOAT),
+    "map_sample_ids": pa.list_(_STR),
 }
+_LISTS = {name for name, typ in SCHEMA.items() if pa.types.is_list(typ)}
 
 # What a part needs to count as a done cell and to be tabulated. Not every SCHEMA column:
 # a column added later must not make the parts of older runs look bad.
@@ -129,6 +137,11 @@ def row_to_table(row: Mapping[str, Any]) -> pa.Table:
     names += sorted(k for k in row if k not in SCHEMA)
     arrays, fields = [], []
     for name in names:
+        if name in _LISTS:  # a list column stays a list (not JSON text); None for a failed cell
+            value = row.get(name)
+            arrays.append(pa.array([None if value is None else list(value)], type=SCHEMA[name]))
+            fields.append(pa.field(name, SCHEMA[name]))
+            continue
         value = _plain(row.get(name))
         typ = SCHEMA.get(name) or _infer_type(name, value)
         if isinstance(value, float) and math.isnan(value) and typ != _FLOAT:
@@ -276,13 +289,30 @@ class RunStore:
 
     # writing -------------------------------------------------------------------------
 
+    def samples_path(self, cell_id: str) -> Path:
+        self.part_path(cell_id)  # checks the id
+        return self.parts_dir / f"{cell_id}{SIDE_SUFFIX}"
+
     def write(self, row: Mapping[str, Any]) -> Path:
-        """Store one finished cell; writing the same cell_id again replaces it."""
+        """Store one finished cell; writing the same cell_id again replaces it.
+
+        The map samples (``SAMPLES_KEY``, bytes) go to the side file first: a part on disk always
+        has the side file it names, and a kill in between leaves a side file the rerun replaces.
+        """
+        row = dict(row)
+        blob = row.pop(SAMPLES_KEY, None)
         table = row_to_table(row)
         final = self.part_path(row["cell_id"])
         self.parts_dir.mkdir(parents=True, exist_ok=True)
+        if blob is not None:
+            atomic_write(self.samples_path(row["cell_id"]), lambda fh: fh.write(blob))
         atomic_write(final, lambda fh: pq.write_table(table, fh))
         return final
+
+    def read_samples(self, cell_id: str) -> MapSamples | None:
+        """The cell's anomaly-map samples, or None when it has none (older runs, --map-samples 0)."""
+        path = self.samples_path(cell_id)
+        return unpack(path.read_bytes()) if path.is_file() else None
 
     def write_manifest(self, manifest: Mapping[str, Any]) -> Path:
         text = json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n"

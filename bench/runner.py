@@ -23,7 +23,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from . import metrics
+from . import metrics, samples, stats
 from .cache import FitCache, data_fingerprint
 from .datasets.base import Category
 from .datasets.corruptions import CLEAN, CacheStats, backend_version, corrupted_images
@@ -348,7 +348,12 @@ def _evaluate(cell: Cell, ctx: RunContext, device: str, stage: Callable[[str], N
         if scores.maps.shape != masks.shape:
             raise BenchError(f"{cell.method} returned maps of shape {scores.maps.shape[1:]} but its "
                              f"evaluation geometry gives masks of {masks.shape[1:]}; they must match")
-    values = metrics.compute_all(cat.test.labels, scores.image_scores, masks, scores.maps)
+    labels = cat.test.labels
+    values = metrics.compute_all(labels, scores.image_scores, masks, scores.maps)
+    key = stats.cell_key(cell.dataset, cell.category, cell.corruption, cell.severity, cell.seed)
+    values.update(stats.cell_intervals(labels, scores.image_scores, key, ctx.spec.bootstrap))
+    values.update(samples.per_image_columns(cat.test.images.ids, labels, scores.image_scores))
+    values.update(_map_samples(ctx.spec, method, target, cat.test.images.ids, labels, scores.maps, masks))
     t3 = time.perf_counter()
     values.update({
         "fit_seconds": fit_seconds, "fit_cached": cached, "adapt_seconds": t1 - t0,
@@ -361,6 +366,21 @@ def _evaluate(cell: Cell, ctx: RunContext, device: str, stage: Callable[[str], N
     if masks is not None:
         values.update(patch_report_diagnostics(reports, masks))
     return values
+
+
+def _map_samples(spec: GridSpec, method: Method, target, ids, labels, maps, masks) -> dict[str, Any]:
+    """A few test images' maps, ground truth and inputs for the plots (``bench.samples``)."""
+    chosen = samples.pick(ids, labels, spec.map_samples)
+    if not len(chosen):
+        return {}
+    try:  # the method's input grid; a method with its own mask_transform may declare none
+        geometry = method.geometry
+    except NotImplementedError:
+        geometry = None
+    images = [geometry.image(target[int(i)]) if geometry is not None else target[int(i)] for i in chosen]
+    chosen_ids = [ids[int(i)] for i in chosen]
+    packed = samples.pack(chosen_ids, maps[chosen], None if masks is None else masks[chosen], images, spec.map_size)
+    return {"map_sample_ids": chosen_ids, samples.SAMPLES_KEY: packed}
 
 
 def patch_report_diagnostics(reports: dict[str, np.ndarray], masks: np.ndarray) -> dict[str, float]:

@@ -384,7 +384,7 @@ def test_a_torn_part_is_recomputed_and_bench_table_renders_meanwhile(monkeypatch
     out = tmp_path / "run"
     assert probe_grid(monkeypatch, capsys, root, out)[0] == 0
     before = load_rows(out).set_index("cell_id")
-    part = sorted((out / "parts").glob("*contrast*"))[0]
+    part = sorted((out / "parts").glob("*contrast*.parquet"))[0]
     part.write_bytes(part.read_bytes()[:100])
     code, err, table = bench(monkeypatch, capsys, "table", out)  # renders without the torn cell
     assert code == 0 and "data / Clean" in table and "Contrast" not in table

@@ -103,29 +103,41 @@ def _per_category(df, metrics, rows, datasets, methods, conditions, categories):
         )
         for ds, g in per_cat.groupby("dataset", sort=False)
     }
-    return per_cat, n_expected, row_order, ds_order, cond_order
+    return per_cat, n_expected, row_order, ds_order, cond_order, ok
 
 
 class _Grid:
-    """Raw values, a partial-coverage mask, and where horizontal rules go (before row i)."""
+    """Raw values, a partial-coverage mask, and where horizontal rules go (before row i).
 
-    def __init__(self, values: pd.DataFrame, partial: pd.DataFrame, corner: str, rules=()):
+    ``std``: the std over seeds shown as "± s" (NaN: not shown); ``low`` / ``high``: an interval
+    shown as "[lo, hi]" (NaN: not shown); both unscaled, like ``values``."""
+
+    def __init__(self, values: pd.DataFrame, partial: pd.DataFrame, corner: str, rules=(),
+                 std: pd.DataFrame | None = None, low: pd.DataFrame | None = None,
+                 high: pd.DataFrame | None = None):
         self.values = values
         self.partial = partial
         self.corner = corner
         self.rules = list(rules)
+        self.std, self.low, self.high = std, low, high
 
 
-def _build_main(df, metrics, rows, datasets, methods, conditions, categories, mean, display) -> _Grid:
-    per_cat, n_expected, row_order, ds_order, cond_order = _per_category(
+def _build_main(df, metrics, rows, datasets, methods, conditions, categories, mean, display,
+                std: bool = False, interval: int = 0, level: float = 0.95) -> _Grid:
+    """``std``: add the std over seeds where the rows hold several seeds; ``interval``: add the
+    bootstrap interval of each value at ``level`` from ``interval`` resamples (bench.stats)."""
+    per_cat, n_expected, row_order, ds_order, cond_order, ok = _per_category(
         df, metrics, rows, datasets, methods, conditions, categories
     )
+    spread = Spread(ok, rows, metrics) if (std or interval) else None
     gkeys = [rows, "dataset", "corruption", "severity"]
     grouped = per_cat.groupby(gkeys, sort=False)[list(metrics)]
     means, counts = grouped.mean(), grouped.count()
 
     multi_metric = len(metrics) > 1
     col_tuples, values, partial = [], {}, {}
+    stds, lows, highs = {}, {}, {}
+    col_pairs: dict = {}  # column -> the (dataset, conditions, metric) it averages
     for ds in ds_order:
         pairs = cond_order.get(ds, [])
         labels = _cond_labels(pairs)
@@ -143,6 +155,7 @@ def _build_main(df, metrics, rows, datasets, methods, conditions, categories, me
                     p.append(bool(0 < cnt < n_exp))
                 col_tuples.append(col)
                 values[col], partial[col] = v, p
+                col_pairs[col] = (ds, [pair], m)
                 if pair[0] != "clean":
                     shifted_cols[m].append(col)
         if mean and len(shifted_cols[metrics[0]]) >= 2:
@@ -153,6 +166,13 @@ def _build_main(df, metrics, rows, datasets, methods, conditions, categories, me
                 values[col] = list(block.mean(axis=0)) if block.size else []
                 partial[col] = list(np.array([partial[c] for c in shifted_cols[m]]).any(axis=0))
                 col_tuples.append(col)
+                col_pairs[col] = (ds, [p for p in pairs if p[0] != "clean"], m)
+    if spread is not None:
+        for col, (ds, cond_pairs, m) in col_pairs.items():
+            stds[col] = [spread.std(r, ds, cond_pairs, m) if std else np.nan for r in row_order]
+            bounds = [spread.interval(r, ds, cond_pairs, m, interval, level) if interval else (np.nan, np.nan)
+                      for r in row_order]
+            lows[col], highs[col] = [b[0] for b in bounds], [b[1] for b in bounds]
 
     index = [(method_display(r) if display else r) for r in row_order]
     names = ["dataset", "condition"] + (["metric"] if multi_metric else [])
@@ -167,11 +187,61 @@ def _build_main(df, metrics, rows, datasets, methods, conditions, categories, me
     vals.columns = part.columns = columns
     vals.index.name = part.index.name = rows
     corner = "Method" if rows == "method" else rows.replace("_", " ").capitalize()
-    return _Grid(vals, part, corner)
+    extra = {}
+    if spread is not None:
+        for name, data in (("std", stds), ("low", lows), ("high", highs)):
+            frame = pd.DataFrame({i: data[c] for i, c in enumerate(col_tuples)}, index=index, dtype=float)
+            frame.columns, frame.index.name = columns, rows
+            extra[name] = frame
+    return _Grid(vals, part, corner, **extra)
+
+
+class Spread:
+    """Std over seeds and bootstrap intervals of the main table's values, from its ok rows."""
+
+    def __init__(self, ok: pd.DataFrame, rows: str, metrics) -> None:
+        self.ok, self.rows = _norm_severity(ok), rows
+        keys = [rows, "dataset", "corruption", "severity", "seed"]
+        data = self.ok[keys + list(metrics)].copy()
+        for m in metrics:
+            data[m] = pd.to_numeric(data[m], errors="coerce").astype(float)
+        # per seed, the mean over categories (the table's value is their mean over seeds) and how
+        # many categories it covers
+        grouped = data.groupby(keys, sort=False)
+        self.per_seed = grouped[list(metrics)].mean().sort_index()
+        self.n_cats = grouped[list(metrics)].count().sort_index()
+        # categories of each (row, dataset, condition) over all seeds: what a complete seed covers
+        self.n_expected = self.ok.groupby([rows, "dataset", "corruption", "severity"])["category"].nunique()
+
+    def std(self, r, ds, pairs, metric) -> float:
+        """Std over the seeds that cover every category of every condition of the value (a seed
+        with a missing cell would mean something else); NaN below two such seeds."""
+        try:
+            means, counts = self.per_seed[metric].loc[(r, ds)], self.n_cats[metric].loc[(r, ds)]
+        except KeyError:
+            return float("nan")
+        conds = list(zip(means.index.get_level_values(0), means.index.get_level_values(1)))
+        keep = np.array([c in pairs for c in conds])
+        means, counts = means[keep], counts[keep]
+        full = np.array([self.n_expected.get((r, ds, *c), 0) for c in zip(
+            counts.index.get_level_values(0), counts.index.get_level_values(1))])
+        complete = means[counts.to_numpy() == full]
+        per_seed = complete.groupby(level="seed")
+        n_conds = per_seed.size()
+        by_seed = per_seed.mean()[n_conds == len(pairs)]
+        return float(by_seed.std(ddof=1)) if len(by_seed) > 1 else float("nan")
+
+    def interval(self, r, ds, pairs, metric, resamples, level) -> tuple[float, float]:
+        from .. import stats
+
+        ok = self.ok
+        sel = ok[(ok[self.rows] == r) & (ok["dataset"] == ds)
+                 & pd.Series([(c, s) in pairs for c, s in zip(ok["corruption"], ok["severity"])], index=ok.index)]
+        return stats.mean_interval(sel, metric, resamples, level)
 
 
 def _build_per_class(df, metric, rows, datasets, methods, conditions, categories, display) -> _Grid:
-    per_cat, n_expected, row_order, ds_order, cond_order = _per_category(
+    per_cat, n_expected, row_order, ds_order, cond_order, _ = _per_category(
         df, [metric], rows, datasets, methods, conditions, categories
     )
     if len(ds_order) > 1:

@@ -52,6 +52,9 @@ def main_table(
     caption: str | None = None,
     label: str | None = None,
     column_format: str | None = None,
+    std: bool = True,
+    interval: int = 0,
+    level: float = 0.95,
 ) -> str:
     """Render result rows as a LaTeX (booktabs) or Markdown table.
 
@@ -70,6 +73,11 @@ def main_table(
     selects and orders rows (default: first appearance); ``conditions`` selects and orders
     columns: corruption names (all severities) or (corruption, severity) pairs.
     Missing values render as "–" (Markdown) / "--" (LaTeX).
+
+    ``std``: where a value averages several seeds, "± std over seeds" follows it (the std of the
+    per-seed means over categories). ``interval`` (resamples, 0 = none): the bootstrap interval
+    at ``level`` of each value over test images, "[lo, hi]" (``bench.stats.mean_interval``; image
+    AUROC only, from the rows' per-image scores). Main layout only.
     """
     metrics = _as_list(metric)
     scale, direction = _defaults(metrics, scale, best)
@@ -77,6 +85,8 @@ def main_table(
     if per_class:
         if len(metrics) != 1:
             raise ValueError("per-class tables take one metric")
+        if interval:
+            raise ValueError("intervals are shown in the main layout only, not with per_class")
         grid = _build_per_class(df, metrics[0], rows, datasets, methods, conditions, categories, display)
 
         def groups(frame):  # per row, within each condition block
@@ -84,7 +94,8 @@ def main_table(
             blocks = [[j for j, c in enumerate(cond) if c == k] for k in dict.fromkeys(cond)]
             return [([i], b) for i in range(frame.shape[0]) for b in blocks]
     else:
-        grid = _build_main(df, metrics, rows, datasets, methods, conditions, categories, mean, display)
+        grid = _build_main(df, metrics, rows, datasets, methods, conditions, categories, mean, display,
+                           std=std, interval=interval, level=level)
 
         def groups(frame):  # per column
             return [(list(range(frame.shape[0])), [j]) for j in range(frame.shape[1])]

@@ -35,13 +35,28 @@ def _best_mask(shown: pd.DataFrame, partial: pd.DataFrame, groups, direction: st
     return mask
 
 
-def _cells(shown: pd.DataFrame, partial: pd.DataFrame, decimals: int, fmt: str) -> pd.DataFrame:
-    def one(v, p):
+_PM = {"latex": r" $\pm$ ", "markdown": " ± "}
+
+
+def _cells(shown: pd.DataFrame, partial: pd.DataFrame, decimals: int, fmt: str,
+           std: pd.DataFrame | None = None, low: pd.DataFrame | None = None,
+           high: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Formatted cells: value, dagger when partial, "± std" and "[lo, hi]" where given (finite)."""
+    nan = np.full(shown.shape, np.nan)
+    s, lo, hi = ((x.to_numpy(float) if x is not None else nan) for x in (std, low, high))
+
+    def one(v, p, sd, a, b):
         if v is None or not math.isfinite(v):
             return _NA[fmt]
-        return f"{v:.{decimals}f}" + (_DAGGER[fmt] if p else "")
+        text = f"{v:.{decimals}f}" + (_DAGGER[fmt] if p else "")
+        if math.isfinite(sd):
+            text += f"{_PM[fmt]}{sd:.{decimals}f}"
+        if math.isfinite(a) and math.isfinite(b):
+            text += f" [{a:.{decimals}f}, {b:.{decimals}f}]"
+        return text
 
-    data = [[one(v, p) for v, p in zip(vr, pr)] for vr, pr in zip(shown.to_numpy(float), partial.to_numpy(bool))]
+    data = [[one(*t) for t in zip(*rows)]
+            for rows in zip(shown.to_numpy(float), partial.to_numpy(bool), s, lo, hi)]
     return pd.DataFrame(data, index=shown.index, columns=shown.columns, dtype=object)
 
 
@@ -127,7 +142,8 @@ def _render(grid: _Grid, fmt, scale, decimals, direction, groups, caption, label
         raise ValueError(f"fmt must be 'latex' or 'markdown', not {fmt!r}")
     shown = (grid.values * scale).round(decimals)
     bold = _best_mask(shown, grid.partial, groups(shown), direction)
-    cells = _cells(shown, grid.partial, decimals, fmt)
+    extra = [None if x is None else x * scale for x in (grid.std, grid.low, grid.high)]
+    cells = _cells(shown, grid.partial, decimals, fmt, *extra)
     if fmt == "markdown":
         return _to_markdown(cells, bold, grid.corner, caption)
     return _to_latex(cells, bold, grid, caption, label, column_format)

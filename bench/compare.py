@@ -1,0 +1,59 @@
+"""``bench compare-methods RUN A B``: is A's metric different from B's beyond test-image noise?
+
+A paired bootstrap over test images (``bench.stats.paired_test``): in every cell both methods ran
+(same dataset, category, condition, seed and test images), the same resampled images score both
+methods; the difference's percentile interval at the stated level decides significance (it
+excludes 0). "overall" is the mean difference over those cells, every cell weighing the same,
+with each cell's images resampled on every draw.
+"""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+from .errors import BenchError
+from .metrics import METRICS
+from .results import load_runs
+from .stats import check_level, check_resamples, paired_test, require_per_image, resampled_metrics
+from .tables.aggregate import _resolve_labels
+
+
+def compare_text(runs: Sequence[str | os.PathLike], a: str, b: str, metric: str = "image_auroc",
+                 resamples: int = 1000, level: float = 0.95, categories: Sequence[str] | None = None) -> str:
+    if metric not in resampled_metrics():
+        raise BenchError(f"--metric {metric}: the paired test resamples {', '.join(resampled_metrics())} only")
+    check_level(level)
+    if check_resamples(resamples, "--resamples") == 0:
+        raise BenchError("--resamples 0: the test needs resamples, e.g. 1000")
+    try:
+        df = load_runs(runs)
+    except FileNotFoundError as exc:
+        raise BenchError(str(exc)) from None
+    where = ", ".join(map(str, runs))
+    if "status" in df.columns:
+        df = df[df["status"] == "ok"]
+    if categories:
+        df = df[df["category"].isin(categories)]
+    present = list(dict.fromkeys(df["method"]))
+    a, b = _resolve_labels([a, b], present) if a != b else (a, b)
+    for m in (a, b):
+        if m not in present:
+            raise BenchError(f"no ok rows of method {m} in {where} (methods: {', '.join(present) or 'none'})")
+    if a == b:
+        raise BenchError(f"compare-methods: A and B are both {a}; give two methods")
+    rows_a, rows_b = df[df["method"] == a], df[df["method"] == b]
+    require_per_image(rows_a, f"compare-methods ({where}, {a})")
+    require_per_image(rows_b, f"compare-methods ({where}, {b})")
+    results = paired_test(rows_a, rows_b, resamples, level, metric)
+    m = METRICS[metric]
+    pct = f"{round(level * 100, 2):g} %"
+    lines = [f"Paired bootstrap over test images: {m.text} (%) of A = {a} minus B = {b}; "
+             f"{resamples} resamples, {pct} percentile intervals; significant when the interval excludes 0.",
+             "", f"| cell | images | A | B | A - B | {pct} interval | p | significant at {round((1 - level) * 100, 2):g} % |",
+             "|:---|---:|---:|---:|---:|:---:|---:|:---:|"]
+    for r in results:
+        name = f"**overall** (mean of {len(results) - 1} cells)" if r.cell == "overall" else r.cell
+        lines.append(f"| {name} | {r.n_images} | {100 * r.a:.2f} | {100 * r.b:.2f} | {100 * r.diff:+.2f} | "
+                     f"[{100 * r.low:+.2f}, {100 * r.high:+.2f}] | {r.p_value:.3f} | "
+                     f"{'yes' if r.significant else 'no'} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,95 @@
+"""TTAD Fig. 5: how many optimal-transport assignments went to anomalous target patches, per
+reading of TTAD (assignment rule) and target augmentation, per condition.
+
+An assignment is a bank item's strongest target patch in the last adaptation epoch; it is
+anomalous when at least half of the patch lies in a ground-truth defect (``diag_ot_colmax_*``,
+counted by the runner). A bar is the sum over the run's categories (the mean over seeds, +- one
+std, when there are several); its label gives the share of all assignments, as the paper's
+"123 (5.89 %)".
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import BenchError
+from .common import cond_label, conditions_of, method_label, method_order, ok_rows, pyplot, save, select
+
+IN_MASK, TOTAL = "diag_ot_colmax_in_mask", "diag_ot_colmax_total"
+
+
+def variant_label(method: str, config: str) -> str:
+    """The method and the two settings Fig. 5 compares (assignment rule, augmentation)."""
+    try:
+        cfg = json.loads(config)
+    except (TypeError, ValueError):
+        cfg = {}
+    parts = [f"{k} {cfg[k]}" for k in ("assignment", "augment") if k in cfg]
+    return method_label(method) + ("\n" + ", ".join(parts) if parts else "")
+
+
+def counts(df: pd.DataFrame) -> pd.DataFrame:
+    """(method, corruption, severity) -> mean and std over seeds of the per-seed sums over categories."""
+    per_seed = df.groupby(["method", "corruption", "severity", "seed"], sort=False)[[IN_MASK, TOTAL]].sum()
+    g = per_seed.groupby(level=["method", "corruption", "severity"], sort=False)
+    out = g.mean()
+    out["std"] = g[IN_MASK].std(ddof=1).fillna(0.0)
+    out["seeds"] = g[IN_MASK].count()
+    return out.reset_index()
+
+
+def plot(run: Path, out: Path, methods: Sequence[str] | None = None,
+         categories: Sequence[str] | None = None, conditions: Sequence[str] | None = None) -> list[Path]:
+    df = select(ok_rows(run), run, methods, categories)
+    if IN_MASK not in df.columns or TOTAL not in df.columns or df[IN_MASK].notna().sum() == 0:
+        raise BenchError(f"{run}: no rows with OT assignment counts ({IN_MASK}); they come from TTAD and its "
+                         "Table 4 OT variants (ttad, ot_discrete, ot_discrete_copy, ot_discrete_augment) "
+                         "on a dataset with masks")
+    df = df[df[IN_MASK].notna() & df[TOTAL].notna()]
+    table = counts(df)
+    order = method_order(df, methods)
+    labels = {m: variant_label(m, df.loc[df["method"] == m, "config"].iloc[0]) for m in order}
+    conds = conditions_of(df, conditions, run, with_clean=True)
+    plt = pyplot()
+    width = 0.8 / len(order)
+    fig, ax = plt.subplots(figsize=(max(3.0, 1.3 * len(conds) * max(1.0, 0.6 * len(order))) + 2.2, 3.6),
+                           layout="constrained")
+    colors = plt.get_cmap("tab10")
+    n_seeds = int(df["seed"].nunique())
+    top = 0.0
+    for j, method in enumerate(order):
+        xs, ys, es, shares = [], [], [], []
+        for k, cond in enumerate(conds):
+            row = table[(table["method"] == method) & (table["corruption"] == cond[0]) & (table["severity"] == cond[1])]
+            if row.empty:
+                continue
+            xs.append(k - 0.4 + width * (j + 0.5))
+            ys.append(float(row[IN_MASK].iloc[0]))
+            es.append(float(row["std"].iloc[0]))
+            total = float(row[TOTAL].iloc[0])
+            shares.append(100.0 * ys[-1] / total if total > 0 else np.nan)
+        es = np.array(es) if n_seeds > 1 else np.zeros(len(ys))
+        # a count is never negative: the lower whisker stops at 0
+        yerr = np.vstack([np.minimum(es, ys), es]) if n_seeds > 1 else None
+        bars = ax.bar(xs, ys, width * 0.92, yerr=yerr, capsize=2, color=colors(j % 10), label=labels[method])
+        top = max([top, *(np.asarray(ys) + es)])
+        for bar, y, e, share in zip(bars, ys, es, shares):
+            count = f"{y:.0f}" if float(y).is_integer() else f"{y:.1f}"  # a mean over seeds
+            ax.annotate(f"{count}\n({share:.1f}%)", (bar.get_x() + bar.get_width() / 2, y + e), ha="center",
+                        va="bottom", fontsize=6, xytext=(0, 1), textcoords="offset points")
+    ax.set_xticks(range(len(conds)))
+    ax.set_xticklabels([cond_label(*c).replace(" (", "\n(") for c in conds])
+    ax.set_ylim(0, 1.25 * top if top > 0 else 1.0)  # room for the labels above the bars
+    ax.set_ylabel("OT assignments to\nanomalous patches (count)")
+    ax.grid(axis="y", alpha=0.3, lw=0.5)
+    spread = f"; mean ± std over {n_seeds} seeds" if n_seeds > 1 else ""
+    n_cat = int(df["category"].nunique())
+    ax.set_title(f"OT assignments to anomalous patches, last adaptation epoch\n(sum over {n_cat} "
+                 f"categor{'y' if n_cat == 1 else 'ies'}{spread};\nlabel: count (share of all assignments))",
+                 fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=7)
+    return save(fig, out, "ot_assignments")

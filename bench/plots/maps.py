@@ -1,0 +1,125 @@
+"""Qualitative maps (TTAD Fig. 4): per test image and condition, the clean input, the corrupted
+input, the ground truth, each method's anomaly map on the corrupted input, and the first method's
+map on the clean input (the "source prediction" upper bound).
+
+Maps come from the side files ``bench grid`` keeps (``bench.samples``): a few seeded test images
+per cell, the same images for every method and condition. Each method's maps are scaled to
+[0, 1] by the minimum and maximum over its sampled maps of that cell, so a map shows where that
+method puts its highest scores among the sampled images, not its absolute scores.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import BenchError
+from ..samples import MapSamples
+from .common import cond_label, conditions_of, method_label, method_order, ok_rows, one_category_seed, pyplot, save, select, store
+
+
+def plot(run: Path, out: Path, methods: Sequence[str] | None = None, category: str | None = None,
+         seed: int | None = None, conditions: Sequence[str] | None = None,
+         images: Sequence[str] | None = None) -> list[Path]:
+    df = select(ok_rows(run), run, methods, [category] if category else None,
+                [seed] if seed is not None else None)
+    df, category, seed = one_category_seed(df, category, seed)
+    st = store(run)
+    cache: dict[str, MapSamples | None] = {}
+
+    def samples(method: str, corruption: str, severity: int) -> MapSamples | None:
+        row = df[(df["method"] == method) & (df["corruption"] == corruption) & (df["severity"] == severity)]
+        if row.empty:
+            return None
+        cid = row["cell_id"].iloc[-1]
+        if cid not in cache:
+            cache[cid] = st.read_samples(cid) if st.parts_dir.is_dir() else None
+        return cache[cid]
+
+    order = method_order(df, methods)
+    conds = conditions_of(df, conditions, run)
+    found = [s for m in order for c in conds + [("clean", 0)] if (s := samples(m, *c)) is not None]
+    if not found:
+        raise BenchError(f"{run}: no anomaly-map samples for {category} seed {seed} (parts/*.maps.npz): the rows "
+                         "were written before maps were kept, exported to one file, or run with --map-samples 0; "
+                         "rerun those cells with bench grid")
+    ref = found[0]
+    if images:
+        missing = [i for i in images if i not in ref.ids]
+        if missing:
+            raise BenchError(f"--images {', '.join(missing)}: no kept map for it; kept for {category}: "
+                             f"{', '.join(ref.ids)}")
+        ids = list(images)
+    else:  # the first kept anomalous image (one with ground truth pixels), else the first image
+        anomalous = [i for k, i in enumerate(ref.ids) if ref.masks is not None and ref.masks[k].any()]
+        ids = (anomalous or ref.ids)[:1]
+
+    columns = ["clean input", "corrupted input", "ground truth"] + [method_label(m) for m in order]
+    columns.append(f"{method_label(order[0])}, clean input")
+    plt = pyplot()
+    n_rows = len(conds) * len(ids)
+    fig, axes = plt.subplots(n_rows, len(columns), figsize=(1.55 * len(columns), 1.65 * n_rows + 0.9),
+                             squeeze=False, layout="constrained")
+    cmap = plt.get_cmap("jet")
+    r = 0
+    for cond in conds:
+        for image_id in ids:
+            row_axes = axes[r]
+            first = samples(order[0], *cond)
+            clean = samples(order[0], "clean", 0)
+            _image(row_axes[0], clean, image_id)
+            _image(row_axes[1], first, image_id)
+            _truth(row_axes[2], first or clean, image_id)
+            for j, method in enumerate(order):
+                _map(row_axes[3 + j], samples(method, *cond), image_id, cmap)
+            _map(row_axes[-1], clean, image_id, cmap)
+            short = "/".join(Path(image_id).with_suffix("").parts[-2:])  # defect type / file stem
+            row_axes[0].set_ylabel(f"{cond_label(*cond)}\n{short}", fontsize=7)
+            r += 1
+    for j, name in enumerate(columns):
+        axes[0][j].set_title(name, fontsize=8)
+    mappable = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, 1))
+    cbar = fig.colorbar(mappable, ax=axes, orientation="horizontal", fraction=0.05, aspect=60)
+    cbar.set_label("anomaly score, scaled to [0, 1] per method and cell (min-max over its kept maps); "
+                   "white outline: ground truth", fontsize=7)
+    fig.suptitle(f"{category}, seed {seed}", fontsize=9)
+    return save(fig, out, f"maps_{category}_seed{seed}")
+
+
+def _blank(ax, text: str = "") -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for side in ax.spines.values():
+        side.set_visible(False)
+    if text:
+        ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=7, transform=ax.transAxes)
+
+
+def _image(ax, s: MapSamples | None, image_id: str) -> None:
+    if s is None or image_id not in s.ids:
+        return _blank(ax, "no row")
+    ax.imshow(s.images[s.index(image_id)])
+    _blank(ax)
+
+
+def _truth(ax, s: MapSamples | None, image_id: str) -> None:
+    if s is None or image_id not in s.ids or s.masks is None:
+        return _blank(ax, "no mask")
+    ax.imshow(s.masks[s.index(image_id)], cmap="gray", vmin=0, vmax=1)
+    _blank(ax)
+
+
+def _map(ax, s: MapSamples | None, image_id: str, cmap) -> None:
+    if s is None or image_id not in s.ids:
+        return _blank(ax, "no row")
+    k = s.index(image_id)
+    maps = s.maps.astype(np.float32)
+    lo, hi = float(maps.min()), float(maps.max())
+    shown = (maps[k] - lo) / (hi - lo) if hi > lo else np.zeros_like(maps[k])
+    ax.imshow(s.images[k])
+    ax.imshow(shown, cmap=cmap, vmin=0, vmax=1, alpha=0.5)
+    if s.masks is not None and s.masks[k].any():
+        ax.contour(s.masks[k].astype(float), levels=[0.5], colors="white", linewidths=0.7)
+    _blank(ax)

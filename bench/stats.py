@@ -1,0 +1,213 @@
+"""Bootstrap statistics over test images: per-cell intervals, intervals of table means, paired tests.
+
+Every statistic resamples a cell's test images stratified by label (normal and anomalous images
+drawn separately, with replacement, in their own counts), so every resample holds both classes
+and AUROC is always defined. The draw is seeded by the cell's dataset, category, condition and
+seed - never by the method - so two methods' rows of one cell see the same resamples: that is
+what makes ``paired_test`` paired, and why a table's interval over one cell equals its row's.
+
+The metrics that can be resampled are those with a ``resampled`` function in the metrics
+registry (image AUROC); each gets ``<metric>_ci_low`` / ``<metric>_ci_high`` in the rows.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .errors import BenchError
+from .metrics import METRICS, Metric
+from .methods.persist import stable_hash
+
+LEVEL = 0.95
+DEFAULT_RESAMPLES = 1000
+_CHUNK = 250  # resamples per rank pass: bounds memory at CHUNK x images floats
+_CELL = ("dataset", "category", "corruption", "severity", "seed")
+
+
+def resampled_metrics() -> dict[str, Metric]:
+    return {name: m for name, m in METRICS.items() if m.resampled is not None}
+
+
+def interval_columns(metric: str) -> tuple[str, str]:
+    return f"{metric}_ci_low", f"{metric}_ci_high"
+
+
+INTERVAL_COLUMNS: tuple[str, ...] = tuple(c for m in resampled_metrics() for c in interval_columns(m))
+
+
+def cell_key(dataset: str, category: str, corruption: str, severity: int, seed: int) -> int:
+    """The resampling seed of a cell (no method in it: paired across methods)."""
+    severity = 0 if corruption == "clean" else int(severity)
+    return int(stable_hash([str(dataset), str(category), str(corruption), severity, int(seed)], 15), 16)
+
+
+def replicates(labels, scores: Sequence[np.ndarray], key: int, resamples: int,
+               metric: str = "image_auroc") -> np.ndarray:
+    """(len(scores), resamples): ``metric`` of each score vector on the same stratified resamples."""
+    fn = METRICS[metric].resampled
+    if fn is None:
+        raise BenchError(f"{metric} has no resampled form in the metrics registry; "
+                         f"use one of {', '.join(resampled_metrics())}")
+    y = np.asarray(labels).reshape(-1).astype(bool)
+    pos_idx, neg_idx = np.flatnonzero(y), np.flatnonzero(~y)
+    arrays = [np.asarray(s, dtype=np.float64).reshape(-1) for s in scores]
+    out = np.full((len(arrays), resamples), np.nan)
+    if len(pos_idx) == 0 or len(neg_idx) == 0:
+        return out  # one class: undefined, as the metric itself
+    rng = np.random.default_rng(key)
+    for start in range(0, resamples, _CHUNK):
+        b = min(_CHUNK, resamples - start)
+        p = pos_idx[rng.integers(0, len(pos_idx), (b, len(pos_idx)))]
+        n = neg_idx[rng.integers(0, len(neg_idx), (b, len(neg_idx)))]
+        for i, s in enumerate(arrays):
+            out[i, start:start + b] = fn(s[p], s[n])
+    return out
+
+
+def percentile_interval(values: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    values = np.asarray(values, dtype=float)
+    if not np.isfinite(values).any():
+        return float("nan"), float("nan")
+    tail = (1.0 - level) / 2.0 * 100.0
+    lo, hi = np.nanpercentile(values, [tail, 100.0 - tail])
+    return float(lo), float(hi)
+
+
+def check_level(level: float) -> float:
+    if not 0.5 <= level < 1.0:
+        raise BenchError(f"--level {level}: use a confidence level in [0.5, 1), e.g. 0.95")
+    return level
+
+
+def check_resamples(resamples: int, what: str = "--bootstrap") -> int:
+    if resamples < 0:
+        raise BenchError(f"{what} {resamples}: use 0 (no intervals) or a number of resamples, e.g. 1000")
+    return resamples
+
+
+def cell_intervals(labels, scores, key: int, resamples: int, level: float = LEVEL) -> dict[str, float]:
+    """The row's interval columns (NaN when ``resamples`` is 0)."""
+    out: dict[str, float] = {"bootstrap_resamples": int(resamples)}
+    for name in resampled_metrics():
+        lo = hi = float("nan")
+        if resamples:
+            lo, hi = percentile_interval(replicates(labels, [scores], key, resamples, name)[0], level)
+        out.update(dict(zip(interval_columns(name), (lo, hi))))
+    return out
+
+
+# --------------------------------------------------------------------------- from rows
+
+
+def has_per_image(df: pd.DataFrame) -> bool:
+    return "image_scores" in df.columns and df["image_scores"].notna().all()
+
+
+def require_per_image(df: pd.DataFrame, what: str) -> None:
+    if not has_per_image(df):
+        raise BenchError(f"{what} needs the per-image scores of every row (image_scores); rows written "
+                         "before they were recorded lack them: delete those parts and rerun the grid")
+
+
+def _arrays(row) -> tuple[np.ndarray, np.ndarray]:
+    return np.asarray(row["image_labels"], dtype=np.int64), np.asarray(row["image_scores"], dtype=np.float64)
+
+
+def _row_key(row) -> int:
+    return cell_key(*(row[c] for c in _CELL))
+
+
+def mean_interval(rows: pd.DataFrame, metric: str, resamples: int, level: float = LEVEL) -> tuple[float, float]:
+    """Interval of a table value over ``rows``: per resample, the tables' own averaging (mean over
+    seeds within a category, then over categories, then over conditions), each cell resampled
+    on its own key. NaN when ``metric`` cannot be resampled or a row lacks per-image scores."""
+    if METRICS[metric].resampled is None or rows.empty or not has_per_image(rows):
+        return float("nan"), float("nan")
+    per_cond = []
+    for _, cond_rows in rows.groupby(["corruption", "severity"], sort=False):
+        per_cat = []
+        for _, cat_rows in cond_rows.groupby("category", sort=False):
+            reps = []
+            for _, r in cat_rows.iterrows():
+                labels, scores = _arrays(r)
+                reps.append(replicates(labels, [scores], _row_key(r), resamples, metric)[0])
+            per_cat.append(np.mean(reps, axis=0))
+        per_cond.append(np.mean(per_cat, axis=0))
+    return percentile_interval(np.mean(per_cond, axis=0), level)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """metric(A) - metric(B) on one cell (or all of them: ``cell`` = "overall")."""
+
+    cell: str
+    n_images: int
+    a: float
+    b: float
+    diff: float
+    low: float
+    high: float
+    p_value: float
+
+    @property
+    def significant(self) -> bool:
+        return bool(self.low > 0 or self.high < 0)
+
+
+def _p_value(reps: np.ndarray) -> float:
+    """Two-sided bootstrap p-value of "no difference": twice the smaller tail beyond 0."""
+    reps = reps[np.isfinite(reps)]
+    if reps.size == 0:
+        return float("nan")
+    below = np.mean(reps < 0) + 0.5 * np.mean(reps == 0)
+    return float(min(1.0, 2.0 * min(below, 1.0 - below)))
+
+
+def paired_difference(labels, scores_a, scores_b, key: int, resamples: int, level: float = LEVEL,
+                      metric: str = "image_auroc", cell: str = "") -> tuple[Difference, np.ndarray]:
+    """One cell's paired bootstrap: both methods' scores on the same resampled images."""
+    fn = METRICS[metric].function
+    reps = replicates(labels, [scores_a, scores_b], key, resamples, metric)
+    d = reps[0] - reps[1]
+    a, b = fn(labels, scores_a), fn(labels, scores_b)
+    lo, hi = percentile_interval(d, level)
+    return Difference(cell, len(np.asarray(labels).reshape(-1)), a, b, a - b, lo, hi, _p_value(d)), d
+
+
+def paired_test(rows_a: pd.DataFrame, rows_b: pd.DataFrame, resamples: int = DEFAULT_RESAMPLES,
+                level: float = LEVEL, metric: str = "image_auroc") -> list[Difference]:
+    """Per matched cell (same dataset, category, condition, seed and test images), then "overall"
+    (the mean difference over the matched cells, each weighing the same, resampled jointly)."""
+    keyed_b = {tuple(r[c] for c in _CELL): r for _, r in rows_b.iterrows()}
+    out, reps, a_vals, b_vals, n = [], [], [], [], 0
+    for _, ra in rows_a.iterrows():
+        k = tuple(ra[c] for c in _CELL)
+        rb = keyed_b.get(k)
+        if rb is None:
+            continue
+        if list(ra["image_ids"]) != list(rb["image_ids"]):
+            raise BenchError(f"{_label(ra)}: the two methods' rows were scored on different test images; "
+                             "compare rows of one run (same --test-subset)")
+        labels, sa = _arrays(ra)
+        _, sb = _arrays(rb)
+        diff, d = paired_difference(labels, sa, sb, _row_key(ra), resamples, level, metric, _label(ra))
+        out.append(diff)
+        reps.append(d)
+        a_vals.append(diff.a)
+        b_vals.append(diff.b)
+        n += diff.n_images
+    if not out:
+        raise BenchError("the two methods share no cell (dataset, category, condition and seed) in these rows")
+    d = np.nanmean(np.stack(reps), axis=0)
+    a, b = float(np.nanmean(a_vals)), float(np.nanmean(b_vals))
+    lo, hi = percentile_interval(d, level)
+    out.append(Difference("overall", n, a, b, a - b, lo, hi, _p_value(d)))
+    return out
+
+
+def _label(row) -> str:
+    cond = "clean" if row["corruption"] == "clean" else f"{row['corruption']}@{int(row['severity'])}"
+    return f"{row['category']} / {cond} / seed {int(row['seed'])}"

@@ -1,0 +1,101 @@
+"""bench plot: each figure from a small real run (PNG and PDF), and one-line errors when a run
+lacks what a figure needs."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _grids import THREADS, run_cli, scratch, tiny_spec
+from test_results import make_row
+
+from bench.results import RunStore
+
+KINDS = ("severity", "maps", "histograms", "assignments")
+
+
+@pytest.fixture(scope="module")
+def small_run():
+    """PatchCore and TTAD (one adaptation epoch) on textures/brick at 64 px: clean and Gaussian
+    noise at severities 1 and 5, seeds 0 and 1 (12 cells, ~30 s on one core)."""
+    from bench.executors import LocalExecutor, run_grid
+
+    spec = tiny_spec(severities=(1, 5), seeds=(0, 1))
+    spec.methods = ["patchcore", "ttad"]
+    spec.overrides["adapt_epochs"] = "1"
+    run = scratch() / "plots-run"
+    summary = run_grid(spec, run, LocalExecutor(workers=1, threads=THREADS), show_progress=False)
+    assert summary.failed == 0, summary.failures
+    return run
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_plot_writes_png_and_pdf_from_a_real_run(small_run, kind, tmp_path, monkeypatch, capsys):
+    code, _, err = run_cli(monkeypatch, capsys, "plot", kind, small_run, "--out", tmp_path)
+    assert code == 0, err
+    pngs, pdfs = sorted(tmp_path.glob("*.png")), sorted(tmp_path.glob("*.pdf"))
+    assert len(pngs) == len(pdfs) == 1
+    assert pngs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and pngs[0].stat().st_size > 10_000
+    assert pdfs[0].read_bytes()[:5] == b"%PDF-" and pdfs[0].stat().st_size > 5_000
+    assert f"wrote {pngs[0]}" in err
+
+
+@pytest.mark.slow
+def test_plot_options_select_and_refuse_in_one_line(small_run, tmp_path, monkeypatch, capsys):
+    code, _, err = run_cli(monkeypatch, capsys, "plot", "maps", small_run, "--out", tmp_path,
+                           "--conditions", "gaussian_noise@1,clean", "--methods", "ttad", "--seed", "1")
+    assert code == 0, err
+    assert (tmp_path / "maps_brick_seed1.png").is_file()
+    for args, says in ((("maps", "--images", "nope.png"), "--images nope.png: no kept map"),
+                       (("maps", "--conditions", "contrast@5"), "--conditions contrast@5: no such condition"),
+                       (("severity", "--methods", "rd4ad"), "no rows with method rd4ad"),
+                       (("severity", "--metric", "nope"), "--metric nope: not a metric")):
+        code, _, err = run_cli(monkeypatch, capsys, "plot", args[0], small_run, "--out", tmp_path, *args[1:])
+        assert code == 2 and says in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.slow
+def test_plot_all_draws_every_figure_the_run_can_have(small_run, tmp_path, monkeypatch, capsys):
+    code, _, err = run_cli(monkeypatch, capsys, "plot", "all", small_run, "--out", tmp_path)
+    assert code == 0, err
+    assert len(list(tmp_path.glob("*.png"))) == len(list(tmp_path.glob("*.pdf"))) == 4
+    code, _, err = run_cli(monkeypatch, capsys, "plot", "assignments", small_run, "--out", tmp_path / "one",
+                           "--conditions", "gaussian_noise@1")
+    assert code == 0 and (tmp_path / "one" / "ot_assignments.pdf").is_file(), err
+
+
+def old_run(root: Path) -> Path:
+    """Rows as a run wrote them before per-image scores and maps were kept: clean only."""
+    store = RunStore(root)
+    store.write(make_row("a", corruption="clean", severity=0))
+    return root
+
+
+@pytest.mark.parametrize("kind, says", [
+    ("severity", "no corrupted rows"),
+    ("maps", "no anomaly-map samples"),
+    ("histograms", "needs the per-image scores"),
+    ("assignments", "no rows with OT assignment counts"),
+])
+def test_a_run_without_what_the_plot_needs_is_one_line(kind, says, tmp_path, monkeypatch, capsys):
+    code, out, err = run_cli(monkeypatch, capsys, "plot", kind, old_run(tmp_path / "run"), "--out", tmp_path / "o")
+    assert code == 2 and says in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
+
+
+def test_plot_all_on_a_run_without_anything_to_draw(tmp_path, monkeypatch, capsys):
+    code, _, err = run_cli(monkeypatch, capsys, "plot", "all", old_run(tmp_path / "run"), "--out", tmp_path / "o")
+    assert code == 2 and err.count("skipped ") == 4 and "no figure could be drawn" in err
+
+
+def test_missing_run_is_one_line(tmp_path, monkeypatch, capsys):
+    code, _, err = run_cli(monkeypatch, capsys, "plot", "severity", tmp_path / "nowhere")
+    assert code == 2 and "nowhere: no such file or folder" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_matplotlib_is_imported_only_by_the_plot_commands():
+    code = ("import sys, bench.cli, bench.executors, bench.results, bench.stats, bench.tables; "
+            "assert 'matplotlib' not in sys.modules, 'imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
