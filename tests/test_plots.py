@@ -99,3 +99,27 @@ def test_matplotlib_is_imported_only_by_the_plot_commands():
     code = ("import sys, bench.cli, bench.executors, bench.results, bench.stats, bench.tables; "
             "assert 'matplotlib' not in sys.modules, 'imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_two_configs_of_one_method_are_two_series_not_one_sum():
+    """An ablation run holds several configs of one method: Fig. 5's bars must not add them up."""
+    import json
+
+    import pandas as pd
+
+    from bench.plots.assignments import IN_MASK, TOTAL, counts
+    from bench.plots.common import config_variants
+
+    rows = pd.DataFrame({
+        "method": ["ttad", "ttad", "ot_discrete"], "corruption": "clean", "severity": 0, "seed": 0,
+        "config_hash": ["aaaaaaaa11", "bbbbbbbb22", "cccccccc33"],
+        "config": [json.dumps({"assignment": "or", "score_bank": s, "augment": "flip_rot90"}) for s in ("source", "adapted")]
+        + [json.dumps({"assignment": "or", "augment": "none"})],
+        IN_MASK: [10.0, 20.0, 5.0], TOTAL: [100.0, 100.0, 50.0],
+    })
+    rows["series"], labels = config_variants(rows, shown=("assignment", "augment"))
+    assert list(rows["series"]) == ["ttad#aaaaaaaa", "ttad#bbbbbbbb", "ot_discrete"]
+    table = counts(rows).set_index("series")
+    assert table.loc["ttad#aaaaaaaa", IN_MASK] == 10.0 and table.loc["ttad#bbbbbbbb", IN_MASK] == 20.0
+    assert "score_bank source" in labels["ttad#aaaaaaaa"] and "score_bank adapted" in labels["ttad#bbbbbbbb"]
+    assert labels["ot_discrete"].endswith("assignment or, augment none")

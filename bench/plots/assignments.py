@@ -9,7 +9,6 @@ std, when there are several); its label gives the share of all assignments, as t
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
@@ -17,25 +16,15 @@ import numpy as np
 import pandas as pd
 
 from ..errors import BenchError
-from .common import cond_label, conditions_of, method_label, method_order, ok_rows, pyplot, save, select
+from .common import cond_label, conditions_of, config_variants, method_order, ok_rows, pyplot, save, select
 
 IN_MASK, TOTAL = "diag_ot_colmax_in_mask", "diag_ot_colmax_total"
 
 
-def variant_label(method: str, config: str) -> str:
-    """The method and the two settings Fig. 5 compares (assignment rule, augmentation)."""
-    try:
-        cfg = json.loads(config)
-    except (TypeError, ValueError):
-        cfg = {}
-    parts = [f"{k} {cfg[k]}" for k in ("assignment", "augment") if k in cfg]
-    return method_label(method) + ("\n" + ", ".join(parts) if parts else "")
-
-
 def counts(df: pd.DataFrame) -> pd.DataFrame:
-    """(method, corruption, severity) -> mean and std over seeds of the per-seed sums over categories."""
-    per_seed = df.groupby(["method", "corruption", "severity", "seed"], sort=False)[[IN_MASK, TOTAL]].sum()
-    g = per_seed.groupby(level=["method", "corruption", "severity"], sort=False)
+    """(series, corruption, severity) -> mean and std over seeds of the per-seed sums over categories."""
+    per_seed = df.groupby(["series", "corruption", "severity", "seed"], sort=False)[[IN_MASK, TOTAL]].sum()
+    g = per_seed.groupby(level=["series", "corruption", "severity"], sort=False)
     out = g.mean()
     out["std"] = g[IN_MASK].std(ddof=1).fillna(0.0)
     out["seeds"] = g[IN_MASK].count()
@@ -49,10 +38,11 @@ def plot(run: Path, out: Path, methods: Sequence[str] | None = None,
         raise BenchError(f"{run}: no rows with OT assignment counts ({IN_MASK}); they come from TTAD and its "
                          "Table 4 OT variants (ttad, ot_discrete, ot_discrete_copy, ot_discrete_augment) "
                          "on a dataset with masks")
-    df = df[df[IN_MASK].notna() & df[TOTAL].notna()]
+    df = df[df[IN_MASK].notna() & df[TOTAL].notna()].copy()
+    # one bar series per (method, config): the readings of an ablation are told apart, not summed
+    df["series"], labels = config_variants(df, shown=("assignment", "augment"))
     table = counts(df)
-    order = method_order(df, methods)
-    labels = {m: variant_label(m, df.loc[df["method"] == m, "config"].iloc[0]) for m in order}
+    order = [k for m in method_order(df, methods) for k in dict.fromkeys(df.loc[df["method"] == m, "series"])]
     conds = conditions_of(df, conditions, run, with_clean=True)
     plt = pyplot()
     width = 0.8 / len(order)
@@ -64,7 +54,7 @@ def plot(run: Path, out: Path, methods: Sequence[str] | None = None,
     for j, method in enumerate(order):
         xs, ys, es, shares = [], [], [], []
         for k, cond in enumerate(conds):
-            row = table[(table["method"] == method) & (table["corruption"] == cond[0]) & (table["severity"] == cond[1])]
+            row = table[(table["series"] == method) & (table["corruption"] == cond[0]) & (table["severity"] == cond[1])]
             if row.empty:
                 continue
             xs.append(k - 0.4 + width * (j + 0.5))

@@ -1,6 +1,7 @@
 """What every figure shares: the run's rows, the style, PNG + PDF output, labels."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Sequence
 
@@ -68,6 +69,53 @@ def select(df: pd.DataFrame, run: Path, methods: Sequence[str] | None = None,
                              f"(it has {', '.join(map(str, present))})")
         df = df[df[column].isin(wanted)]
     return df
+
+
+def config_variants(df: pd.DataFrame, shown: Sequence[str] = ()) -> tuple[pd.Series, dict[str, str]]:
+    """One series key per (method, config): the method's name while it has one config in the
+    rows, else ``method#hash`` (a run can hold several configs of one method, e.g. the TTAD
+    ablation's readings; summing or averaging them into one bar would be a wrong number).
+    Returns the keys (aligned with ``df``) and a label per key: the display name, plus the config
+    fields that tell the variants of a method apart (and the ``shown`` fields, always)."""
+    if "config_hash" not in df.columns or "config" not in df.columns:
+        return df["method"].astype(str), {m: method_label(m) for m in df["method"].unique()}
+    n_cfg = df.groupby("method")["config_hash"].nunique()
+    several = set(n_cfg[n_cfg > 1].index)
+    keys = pd.Series([f"{m}#{h[:8]}" if m in several else m for m, h in zip(df["method"], df["config_hash"])],
+                     index=df.index)
+    labels = {}
+    for method, rows in df.groupby("method", sort=False):
+        configs = {h: _config(c) for h, c in zip(rows["config_hash"], rows["config"])}
+        differing = [k for k in dict.fromkeys(k for c in configs.values() for k in c)
+                     if len({json.dumps(c.get(k), sort_keys=True) for c in configs.values()}) > 1]
+        fields = list(dict.fromkeys([*(k for k in shown if any(k in c for c in configs.values())), *differing]))[:4]
+        for h, cfg in configs.items():
+            detail = ", ".join(f"{k} {cfg.get(k)}" for k in fields)
+            key = f"{method}#{h[:8]}" if method in several else method
+            tag = "" if detail or method not in several else f" #{h[:8]}"
+            labels[key] = method_label(method) + tag + (f"\n{detail}" if detail else "")
+    return keys, labels
+
+
+def _config(text: object) -> dict:
+    try:
+        cfg = json.loads(str(text))
+    except ValueError:
+        return {}
+    return cfg if isinstance(cfg, dict) else {}
+
+
+def warn_mixed_configs(df: pd.DataFrame, run: Path) -> None:
+    """Say once when a figure would average several configs of one method together."""
+    if "config_hash" not in df.columns:
+        return
+    n_cfg = df.groupby("method")["config_hash"].nunique()
+    several = list(n_cfg[n_cfg > 1].index)
+    if several:
+        from ..methods.errors import warn
+
+        warn(f"{run}: rows of {', '.join(several)} hold several configs and are averaged together in this "
+             "figure; plot one grid's run directory, or export the rows of one config")
 
 
 def method_order(df: pd.DataFrame, methods: Sequence[str] | None = None) -> list[str]:

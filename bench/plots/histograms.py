@@ -12,14 +12,15 @@ import numpy as np
 from ..errors import BenchError
 from ..metrics import image_auroc
 from ..stats import require_per_image
-from .common import (cond_label, conditions_of, method_label, method_order, ok_rows, one_category_seed,
-                     pyplot, save, select)
+from .common import (cond_label, conditions_of, method_label, method_order, ok_rows, one_category_seed, pyplot, save,
+                     select, warn_mixed_configs)
 
 
 def plot(run: Path, out: Path, methods: Sequence[str] | None = None, category: str | None = None,
          seed: int | None = None, conditions: Sequence[str] | None = None, bins: int = 20) -> list[Path]:
     df = select(ok_rows(run), run, methods, [category] if category else None,
                 [seed] if seed is not None else None)
+    warn_mixed_configs(df, run)
     df, category, seed = one_category_seed(df, category, seed)
     require_per_image(df, f"{run}: score histograms")
     conds = conditions_of(df, conditions, run, with_clean=True)

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import pandas as pd
 
 from ..errors import BenchError
 from ..samples import MapSamples
-from .common import cond_label, conditions_of, method_label, method_order, ok_rows, one_category_seed, pyplot, save, select, store
+from .common import (cond_label, conditions_of, method_label, method_order, ok_rows, one_category_seed, pyplot, save,
+                     select, store, warn_mixed_configs)
 
 
 def plot(run: Path, out: Path, methods: Sequence[str] | None = None, category: str | None = None,
@@ -25,6 +25,7 @@ def plot(run: Path, out: Path, methods: Sequence[str] | None = None, category: s
          images: Sequence[str] | None = None) -> list[Path]:
     df = select(ok_rows(run), run, methods, [category] if category else None,
                 [seed] if seed is not None else None)
+    warn_mixed_configs(df, run)
     df, category, seed = one_category_seed(df, category, seed)
     st = store(run)
     cache: dict[str, MapSamples | None] = {}

@@ -7,13 +7,12 @@ import math
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import pandas as pd
 
 from ..errors import BenchError
 from ..metrics import METRICS
 from ..tables.names import _corruption_rank, condition_label
-from .common import method_label, method_order, ok_rows, pyplot, save, select
+from .common import (method_label, method_order, ok_rows, pyplot, save, select, warn_mixed_configs)
 
 
 def curves(df: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -29,6 +28,7 @@ def plot(run: Path, out: Path, metric: str = "image_auroc", methods: Sequence[st
     if metric not in METRICS:
         raise BenchError(f"--metric {metric}: not a metric (metrics: {', '.join(METRICS)})")
     df = select(ok_rows(run), run, methods, categories)
+    warn_mixed_configs(df, run)
     df = df[pd.to_numeric(df[metric], errors="coerce").notna()] if metric in df.columns else df.iloc[0:0]
     corruptions = sorted({c for c in df["corruption"] if c != "clean"}, key=_corruption_rank)
     if not corruptions:
