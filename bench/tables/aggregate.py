@@ -212,10 +212,13 @@ class Spread:
         self.n_cats = grouped[list(metrics)].count().sort_index()
         # categories of each (row, dataset, condition) over all seeds: what a complete seed covers
         self.n_expected = self.ok.groupby([rows, "dataset", "corruption", "severity"])["category"].nunique()
+        self.n_seeds = int(self.ok["seed"].nunique())
 
     def std(self, r, ds, pairs, metric) -> float:
         """Std over the seeds that cover every category of every condition of the value (a seed
         with a missing cell would mean something else); NaN below two such seeds."""
+        if self.n_seeds < 2:  # the common one-seed run: no spread to compute
+            return float("nan")
         try:
             means, counts = self.per_seed[metric].loc[(r, ds)], self.n_cats[metric].loc[(r, ds)]
         except KeyError:
