@@ -109,3 +109,14 @@ def test_a_real_cell_row_holds_scores_labels_interval_and_maps():
         assert store.samples_path(row["cell_id"]).stat().st_size < 100_000
     # the same images for both conditions (and every method and seed) of the category
     assert len({tuple(x) for x in df["map_sample_ids"]}) == 1
+
+
+def test_a_thin_defect_stays_visible_in_the_kept_masks():
+    """A one-pixel crack on a 448 px map grid covers 1/7 of each 64 px pixel: it must not vanish."""
+    mask = np.zeros((1, 448, 448), bool)
+    mask[0, 200, 40:400] = True
+    maps = np.zeros((1, 448, 448), np.float32)
+    image = np.zeros((448, 448, 3), np.uint8)
+    kept = samples.unpack(samples.pack(["a"], maps, mask, [image], 64))
+    assert kept.masks.shape == (1, 64, 64) and kept.masks[0].any(axis=1).sum() in (1, 2)
+    assert kept.masks[0].sum() >= 50  # the crack's length, not a few pixels
