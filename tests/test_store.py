@@ -410,7 +410,13 @@ def bench_proc(out: Path, corruptions: str, *extra: str) -> subprocess.Popen:
     args = [a if a is not None else str(textures_root()) for a in TINY_ARGS]
     return subprocess.Popen([sys.executable, "-m", "bench", "grid", *args, "--corruptions", corruptions, "-s", "3",
                              "--out", str(out), *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+                            env=dict(os.environ, PYTHONPATH=str(REPO)), preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    """A job a shell starts in the background inherits SIGINT ignored (POSIX), and Python keeps
+    it ignored: give the grid the disposition a terminal gives it, or Ctrl-C cannot be tested."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for_holder(out: Path, proc: subprocess.Popen) -> None:
