@@ -9,7 +9,7 @@ import pandas as pd
 
 from ..errors import BenchError
 from ..results import RunStore, load_rows
-from ..tables.aggregate import _norm_severity, _resolve_labels
+from ..tables.aggregate import _norm_severity, _resolve_labels, mixed_configs
 from ..tables.names import _corruption_rank, condition_label, method_display, method_rank
 
 DPI = 200  # PNG resolution; the PDF is vector
@@ -79,8 +79,7 @@ def config_variants(df: pd.DataFrame, shown: Sequence[str] = ()) -> tuple[pd.Ser
     fields that tell the variants of a method apart (and the ``shown`` fields, always)."""
     if "config_hash" not in df.columns or "config" not in df.columns:
         return df["method"].astype(str), {m: method_label(m) for m in df["method"].unique()}
-    n_cfg = df.groupby("method")["config_hash"].nunique()
-    several = set(n_cfg[n_cfg > 1].index)
+    several = set(mixed_configs(df))
     keys = pd.Series([f"{m}#{h[:8]}" if m in several else m for m, h in zip(df["method"], df["config_hash"])],
                      index=df.index)
     labels = {}
@@ -107,10 +106,7 @@ def _config(text: object) -> dict:
 
 def warn_mixed_configs(df: pd.DataFrame, run: Path) -> None:
     """Say once when a figure would average several configs of one method together."""
-    if "config_hash" not in df.columns:
-        return
-    n_cfg = df.groupby("method")["config_hash"].nunique()
-    several = list(n_cfg[n_cfg > 1].index)
+    several = mixed_configs(df)
     if several:
         from ..methods.errors import warn
 

@@ -73,12 +73,11 @@ def _per_category(df, metrics, rows, datasets, methods, conditions, categories):
     if methods is not None:
         methods = _resolve_labels(methods, ok[rows])
         ok = ok[ok[rows].isin(methods)]
-    if "config_hash" in ok.columns and rows == "method":
-        n_cfg = ok.groupby(rows, sort=False)["config_hash"].nunique()
-        several = n_cfg[n_cfg > 1]
-        if len(several):
+    if rows == "method":
+        several = mixed_configs(ok)
+        if several:
             warnings.warn(
-                f"rows of {list(several.index)} mix several configs and are averaged together; "
+                f"rows of {several} mix several configs and are averaged together; "
                 "filter the rows or pass rows=<a column that tells the variants apart>",
                 stacklevel=3,
             )
@@ -194,6 +193,14 @@ def _build_main(df, metrics, rows, datasets, methods, conditions, categories, me
             frame.columns, frame.index.name = columns, rows
             extra[name] = frame
     return _Grid(vals, part, corner, **extra)
+
+
+def mixed_configs(rows: pd.DataFrame) -> list[str]:
+    """Methods whose rows hold several configs (averaging them into one value would mislead)."""
+    if "config_hash" not in rows.columns:
+        return []
+    n_cfg = rows.groupby("method", sort=False)["config_hash"].nunique()
+    return list(n_cfg[n_cfg > 1].index)
 
 
 class Spread:
