@@ -136,7 +136,8 @@ def fitted_state():
     pytest.param("ot_hungarian", {}, marks=pytest.mark.slow),
     pytest.param("ot_discrete_copy", {"assignment": "continuous"}, marks=pytest.mark.slow),
     pytest.param("ttad", {"bn_mode": "batch"}, marks=pytest.mark.slow),
-    ("ttad", {"assignment": "column"}), pytest.param("ttad", {"assignment": "mutual"}, marks=pytest.mark.slow),
+    pytest.param("ttad", {"assignment": "column"}, marks=pytest.mark.slow),
+    pytest.param("ttad", {"assignment": "mutual"}, marks=pytest.mark.slow),
 ])
 def test_adapt_moves_only_bn_affine_and_reports(fitted_state, name, extra):
     state = copy.deepcopy(fitted_state)

@@ -228,6 +228,7 @@ def test_weights_path_round_trip(tmp_path, images):
         B.load_backbone(LITE, weights=str(bad))
 
 
+@pytest.mark.slow  # builds two ResNet-18s
 def test_torchvision_named_resnet_file(tmp_path):
     tv = pytest.importorskip("torchvision")
     torch.manual_seed(0)
@@ -279,6 +280,7 @@ def test_wrn_offline_error_names_both_fixes(tmp_path, monkeypatch, capsys):
     assert "Traceback" not in capsys.readouterr().err
 
 
+@pytest.mark.slow  # builds a WRN-50
 def test_wrn_found_in_torch_hub_cache(tmp_path, monkeypatch):
     calls = _block_downloads(monkeypatch, tmp_path / "hub", tmp_path / "hf")
     ckpt = tmp_path / "hub" / "checkpoints"

@@ -11,7 +11,9 @@ from bench.methods.errors import BenchError, UnknownName
 
 # Corruptions that draw random numbers (the rest are pure functions of the image).
 RANDOM = [
-    "gaussian_noise", "shot_noise", "impulse_noise", "glass_blur", "motion_blur", "snow",
+    "gaussian_noise", "shot_noise", "impulse_noise",
+    pytest.param("glass_blur", marks=pytest.mark.slow),  # numba compiles it on first use (~5 s)
+    "motion_blur", "snow",
     "frost", "fog", "elastic_transform", "speckle_noise", "spatter",
 ]
 
@@ -102,6 +104,7 @@ def test_every_corruption_at_severity_1_and_5(img, name):
     assert not np.array_equal(*outs), f"{name}: severity 1 and 5 gave the same image"
 
 
+@pytest.mark.slow  # frost and glass blur (numba) on three shapes
 def test_non_square_and_grayscale_inputs(img):
     rect = np.ascontiguousarray(img[:40, :64])
     assert C.corrupt_image(rect, "frost", 5, 1).shape == (40, 64, 3)
@@ -130,6 +133,7 @@ def test_random_corruptions_are_seeded(img, name):
     assert not np.array_equal(a, C.corrupt_image(img, name, 3, seed=12))
 
 
+@pytest.mark.slow  # numba compiles glass blur on first use
 def test_glass_blur_ignores_numba_rng_state(img):
     a = C.corrupt_image(img, "glass_blur", 2, seed=5)
     # Move numba's own RNG (separate from np.random's) between the two calls.

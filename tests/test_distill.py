@@ -25,7 +25,7 @@ def lite() -> Teacher:
 
 @pytest.mark.parametrize("backbone, weights, channels", [
     ("efficientnet_lite0", "imagenet", (24, 40, 112)),
-    ("wide_resnet50_2", "random", (256, 512, 1024)),  # the paper network (RD4AD's WRN-50 shapes)
+    pytest.param("wide_resnet50_2", "random", (256, 512, 1024), marks=pytest.mark.slow),  # RD4AD's WRN-50 shapes
 ])
 def test_decoder_outputs_mirror_the_teacher(backbone, weights, channels):
     teacher = Teacher(backbone, weights)

@@ -49,6 +49,7 @@ def test_photos_are_bundled_with_scikit_image(monkeypatch):
     }
 
 
+@pytest.mark.slow  # generates the dataset a second time
 def test_generation_is_deterministic(root, tmp_path):
     again = T.ensure_textures(tmp_path / "again")
     a, b = T.read_manifest(root), T.read_manifest(again)
