@@ -123,6 +123,7 @@ class Driver:
         self._task = task
         self._lock = threading.Lock()  # executors may report from a helper thread
         self.fit_log = store.run_dir / FIT_LOG
+        self._said: set[tuple] = set()  # (category, lost mask ids) already warned about
 
     def stage(self, cell: Cell, name: str) -> None:
         self._progress.update(self._task, description=f"{cell.label()} [{name}]")
@@ -157,8 +158,26 @@ class Driver:
                 self.console.print(f"[red]failed[/red] {escape(cell.label())}: {escape(row['error'])}",
                                    highlight=False, soft_wrap=True)
             else:
+                self._say_masks_lost(cell, row)
                 self.console.print(escape(_row_line(cell, row)), highlight=False, soft_wrap=True)
             self._progress.advance(self._task)
+
+    def _say_masks_lost(self, cell: Cell, row: dict[str, Any]) -> None:
+        """One warning per category and set of lost masks (the worker that found them is silent)."""
+        lost = json.loads(row.get("masks_lost") or "[]")
+        if not lost or (cell.category, tuple(lost)) in self._said:
+            return
+        self._said.add((cell.category, tuple(lost)))
+        shown = ", ".join(lost[:3]) + (", ..." if len(lost) > 3 else "")
+        n_defect = sum(1 for x in row.get("image_labels") or () if x)
+        of = f" of {n_defect}" if n_defect else ""
+        fix = ("; --set square_resize=true keeps the whole image"
+               if getattr(cell.config, "square_resize", True) is False else "")
+        warn(f"{cell.category}: {len(lost)}{of} defect masks have no pixel left on {cell.method}'s "
+             f"evaluation grid ({shown}): its resize and crop cut the defect off (the method never sees "
+             "it) or the defect is thinner than a grid pixel; these images still count as anomalous for "
+             "the image metrics and add only normal pixels to the pixel metrics "
+             f"(n_masks_lost in the rows{fix})")
 
 
 class Executor(Protocol):

@@ -91,6 +91,7 @@ class RunContext:
     fit_cache: FitCache = field(default_factory=FitCache)
     _categories: dict[str, Category] = field(default_factory=dict)
     _masks: dict[tuple, np.ndarray] = field(default_factory=dict)
+    _lost: dict[tuple, list[str]] = field(default_factory=dict)
     _checked: dict[str, str | None] = field(default_factory=dict)
 
     def category(self, name: str) -> Category:
@@ -128,14 +129,29 @@ class RunContext:
 
     def masks(self, cell: Cell, method: Method) -> np.ndarray:
         """The category's test masks on ``method``'s map grid, computed once per grid."""
-        if type(method).mask_transform is Method.mask_transform:
-            key = (cell.category, method.geometry)  # the contract's masks: the geometry's alone
-        else:  # a method's own mask_transform may read any config field
-            key = (cell.category, type(method).__module__, type(method).__qualname__, cell.config.hash())
+        key = self._mask_key(cell, method)
         if key not in self._masks:
             test = self.category(cell.category).test
-            self._masks[key] = np.stack([method.mask_transform(test.mask(i)) for i in range(len(test))])
+            stack = np.stack([method.mask_transform(test.mask(i)) for i in range(len(test))])
+            empty = set(test.empty_masks())
+            # a defect whose every mask pixel falls outside the grid (a centre crop cuts it off, or
+            # it is thinner than a grid pixel) would silently count as a normal image's pixels
+            self._lost[key] = [test.images.ids[i] for i in range(len(test))
+                               if test.labels[i] and i not in empty and not stack[i].any()]
+            self._masks[key] = stack
         return self._masks[key]
+
+    def masks_lost(self, cell: Cell, method: Method) -> list[str]:
+        """Ids of the defect images whose non-empty mask has no pixel left on ``method``'s grid."""
+        self.masks(cell, method)
+        return list(self._lost[self._mask_key(cell, method)])
+
+    @staticmethod
+    def _mask_key(cell: Cell, method: Method) -> tuple:
+        if type(method).mask_transform is Method.mask_transform:
+            return (cell.category, method.geometry)  # the contract's masks: the geometry's alone
+        # a method's own mask_transform may read any config field
+        return (cell.category, type(method).__module__, type(method).__qualname__, cell.config.hash())
 
 
 def _empty_mask_notes(cat: Category) -> list[str]:
@@ -362,6 +378,9 @@ def _evaluate(cell: Cell, ctx: RunContext, device: str, stage: Callable[[str], N
         "pixel_ground_truth": bool(cat.test.has_masks),
         "n_empty_masks": len(cat.test.empty_masks()),  # defect images whose mask is all zero
     })
+    if masks is not None:  # defect images whose mask the evaluation grid loses entirely
+        lost = ctx.masks_lost(cell, method)
+        values.update({"n_masks_lost": len(lost), "masks_lost": json.dumps(lost)})  # ids, a JSON list
     values.update({f"diag_{k}": v for k, v in {**fitted.diagnostics, **diagnostics_of(method)}.items()})
     if masks is not None:
         values.update(patch_report_diagnostics(reports, masks))

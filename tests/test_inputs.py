@@ -14,6 +14,7 @@ The table of cases is ``WORKS`` and ``REFUSED`` below.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import shutil
 from pathlib import Path
@@ -25,7 +26,7 @@ from PIL import Image
 
 from _grids import run_cli
 from bench.errors import BenchError, BenchWarning, ConfigError
-from bench.methods import Method, MethodConfig, Scores, registered, registered_temporarily
+from bench.methods import Geometry, Method, MethodConfig, Scores, registered, registered_temporarily
 from bench.results import load_rows
 
 H, W = 32, 48  # not square: an EXIF rotation that is ignored shows up as a wrong size or wrong masks
@@ -241,7 +242,7 @@ def test_inputs_that_work_give_the_reference_numbers(case, monkeypatch, capsys, 
     code, errors, warns, rows = grid(monkeypatch, capsys, root, tmp_path / "run")
     assert (code, errors, warns) == (0, [], expected_warnings)
     row = rows.iloc[0]
-    assert row["status"] == "ok" and bool(row["pixel_ground_truth"]) and row["n_empty_masks"] == 0
+    assert row["status"] == "ok" and bool(row["pixel_ground_truth"]) and row["n_empty_masks"] == row["n_masks_lost"] == 0
     for m in IMAGE + PIXEL:
         assert abs(row[m] - reference[m]) <= tol, (m, row[m], reference[m])
 
@@ -257,6 +258,39 @@ def test_empty_mask_on_a_defect_image_is_counted_and_said_once(monkeypatch, caps
     for m in IMAGE:  # the image labels are unchanged
         assert (rows[m] == reference[m]).all()
     assert (rows["aupro"] < reference["aupro"]).all()  # one defect region fewer, its pixels "normal"
+
+
+@dataclasses.dataclass(frozen=True)
+class CropConfig(MethodConfig):
+    def geometry(self) -> Geometry:
+        return Geometry(resize=32, crop=16)  # 32x48 stays 32x48, then its centre 16x16 (x 16..31)
+
+
+class CropProbe(ExactProbe):
+    """ExactProbe on the contract's grid: a centre crop that cuts defect 000 (x 3..14) off."""
+
+    Config = CropConfig
+    mask_transform = Method.mask_transform  # the geometry's, as PatchCore's
+
+    def fit(self, train) -> None:
+        super().fit([self.geometry.image(x) for x in train])
+
+    def score(self, images) -> Scores:
+        return super().score([self.geometry.image(x) for x in images])
+
+
+def test_a_defect_the_crop_cuts_off_is_counted_and_said_once(monkeypatch, capsys, tmp_path):
+    root = build(tmp_path / "data")
+    with registered_temporarily("cropped", CropProbe, summary="test probe"):
+        code, errors, warns, rows = grid(monkeypatch, capsys, root, tmp_path / "run", "--seeds", "0,1",
+                                         method="cropped")
+    assert (code, errors) == (0, [])
+    assert warns == ["part: 1 of 3 defect masks have no pixel left on cropped's evaluation grid "
+                     "(test/crack/000.png): its resize and crop cut the defect off (the method never sees it) "
+                     "or the defect is thinner than a grid pixel; these images still count as anomalous for the "
+                     "image metrics and add only normal pixels to the pixel metrics (n_masks_lost in the rows)"]
+    assert list(rows["n_masks_lost"]) == [1, 1] and list(rows["n_empty_masks"]) == [0, 0]
+    assert [json.loads(x) for x in rows["masks_lost"]] == [["test/crack/000.png"]] * 2
 
 
 def test_labels_only_dataset_gives_image_metrics_and_says_why(monkeypatch, capsys, tmp_path, reference):
