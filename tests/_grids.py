@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -19,6 +20,7 @@ from PIL import Image
 
 from bench.datasets import textures
 from bench.grid import GridSpec
+from bench.methods import Method, MethodConfig, Scores
 from bench.results import METRICS, load_rows
 
 def run_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
@@ -41,6 +43,45 @@ TINY = {"resize": "64", "image_size": "64"}  # PatchCore at 64 px: seconds per f
 # One CPU thread per cell in every executor: a convolution's float sums depend on the thread
 # count, so equal thread counts are what makes metrics bit-identical across executors.
 THREADS = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeConfig(MethodConfig):
+    image_size: int = 16  # 0: the native size
+
+
+class GrayProbe(Method):
+    """Map = |gray image - mean training gray image| at image_size px (0: native size); image
+    score = max of the map. A method the tests reason about exactly, in milliseconds; it checks
+    that it only ever gets (H, W, 3) uint8 images. Register it with ``registered_temporarily``."""
+
+    Config = ProbeConfig
+
+    def _gray(self, img: np.ndarray) -> np.ndarray:
+        assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3, img.shape
+        s = self.config.image_size
+        if s:
+            img = np.asarray(Image.fromarray(img).resize((s, s)))
+        return img.astype(np.float32).mean(-1)
+
+    def fit(self, train) -> None:
+        self.mean = np.mean([self._gray(x) for x in train], axis=0)
+
+    def score(self, images) -> Scores:
+        maps = np.stack([np.abs(self._gray(x) - self.mean) for x in images]).astype(np.float32)
+        return Scores(maps.reshape(len(maps), -1).max(1), maps)
+
+    def fitted_state(self):
+        return {"mean": self.mean}
+
+    def load_fitted_state(self, state) -> None:
+        self.mean = state["mean"]
+
+    def mask_transform(self, mask: np.ndarray) -> np.ndarray:
+        s = self.config.image_size
+        if not s:
+            return mask
+        return np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((s, s), Image.NEAREST)) > 127
 
 
 @lru_cache(maxsize=1)

@@ -22,52 +22,32 @@ import pytest
 import torch
 from PIL import Image
 
-from _grids import make_category, run_cli
+from _grids import GrayProbe, ProbeConfig, make_category, run_cli
 from bench import cli
 from bench.errors import BenchError
-from bench.methods import Method, MethodConfig, Scores, registered_temporarily
+from bench.methods import Scores, registered_temporarily
 from bench.results import load_rows
 
 # ----------------------------------------------------------------------------- a fast fake method
 
 
 @dataclasses.dataclass(frozen=True)
-class ProbeConfig(MethodConfig):
-    image_size: int = 16
+class FaultyConfig(ProbeConfig):
     behaviour: str = "ok"  # ok | nan | oom
 
 
-class ProbeMethod(Method):
-    """Mean training image; score = |image - mean|. Checks it only ever gets (H, W, 3) uint8."""
+class ProbeMethod(GrayProbe):
+    """The shared probe (16 px), made to fail on demand: NaN scores or CUDA out of memory."""
 
-    Config = ProbeConfig
-
-    def _small(self, img: np.ndarray) -> np.ndarray:
-        assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3, img.shape
-        s = self.config.image_size
-        return np.asarray(Image.fromarray(img).resize((s, s)), dtype=np.float32).mean(-1)
-
-    def fit(self, train) -> None:
-        self.mean = np.mean([self._small(x) for x in train], axis=0)
+    Config = FaultyConfig
 
     def score(self, images) -> Scores:
         if self.config.behaviour == "oom":
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0)")
-        maps = np.stack([np.abs(self._small(x) - self.mean) for x in images]).astype(np.float32)
-        scores = maps.reshape(len(maps), -1).max(1)
+        out = super().score(images)
         if self.config.behaviour == "nan":
-            scores[::2] = np.nan
-        return Scores(scores, maps)
-
-    def fitted_state(self):
-        return {"mean": self.mean}
-
-    def load_fitted_state(self, state) -> None:
-        self.mean = state["mean"]
-
-    def mask_transform(self, mask: np.ndarray) -> np.ndarray:
-        s = self.config.image_size
-        return np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((s, s), Image.NEAREST)) > 127
+            out.image_scores[::2] = np.nan
+        return out
 
 
 @pytest.fixture(scope="module", autouse=True)

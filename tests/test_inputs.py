@@ -24,9 +24,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from _grids import run_cli
+from _grids import GrayProbe, ProbeConfig, run_cli
 from bench.errors import BenchError, BenchWarning, ConfigError
-from bench.methods import Geometry, Method, MethodConfig, Scores, registered, registered_temporarily
+from bench.methods import Geometry, Method, Scores, registered, registered_temporarily
 from bench.results import load_rows
 
 H, W = 32, 48  # not square: an EXIF rotation that is ignored shows up as a wrong size or wrong masks
@@ -37,41 +37,10 @@ EXIF_ROTATE_90_CW = 6  # "the viewer turns the stored pixels 90 degrees clockwis
 # ----------------------------------------------------------------------------- an exact probe
 
 
-@dataclasses.dataclass(frozen=True)
-class ExactConfig(MethodConfig):
-    pass
-
-
-class ExactProbe(Method):
-    """Map = |gray image - mean training gray image|; image score = max of the map."""
-
-    Config = ExactConfig
-
-    @staticmethod
-    def _gray(img: np.ndarray) -> np.ndarray:
-        assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3, img.shape
-        return img.astype(np.float32).mean(-1)
-
-    def fit(self, train) -> None:
-        self.mean = np.mean([self._gray(x) for x in train], axis=0)
-
-    def score(self, images) -> Scores:
-        maps = np.stack([np.abs(self._gray(x) - self.mean) for x in images]).astype(np.float32)
-        return Scores(maps.reshape(len(maps), -1).max(1), maps)
-
-    def fitted_state(self):
-        return {"mean": self.mean}
-
-    def load_fitted_state(self, state) -> None:
-        self.mean = state["mean"]
-
-    def mask_transform(self, mask: np.ndarray) -> np.ndarray:
-        return mask
-
-
 @pytest.fixture(scope="module", autouse=True)
 def exact_probe():
-    with registered_temporarily("exact", ExactProbe, summary="test probe"):
+    """The shared probe at the native size: map = |gray image - mean training gray image|."""
+    with registered_temporarily("exact", GrayProbe, summary="test probe", image_size=0):
         yield
 
 
@@ -261,13 +230,15 @@ def test_empty_mask_on_a_defect_image_is_counted_and_said_once(monkeypatch, caps
 
 
 @dataclasses.dataclass(frozen=True)
-class CropConfig(MethodConfig):
+class CropConfig(ProbeConfig):
+    image_size: int = 0
+
     def geometry(self) -> Geometry:
         return Geometry(resize=32, crop=16)  # 32x48 stays 32x48, then its centre 16x16 (x 16..31)
 
 
-class CropProbe(ExactProbe):
-    """ExactProbe on the contract's grid: a centre crop that cuts defect 000 (x 3..14) off."""
+class CropProbe(GrayProbe):
+    """The exact probe on the contract's grid: a centre crop that cuts defect 000 (x 3..14) off."""
 
     Config = CropConfig
     mask_transform = Method.mask_transform  # the geometry's, as PatchCore's

@@ -4,7 +4,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from _grids import THREADS, run_cli, scratch, tiny_spec
 from test_results import make_row

@@ -12,28 +12,24 @@ the end-to-end cases (``slow``) run PatchCore at 64 px on the embedded ``brick``
 """
 from __future__ import annotations
 
-import dataclasses
 import errno
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
 
-from _grids import TINY, make_category, run_cli, textures_root
+from _grids import TINY, GrayProbe, make_category, run_cli, textures_root
 from bench import run_lock
 from bench.errors import BenchWarning
 from bench.grid import GridSpec
-from bench.methods import Method, MethodConfig, Scores, registered_temporarily
+from bench.methods import registered_temporarily
 from bench.results import NoResults, RunStore, load_rows, row_to_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,40 +39,9 @@ WANTED = "pass a run directory (the --out of bench grid) or a rows.parquet file"
 # ----------------------------------------------------------------------------- a fast probe
 
 
-@dataclasses.dataclass(frozen=True)
-class MeanConfig(MethodConfig):
-    pass
-
-
-class MeanProbe(Method):
-    """Map = |gray image - mean training image| at 16 px; score = max of the map."""
-
-    Config = MeanConfig
-
-    @staticmethod
-    def _small(img: np.ndarray) -> np.ndarray:
-        return np.asarray(Image.fromarray(img).resize((16, 16)), dtype=np.float32).mean(-1)
-
-    def fit(self, train) -> None:
-        self.mean = np.mean([self._small(x) for x in train], axis=0)
-
-    def score(self, images) -> Scores:
-        maps = np.stack([np.abs(self._small(x) - self.mean) for x in images]).astype(np.float32)
-        return Scores(maps.reshape(len(maps), -1).max(1), maps)
-
-    def fitted_state(self):
-        return {"mean": self.mean}
-
-    def load_fitted_state(self, state) -> None:
-        self.mean = state["mean"]
-
-    def mask_transform(self, mask: np.ndarray) -> np.ndarray:
-        return np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((16, 16), Image.NEAREST)) > 127
-
-
 @pytest.fixture(scope="module", autouse=True)
 def mean_probe():
-    with registered_temporarily("meanprobe", MeanProbe, summary="test probe"):
+    with registered_temporarily("meanprobe", GrayProbe, summary="test probe"):  # 16 px
         yield
 
 
