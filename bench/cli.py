@@ -1,4 +1,5 @@
-"""The ``bench`` command line: grid, table, list, corrupt, export, perf."""
+"""The ``bench`` command line: grid, corrupt, table, compare-methods, list, export, perf, reproduce,
+doctor; the figure commands (``bench plot``) are in ``bench.plots.cli``."""
 from __future__ import annotations
 
 import errno
@@ -8,43 +9,14 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 
+from .cli_common import console, parse_ints, parse_overrides, split_list
 from .errors import BenchError, show_warnings
+from .plots.cli import plot_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="adshift-bench: anomaly detection under distribution shift.")
-console = Console(stderr=True)
 _DEBUG = {"on": False}
-
-
-def _split(values: Optional[List[str]]) -> Optional[list[str]]:
-    if not values:
-        return None
-    return [v.strip() for item in values for v in item.split(",") if v.strip()]
-
-
-def _ints(values: Optional[List[str]], what: str) -> Optional[list[int]]:
-    items = _split(values)
-    if items is None:
-        return None
-    out = []
-    for v in items:
-        try:
-            out.append(int(v))
-        except ValueError:
-            raise BenchError(f"--{what} {v}: expected integers such as 1,3,5") from None
-    return out
-
-
-def _overrides(values: Optional[List[str]]) -> dict[str, str]:
-    out = {}
-    for item in values or []:
-        key, eq, value = item.partition("=")
-        if not eq or not key:
-            raise BenchError(f"--set {item}: expected FIELD=VALUE or METHOD.FIELD=VALUE, e.g. --set coreset_ratio=0.01")
-        out[key.strip()] = value.strip()
-    return out
 
 
 @app.callback()
@@ -58,17 +30,17 @@ def _grid_spec(methods, dataset, root, categories, corruptions, severities, seed
     from .grid import GridSpec
 
     return GridSpec(
-        methods=_split(methods) or ["all"],
+        methods=split_list(methods) or ["all"],
         dataset=dataset or ("folder" if root is not None else "textures"),
         root=str(root) if root is not None else None,
-        categories=_split(categories),
-        corruptions=_split(corruptions) or ["paper"],
-        severities=_ints(severities, "severities") or [5],
-        seeds=_ints(seeds, "seeds") or [0],
+        categories=split_list(categories),
+        corruptions=split_list(corruptions) or ["paper"],
+        severities=parse_ints(severities, "severities") or [5],
+        seeds=parse_ints(seeds, "seeds") or [0],
         protocol=protocol,
         backbone=backbone,
         weights=weights,
-        overrides=_overrides(set_),
+        overrides=parse_overrides(set_),
         device=device,
         test_subset=test_subset,
         **stored,
@@ -232,7 +204,7 @@ def table(
     df = load_runs(runs)
     run = ", ".join(map(str, runs))
     _require_ok_rows(df, run)
-    metrics_ = _split(metric) or ["image_auroc"]
+    metrics_ = split_list(metric) or ["image_auroc"]
     for m in metrics_:
         if m not in df.columns:
             raise BenchError(f"--metric {m}: no such column in {run} (metrics: {', '.join(METRICS)})")
@@ -253,7 +225,7 @@ def table(
         text = compare_published(df, paper=paper, table=int(num or 1), metric=metrics_[0], fmt=fmt)
     else:
         text = main_table(df, metrics_ if len(metrics_) > 1 else metrics_[0], fmt=fmt, per_class=per_class,
-                          methods=_split(methods), caption=caption, std=std,
+                          methods=split_list(methods), caption=caption, std=std,
                           interval=resamples if interval else 0, level=level)
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -290,82 +262,10 @@ def compare_methods(
     if len(run) < 3:
         raise BenchError("compare-methods: give RUN A B, e.g. bench compare-methods results/runs/x patchcore ttad")
     *runs, a, b = run
-    typer.echo(compare_text(runs, str(a), str(b), metric, resamples, level, _split(categories)))
+    typer.echo(compare_text(runs, str(a), str(b), metric, resamples, level, split_list(categories)))
 
 
-plot_app = typer.Typer(no_args_is_help=True, help="Figures from a run's rows: PNG and PDF files in --out.")
 app.add_typer(plot_app, name="plot")
-_RUN = typer.Argument(..., help="Run directory (results/runs/...).")
-_OUT = typer.Option(Path("plots"), "--out", "-o", help="Folder for the PNG and PDF files.")
-_PLOT_METHODS = typer.Option(None, "--methods", help="Select and order methods (default: all in the run).")
-_CATEGORY = typer.Option(None, "--category", help="The category (default: the first).")
-_SEED = typer.Option(None, "--seed", help="The seed (default: the smallest).")
-_CONDITIONS = typer.Option(None, "--conditions", help="e.g. gaussian_noise@5,contrast,clean (default: each corruption at its highest severity).")
-
-
-def _wrote(paths) -> None:
-    for p in paths:
-        console.print(f"wrote {p}", highlight=False, soft_wrap=True, markup=False)
-
-
-@plot_app.command("severity")
-def plot_severity(run: Path = _RUN, out: Path = _OUT,
-                  metric: str = typer.Option("image_auroc", "--metric", help="Metric column."),
-                  methods: Optional[List[str]] = _PLOT_METHODS,
-                  categories: Optional[List[str]] = typer.Option(None, "--categories", "-c", help="Categories to average (default: all).")) -> None:
-    """Metric vs severity 1-5 per method, one panel per corruption (GNL Fig. 4)."""
-    from .plots import severity
-
-    _wrote(severity.plot(run, out, metric, _split(methods), _split(categories)))
-
-
-@plot_app.command("maps")
-def plot_maps(run: Path = _RUN, out: Path = _OUT, methods: Optional[List[str]] = _PLOT_METHODS,
-              category: Optional[str] = _CATEGORY, seed: Optional[int] = _SEED,
-              conditions: Optional[List[str]] = _CONDITIONS,
-              images: Optional[List[str]] = typer.Option(None, "--images", help="Test image ids among the kept ones (default: the first anomalous).")) -> None:
-    """Clean / corrupted input, ground truth and each method's map (TTAD Fig. 4)."""
-    from .plots import maps
-
-    _wrote(maps.plot(run, out, _split(methods), category, seed, _split(conditions), _split(images)))
-
-
-@plot_app.command("histograms")
-def plot_histograms(run: Path = _RUN, out: Path = _OUT, methods: Optional[List[str]] = _PLOT_METHODS,
-                    category: Optional[str] = _CATEGORY, seed: Optional[int] = _SEED,
-                    conditions: Optional[List[str]] = _CONDITIONS,
-                    bins: int = typer.Option(20, "--bins", help="Histogram bins.")) -> None:
-    """Image scores of normal vs anomalous test images per method and condition (GNL Fig. 2)."""
-    from .plots import histograms
-
-    _wrote(histograms.plot(run, out, _split(methods), category, seed, _split(conditions), bins))
-
-
-@plot_app.command("assignments")
-def plot_assignments(run: Path = _RUN, out: Path = _OUT, methods: Optional[List[str]] = _PLOT_METHODS,
-                     categories: Optional[List[str]] = typer.Option(None, "--categories", "-c", help="Categories to sum (default: all)."),
-                     conditions: Optional[List[str]] = _CONDITIONS) -> None:
-    """OT assignments to anomalous patches per reading and augmentation (TTAD Fig. 5)."""
-    from .plots import assignments
-
-    _wrote(assignments.plot(run, out, _split(methods), _split(categories), _split(conditions)))
-
-
-@plot_app.command("all")
-def plot_all(run: Path = _RUN, out: Path = _OUT) -> None:
-    """Every figure the run has what it needs for, with the defaults; a line for each it has not."""
-    from .plots import assignments, histograms, maps, severity
-
-    made = 0
-    for name, draw in (("severity", severity.plot), ("maps", maps.plot), ("histograms", histograms.plot),
-                       ("assignments", assignments.plot)):
-        try:
-            _wrote(draw(run, out))
-            made += 1
-        except BenchError as exc:
-            console.print(f"skipped {name}: {exc}", highlight=False, soft_wrap=True, markup=False)
-    if not made:
-        raise BenchError(f"{run}: no figure could be drawn (see the lines above)")
 
 
 @app.command("list")
@@ -449,8 +349,8 @@ def reproduce(
     from .runner import resolve_device
 
     p = get_preset(preset)
-    spec = grid_spec(p, dataset=dataset, root=str(root) if root else None, categories=_split(categories),
-                     backbone=backbone, weights=weights, overrides=_overrides(set_), device=resolve_device(device),
+    spec = grid_spec(p, dataset=dataset, root=str(root) if root else None, categories=split_list(categories),
+                     backbone=backbone, weights=weights, overrides=parse_overrides(set_), device=resolve_device(device),
                      test_subset=test_subset)
     spec.preset = p.name
     run_dir = out or default_run_dir(spec).with_name(f"{p.name}-{default_run_dir(spec).name}")

@@ -1,0 +1,42 @@
+"""What every command module of the CLI shares: the console (stderr) and option parsing."""
+from __future__ import annotations
+
+from typing import List, Optional
+
+from rich.console import Console
+
+from .errors import BenchError
+
+console = Console(stderr=True)
+
+
+def split_list(values: Optional[List[str]]) -> Optional[list[str]]:
+    """A repeatable option whose items may also be comma-separated: ["a,b", "c"] -> [a, b, c]."""
+    if not values:
+        return None
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
+
+
+def parse_ints(values: Optional[List[str]], what: str) -> Optional[list[int]]:
+    """``split_list`` of integers; a non-integer is a one-line error naming ``--what``."""
+    items = split_list(values)
+    if items is None:
+        return None
+    out = []
+    for v in items:
+        try:
+            out.append(int(v))
+        except ValueError:
+            raise BenchError(f"--{what} {v}: expected integers such as 1,3,5") from None
+    return out
+
+
+def parse_overrides(values: Optional[List[str]]) -> dict[str, str]:
+    """``--set FIELD=VALUE`` / ``METHOD.FIELD=VALUE`` items -> {key: value} (checked later)."""
+    out = {}
+    for item in values or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise BenchError(f"--set {item}: expected FIELD=VALUE or METHOD.FIELD=VALUE, e.g. --set coreset_ratio=0.01")
+        out[key.strip()] = value.strip()
+    return out
