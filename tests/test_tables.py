@@ -1,10 +1,12 @@
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from bench import papers
+from bench.errors import BenchWarning
 from bench.results import RunStore
 from bench.tables import compare_published, condition_label, main_table, paper_table, table_frame
 
@@ -165,8 +167,23 @@ def test_per_class_needs_one_dataset():
 def test_mixed_configs_warn():
     df = synthetic()
     df.loc[df.index[:2], "config_hash"] = "other"
-    with pytest.warns(UserWarning, match="mix several configs"):
+    with pytest.warns(BenchWarning, match="mix several configs"):
         main_table(df, fmt="markdown")
+
+
+def test_defects_the_grid_lost_are_said_with_the_table():
+    df = synthetic()
+    df["n_masks_lost"] = 0
+    df["image_labels"] = [[0, 1, 1, 1]] * len(df)
+    df.loc[(df["method"] == "patchcore") & (df["category"] == "bottle"), "n_masks_lost"] = 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        main_table(df[df["method"] != "patchcore"], fmt="markdown")  # none lost: silent
+    with pytest.warns(BenchWarning) as said:
+        main_table(df, fmt="markdown")
+    assert [str(w.message) for w in said] == [
+        "defects outside the evaluation grid (patchcore on bottle: 2 of 3): the method never saw them, the "
+        "images still count as anomalous and add no defect pixels (n_masks_lost, masks_lost in the rows)"]
 
 
 def test_tables_from_a_run_store(tmp_path):

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .. import papers
+from ..errors import BenchWarning
 from .names import DATASET_NAMES, MEAN, METRIC_NAMES, _cond_labels, _corruption_rank, _nice, method_display, method_rank
 
 def _ok_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -79,8 +80,15 @@ def _per_category(df, metrics, rows, datasets, methods, conditions, categories):
             warnings.warn(
                 f"rows of {several} mix several configs and are averaged together; "
                 "filter the rows or pass rows=<a column that tells the variants apart>",
-                stacklevel=3,
+                BenchWarning, stacklevel=3,
             )
+    lost = masks_lost(ok, rows)
+    if lost:
+        warnings.warn(
+            f"defects outside the evaluation grid ({'; '.join(lost)}): the method never saw them, the "
+            "images still count as anomalous and add no defect pixels (n_masks_lost, masks_lost in the rows)",
+            BenchWarning, stacklevel=3,
+        )
     keys = [rows, "dataset", "corruption", "severity", "category"]
     data = ok[keys + list(metrics)].copy()
     for m in metrics:
@@ -201,6 +209,21 @@ def mixed_configs(rows: pd.DataFrame) -> list[str]:
         return []
     n_cfg = rows.groupby("method", sort=False)["config_hash"].nunique()
     return list(n_cfg[n_cfg > 1].index)
+
+
+def masks_lost(rows: pd.DataFrame, by: str = "method") -> list[str]:
+    """"<method> on <category>: N of M" where a method's evaluation grid lost whole defect masks."""
+    if "n_masks_lost" not in rows.columns:
+        return []
+    n = pd.to_numeric(rows["n_masks_lost"], errors="coerce").fillna(0)
+    lost = rows[n > 0]
+    out = []
+    for (label, category), group in lost.groupby([by, "category"], sort=False):
+        defects = ""
+        if "image_labels" in group.columns and group["image_labels"].iloc[0] is not None:
+            defects = f" of {int(sum(1 for v in group['image_labels'].iloc[0] if v))}"
+        out.append(f"{label} on {category}: {int(group['n_masks_lost'].max())}{defects}")
+    return out
 
 
 class Spread:
