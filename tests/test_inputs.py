@@ -262,6 +262,11 @@ def test_a_defect_the_crop_cuts_off_is_counted_and_said_once(monkeypatch, capsys
                      "image metrics and add only normal pixels to the pixel metrics (n_masks_lost in the rows)"]
     assert list(rows["n_masks_lost"]) == [1, 1] and list(rows["n_empty_masks"]) == [0, 0]
     assert [json.loads(x) for x in rows["masks_lost"]] == [["test/crack/000.png"]] * 2
+    with registered_temporarily("cropped", CropProbe, summary="test probe"):
+        code, _, err = run_cli(monkeypatch, capsys, "table", tmp_path / "run")
+    assert code == 0 and err.splitlines() == [  # bench table says it too, in one line
+        "warning: defects outside the evaluation grid (cropped on part: 1 of 3): the method never saw them, the "
+        "images still count as anomalous and add no defect pixels (n_masks_lost, masks_lost in the rows)"]
 
 
 def test_labels_only_dataset_gives_image_metrics_and_says_why(monkeypatch, capsys, tmp_path, reference):
