@@ -215,6 +215,7 @@ def test_score_bank_adapted_reembeds_the_coreset_patches(fitted_state):
     assert np.allclose(same.bank, src.bank, atol=1e-4)
 
 
+@pytest.mark.slow  # fits the shared TTAD state (1024-d statistics)
 def test_none_skips_adaptation_and_matches_patchcore_scores(fitted_state):
     none = get("none").create(**SMALL)
     none.load_fitted_state(copy.deepcopy(fitted_state))

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from _grids import run_cli
 from bench.errors import BenchWarning
 from bench.results import CorruptPartError, RunStore, export, load_rows, load_runs
 
@@ -206,7 +207,7 @@ def test_export_and_load_rows_round_trip(tmp_path):
         load_rows(tmp_path / "missing")
 
 
-def test_runs_merge_and_a_repeated_cell_keeps_the_last_runs_row(tmp_path):
+def test_runs_merge_and_a_repeated_cell_keeps_the_last_runs_row(tmp_path, monkeypatch, capsys):
     a, b = RunStore(tmp_path / "a"), RunStore(tmp_path / "b")
     a.write(make_row("pc-clean", finished_at="1"))
     a.write(make_row("shared", image_auroc=0.1, finished_at="2"))
@@ -215,9 +216,8 @@ def test_runs_merge_and_a_repeated_cell_keeps_the_last_runs_row(tmp_path):
     df = load_runs([a.run_dir, export(b.run_dir, tmp_path / "b.parquet")])
     assert sorted(df["cell_id"]) == ["pc-clean", "shared", "ttad-clean"]
     assert math.isclose(df.set_index("cell_id").loc["shared", "image_auroc"], 0.7, rel_tol=1e-6)
-    out = subprocess.run([sys.executable, "-m", "bench", "table", str(a.run_dir), str(b.run_dir)],
-                         capture_output=True, text=True, check=True).stdout
-    assert "| PatchCore |" in out and "| TTAD |" in out
+    code, out, _ = run_cli(monkeypatch, capsys, "table", a.run_dir, b.run_dir)
+    assert code == 0 and "| PatchCore |" in out and "| TTAD |" in out
 
 
 WRITER = textwrap.dedent(
