@@ -36,7 +36,8 @@ class PatchCoreConfig(MethodConfig):
     resize: int = bounded(256, ge=1)
     image_size: int = bounded(224, ge=1)  # centre crop = evaluation resolution
     # False: shorter side -> resize (official; on very non-square images the crop drops the
-    # sides). True: squash to resize x resize first, so the crop keeps the whole field of view.
+    # ends). True: squash to resize x resize first; the crop still trims (resize - image_size) / 2
+    # px of every side unless resize == image_size (--set square_resize=true --set resize=224).
     square_resize: bool = False
     pretrain_embed_dim: int = bounded(1024, ge=1)  # per-level pooling target (official --pretrain_embed_dimension)
     target_embed_dim: int = bounded(1024, ge=1)  # final patch width (official --target_embed_dimension)
