@@ -269,6 +269,27 @@ def test_a_defect_the_crop_cuts_off_is_counted_and_said_once(monkeypatch, capsys
         "images still count as anomalous and add no defect pixels (n_masks_lost, masks_lost in the rows)"]
 
 
+def test_the_lost_masks_hint_names_the_setting_that_keeps_the_whole_image():
+    from types import SimpleNamespace
+
+    from bench.executors import Driver
+    from bench.methods.patchcore import PatchCoreConfig
+
+    cell = SimpleNamespace(category="tile", method="patchcore", config=PatchCoreConfig())
+    row = {"masks_lost": json.dumps(["test/crack/a.png"]), "image_labels": [0, 1, 1]}
+    driver = SimpleNamespace(_said=set())
+    with pytest.warns(BenchWarning) as said:
+        Driver._say_masks_lost(driver, cell, row)
+        Driver._say_masks_lost(driver, cell, row)  # the same ids again: said once
+    assert len(said) == 1 and str(said[0].message).startswith(
+        "tile: 1 of 2 defect masks have no pixel left on patchcore's evaluation grid (test/crack/a.png)")
+    assert str(said[0].message).endswith("(n_masks_lost in the rows; --set square_resize=true --set resize=224 "
+                                         "keeps the whole image)")
+    whole = PatchCoreConfig(square_resize=True, resize=224).geometry()  # what the hint sets
+    assert whole.mask(np.ones((50, 300), bool)).all()  # a 6:1 tile: every pixel stays
+    assert not PatchCoreConfig(square_resize=True).geometry().mask(np.pad(np.ones((50, 8), bool), ((0, 0), (0, 292)))).any()
+
+
 def test_labels_only_dataset_gives_image_metrics_and_says_why(monkeypatch, capsys, tmp_path, reference):
     root = build(tmp_path / "data")
     shutil.rmtree(root / "part" / "ground_truth")
