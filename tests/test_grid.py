@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from bench.errors import BenchWarning
 from bench.executors import run_local
 from bench.grid import GridSpec
 from bench.methods import Scores, registered, registered_temporarily
@@ -52,7 +53,8 @@ def test_changed_hyperparameter_makes_new_cells(tiny_root, tmp_path):
     run_local(_spec(tiny_root), run, show_progress=False)
     spec = _spec(tiny_root)
     spec.overrides["num_neighbours"] = "3"
-    s = run_local(spec, run, show_progress=False)
+    with pytest.warns(BenchWarning, match="also holds the cells of 1 other grid spec"):
+        s = run_local(spec, run, show_progress=False)
     assert s.ran == 2
     assert load_rows(run)["config_hash"].nunique() == 2
 
@@ -81,8 +83,10 @@ def test_failed_cell_is_recorded_and_grid_goes_on(tiny_root, tmp_path, nan_metho
     assert bad["error"].str.contains("NaN").all()
     assert set(df[df.method == "patchcore"]["status"]) == {"ok"}
     # failed cells are done unless asked to retry
-    assert run_local(_spec(tiny_root, methods=("test_nan_method",)), run, show_progress=False).ran == 0
-    again = run_local(_spec(tiny_root, methods=("test_nan_method",)), run, retry_failed=True, show_progress=False)
+    with pytest.warns(BenchWarning, match="also holds the cells of 1 other grid spec"):  # a subset of the first grid
+        assert run_local(_spec(tiny_root, methods=("test_nan_method",)), run, show_progress=False).ran == 0
+    with pytest.warns(BenchWarning, match="also holds the cells of 1 other grid spec"):
+        again = run_local(_spec(tiny_root, methods=("test_nan_method",)), run, retry_failed=True, show_progress=False)
     assert again.ran == 2
 
 
