@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Hashable, Iterable, Protocol
 from .worker import CellJob, CellResult, FitJob, FitResult
 
 if TYPE_CHECKING:
-    from .executors import Driver
+    from .driver import Driver
     from .grid import Cell
     from .runner import RunContext
 

@@ -272,7 +272,7 @@ def test_a_defect_the_crop_cuts_off_is_counted_and_said_once(monkeypatch, capsys
 def test_the_lost_masks_hint_names_the_setting_that_keeps_the_whole_image():
     from types import SimpleNamespace
 
-    from bench.executors import Driver
+    from bench.driver import Driver
     from bench.methods.patchcore import PatchCoreConfig
 
     cell = SimpleNamespace(category="tile", method="patchcore", config=PatchCoreConfig())

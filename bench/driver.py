@@ -1,0 +1,130 @@
+"""The driver: what every executor reports to, and the only writer of a run directory.
+
+The scheduler (``bench.scheduler``) calls it when a fit is available (``fit_done``, logged to
+``fits.jsonl``), when a cell's row is in (``row``: the part is written atomically, the one-line
+result printed, warnings said once for the whole grid) and for the progress bar (``stage``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import Progress
+
+from .datasets.corruptions import CLEAN, CacheStats
+from .grid import Cell
+from .metrics import METRICS
+from .methods.errors import warn
+from .results import RunStore
+from .runner import RunContext
+
+FIT_LOG = "fits.jsonl"
+
+
+@dataclass
+class GridSummary:
+    run_dir: Path
+    total: int
+    skipped: int
+    executor: str = "local"
+    ran: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    fits_computed: int = 0
+    fit_cache: dict[str, int] = field(default_factory=lambda: {"hits": 0, "misses": 0})
+    # corrupted test images: per image (hits/misses) and per test set (a set is a hit when all
+    # of its images came from the cache); clean cells are not counted
+    corruption_cache: dict[str, int] = field(
+        default_factory=lambda: {"hits": 0, "misses": 0, "set_hits": 0, "set_misses": 0})
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    def cache_line(self) -> str:
+        c = self.corruption_cache
+        return (f"fits: {self.fits_computed} computed, {self.fit_cache['hits']} cache hits; corrupted sets: "
+                f"{c['set_misses']} generated, {c['set_hits']} from cache ({c['misses']} / {c['hits']} images)")
+
+
+class Driver:
+    """What executors report to. The only writer of the run directory (parts and fit log)."""
+
+    def __init__(self, store: RunStore, summary: GridSummary, console: Console,
+                 progress: Progress, task: Any, ctx: RunContext) -> None:
+        self.store = store
+        self.ctx = ctx  # the driver's: loaded categories and its fit cache
+        self.summary = summary
+        self.console = console
+        self._progress = progress
+        self._task = task
+        self._lock = threading.Lock()  # executors may report from a helper thread
+        self.fit_log = store.run_dir / FIT_LOG
+        self._said: set[tuple] = set()  # (category, lost mask ids) already warned about
+
+    def stage(self, cell: Cell, name: str) -> None:
+        self._progress.update(self._task, description=f"{cell.label()} [{name}]")
+
+    def fit_done(self, cell: Cell, key: str, *, computed: bool, seconds: float) -> None:
+        """A group's fit is available; ``computed``: fitted now (not from a cache)."""
+        with self._lock:
+            if computed:
+                self.summary.fits_computed += 1
+                self.summary.fit_cache["misses"] += 1
+                line = json.dumps({"key": key, "method": cell.method, "category": cell.category,
+                                   "seed": cell.seed, "fit_seconds": seconds, "pid": os.getpid()}) + "\n"
+                with open(self.fit_log, "a") as f:
+                    f.write(line)
+            else:
+                self.summary.fit_cache["hits"] += 1
+
+    def row(self, cell: Cell, row: dict[str, Any], stats: CacheStats | None = None) -> None:
+        """Store a finished cell (atomically) and report it with its corrupted-image cache counts."""
+        with self._lock:
+            self.store.write(row)
+            s = self.summary
+            s.ran += 1
+            if stats is not None and cell.corruption != CLEAN:
+                s.corruption_cache["hits"] += stats.hits
+                s.corruption_cache["misses"] += stats.misses
+                if stats.hits or stats.misses:
+                    s.corruption_cache["set_misses" if stats.misses else "set_hits"] += 1
+            if row["status"] != "ok":
+                s.failed += 1
+                s.failures.append((cell.label(), row["error"]))
+                self.console.print(f"[red]failed[/red] {escape(cell.label())}: {escape(row['error'])}",
+                                   highlight=False, soft_wrap=True)
+            else:
+                self._say_masks_lost(cell, row)
+                self.console.print(escape(_row_line(cell, row)), highlight=False, soft_wrap=True)
+            self._progress.advance(self._task)
+
+    def _say_masks_lost(self, cell: Cell, row: dict[str, Any]) -> None:
+        """One warning per category and set of lost masks (the worker that found them is silent)."""
+        lost = json.loads(row.get("masks_lost") or "[]")
+        if not lost or (cell.category, tuple(lost)) in self._said:
+            return
+        self._said.add((cell.category, tuple(lost)))
+        shown = ", ".join(lost[:3]) + (", ..." if len(lost) > 3 else "")
+        n_defect = sum(1 for x in row.get("image_labels") or () if x)
+        of = f" of {n_defect}" if n_defect else ""
+        size = getattr(cell.config, "image_size", None)
+        fix = (f"; --set square_resize=true --set resize={size} keeps the whole image"
+               if hasattr(cell.config, "square_resize") and size else "")
+        warn(f"{cell.category}: {len(lost)}{of} defect masks have no pixel left on {cell.method}'s "
+             f"evaluation grid ({shown}): its resize and crop cut the defect off (the method never sees "
+             "it) or the defect is thinner than a grid pixel; these images still count as anomalous for "
+             "the image metrics and add only normal pixels to the pixel metrics "
+             f"(n_masks_lost in the rows{fix})")
+
+
+def _row_line(cell: Cell, row: dict[str, Any]) -> str:
+    fit = "cached" if row.get("fit_cached") else f"{row.get('fit_seconds', 0):.1f}s"
+    def shown(value: float) -> str:  # NaN: undefined here (e.g. no pixel ground truth)
+        return "–" if value != value else f"{value:.2f}"
+
+    values = ", ".join(f"{m.text} {shown(m.scale * row[m.name])}" for m in METRICS.values() if m.in_progress_line)
+    return f"{cell.label()}: {values} (fit {fit}, score {row['score_seconds']:.1f}s)"
