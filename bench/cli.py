@@ -109,6 +109,7 @@ def grid(
     from .grid import default_run_dir
     from .results import load_rows
     from .tables import main_table
+    from .tables.aggregate import LostMasksWarning
 
     ex = make_executor(executor, workers=workers, threads=threads, address=address,
                        cpus_per_cell=cpus_per_cell, gpus_per_cell=gpus_per_cell, device=device)
@@ -129,7 +130,7 @@ def grid(
     df = load_rows(run_dir)
     if (df["status"] == "ok").any():
         with warnings.catch_warnings():  # the driver said each lost mask when its cell ran
-            warnings.filterwarnings("ignore", message="defects outside the evaluation grid")
+            warnings.simplefilter("ignore", LostMasksWarning)
             typer.echo(main_table(df, "image_auroc", fmt="markdown", caption="Image AUROC (%)"))
     n_failed = int((df["status"] != "ok").sum())
     if n_failed:

@@ -111,9 +111,9 @@ class Driver:
         shown = ", ".join(lost[:3]) + (", ..." if len(lost) > 3 else "")
         n_defect = sum(1 for x in row.get("image_labels") or () if x)
         of = f" of {n_defect}" if n_defect else ""
-        size = getattr(cell.config, "image_size", None)
-        fix = (f"; --set square_resize=true --set resize={size} keeps the whole image"
-               if hasattr(cell.config, "square_resize") and size else "")
+        settings = cell.config.whole_image_settings()
+        fix = ("; " + " ".join(f"--set {k}={v}" for k, v in settings.items()) + " keeps the whole image"
+               if settings else "")
         warn(f"{cell.category}: {len(lost)}{of} defect masks have no pixel left on {cell.method}'s "
              f"evaluation grid ({shown}): its resize and crop cut the defect off (the method never sees "
              "it) or the defect is thinner than a grid pixel; these images still count as anomalous for "

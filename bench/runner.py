@@ -378,11 +378,10 @@ def _evaluate(cell: Cell, ctx: RunContext, device: str, stage: Callable[[str], N
         "pixel_ground_truth": bool(cat.test.has_masks),
         "n_empty_masks": len(cat.test.empty_masks()),  # defect images whose mask is all zero
     })
-    if masks is not None:  # defect images whose mask the evaluation grid loses entirely
-        lost = ctx.masks_lost(cell, method)
-        values.update({"n_masks_lost": len(lost), "masks_lost": json.dumps(lost)})  # ids, a JSON list
     values.update({f"diag_{k}": v for k, v in {**fitted.diagnostics, **diagnostics_of(method)}.items()})
     if masks is not None:
+        lost = ctx.masks_lost(cell, method)  # defect images whose mask the grid loses entirely
+        values.update({"n_masks_lost": len(lost), "masks_lost": json.dumps(lost)})  # ids, a JSON list
         values.update(patch_report_diagnostics(reports, masks))
     return values
 

@@ -160,6 +160,11 @@ class MethodConfig:
         """
         raise NotImplementedError(f"{type(self).__name__} must define geometry() (the evaluation grid)")
 
+    def whole_image_settings(self) -> dict[str, str]:
+        """``--set`` values under which the geometry keeps the whole image (optional): named in the
+        warning when a crop cuts whole defects off. Empty: none known, or nothing is cropped."""
+        return {}
+
 
 class Method:
     """Base class: subclasses set ``Config`` and implement the four required methods below."""

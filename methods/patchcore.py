@@ -53,6 +53,9 @@ class PatchCoreConfig(MethodConfig):
     def geometry(self) -> Geometry:
         return Geometry(resize=self.resize, crop=self.image_size, square=self.square_resize)
 
+    def whole_image_settings(self) -> dict[str, str]:
+        return {"square_resize": "true", "resize": str(self.image_size)}  # squash: the crop is a no-op
+
 
 def check_bank_size(n_images: int, n_patches: int, cfg: PatchCoreConfig) -> None:
     """A category too small for the coreset: a one-line error (kNN impossible) or a warning."""

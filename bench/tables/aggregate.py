@@ -17,6 +17,10 @@ from .. import papers
 from ..errors import BenchWarning
 from .names import DATASET_NAMES, MEAN, METRIC_NAMES, _cond_labels, _corruption_rank, _nice, method_display, method_rank
 
+class LostMasksWarning(BenchWarning):
+    """Rows whose evaluation grid lost whole defect masks (``masks_lost``)."""
+
+
 def _ok_rows(df: pd.DataFrame) -> pd.DataFrame:
     if "status" in df.columns:
         df = df[df["status"] == "ok"]
@@ -87,7 +91,7 @@ def _per_category(df, metrics, rows, datasets, methods, conditions, categories):
         warnings.warn(
             f"defects outside the evaluation grid ({'; '.join(lost)}): the method never saw them, the "
             "images still count as anomalous and add no defect pixels (n_masks_lost, masks_lost in the rows)",
-            BenchWarning, stacklevel=3,
+            LostMasksWarning, stacklevel=3,
         )
     keys = [rows, "dataset", "corruption", "severity", "category"]
     data = ok[keys + list(metrics)].copy()
@@ -220,8 +224,9 @@ def masks_lost(rows: pd.DataFrame, by: str = "method") -> list[str]:
     out = []
     for (label, category), group in lost.groupby([by, "category"], sort=False):
         defects = ""
-        if "image_labels" in group.columns and group["image_labels"].iloc[0] is not None:
-            defects = f" of {int(sum(1 for v in group['image_labels'].iloc[0] if v))}"
+        labels = group["image_labels"].iloc[0] if "image_labels" in group.columns else None
+        if isinstance(labels, (list, np.ndarray)):  # rows written before per-image columns: NaN
+            defects = f" of {int(sum(1 for v in labels if v))}"
         out.append(f"{label} on {category}: {int(group['n_masks_lost'].max())}{defects}")
     return out
 
