@@ -60,8 +60,8 @@ def main() -> None:
 
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     with tempfile.TemporaryDirectory(prefix="perf-overhead-") as tmp:
-        env = {**os.environ, "ADSHIFT_BENCH_CACHE": str(Path(tmp) / "cache")}
-        os.environ["ADSHIFT_BENCH_CACHE"] = env["ADSHIFT_BENCH_CACHE"]
+        os.environ["ADSHIFT_BENCH_CACHE"] = str(Path(tmp) / "cache")  # this process and the commands
+        env = dict(os.environ)
         data = ["--root", args.root] if args.root else []
         if not args.root:
             textures.ensure_textures()  # generated once beforehand: not part of any run
