@@ -11,7 +11,7 @@ import os
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -19,8 +19,9 @@ from .datasets.cache import cache_dir
 from .methods.persist import atomic_write, stable_hash
 
 
-def data_fingerprint(root: Path | None, ids: list[str]) -> str:
-    """Cheap identity of a training set: file ids with sizes and mtimes."""
+def data_fingerprint(root: Path | None, ids: list[str], files: Sequence[Path] = ()) -> str:
+    """Cheap identity of a training set: file ids with sizes and mtimes, and the sizes and mtimes
+    of ``files`` (what the images are read from when an id is not a file under ``root``)."""
     h = hashlib.sha256()
     for i in ids:
         h.update(i.encode())
@@ -30,6 +31,12 @@ def data_fingerprint(root: Path | None, ids: list[str]) -> str:
                 h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
             except OSError:
                 pass
+    for path in files:  # none: the key stays what it was before files were counted
+        try:
+            st = os.stat(path)
+            h.update(f"|{Path(path).name}:{st.st_size}:{st.st_mtime_ns}".encode())
+        except OSError:
+            h.update(f"|{Path(path).name}:missing".encode())
     return h.hexdigest()[:16]
 
 

@@ -99,6 +99,7 @@ class Driver:
                                    highlight=False, soft_wrap=True)
             else:
                 self._say_masks_lost(cell, row)
+                self._say_nondeterministic(cell, row)
                 self.console.print(escape(_row_line(cell, row)), highlight=False, soft_wrap=True)
             self._progress.advance(self._task)
 
@@ -119,6 +120,17 @@ class Driver:
              "it) or the defect is thinner than a grid pixel; these images still count as anomalous for "
              "the image metrics and add only normal pixels to the pixel metrics "
              f"(n_masks_lost in the rows{fix})")
+
+
+    def _say_nondeterministic(self, cell: Cell, row: dict[str, Any]) -> None:
+        """One warning per method and set of operations that ran without a deterministic kernel."""
+        ops = tuple(json.loads(row.get("nondeterministic_ops") or "[]"))
+        if not ops or (cell.method, ops) in self._said:
+            return
+        self._said.add((cell.method, ops))
+        warn(f"{cell.method} on {row.get('device')}: {', '.join(ops)} {'has' if len(ops) == 1 else 'have'} no "
+             "deterministic kernel and ran anyway, so its rows may differ between two runs of the same cell "
+             "(nondeterministic_ops in the rows)")
 
 
 def _row_line(cell: Cell, row: dict[str, Any]) -> str:

@@ -71,10 +71,11 @@ def check_inputs(spec: GridSpec, cells: list[Cell], ctx: RunContext) -> None:
     ``load`` checks the MVTec layout, file types, masks present for defect images and a
     non-empty train/good; it raises a one-line BenchError naming the folder or file. Content
     errors (a truncated image, a mask of the wrong size) are found per category when its first
-    fit runs (``RunContext.checked_category``) and fail that category's cells only.
+    fit runs (``RunContext.checked_category``) and fail that category's cells only. Every test
+    domain of the grid must load too (e.g. MNIST-M's files are there).
     """
-    for name in dict.fromkeys(c.category for c in cells):
-        ctx.category(name)
+    for name, domain in dict.fromkeys((c.category, c.domain) for c in cells):
+        ctx.split(name, domain)
 
 
 class Executor(Protocol):
@@ -202,8 +203,9 @@ def run_grid(
 
 
 def _identity(spec: dict[str, Any]) -> dict[str, Any]:
-    """What makes two grid specs different grids (the device does not change the cells)."""
-    return {k: v for k, v in spec.items() if k != "device"}
+    """What makes two grid specs different grids (the device and the deterministic mode do not
+    change the cells; rows record both)."""
+    return {k: v for k, v in spec.items() if k not in ("device", "deterministic")}
 
 
 def run_local(spec: GridSpec, run_dir: Path, *, workers: int = 1, **kwargs: Any) -> GridSummary:

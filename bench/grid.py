@@ -2,7 +2,8 @@
 
 A cell is (method, dataset, category, corruption, severity, seed) plus everything that changes
 its numbers (the method's config hash, which covers backbone and weights, and the corruption
-protocol). Its ``cell_id`` is a stable hash of all that, so a rerun of the same grid finds the
+protocol), and for a dataset with several test domains (MNIST / MNIST-M, PACS) the domain it is
+tested on. Its ``cell_id`` is a stable hash of all that, so a rerun of the same grid finds the
 cells that are already done, and a changed hyperparameter makes new cells instead of mixing.
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from .datasets.corruptions import CLEAN, PROTOCOLS, TestSets, check_severity, resolve_corruptions
 from .datasets.registry import get_dataset
-from .errors import BenchError, ConfigError
+from .errors import BenchError, ConfigError, UnknownName
 from .methods import MethodConfig, get, registered
 from .methods.persist import stable_hash
 
@@ -37,7 +38,7 @@ class Cell:
     config: MethodConfig = field(compare=False, repr=False)
     test_subset: int = 0  # 0: every test image; N: a seeded stratified subset of N
     preset: str = field(default="", compare=False)  # the paper preset that asked for it (recorded)
-
+    domain: str = ""  # the test domain (Category.domains); "": the dataset's own test split
 
     @property
     def config_hash(self) -> str:
@@ -49,12 +50,16 @@ class Cell:
                self.severity, self.seed, self.protocol]
         if self.test_subset:  # only then: the ids of full-test-set cells stay as they were
             key.append(["test_subset", self.test_subset])
-        readable = re.sub(r"[^A-Za-z0-9._-]", "_", f"{self.method}-{self.category}-{self.corruption}-s{self.severity}")
+        if self.domain:  # likewise: a cell without a domain keeps its id
+            key.append(["domain", self.domain])
+        where = f"{self.category}-{self.domain}" if self.domain else self.category
+        readable = re.sub(r"[^A-Za-z0-9._-]", "_", f"{self.method}-{where}-{self.corruption}-s{self.severity}")
         return f"{readable}-{_hash(key)}"
 
     def label(self) -> str:
         cond = "clean" if self.corruption == CLEAN else f"{self.corruption}@{self.severity}"
-        return f"{self.method} / {self.category} / {cond} / seed {self.seed}"
+        where = f"{self.category} / {self.domain}" if self.domain else self.category
+        return f"{self.method} / {where} / {cond} / seed {self.seed}"
 
 
 @dataclass
@@ -71,7 +76,12 @@ class GridSpec:
     weights: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)  # "field=value" or "method.field=value"
     device: str = "cpu"
+    # torch's deterministic algorithms (CUDA: cuBLAS / cuDNN); recorded in the rows, not in the ids
+    deterministic: bool = True
     test_subset: int = 0  # 0: every test image; N: a seeded subset of N, stratified by defect type
+    # Test domains of a dataset that has several (DatasetSpec.domains), or ["all"]; None: its
+    # in-distribution one (a dataset with one test split: that split). Corruptions apply to each.
+    domains: list[str] | None = None
     preset: str = ""  # set by `bench reproduce`: recorded in every row, not part of the cells' ids
     # What the rows keep for statistics and plots (bench.stats, bench.samples). Not part of the
     # cells' ids nor of the run directory: they change no metric, only what is stored beside it.
@@ -80,7 +90,27 @@ class GridSpec:
     map_size: int = 64  # their side in pixels at most
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if out["domains"] is None:  # unset: the specs (and run directories) of grids before domains
+            del out["domains"]
+        return out
+
+    def domain_names(self) -> list[str]:
+        """The domains the cells test on: names from the dataset's domains, [""] for a dataset
+        with one test split."""
+        known = list(get_dataset(self.dataset).domains)
+        wanted = self.domains
+        if not wanted:
+            return known[:1] or [""]
+        if not known:
+            raise BenchError(f"--domains {','.join(wanted)}: dataset '{self.dataset}' has one test split, no "
+                             "domains; drop --domains (datasets with domains: see bench list datasets)")
+        if wanted in (["all"], []):
+            return known
+        for d in wanted:
+            if d not in known:
+                raise UnknownName("domain", d, known)
+        return list(dict.fromkeys(wanted))
 
     def method_names(self) -> list[str]:
         if self.methods in (["all"], []):
@@ -163,31 +193,32 @@ class GridSpec:
         cats = spec.resolve_categories(root, self.categories)
         dataset_label = root.name if self.dataset == "folder" else self.dataset
         conditions = self.conditions()
+        domains = self.domain_names()
         methods = self.method_names()
         self.check_overrides(methods)
         configs = {m: self.method_config(m) for m in methods}
         # Grouped so that each (category, method, seed) fits once and its cells follow.
         return [
-            Cell(m, dataset_label, cat, c, s, seed, self.protocol, configs[m], self.test_subset, self.preset)
-            for cat in cats for m in methods for seed in self.seeds for c, s in conditions
+            Cell(m, dataset_label, cat, c, s, seed, self.protocol, configs[m], self.test_subset, self.preset, d)
+            for cat in cats for m in methods for seed in self.seeds for d in domains for c, s in conditions
         ]
 
 
 def corruption_sets(spec: GridSpec) -> list[TestSets]:
     """The corrupted test sets a grid's cells read (same dataset label, image ids and seeds), per
-    (category, seed); pixels do not depend on the method. Loads each category once (one-line
-    errors for a bad layout, as ``bench grid``)."""
+    (category, domain, seed); pixels do not depend on the method. Loads each category once
+    (one-line errors for a bad layout, as ``bench grid``)."""
     probe = dataclasses.replace(spec, methods=[next(iter(registered()))])
     ds = get_dataset(spec.dataset)
     loaded: dict[str, Any] = {}
-    sets: dict[tuple[str, str, int], TestSets] = {}
+    sets: dict[tuple[str, str, str, int], TestSets] = {}
     for c in probe.cells():
         if c.category not in loaded:
             loaded[c.category] = ds.load(ds.root(spec.root), c.category)
         if c.corruption == CLEAN:
             continue
-        item = sets.setdefault((c.dataset, c.category, c.seed), TestSets(
-            loaded[c.category].test.images, c.dataset, c.category, c.seed, [], []))
+        item = sets.setdefault((c.dataset, c.category, c.domain, c.seed), TestSets(
+            loaded[c.category].split(c.domain).images, c.dataset, c.category, c.seed, [], []))
         if c.corruption not in item.corruptions:
             item.corruptions.append(c.corruption)
         if c.severity not in item.severities:
@@ -221,5 +252,5 @@ _STORED_ONLY = ("bootstrap", "map_samples", "map_size")
 def default_run_dir(spec: GridSpec, base: Path = Path("results/runs")) -> Path:
     """Same grid -> same directory, so rerunning a command resumes it."""
     identity = {k: v for k, v in spec.to_dict().items()
-                if k not in ("device", *_STORED_ONLY) and not (k in ("test_subset", "preset") and not v)}
+                if k not in ("device", "deterministic", *_STORED_ONLY) and not (k in ("test_subset", "preset") and not v)}
     return base / f"{spec.dataset}-{_hash(identity, 8)}"

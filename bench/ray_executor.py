@@ -65,8 +65,10 @@ class RayExecutor:
         if ray.is_initialized():
             return False
         kwargs: dict[str, Any] = {"log_to_driver": self.log_to_driver}
-        env = {k: os.environ[k] for k in ("ADSHIFT_BENCH_CACHE",) if k in os.environ}
-        if env:  # same cache location on the workers (relevant when they share this machine)
+        # same cache location on the workers (relevant when they share this machine) and the same
+        # kernel mode (each worker pins its libraries when it imports bench, bench.numerics)
+        env = {k: os.environ[k] for k in ("ADSHIFT_BENCH_CACHE", "BENCH_KERNELS") if k in os.environ}
+        if env:
             kwargs["runtime_env"] = {"env_vars": env}
         address = self.address
         if address is None and not os.environ.get("RAY_ADDRESS"):

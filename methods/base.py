@@ -29,7 +29,10 @@ if TYPE_CHECKING:  # numpy only in annotations: listing methods imports no numpy
 # When a config field acts (dataclass field metadata "stage", set with ``bounded(stage=...)``):
 # "fit" (the default) changes the fitted state and so enters the fit-cache key; "adapt" acts
 # only after the fit (adaptation, scoring, execution knobs), so variants differing only there
-# share one fit.
+# share one fit. A field declared with ``omit_default=True`` enters the config hash and the fit
+# identity only when it differs from its default: a field added to a config whose default
+# reproduces the numbers of before keeps the cell ids and fit keys (resumed runs, cached fits,
+# interrupted trainings and committed reference rows stay valid).
 FIT, ADAPT = "fit", "adapt"
 STAGES = (FIT, ADAPT)
 
@@ -87,17 +90,19 @@ def _num(x: float) -> str:
 
 
 def bounded(default: Any, *, gt: float | None = None, ge: float | None = None, lt: float | None = None,
-            le: float | None = None, choices: Sequence[Any] | None = None, stage: str = FIT) -> Any:
+            le: float | None = None, choices: Sequence[Any] | None = None, stage: str = FIT,
+            omit_default: bool = False) -> Any:
     """A config field with its allowed range and stage: ``coreset_ratio: float = bounded(0.1, gt=0, le=1)``.
 
     ``MethodConfig.__post_init__`` checks every bounded field (and that numeric fields hold
     numbers) and raises :class:`ConfigError` ``"coreset_ratio=2.0: must be in (0, 1]"``.
-    ``stage="adapt"`` marks a field that does not change the fitted state (see ``FIT``/``ADAPT``).
+    ``stage="adapt"`` marks a field that does not change the fitted state (see ``FIT``/``ADAPT``);
+    ``omit_default=True`` leaves a fit-time field out of the fit identity while it holds its default.
     """
     if stage not in STAGES:
         raise ValueError(f"stage={stage!r}: use one of {', '.join(STAGES)}")
     b = Bounds(gt, ge, lt, le, tuple(choices) if choices is not None else None)
-    return dataclasses.field(default=default, metadata={"bounds": b, "stage": stage})
+    return dataclasses.field(default=default, metadata={"bounds": b, "stage": stage, "omit_default": omit_default})
 
 
 def _type_name(t: Any) -> str:
@@ -140,8 +145,15 @@ class MethodConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def identity(self) -> dict[str, Any]:
+        """The fields that name this config: all of them, less the ``omit_default`` fields that
+        hold their defaults (a field added later keeps the ids of cells run before it existed)."""
+        omitted = {f.name for f in dataclasses.fields(self)
+                   if f.metadata.get("omit_default") and getattr(self, f.name) == f.default}
+        return {k: v for k, v in self.to_dict().items() if k not in omitted}
+
     def hash(self) -> str:
-        return stable_hash(self.to_dict(), 12)
+        return stable_hash(self.identity(), 12)
 
     @classmethod
     def fields_at(cls, stage: str) -> tuple[str, ...]:
@@ -149,9 +161,10 @@ class MethodConfig:
         return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("stage", FIT) == stage)
 
     def fit_fields(self) -> dict[str, Any]:
-        """The fit-time fields and their values: what the default fit identity is made of."""
+        """The fit-time fields and their values: what the default fit identity is made of (less
+        the ``omit_default`` fields that hold their defaults)."""
         names = set(self.fields_at(FIT))
-        return {k: v for k, v in self.to_dict().items() if k in names}
+        return {k: v for k, v in self.identity().items() if k in names}
 
     def geometry(self) -> Geometry:
         """The evaluation geometry (required): the grid the method's anomaly maps live on.

@@ -6,9 +6,7 @@ several test files compare against (computed once per session, with its own cold
 from __future__ import annotations
 
 import atexit
-import contextlib
 import dataclasses
-import os
 import shutil
 import tempfile
 from functools import lru_cache
@@ -19,6 +17,7 @@ import pandas as pd
 from PIL import Image
 
 from bench.datasets import textures
+from bench.datasets.cache import cache_at
 from bench.grid import GridSpec
 from bench.methods import Method, MethodConfig, Scores
 from bench.results import METRICS, load_rows
@@ -105,18 +104,7 @@ def tiny_spec(categories=("brick",), corruptions=("gaussian_noise",), severities
                     severities=list(severities), seeds=list(seeds), overrides=dict(TINY), device="cpu", **kw)
 
 
-@contextlib.contextmanager
-def cache_env(path: Path):
-    """ADSHIFT_BENCH_CACHE=path for this process and the workers it starts."""
-    old = os.environ.get("ADSHIFT_BENCH_CACHE")
-    os.environ["ADSHIFT_BENCH_CACHE"] = str(path)
-    try:
-        yield path
-    finally:
-        if old is None:
-            os.environ.pop("ADSHIFT_BENCH_CACHE", None)
-        else:
-            os.environ["ADSHIFT_BENCH_CACHE"] = old
+cache_env = cache_at  # ADSHIFT_BENCH_CACHE=path for this process and the workers it starts
 
 
 def metric_table(df: pd.DataFrame) -> pd.DataFrame:

@@ -120,3 +120,24 @@ def test_a_thin_defect_stays_visible_in_the_kept_masks():
     kept = samples.unpack(samples.pack(["a"], maps, mask, [image], 64))
     assert kept.masks.shape == (1, 64, 64) and kept.masks[0].any(axis=1).sum() in (1, 2)
     assert kept.masks[0].sum() >= 50  # the crack's length, not a few pixels
+
+
+def test_the_defect_type_breakdown_survives_parts_export_and_old_rows(tmp_path):
+    from bench.results import decode_defect_metrics, encode_defect_metrics
+
+    breakdown = {"crack": {"image_auroc": 0.75, "pixel_auroc": 0.9, "aupro": 0.5, "n": 3},
+                 "hole": {"image_auroc": 1 / 3, "pixel_auroc": float("nan"), "aupro": float("nan"), "n": 1}}
+    text = encode_defect_metrics(breakdown)
+    assert "NaN" not in text and "null" in text  # strict JSON
+    store = RunStore(tmp_path / "run")
+    store.write(make_row("old"))  # written before the column existed
+    store.write(make_row("new", defect_metrics=text))
+    store.write(make_row("failed", status="failed"))
+    exported = load_rows(export(store.run_dir, tmp_path / "ref" / "rows.parquet")).set_index("cell_id")
+    for df in (load_rows(store.run_dir).set_index("cell_id"), exported):
+        got = decode_defect_metrics(df.loc["new", "defect_metrics"])
+        assert list(got) == ["crack", "hole"] and got["crack"] == breakdown["crack"]
+        assert got["hole"]["image_auroc"] == 1 / 3 and got["hole"]["n"] == 1
+        assert np.isnan(got["hole"]["pixel_auroc"]) and np.isnan(got["hole"]["aupro"])
+        assert decode_defect_metrics(df.loc["old", "defect_metrics"]) is None
+        assert decode_defect_metrics(df.loc["failed", "defect_metrics"]) is None
