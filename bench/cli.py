@@ -27,7 +27,8 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks ins
 
 
 def _grid_spec(methods, dataset, root, categories, corruptions, severities, seeds, protocol,
-               backbone=None, weights=None, set_=None, device="cpu", test_subset=0, **stored):
+               backbone=None, weights=None, set_=None, device="cpu", test_subset=0, nondeterministic=False,
+               domains=None, **stored):
     from .grid import GridSpec
 
     return GridSpec(
@@ -35,6 +36,7 @@ def _grid_spec(methods, dataset, root, categories, corruptions, severities, seed
         dataset=dataset or ("folder" if root is not None else "textures"),
         root=str(root) if root is not None else None,
         categories=split_list(categories),
+        domains=split_list(domains),
         corruptions=split_list(corruptions) or ["paper"],
         severities=parse_ints(severities, "severities") or [5],
         seeds=parse_ints(seeds, "seeds") or [0],
@@ -44,6 +46,7 @@ def _grid_spec(methods, dataset, root, categories, corruptions, severities, seed
         overrides=parse_overrides(set_),
         device=device,
         test_subset=test_subset,
+        deterministic=not nondeterministic,
         **stored,
     )
 
@@ -70,10 +73,17 @@ def _run(run_grid, *args, **kwargs):
 _DATASET = typer.Option(None, "--dataset", "-d", help="Dataset name (default: textures; 'folder' when --root is given).")
 _ROOT = typer.Option(None, "--root", help="Folder holding the dataset's categories.")
 _CATEGORIES = typer.Option(None, "--categories", "-c", help="Categories (default: all).")
+_DOMAINS = typer.Option(None, "--domains", help="Test domains of a dataset that has several, comma-separated, or "
+                        "'all' (mnist: mnist,mnist_m; pacs: photo,art_painting,cartoon,sketch); default: its "
+                        "in-distribution one. Corruptions apply to each.")
 _CORRUPTIONS = typer.Option(["paper"], "--corruptions", help="Names or presets (paper, common, all, noise, ...).")
 _SEVERITIES = typer.Option(["5"], "--severities", "-s", help="Severities 1-5, comma-separated.")
 _SEEDS = typer.Option(["0"], "--seeds", help="Seeds: --seeds 0,1,2 or --seeds 0 1 2.")
 _PROTOCOL = typer.Option("native", "--protocol", help="native (corrupt the original file) or resized.")
+_NONDETERMINISTIC = typer.Option(
+    False, "--nondeterministic",
+    help="CUDA: let cuBLAS / cuDNN pick their fastest kernels instead of deterministic ones (recorded in the rows; "
+         "the CPU's kernels are deterministic at a fixed --threads).")
 
 
 @app.command()
@@ -82,6 +92,7 @@ def grid(
     dataset: Optional[str] = _DATASET,
     root: Optional[Path] = _ROOT,
     categories: Optional[List[str]] = _CATEGORIES,
+    domains: Optional[List[str]] = _DOMAINS,
     corruptions: List[str] = _CORRUPTIONS,
     severities: List[str] = _SEVERITIES,
     seeds: List[str] = _SEEDS,
@@ -91,6 +102,7 @@ def grid(
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Hyperparameter FIELD=VALUE or METHOD.FIELD=VALUE."),
     test_subset: int = typer.Option(0, "--test-subset", help="Evaluate on a seeded subset of N test images per category, stratified by defect type (0 = all); recorded in every row."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N] (with Ray: resolved on each worker)."),
+    nondeterministic: bool = _NONDETERMINISTIC,
     executor: str = typer.Option("local", "--executor", "-x", help="local (this machine) or ray (a Ray cluster)."),
     workers: int = typer.Option(1, "--workers", "-w", help="Local worker processes (1 = in-process)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads per cell (default: all cores in-process, cores / workers with --workers, --cpus-per-cell on Ray). The same value gives bit-identical metrics on every executor."),
@@ -118,7 +130,7 @@ def grid(
 
         device = resolve_device(device)
     spec = _grid_spec(methods, dataset, root, categories, corruptions, severities, seeds, protocol,
-                      backbone, weights, set_, device, test_subset,
+                      backbone, weights, set_, device, test_subset, nondeterministic, domains,
                       bootstrap=bootstrap, map_samples=map_samples, map_size=map_size)
     run_dir = out or default_run_dir(spec)
     summary = _run(run_grid, spec, run_dir, ex, retry_failed=retry_failed, console=console, show_progress=progress)
@@ -145,6 +157,7 @@ def corrupt(
     dataset: Optional[str] = _DATASET,
     root: Optional[Path] = _ROOT,
     categories: Optional[List[str]] = _CATEGORIES,
+    domains: Optional[List[str]] = _DOMAINS,
     corruptions: List[str] = _CORRUPTIONS,
     severities: List[str] = _SEVERITIES,
     seeds: List[str] = _SEEDS,
@@ -164,7 +177,7 @@ def corrupt(
     from .datasets.corruptions import materialize_all
     from .grid import corruption_sets
 
-    spec = _grid_spec(["all"], dataset, root, categories, corruptions, severities, seeds, protocol)
+    spec = _grid_spec(["all"], dataset, root, categories, corruptions, severities, seeds, protocol, domains=domains)
     sets = corruption_sets(spec)
     t0 = time.perf_counter()
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -189,6 +202,7 @@ def table(
     metric: List[str] = typer.Option(["image_auroc"], "--metric", help="Metric column(s), comma-separated."),
     fmt: str = typer.Option("markdown", "--format", "-f", help="latex or markdown."),
     per_class: bool = typer.Option(False, "--per-class", help="Categories as rows (appendix layout)."),
+    by: Optional[str] = typer.Option(None, "--by", help="defect_type: rows = (method, defect type), one of image_auroc, pixel_auroc, aupro."),
     methods: Optional[List[str]] = typer.Option(None, "--methods", help="Select and order methods."),
     compare: Optional[str] = typer.Option(None, "--compare", help="Published table to compare with, e.g. ttad:1."),
     caption: Optional[str] = typer.Option(None, "--caption"),
@@ -212,6 +226,17 @@ def table(
     for m in metrics_:
         if m not in df.columns:
             raise BenchError(f"--metric {m}: no such column in {run} (metrics: {', '.join(METRICS)})")
+    if by is not None:
+        from .metrics import DEFECT_TYPE_METRICS
+        from .tables.defects import BY_DEFECT_TYPE, require_breakdown
+
+        if by != BY_DEFECT_TYPE:
+            raise BenchError(f"--by {by}: the only breakdown is {BY_DEFECT_TYPE}")
+        if len(metrics_) != 1 or metrics_[0] not in DEFECT_TYPE_METRICS:
+            raise BenchError(f"--by {BY_DEFECT_TYPE}: pass one --metric of {', '.join(DEFECT_TYPE_METRICS)}")
+        if per_class or compare or interval:
+            raise BenchError(f"--by {BY_DEFECT_TYPE}: the main layout only (drop --per-class / --compare / --interval)")
+        require_breakdown(df, run)
     if interval:
         from .stats import check_level, check_resamples, require_per_image, resampled_metrics
 
@@ -230,7 +255,7 @@ def table(
     else:
         text = main_table(df, metrics_ if len(metrics_) > 1 else metrics_[0], fmt=fmt, per_class=per_class,
                           methods=split_list(methods), caption=caption, std=std,
-                          interval=resamples if interval else 0, level=level)
+                          interval=resamples if interval else 0, level=level, by=by)
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text + "\n")
@@ -284,7 +309,8 @@ def list_(what: str = typer.Argument(..., help="methods, datasets, corruptions o
         from .datasets.registry import DATASETS
 
         for name, spec in DATASETS.items():
-            typer.echo(f"{name:12s} {spec.summary}")
+            domains = f" [domains: {', '.join(spec.domains)}]" if spec.domains else ""
+            typer.echo(f"{name:12s} {spec.summary}{domains}")
     elif what == "corruptions":
         from .datasets.corruptions import CORRUPTIONS, PRESETS
 
@@ -340,6 +366,7 @@ def reproduce(
     set_: Optional[List[str]] = typer.Option(None, "--set", help="FIELD=VALUE departures from the paper (marked)."),
     test_subset: int = typer.Option(0, "--test-subset", help="A seeded, stratified test subset per category (marked)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
+    nondeterministic: bool = _NONDETERMINISTIC,
     workers: int = typer.Option(1, "--workers", "-w", help="Local worker processes."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default: results/runs/<preset>-<hash>)."),
     fmt: str = typer.Option("markdown", "--format", "-f", help="latex or markdown."),
@@ -357,6 +384,7 @@ def reproduce(
                      backbone=backbone, weights=weights, overrides=parse_overrides(set_), device=resolve_device(device),
                      test_subset=test_subset)
     spec.preset = p.name
+    spec.deterministic = not nondeterministic
     run_dir = out or default_run_dir(spec).with_name(f"{p.name}-{default_run_dir(spec).name}")
     summary = _run(run_grid, spec, run_dir, make_executor("local", workers=workers), console=console,
                    show_progress=progress)
@@ -374,6 +402,56 @@ def doctor(
     from .doctor import run
 
     if not run(device, typer.echo, epochs):
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def claims(
+    preset: str = typer.Argument(..., help="A paper table's preset, e.g. ttad-table1 (bench list presets)."),
+    runs: List[Path] = typer.Argument(..., help="Run directories or rows.parquet files (several are merged)."),
+    resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples."),
+    level: float = typer.Option(0.95, "--level", help="Confidence level of the intervals."),
+) -> None:
+    """Test the comparisons the paper states (A beats B, A equals B) on your rows: holds / does not
+    hold / undecided, with the effect, its paired-bootstrap interval and the paper's effect."""
+    from .claims import claims_text
+    from .presets import get_preset
+
+    typer.echo(claims_text(get_preset(preset), runs, resamples, level))
+
+
+@app.command()
+def verify(
+    runs: List[Path] = typer.Argument(..., help="Run directories or rows.parquet files (several are merged)."),
+    sample: int = typer.Option(5, "--sample", "-n", help="Cells to recompute, spread over the methods (0 = every finished cell)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sample."),
+    methods: Optional[List[str]] = typer.Option(None, "--methods", "-m", help="Only these methods' cells."),
+    cells: Optional[List[str]] = typer.Option(None, "--cells", help="These cell ids (instead of a sample)."),
+    tol: float = typer.Option(0.0, "--tol", help="Largest |difference| allowed per metric (0: bit for bit)."),
+    root: Optional[Path] = typer.Option(None, "--root", help="The dataset folder (rows of a folder dataset)."),
+    device: Optional[str] = typer.Option(None, "--device", help="Recompute on this device (default: each row's)."),
+) -> None:
+    """Recompute a seeded sample of a run's cells from scratch (fit and corrupted images made again)
+    and compare every metric with the stored row; exit 1 past --tol."""
+    from .verify import verify as run_verify
+
+    ok, _ = run_verify(runs, n=sample, seed=seed, methods=split_list(methods), cells=split_list(cells), tol=tol,
+                       root=str(root) if root else None, device=device, echo=typer.echo)
+    if not ok:
+        raise typer.Exit(code=1)
+
+
+@app.command("diff")
+def diff_(
+    reference: Path = typer.Argument(..., help="The reference: a run directory or rows.parquet (e.g. results/reference/textures_default)."),
+    other: Path = typer.Argument(..., help="The run to compare with it."),
+    tol: float = typer.Option(0.0, "--tol", help="Largest |difference| allowed per metric (0: bit for bit)."),
+) -> None:
+    """Compare every metric of the cells two runs share (nothing is recomputed); exit 1 past --tol."""
+    from .verify import diff as run_diff
+
+    ok, _ = run_diff([reference], [other], tol=tol, echo=typer.echo)
+    if not ok:
         raise typer.Exit(code=1)
 
 
