@@ -9,7 +9,11 @@ The pixel-level metrics avoid one big argsort over every pixel: they split
 the pixels into the two classes, sort the larger class once and binary-search
 it with the (sorted) smaller class. Ties are handled exactly as scikit-learn
 does (a tied positive/negative pair counts one half for AUROC; a tied group of
-scores is a single threshold for the curves).
+scores is a single threshold for the curves). The normal pixels may come as
+several sorted parts (the normal images' and each defect type's): every count
+is a sum over the parts, so the per-defect-type breakdown (``per_defect_type``)
+and the overall metrics share one sort of the pixels and give the same numbers
+as one sorted array would.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ __all__ = [
     "aupro",
     "pro_curve",
     "compute_all",
+    "per_defect_type",
+    "DEFECT_TYPE_METRICS",
     "Metric",
     "METRICS",
     "METRIC_NAMES",
@@ -177,21 +183,37 @@ def pixel_auroc(masks, maps) -> float:
     return _pixel_auroc_sorted(*_split_sorted(m, a))
 
 
-def _pixel_auroc_sorted(pos: np.ndarray, neg: np.ndarray) -> float:
-    n_pos, n_neg = pos.size, neg.size
-    if n_pos == 0 or n_neg == 0:
-        return _NAN
-    # Mann-Whitney U: pairs (p, n) with p > n count 1, ties count 1/2. Search the
-    # smaller class in the larger one; s = 2 * #(key > other) + #(key == other).
-    if n_pos <= n_neg:
+def _count_lt_le_parts(tables: tuple[np.ndarray, ...], keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``_count_lt_le`` over the union of several sorted tables."""
+    lt = np.zeros(keys.shape, np.int64)
+    le = np.zeros(keys.shape, np.int64)
+    for table in tables:
+        if table.size:
+            a, b = _count_lt_le(table, keys)
+            lt += a
+            le += b
+    return lt, le
+
+
+def _u2(pos: np.ndarray, neg: np.ndarray) -> int:
+    """Mann-Whitney U doubled: pairs (p, n) with p > n count 2, ties 1 (both sorted ascending).
+
+    The smaller class is searched in the larger one; s = 2 * #(key > other) + #(key == other)."""
+    if pos.size <= neg.size:
         keys, table = pos, neg
     else:
         keys, table = neg, pos
     lt, le = _count_lt_le(table, keys)
     s = int(lt.sum(dtype=np.int64)) + int(le.sum(dtype=np.int64))
-    total = 2 * n_pos * n_neg
-    u2 = s if keys is pos else total - s
-    return u2 / total
+    return s if keys is pos else 2 * pos.size * neg.size - s
+
+
+def _pixel_auroc_sorted(pos: np.ndarray, *negs: np.ndarray) -> float:
+    """AUROC of sorted positive scores against the union of the sorted negative parts."""
+    n_pos, n_neg = pos.size, sum(n.size for n in negs)
+    if n_pos == 0 or n_neg == 0:
+        return _NAN
+    return sum(_u2(pos, n) for n in negs if n.size) / (2 * n_pos * n_neg)
 
 
 def pixel_ap(masks, maps) -> float:
@@ -205,7 +227,7 @@ def pixel_ap(masks, maps) -> float:
     return _pixel_ap_sorted(*_split_sorted(m, a))
 
 
-def _pixel_ap_sorted(pos: np.ndarray, neg: np.ndarray) -> float:
+def _pixel_ap_sorted(pos: np.ndarray, *negs: np.ndarray) -> float:
     n_pos = pos.size
     if n_pos == 0:
         return _NAN
@@ -213,18 +235,21 @@ def _pixel_ap_sorted(pos: np.ndarray, neg: np.ndarray) -> float:
     values, counts = np.unique(pos, return_counts=True)
     values, counts = values[::-1], counts[::-1]
     tp = np.cumsum(counts)
-    fp = neg.size - np.searchsorted(neg, values, side="left")
+    fp = sum(n.size - np.searchsorted(n, values, side="left") for n in negs)
     precision = tp / (tp + fp)
     return float(np.sum(counts / n_pos * precision))
 
 
-def _region_pixels(m: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """Scores of all ground-truth region pixels, their global region ids, region count."""
+def _region_pixels(m: np.ndarray, a: np.ndarray, images: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Scores of all ground-truth region pixels, their global region ids, region count
+    (of the images at the indices ``images``; None: every image)."""
     from scipy import ndimage
 
     values, ids = [], []
     n_regions = 0
-    for i in np.flatnonzero(m.reshape(m.shape[0], -1).any(axis=1)):
+    has = m.reshape(m.shape[0], -1).any(axis=1)
+    for i in np.flatnonzero(has) if images is None else [i for i in images if has[i]]:
         lab, n = ndimage.label(m[i], structure=_STRUCTURE_8)
         inside = lab > 0
         values.append(a[i][inside])
@@ -259,9 +284,13 @@ def pro_curve(masks, maps) -> tuple[np.ndarray, np.ndarray]:
     return _pro_curve_sorted(m, a, neg)
 
 
-def _pro_curve_sorted(m: np.ndarray, a: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    values, ids, n_regions = _region_pixels(m, a)
-    if n_regions == 0 or neg.size == 0:
+def _pro_curve_sorted(m: np.ndarray, a: np.ndarray, *negs: np.ndarray,
+                      images: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The PRO curve of the regions of ``images`` (None: all) against the union of the sorted
+    negative parts ``negs``."""
+    values, ids, n_regions = _region_pixels(m, a, images)
+    n_neg = sum(n.size for n in negs)
+    if n_regions == 0 or n_neg == 0:
         return np.empty(0), np.empty(0)
     sizes = np.bincount(ids, minlength=n_regions)
     # Each region pixel adds 1 / (region size * number of regions) to the PRO.
@@ -275,8 +304,7 @@ def _pro_curve_sorted(m: np.ndarray, a: np.ndarray, neg: np.ndarray) -> tuple[np
     pro_at = np.minimum(pro_at, 1.0)
     pro_before = np.r_[0.0, pro_at[:-1]]
 
-    n_neg = neg.size
-    lt, le = _count_lt_le(neg, thresholds)
+    lt, le = _count_lt_le_parts(negs, thresholds)
     fpr_gt = (n_neg - le) / n_neg
     fpr_ge = (n_neg - lt) / n_neg
 
@@ -318,31 +346,111 @@ def _aupro_from_curve(fpr: np.ndarray, pro: np.ndarray, fpr_limit: float) -> flo
 # --------------------------------------------------------------------------- #
 
 
-def compute_all(labels, image_scores, masks=None, maps=None, fpr_limit: float = 0.3) -> dict[str, float]:
+# The metrics of the per-defect-type breakdown (MVTec AD's per-type tables), in its order.
+DEFECT_TYPE_METRICS: tuple[str, ...] = ("image_auroc", "pixel_auroc", "aupro")
+
+
+def compute_all(labels, image_scores, masks=None, maps=None, fpr_limit: float = 0.3,
+                *, types=None) -> dict:
     """Every registered metric (``METRICS``), computed together: the pixels are split and sorted
-    once for all pixel metrics. The pixel ones are NaN when ``masks`` is None."""
+    once for all pixel metrics. The pixel ones are NaN when ``masks`` is None.
+
+    ``types`` (one defect type per image, e.g. ``TestSplit.defect_types``): the result also holds
+    ``"per_defect_type"``, the breakdown of :func:`per_defect_type`, computed from the same sort
+    of the pixels (split by defect type once; the overall values are the same either way)."""
     _check_fpr_limit(fpr_limit)
     out = {
         "image_auroc": image_auroc(labels, image_scores),
         "image_f1_max": image_f1_max(labels, image_scores),
         "image_ap": image_ap(labels, image_scores),
     }
+    groups = None if types is None else _type_groups(labels, types)
     if masks is None:
         out.update(pixel_auroc=_NAN, aupro=_NAN, pixel_ap=_NAN)
-        return {k: float(out[k]) for k in METRICS}
+        result = {k: float(out[k]) for k in METRICS}
+        if groups is not None:
+            result["per_defect_type"] = _per_type(labels, image_scores, groups, None, fpr_limit)
+        return result
+    m, a = _checked_pixels(labels, masks, maps)
+    # Validate, split and sort the pixels once for all pixel metrics (per group of images).
+    parts = _split_groups(m, a, None if groups is None else [groups[0], *groups[1].values()])
+    pos = parts[0][0] if len(parts) == 1 else np.sort(np.concatenate([p for p, _ in parts]))
+    negs = tuple(n for _, n in parts)
+    out["pixel_auroc"] = _pixel_auroc_sorted(pos, *negs)
+    out["pixel_ap"] = _pixel_ap_sorted(pos, *negs)
+    del pos
+    out["aupro"] = _aupro_from_curve(*_pro_curve_sorted(m, a, *negs), fpr_limit)
+    result = {k: float(out[k]) for k in METRICS}
+    if groups is not None:
+        result["per_defect_type"] = _per_type(labels, image_scores, groups, (m, a, parts), fpr_limit)
+    return result
+
+
+def per_defect_type(labels, scores, types, masks=None, maps=None,
+                    fpr_limit: float = 0.3) -> dict[str, dict[str, float]]:
+    """The MVTec-style breakdown: ``{type: {"image_auroc", "pixel_auroc", "aupro", "n"}}``.
+
+    For each defect type T of the anomalous images (``types[i]`` for label 1; the normal images'
+    type is not used), sorted by name: image AUROC over the normal images and the images of type
+    T; pixel AUROC over the pixels of those images; AUPRO over the regions of type T with the FPR
+    taken over the normal pixels of those images; ``n`` = the number of images of type T. The
+    pixel metrics are NaN when ``masks`` is None. Same implementations as the overall metrics;
+    with one defect type the values equal the overall ones.
+    """
+    _check_fpr_limit(fpr_limit)
+    groups = _type_groups(labels, types)
+    pixels = None
+    if masks is not None:
+        m, a = _checked_pixels(labels, masks, maps)
+        pixels = (m, a, _split_groups(m, a, [groups[0], *groups[1].values()]))
+    return _per_type(labels, scores, groups, pixels, fpr_limit)
+
+
+def _checked_pixels(labels, masks, maps) -> tuple[np.ndarray, np.ndarray]:
     if maps is None:
         raise ValueError("masks given but anomaly maps are None")
     n_images = np.asarray(labels).reshape(-1).size
     m, a = _pixel_inputs(masks, maps, need_3d=True)
     if m.shape[0] != n_images:
         raise ValueError(f"{m.shape[0]} masks for {n_images} image labels")
-    # Validate, split and sort the pixels once for all three pixel metrics.
-    pos, neg = _split_sorted(m, a)
-    out["pixel_auroc"] = _pixel_auroc_sorted(pos, neg)
-    out["pixel_ap"] = _pixel_ap_sorted(pos, neg)
-    del pos
-    out["aupro"] = _aupro_from_curve(*_pro_curve_sorted(m, a, neg), fpr_limit)
-    return {k: float(out[k]) for k in METRICS}
+    return m, a
+
+
+def _type_groups(labels, types) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(indices of the normal images, {defect type: indices of its anomalous images})."""
+    y = _as_binary(labels, "labels").reshape(-1)
+    t = np.asarray([str(v) for v in types], dtype=object)
+    if t.shape != y.shape:
+        raise ValueError(f"labels and defect types differ in length: {y.size} vs {t.size}")
+    return np.flatnonzero(~y), {name: np.flatnonzero(y & (t == name)) for name in sorted(set(t[y]))}
+
+
+def _split_groups(m: np.ndarray, a: np.ndarray, groups: list[np.ndarray] | None) -> list[tuple]:
+    """Sorted (positive, negative) scores of each group of images (None: all images, one group)."""
+    if groups is None:
+        return [_split_sorted(m, a)]
+    return [_split_sorted(m[idx], a[idx]) for idx in groups]
+
+
+def _per_type(labels, scores, groups, pixels, fpr_limit: float) -> dict[str, dict[str, float]]:
+    """The breakdown from the type groups and, with masks, (m, a, sorted parts per group: the
+    normal images' first, then one per type in the groups' order)."""
+    y, s = _image_inputs(labels, scores)
+    normal, by_type = groups
+    out = {}
+    for k, (name, idx) in enumerate(by_type.items()):
+        subset = np.concatenate([normal, idx])
+        values = {"image_auroc": image_auroc(y[subset], s[subset]), "pixel_auroc": _NAN, "aupro": _NAN}
+        if pixels is not None:
+            m, a, parts = pixels
+            (pos_normal, neg_normal), (pos, neg) = parts[0], parts[k + 1]
+            if pos_normal.size:  # a normal image with mask pixels (unusual): its regions count too
+                pos = np.sort(np.concatenate([pos_normal, pos]))
+            values["pixel_auroc"] = _pixel_auroc_sorted(pos, neg_normal, neg)
+            curve = _pro_curve_sorted(m, a, neg_normal, neg, images=np.sort(subset))
+            values["aupro"] = _aupro_from_curve(*curve, fpr_limit)
+        out[name] = {**{key: float(v) for key, v in values.items()}, "n": int(idx.size)}
+    return out
 
 
 def _auroc_resampled(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ from bench.metrics import (
     image_auroc,
     image_f1_max,
     pixel_ap,
+    per_defect_type,
     pixel_auroc,
 )
 
@@ -297,3 +298,84 @@ def test_compute_all():
         compute_all(labels[:5], scores[:5], masks, maps)
     with pytest.raises(ValueError, match="maps are None"):
         compute_all(labels, scores, masks, None)
+
+
+# --------------------------------------------------------------------------- #
+# per defect type
+# --------------------------------------------------------------------------- #
+
+
+def typed_split(seed=3, n=40, quantise=8):
+    """Random blob masks and tied maps; the anomalous images get one of three defect types."""
+    rng = np.random.default_rng(seed)
+    masks = random_blob_masks(rng, n, 24, 24)
+    labels = masks.reshape(n, -1).any(axis=1).astype(int)
+    labels[1] = 1  # a defect image with an empty mask
+    maps = noisy_maps(rng, masks, quantise=quantise)
+    scores = maps.reshape(n, -1).max(axis=1)
+    types = np.where(labels == 1, rng.choice(["crack", "hole", "stain"], n), "good")
+    return labels, scores, types, masks, maps
+
+
+def test_per_defect_type_is_each_metric_on_the_normal_images_plus_that_type():
+    labels, scores, types, masks, maps = typed_split()
+    out = per_defect_type(labels, scores, types, masks, maps)
+    assert list(out) == ["crack", "hole", "stain"]
+    for name, got in out.items():
+        keep = (labels == 0) | (types == name)
+        assert got["n"] == int((types == name).sum())
+        assert got["image_auroc"] == image_auroc(labels[keep], scores[keep])
+        assert got["pixel_auroc"] == pixel_auroc(masks[keep], maps[keep])
+        assert got["aupro"] == aupro(masks[keep], maps[keep])
+        assert got["pixel_auroc"] == pytest.approx(roc_auc_score(masks[keep].ravel(), maps[keep].ravel()), abs=1e-12)
+    # the breakdown from compute_all shares its sort and leaves the overall values as they were
+    both = compute_all(labels, scores, masks, maps, types=list(types))
+    assert both.pop("per_defect_type") == out
+    assert both == compute_all(labels, scores, masks, maps)
+
+
+def test_per_defect_type_of_a_one_type_split_is_the_overall_value():
+    labels, scores, types, masks, maps = typed_split(seed=5)
+    one = np.where(labels == 1, "crack", "good")
+    overall = compute_all(labels, scores, masks, maps)
+    got = per_defect_type(labels, scores, one, masks, maps)["crack"]
+    assert {k: got[k] for k in ("image_auroc", "pixel_auroc", "aupro")} == {
+        k: overall[k] for k in ("image_auroc", "pixel_auroc", "aupro")}
+    assert got["n"] == int(labels.sum())
+
+
+def test_a_method_that_sees_one_defect_type_only():
+    rng = np.random.default_rng(0)
+    n_good, n_each, h = 30, 30, 16
+    labels = np.r_[np.zeros(n_good), np.ones(2 * n_each)].astype(int)
+    types = ["good"] * n_good + ["crack"] * n_each + ["hole"] * n_each
+    masks = np.zeros((len(labels), h, h), bool)
+    masks[n_good:, 4:9, 5:11] = True
+    maps = rng.random(masks.shape)
+    maps[n_good:n_good + n_each][masks[n_good:n_good + n_each]] += 1.0  # cracks stand out, holes do not
+    scores = maps.reshape(len(labels), -1).max(axis=1)
+    out = per_defect_type(labels, scores, types, masks, maps)
+    assert out["crack"]["image_auroc"] == 1.0
+    assert out["crack"]["pixel_auroc"] == 1.0
+    assert out["crack"]["aupro"] == pytest.approx(1.0, abs=1e-9)
+    assert abs(out["hole"]["image_auroc"] - 0.5) < 0.2
+    assert abs(out["hole"]["pixel_auroc"] - 0.5) < 0.05
+    assert out["hole"]["aupro"] < 0.3
+    assert (out["crack"]["n"], out["hole"]["n"]) == (n_each, n_each)
+    # overall, the holes pull every metric down
+    overall = compute_all(labels, scores, masks, maps)
+    assert out["hole"]["image_auroc"] < overall["image_auroc"] < 1.0
+
+
+def test_per_defect_type_without_masks_and_bad_input():
+    labels, scores, types, masks, maps = typed_split()
+    out = per_defect_type(labels, scores, types)
+    assert all(math.isnan(v["pixel_auroc"]) and math.isnan(v["aupro"]) for v in out.values())
+    assert {k: v["image_auroc"] for k, v in out.items()} == {
+        k: v["image_auroc"] for k, v in per_defect_type(labels, scores, types, masks, maps).items()}
+    assert compute_all(labels, scores, types=types)["per_defect_type"] == out
+    assert per_defect_type(np.zeros(4, int), np.arange(4.0), ["good"] * 4) == {}  # no defect type
+    with pytest.raises(ValueError, match="defect types differ in length"):
+        per_defect_type(labels, scores, types[:-1])
+    with pytest.raises(ValueError, match="masks for"):
+        per_defect_type(labels[:-1], scores[:-1], types[:-1], masks, maps)

@@ -228,3 +228,102 @@ def test_paper_table_uses_the_published_layout():
     # GNL Table 1 is at severity 3: our severity-5 rows do not fill it
     gnl = paper_table(synthetic(), "gnl", 1, fmt="markdown").strip().splitlines()
     assert gnl[2] == "| PatchCore | **97.00** | – | – | – | – |"
+
+
+# --------------------------------------------------------------------------- per defect type
+
+
+def with_breakdown(df):
+    """Each ok row's breakdown: crack = its image AUROC (pixel - 0.2, AUPRO - 0.3) in every
+    category, hole (image AUROC - 0.1, no pixel values) in bottle only."""
+    from bench.results import encode_defect_metrics
+
+    def one(r):
+        v = r["image_auroc"]
+        d = {"crack": {"image_auroc": v, "pixel_auroc": v - 0.2, "aupro": v - 0.3, "n": 3}}
+        if r["category"] == "bottle":
+            d["hole"] = {"image_auroc": v - 0.1, "pixel_auroc": math.nan, "aupro": math.nan, "n": 2}
+        return encode_defect_metrics(d) if r["status"] == "ok" else None
+
+    df = df.copy()
+    df["defect_metrics"] = df.apply(one, axis=1)
+    return df
+
+
+def test_by_defect_type_frame_means_over_the_categories_that_have_the_type():
+    frame = table_frame(with_breakdown(synthetic()), by="defect_type")
+    assert list(frame.index) == [("PatchCore", "crack"), ("PatchCore", "hole"), ("TTAD", "crack"), ("TTAD", "hole")]
+    assert list(frame.columns) == [("MVTec AD", "Clean"), ("MVTec AD", "Gaussian Noise"),
+                                   ("MVTec AD", "Contrast"), ("MVTec AD", "Mean")]
+    # crack: the main table's values (both categories); hole: bottle's alone, not a partial mean
+    main = table_frame(synthetic())
+    pd.testing.assert_frame_equal(frame.xs("crack", level="defect type"), main, check_names=False)
+    assert math.isclose(frame.loc[("PatchCore", "hole"), ("MVTec AD", "Gaussian Noise")], 0.70)
+    assert math.isclose(frame.loc[("TTAD", "hole"), ("MVTec AD", "Gaussian Noise")], 0.80)  # (0.79 + 0.81) / 2
+    aupro = table_frame(with_breakdown(synthetic()), "aupro", by="defect_type")
+    assert math.isclose(aupro.loc[("TTAD", "crack"), ("MVTec AD", "Clean")], 0.97 - 0.3)
+    assert aupro.loc[("TTAD", "hole")].isna().all()
+
+
+def test_by_defect_type_markdown_and_latex_are_pinned():
+    df = with_breakdown(synthetic())
+    assert main_table(df, fmt="markdown", by="defect_type") == (
+        "| Method / Defect type | MVTec AD / Clean | MVTec AD / Gaussian Noise | MVTec AD / Contrast | MVTec AD / Mean |\n"
+        "|:---|---:|---:|---:|---:|\n"
+        "| PatchCore / crack | **97.00** | 75.00 | 62.00 | 68.50 |\n"
+        "| PatchCore / hole | **88.00** | 70.00 | 50.00 | 60.00 |\n"
+        "| TTAD / crack | **97.00** | **88.00** | **82.00** | **85.00** |\n"
+        "| TTAD / hole | **88.00** | **80.00 ± 1.41** | **74.00** | **77.00** |\n")  # bold per type and column
+    latex = main_table(df, "pixel_auroc", fmt="latex", by="defect_type")
+    assert latex.splitlines()[4:11] == [
+        r"Method / Defect type & Clean & Gaussian Noise & Contrast & Mean \\",
+        r"\midrule",
+        r"PatchCore / crack & \textbf{77.00} & 55.00 & 42.00 & 48.50 \\",
+        r"PatchCore / hole & -- & -- & -- & -- \\",
+        r"\midrule",
+        r"TTAD / crack & \textbf{77.00} & \textbf{68.00} & \textbf{62.00} & \textbf{65.00} \\",
+        r"TTAD / hole & -- & -- & -- & -- \\",
+    ]
+
+
+def test_by_defect_type_marks_a_partial_mean_and_refuses_what_it_cannot_show():
+    df = with_breakdown(synthetic())
+    gone = (df["method"] == "ttad") & (df["category"] == "cable") & (df["corruption"] == "contrast")
+    frame_md = main_table(df[~gone], fmt="markdown", by="defect_type")
+    assert "| TTAD / crack | **97.00** | **88.00** | 84.00† |" in frame_md  # bottle only: partial, not bold
+    assert "| TTAD / hole | **88.00** | **80.00 ± 1.41** | **74.00** |" in frame_md  # hole: bottle is all
+    with pytest.raises(ValueError, match="one of image_auroc, pixel_auroc, aupro"):
+        main_table(df, "image_f1_max", by="defect_type")
+    with pytest.raises(ValueError, match="one metric"):
+        main_table(df, ["image_auroc", "aupro"], by="defect_type")
+
+
+def test_rows_without_the_breakdown_get_one_line(tmp_path, monkeypatch, capsys):
+    from _grids import run_cli
+
+    from bench.errors import BenchError
+
+    with pytest.raises(BenchError, match="no per-defect-type metrics .*rerun the grid with a new --out"):
+        main_table(synthetic(), by="defect_type")
+    # old rows beside new ones are left out with a warning
+    df = with_breakdown(synthetic())
+    df.loc[df["category"] == "cable", "defect_metrics"] = None
+    with pytest.warns(BenchWarning, match="6 of 13 ok rows have no per-defect-type metrics"):
+        frame = table_frame(df, by="defect_type")
+    assert math.isclose(frame.loc[("PatchCore", "crack"), ("MVTec AD", "Clean")], 0.98)
+
+    store = RunStore(tmp_path / "run")
+    for row in synthetic().to_dict("records"):
+        store.write(row)
+    code, out, err = run_cli(monkeypatch, capsys, "table", store.run_dir, "--by", "defect_type")
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == [
+        f"error: {store.run_dir}: no per-defect-type metrics (column defect_metrics): the rows were written "
+        "before the breakdown existed; rerun the grid with a new --out (a resumed run keeps its old rows) to "
+        "get --by defect_type"]
+    for row in with_breakdown(synthetic()).to_dict("records"):
+        store.write(row)
+    code, out, err = run_cli(monkeypatch, capsys, "table", store.run_dir, "--by", "defect_type", "--metric", "aupro")
+    assert code == 0 and out.splitlines()[2].startswith("| PatchCore / crack | **67.00** | 45.00 |"), out
+    code, _, err = run_cli(monkeypatch, capsys, "table", store.run_dir, "--by", "defect_type", "--metric", "image_ap")
+    assert code == 2 and "pass one --metric of image_auroc, pixel_auroc, aupro" in err

@@ -3,6 +3,8 @@
 All functions take the rows DataFrame of :mod:`bench.results` and use only rows with
 ``status == "ok"``. A value is the mean over seeds within a category, then the plain mean over
 categories (every category weighs the same, as in the papers' "averaged over all classes").
+A condition is (test domain, corruption, severity): rows of a dataset with several test domains
+(MNIST / MNIST-M, PACS) get one column per domain ("MNIST-M", "Art", "Art + Contrast").
 
 A mean that covers fewer categories than the dataset has in the rows (a cell failed or has not
 run yet) is marked with a dagger and is not eligible for bold.
@@ -11,10 +13,12 @@ run yet) is marked with a dagger and is not eligible for bold.
     aggregate   rows -> per-category seed means -> the table's values and partial marks
     render      bold, LaTeX (booktabs) and Markdown
     layouts     main_table / table_frame: TTAD Table 1 and the per-class appendix layout
+    defects     by="defect_type": rows = (method, defect type) from the rows' defect_metrics
     published   paper_table and compare_published: next to the papers' numbers
 """
 from .layouts import main_table, table_frame
-from .names import CORRUPTION_NAMES, DATASET_NAMES, METRIC_NAMES, condition_label, method_display, method_rank
+from .names import (CORRUPTION_NAMES, DATASET_NAMES, DOMAIN_NAMES, METRIC_NAMES, condition_label, domain_label,
+                    method_display, method_rank)
 from .published import compare_published, paper_table
 
 __all__ = [
@@ -25,6 +29,8 @@ __all__ = [
     "condition_label",
     "CORRUPTION_NAMES",
     "DATASET_NAMES",
+    "DOMAIN_NAMES",
+    "domain_label",
     "method_display",
     "method_rank",
     "METRIC_NAMES",

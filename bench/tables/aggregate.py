@@ -15,7 +15,9 @@ import pandas as pd
 
 from .. import papers
 from ..errors import BenchWarning
-from .names import DATASET_NAMES, MEAN, METRIC_NAMES, _cond_labels, _corruption_rank, _nice, method_display, method_rank
+from ..results import with_domain
+from .names import (DATASET_NAMES, MEAN, METRIC_NAMES, _cond_labels, _condition_rank, _nice, is_reference,
+                    method_display, method_rank)
 
 class LostMasksWarning(BenchWarning):
     """Rows whose evaluation grid lost whole defect masks (``masks_lost``)."""
@@ -27,26 +29,36 @@ def _ok_rows(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def _norm_severity(df: pd.DataFrame) -> pd.DataFrame:
-    df = df.copy()
+def _norm_conditions(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows with the columns of a condition normalised: severity 0 when clean, domain "" where
+    a row has none (the dataset's own test split)."""
+    df = with_domain(df)
     sev = df["severity"] if "severity" in df.columns else pd.Series(0, index=df.index)
     sev = pd.to_numeric(sev, errors="coerce").fillna(0).astype(int)
     df["severity"] = sev.where(df["corruption"] != "clean", 0)
     return df
 
 
-def _select_conditions(pairs: Iterable[tuple[str, int]], conditions) -> list[tuple[str, int]]:
-    pairs = list(dict.fromkeys(pairs))
+def _select_conditions(conds: Iterable[tuple[str, str, int]], conditions) -> list[tuple[str, str, int]]:
+    """The table's (domain, corruption, severity) columns, in order. ``conditions`` names them:
+    a corruption or domain name (its every condition), a (corruption, severity) pair (in every
+    domain that has it) or a (domain, corruption, severity) triple."""
+    conds = sorted(dict.fromkeys(conds), key=_condition_rank)
     if conditions is None:
-        return sorted(pairs, key=lambda p: (_corruption_rank(p[0]), p[1]))
-    out: list[tuple[str, int]] = []
+        return conds
+    out: list[tuple[str, str, int]] = []
     for cond in conditions:
         if isinstance(cond, (tuple, list)):
-            # an explicit (corruption, severity) column is shown even when no row has it yet
-            want = [(cond[0], 0 if cond[0] == "clean" else int(cond[1]))]
+            domain, corruption, severity = cond if len(cond) == 3 else (None, *cond)
+            severity = 0 if corruption == "clean" else int(severity)
+            if domain is None:
+                want = [c for c in conds if c[1:] == (corruption, severity)] or [("", corruption, severity)]
+            else:
+                want = [(domain, corruption, severity)]
+            # an explicit column is shown even when no row has it yet
         else:
-            want = sorted((p for p in pairs if p[0] == cond), key=lambda p: p[1])
-        out += [p for p in want if p not in out]
+            want = [c for c in conds if cond in (c[0], c[1])]
+        out += [c for c in want if c not in out]
     return out
 
 
@@ -63,11 +75,11 @@ def _resolve_labels(wanted: Iterable[str], present: Iterable[str]) -> list[str]:
 
 
 def _per_category(df, metrics, rows, datasets, methods, conditions, categories):
-    """Seed-averaged values per (row label, dataset, corruption, severity, category)."""
+    """Seed-averaged values per (row label, dataset, domain, corruption, severity, category)."""
     missing = [c for c in [rows, "dataset", "category", "corruption", *metrics] if c not in df.columns]
     if missing:
         raise KeyError(f"result rows lack column(s) {missing}")
-    df = _norm_severity(df)
+    df = _norm_conditions(df)
     if datasets is not None:
         df = df[df["dataset"].isin(list(datasets))]
     if categories is not None:
@@ -78,43 +90,52 @@ def _per_category(df, metrics, rows, datasets, methods, conditions, categories):
     if methods is not None:
         methods = _resolve_labels(methods, ok[rows])
         ok = ok[ok[rows].isin(methods)]
+    _warn_rows(ok, rows)
+    keys = [rows, "dataset", "domain", "corruption", "severity", "category"]
+    data = ok[keys + list(metrics)].copy()
+    for m in metrics:
+        data[m] = pd.to_numeric(data[m], errors="coerce").astype(float)
+    per_cat = data.groupby(keys, sort=False, dropna=False)[list(metrics)].mean().reset_index()
+
+    row_order = [r for r in _row_order(ok, rows, methods) if r in set(per_cat[rows])]
+    ds_order = list(datasets) if datasets is not None else list(dict.fromkeys(ok["dataset"]))
+    ds_order = [d for d in ds_order if d in set(per_cat["dataset"])]
+    cond_order = {
+        ds: _select_conditions(
+            zip(g["domain"], g["corruption"], g["severity"]), conditions
+        )
+        for ds, g in per_cat.groupby("dataset", sort=False)
+    }
+    return per_cat, n_expected, row_order, ds_order, cond_order, ok
+
+
+def _warn_rows(ok: pd.DataFrame, rows: str) -> None:
+    """What the table's ok rows hide: several configs averaged, defects the grid lost."""
     if rows == "method":
         several = mixed_configs(ok)
         if several:
             warnings.warn(
                 f"rows of {several} mix several configs and are averaged together; "
                 "filter the rows or pass rows=<a column that tells the variants apart>",
-                BenchWarning, stacklevel=3,
+                BenchWarning, stacklevel=4,
             )
     lost = masks_lost(ok, rows)
     if lost:
         warnings.warn(
             f"defects outside the evaluation grid ({'; '.join(lost)}): the method never saw them, the "
             "images still count as anomalous and add no defect pixels (n_masks_lost, masks_lost in the rows)",
-            LostMasksWarning, stacklevel=3,
+            LostMasksWarning, stacklevel=4,
         )
-    keys = [rows, "dataset", "corruption", "severity", "category"]
-    data = ok[keys + list(metrics)].copy()
-    for m in metrics:
-        data[m] = pd.to_numeric(data[m], errors="coerce").astype(float)
-    per_cat = data.groupby(keys, sort=False, dropna=False)[list(metrics)].mean().reset_index()
 
+
+def _row_order(ok: pd.DataFrame, rows: str, methods) -> list:
+    """``methods`` as given (already resolved to row labels), else the registry's order of the
+    methods, then first appearance."""
     if methods is not None:
-        row_order = list(methods)
-    else:
-        seen = list(dict.fromkeys(ok[rows]))
-        rank = method_rank() if rows == "method" else {}
-        row_order = sorted(seen, key=lambda m: (rank.get(m, float("inf")), seen.index(m)))
-    row_order = [r for r in row_order if r in set(per_cat[rows])]
-    ds_order = list(datasets) if datasets is not None else list(dict.fromkeys(ok["dataset"]))
-    ds_order = [d for d in ds_order if d in set(per_cat["dataset"])]
-    cond_order = {
-        ds: _select_conditions(
-            zip(g["corruption"], g["severity"]), conditions
-        )
-        for ds, g in per_cat.groupby("dataset", sort=False)
-    }
-    return per_cat, n_expected, row_order, ds_order, cond_order, ok
+        return list(methods)
+    seen = list(dict.fromkeys(ok[rows]))
+    rank = method_rank() if rows == "method" else {}
+    return sorted(seen, key=lambda m: (rank.get(m, float("inf")), seen.index(m)))
 
 
 class _Grid:
@@ -141,7 +162,7 @@ def _build_main(df, metrics, rows, datasets, methods, conditions, categories, me
         df, metrics, rows, datasets, methods, conditions, categories
     )
     spread = Spread(ok, rows, metrics) if (std or interval) else None
-    gkeys = [rows, "dataset", "corruption", "severity"]
+    gkeys = [rows, "dataset", "domain", "corruption", "severity"]
     grouped = per_cat.groupby(gkeys, sort=False)[list(metrics)]
     means, counts = grouped.mean(), grouped.count()
 
@@ -167,7 +188,7 @@ def _build_main(df, metrics, rows, datasets, methods, conditions, categories, me
                 col_tuples.append(col)
                 values[col], partial[col] = v, p
                 col_pairs[col] = (ds, [pair], m)
-                if pair[0] != "clean":
+                if not is_reference(ds, pair):
                     shifted_cols[m].append(col)
         if mean and len(shifted_cols[metrics[0]]) >= 2:
             for m in metrics:
@@ -177,7 +198,7 @@ def _build_main(df, metrics, rows, datasets, methods, conditions, categories, me
                 values[col] = list(block.mean(axis=0)) if block.size else []
                 partial[col] = list(np.array([partial[c] for c in shifted_cols[m]]).any(axis=0))
                 col_tuples.append(col)
-                col_pairs[col] = (ds, [p for p in pairs if p[0] != "clean"], m)
+                col_pairs[col] = (ds, [p for p in pairs if not is_reference(ds, p)], m)
     if spread is not None:
         for col, (ds, cond_pairs, m) in col_pairs.items():
             stds[col] = [spread.std(r, ds, cond_pairs, m) if std else np.nan for r in row_order]
@@ -235,8 +256,8 @@ class Spread:
     """Std over seeds and bootstrap intervals of the main table's values, from its ok rows."""
 
     def __init__(self, ok: pd.DataFrame, rows: str, metrics) -> None:
-        self.ok, self.rows = _norm_severity(ok), rows
-        keys = [rows, "dataset", "corruption", "severity", "seed"]
+        self.ok, self.rows = _norm_conditions(ok), rows
+        keys = [rows, "dataset", "domain", "corruption", "severity", "seed"]
         data = self.ok[keys + list(metrics)].copy()
         for m in metrics:
             data[m] = pd.to_numeric(data[m], errors="coerce").astype(float)
@@ -246,7 +267,7 @@ class Spread:
         self.per_seed = grouped[list(metrics)].mean().sort_index()
         self.n_cats = grouped[list(metrics)].count().sort_index()
         # categories of each (row, dataset, condition) over all seeds: what a complete seed covers
-        self.n_expected = self.ok.groupby([rows, "dataset", "corruption", "severity"])["category"].nunique()
+        self.n_expected = self.ok.groupby([rows, "dataset", "domain", "corruption", "severity"])["category"].nunique()
         self.n_seeds = int(self.ok["seed"].nunique())
 
     def std(self, r, ds, pairs, metric) -> float:
@@ -258,11 +279,11 @@ class Spread:
             means, counts = self.per_seed[metric].loc[(r, ds)], self.n_cats[metric].loc[(r, ds)]
         except KeyError:
             return float("nan")
-        conds = list(zip(means.index.get_level_values(0), means.index.get_level_values(1)))
+        conds = list(zip(*(means.index.get_level_values(i) for i in range(3))))
         keep = np.array([c in pairs for c in conds])
         means, counts = means[keep], counts[keep]
         full = np.array([self.n_expected.get((r, ds, *c), 0) for c in zip(
-            counts.index.get_level_values(0), counts.index.get_level_values(1))])
+            *(counts.index.get_level_values(i) for i in range(3)))])
         complete = means[counts.to_numpy() == full]
         per_seed = complete.groupby(level="seed")
         n_conds = per_seed.size()
@@ -274,7 +295,7 @@ class Spread:
 
         ok = self.ok
         sel = ok[(ok[self.rows] == r) & (ok["dataset"] == ds)
-                 & pd.Series([(c, s) in pairs for c, s in zip(ok["corruption"], ok["severity"])], index=ok.index)]
+                 & pd.Series([c in pairs for c in zip(ok["domain"], ok["corruption"], ok["severity"])], index=ok.index)]
         return stats.mean_interval(sel, metric, resamples, level)
 
 
@@ -294,7 +315,7 @@ def _build_per_class(df, metric, rows, datasets, methods, conditions, categories
     cats = list(categories) if categories is not None else sorted(set(per_cat["category"]))
     cats = [c for c in cats if c in set(per_cat["category"])]
     n_exp = n_expected.get(ds, len(cats))
-    table = per_cat.set_index([rows, "corruption", "severity", "category"])[metric]
+    table = per_cat.set_index([rows, "domain", "corruption", "severity", "category"])[metric]
 
     col_tuples, values, partial = [], {}, {}
     for pair in pairs:
