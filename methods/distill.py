@@ -8,6 +8,10 @@
   bottleneck blocks with a stride-2 first block.
 - ``StudentDecoder``: a mirrored ResNet whose stages upsample x2 with 2x2 transposed convs and end
   on the teacher's channel counts, deepest first.
+- Feature-level style mixing for the OOD-generalisation baselines of GNL's tables: MixStyle (Zhou
+  et al., ICLR 2021) and EFDMix (Zhang et al., CVPR 2022) between random pairs of a batch,
+  applied through the same stage hooks as EFDM; and the Jigsaw task (JiGen, Carlucci et al., CVPR
+  2019): tiles shuffled by one of P permutations and a permutation classifier on the bottleneck.
 
 Everything is built from the teacher's stage channel counts ``(c1, c2, c3)``, so the same code
 serves WRN-50 (256, 512, 1024; the official RD4AD network, wide bottlenecks) and smaller backbones
@@ -17,8 +21,11 @@ inside a 2048-wide block), and the bottleneck's output has ``2 * c3`` channels.
 """
 from __future__ import annotations
 
-from typing import Sequence
+import functools
+import itertools
+from typing import Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -178,6 +185,101 @@ def efdm(x: torch.Tensor, reference_sorted: torch.Tensor, alpha: float) -> torch
     return torch.empty_like(flat).scatter_(-1, order, target).view_as(x)
 
 
+StageFn = Callable[[torch.Tensor], torch.Tensor]
+STYLE_EPS = 1e-6  # MixStyle / EFDMix official eps
+
+
+def mixstyle(x: torch.Tensor, lam: torch.Tensor, perm: torch.Tensor, eps: float = STYLE_EPS) -> torch.Tensor:
+    """MixStyle: normalise each sample's channels by their spatial mean / std, then re-style them
+    with ``lam * own + (1 - lam) * partner`` statistics (partner = ``perm``; ``lam`` (B,))."""
+    mu = x.mean(dim=(2, 3), keepdim=True)
+    sig = (x.var(dim=(2, 3), keepdim=True) + eps).sqrt()
+    w = lam.to(x.dtype).view(-1, 1, 1, 1)
+    return (x - mu) / sig * torch.lerp(sig[perm], sig, w) + torch.lerp(mu[perm], mu, w)
+
+
+def efdmix(x: torch.Tensor, lam: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
+    """EFDMix: EFDM of each sample towards its partner's sorted values with weight ``1 - lam``
+    (``lam * own + (1 - lam) * partner`` at each rank, values back in their own positions)."""
+    return efdm(x, sorted_values(x)[perm], (1.0 - lam.to(x.dtype)).view(-1, 1, 1))
+
+
+STYLE_MIXERS = {"mixstyle": mixstyle, "efdmix": efdmix}
+
+
+def style_mixers(kind: str, batch: int, stages: int, p: float, alpha: float, rng: np.random.Generator,
+                 device: torch.device | str) -> list[StageFn | None]:
+    """One training step's draws for ``stages`` hooked stages, as MixStyle's / EFDMix's modules
+    draw them per call: applied with probability ``p``; then ``lam ~ Beta(alpha, alpha)`` per
+    sample and a random partner permutation of the batch. None: that stage is left alone."""
+    mix = STYLE_MIXERS[kind]
+    fns: list[StageFn | None] = []
+    for _ in range(stages):
+        if rng.random() > p:
+            fns.append(None)
+            continue
+        lam = torch.from_numpy(rng.beta(alpha, alpha, size=batch).astype(np.float32)).to(device)
+        perm = torch.from_numpy(rng.permutation(batch)).to(device)
+        fns.append(functools.partial(mix, lam=lam, perm=perm))
+    return fns
+
+
+# ---------------------------------------------------------------------------------------------
+# Jigsaw (JiGen)
+
+JIGSAW_GRID = 3  # 3x3 tiles, as JiGen
+
+
+@functools.lru_cache(maxsize=8)
+def jigsaw_permutations(n: int, seed: int = 0) -> np.ndarray:
+    """``n`` permutations of the 9 tiles, far apart in Hamming distance: (n, 9) int64.
+
+    The greedy "maximal" selection of Noroozi & Favaro's Jigsaw code, which JiGen's permutation
+    files come from: a random first permutation, then repeatedly the one with the largest mean
+    Hamming distance to those chosen (ties: the first in lexicographic order). The identity is
+    no candidate: it is class 0, the unshuffled image. Generated here (seeded) instead of
+    shipping JiGen's files; like theirs, the set is not guaranteed far from the identity.
+    """
+    k = JIGSAW_GRID * JIGSAW_GRID
+    cand = np.array(list(itertools.permutations(range(k))), dtype=np.int8)[1:]  # [0] was the identity
+    if not 1 <= n <= len(cand):
+        raise BenchError(f"jigsaw_classes={n}: must be in [1, {len(cand)}]")
+    total = np.zeros(len(cand), np.int64)
+    chosen = [int(np.random.default_rng(seed).integers(len(cand)))]
+    while len(chosen) < n:
+        total += (cand != cand[chosen[-1]]).sum(1)
+        total[chosen] = -1
+        chosen.append(int(total.argmax()))
+    return cand[chosen].astype(np.int64)
+
+
+def shuffle_tiles(x: torch.Tensor, table: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Reassemble each image of ``x`` (B, C, S, S) from its 3x3 tiles in the order of
+    ``table[label]`` (output tile t = input tile ``table[label, t]``; row 0 the identity). Tiles
+    have side S // 3; the last ``S % 3`` rows and columns stay where they are."""
+    b, c = x.shape[:2]
+    g = JIGSAW_GRID
+    t = x.shape[-1] // g
+    region = x[..., :g * t, :g * t]
+    tiles = region.reshape(b, c, g, t, g, t).permute(0, 2, 4, 1, 3, 5).reshape(b, g * g, c, t, t)
+    order = table.to(x.device)[labels]
+    moved = tiles[torch.arange(b, device=x.device)[:, None], order]
+    out = x.clone()
+    out[..., :g * t, :g * t] = moved.reshape(b, g, g, c, t, t).permute(0, 3, 1, 4, 2, 5).reshape(b, c, g * t, g * t)
+    return out
+
+
+class JigsawHead(nn.Module):
+    """JiGen's jigsaw classifier on the bottleneck: global average pool + linear over P + 1 classes."""
+
+    def __init__(self, in_ch: int, classes: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(in_ch, classes)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.fc(z.mean(dim=(2, 3)))
+
+
 # ---------------------------------------------------------------------------------------------
 # teacher
 
@@ -211,17 +313,18 @@ class Teacher(nn.Module):
         return super().train(False)
 
     def forward(self, x: torch.Tensor, efdm_refs: Sequence[torch.Tensor] | None = None,
-                alpha: float = 0.5) -> list[torch.Tensor]:
+                alpha: float = 0.5, *, stage_fns: Sequence[StageFn | None] | None = None) -> list[torch.Tensor]:
         """Stage maps of ``x``; with ``efdm_refs`` (sorted reference values of the first stages),
-        each of those stages' outputs is EFDM-shifted before it feeds the next stage."""
-        if not efdm_refs:
+        each of those stages' outputs is EFDM-shifted before it feeds the next stage. ``stage_fns``
+        does the same with any function per stage (None: that stage unchanged), e.g. style mixing."""
+        if efdm_refs:
+            if stage_fns:
+                raise ValueError("give efdm_refs or stage_fns, not both")
+            stage_fns = [functools.partial(efdm, reference_sorted=ref, alpha=alpha) for ref in efdm_refs]
+        if not stage_fns or all(fn is None for fn in stage_fns):
             return list(self.net(x))
-        handles = []
-        for module, ref in zip(self._stage_modules, efdm_refs):
-            def hook(_m, _inp, out, ref=ref):
-                return efdm(out, ref, alpha)
-
-            handles.append(module.register_forward_hook(hook))
+        handles = [module.register_forward_hook(lambda _m, _inp, out, fn=fn: fn(out))
+                   for module, fn in zip(self._stage_modules, stage_fns) if fn is not None]
         try:
             return list(self.net(x))
         finally:

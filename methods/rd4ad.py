@@ -1,4 +1,5 @@
-"""RD4AD (Deng & Li, CVPR 2022) and GNL (Cao et al., ADShift, ICCV 2023) as one trainer.
+"""RD4AD (Deng & Li, CVPR 2022), GNL (Cao et al., ADShift, ICCV 2023) and the OOD-generalisation
+baselines of GNL's tables as one trainer.
 
 RD4AD: a frozen pretrained teacher (stages at strides 4/8/16), a trainable one-class bottleneck
 and a student decoder that reconstructs the teacher's three maps from the bottleneck. Loss: sum
@@ -18,6 +19,28 @@ GNL = the same network and trainer with config flags:
   reference normal training image (``efdm_reference``: index or id in the training set; default
   the first image), batched and on the device.
 
+GNL's OOD-generalisation baselines, fitted into RD4AD with its training settings (GNL Sec. 5.3):
+- ``train_augment="augmix"``: each training image is replaced by an AugMix view drawn online
+  (severity 3, ``augmix_ops``: AugMix's whole list on MNIST / PACS, all but brightness and
+  contrast on MVTec AD / CIFAR-10), plain RD4AD loss, no consistency term (AugMix's JSD loss
+  belongs to classification; ADShift ships no baseline code).
+- ``feature_style="mixstyle"|"efdmix"``: during training only, the teacher's first two stage
+  outputs are style-mixed between random pairs of the batch (MixStyle: channel mean / std;
+  EFDMix: sorted values; p 0.5, Beta(0.1, 0.1), as the official code), the mixed stage 1 feeding
+  stage 2 as EFDM does at test time. The mixed maps are both the bottleneck's input and the
+  student's targets; the teacher stays frozen (it has no trainable state; only its activations
+  are mixed). Scoring sees plain teacher maps.
+- ``jigsaw_weight`` > 0: JiGen's task on the bottleneck: each training image is shown with its
+  3x3 tiles shuffled by one of ``jigsaw_classes`` permutations (unshuffled with probability
+  ``jigsaw_bias_whole``, else a uniform draw over the identity and the P permutations), and a
+  linear head on the pooled OCBE output classifies the permutation; loss = L_ori +
+  ``jigsaw_weight`` * cross-entropy (JiGen's weights: P 30, 0.7, bias 0.9 in its ResNet-18 PACS
+  run). The distillation term covers every image, shuffled or not, as JiGen's class loss does.
+
+Image size: ``image_size`` is the evaluation grid; the network sees the image squashed to the
+next multiple of 32 (the bottleneck works at stride 32), so 28x28 MNIST enters at 32x32 as
+ADShift's MNIST loader resizes it, and the maps are computed at 28x28.
+
 The trained student is the fitted state: the harness trains once per (config, backbone,
 dataset, category, seed) and reuses it for every corruption cell. Training writes an epoch
 checkpoint (student + optimiser + epoch + RNG state) into ``checkpoint_dir`` when the harness
@@ -34,11 +57,13 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 
-from .augmix import MVTEC_OPS, augmix
+from .augmix import OP_LISTS, augmix
 from .base import ADAPT, Method, MethodConfig, Scores, bounded
-from .distill import Student, Teacher, anomaly_maps, distill_loss, flat_cosine_distance, sorted_values
+from .distill import (JigsawHead, Student, Teacher, anomaly_maps, distill_loss, flat_cosine_distance,
+                      jigsaw_permutations, shuffle_tiles, sorted_values, style_mixers)
 from .errors import BenchError
 from .persist import atomic_write, stable_hash
 from .backbones import normalization
@@ -50,11 +75,18 @@ log = logging.getLogger(__name__)
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601 luma, as torchvision's Grayscale
 CHECKPOINT = "last.pt"
 CL = torch.channels_last
+STRIDE = 32  # the bottleneck's: the network's input side is a multiple of it
+STYLE_STAGES = 2  # MixStyle / EFDMix after the teacher's first two stages (GNL: "first two layers")
+
+
+def net_size(image_size: int) -> int:
+    """The network's input side: ``image_size`` rounded up to a multiple of 32 (28 -> 32)."""
+    return -(-image_size // STRIDE) * STRIDE
 
 
 @dataclass(frozen=True)
 class RD4ADConfig(MethodConfig):
-    image_size: int = bounded(256, ge=32)  # squash side (no crop) = evaluation resolution; a multiple of 32
+    image_size: int = bounded(256, ge=8)  # squash side (no crop) = evaluation resolution; see net_size
     epochs: int = bounded(200, ge=1)  # RD4AD official code; GNL uses 20
     batch_size: int = bounded(16, ge=1)  # training and scoring
     lr: float = bounded(0.005, gt=0)
@@ -73,6 +105,18 @@ class RD4ADConfig(MethodConfig):
     # ADShift's training script adds the consistency terms of the two views undivided ("sum",
     # the code behind the published numbers); the paper's Eq. averages over the N views ("mean")
     consistency_reduction: str = bounded("sum", choices=("sum", "mean"))
+    # AugMix op list (augmix.OP_LISTS): GNL uses ADShift's "mvtec" list ("pacs" on PACS)
+    augmix_ops: str = bounded("mvtec", choices=tuple(OP_LISTS), omit_default=True)
+    # ADShift's loaders draw each image's severity in 0..augmix_severity; False: AugMix's reference code
+    augmix_random_severity: bool = bounded(True, omit_default=True)
+    # GNL's OOD-generalisation baselines on RD4AD (all off by default)
+    train_augment: str = bounded("none", choices=("none", "augmix"), omit_default=True)  # train on AugMix views
+    feature_style: str = bounded("none", choices=("none", "mixstyle", "efdmix"), omit_default=True)
+    style_p: float = bounded(0.5, ge=0, le=1, omit_default=True)  # MixStyle / EFDMix official p
+    style_alpha: float = bounded(0.1, gt=0, omit_default=True)  # Beta(alpha, alpha), official 0.1
+    jigsaw_weight: float = bounded(0.0, ge=0, omit_default=True)  # JiGen's jig_weight (0 = no Jigsaw)
+    jigsaw_classes: int = bounded(30, ge=1, le=1000, omit_default=True)  # P permutations (+ the unshuffled class)
+    jigsaw_bias_whole: float = bounded(0.9, ge=0, le=1, omit_default=True)  # JiGen's bias_whole_image
     # GNL: test-time EFDM (0 = off)
     efdm_alpha: float = bounded(0.0, ge=0, le=1, stage=ADAPT)
     efdm_reference: str = "0"  # index into the training set, or a training image id
@@ -90,9 +134,6 @@ class RD4AD(Method):
     def __init__(self, config: RD4ADConfig | None = None, device: str = "cpu", seed: int = 0) -> None:
         super().__init__(config, device, seed)
         cfg = self.config
-        if cfg.image_size <= 0 or cfg.image_size % 32:
-            raise BenchError(f"{type(self).__name__}: image_size {cfg.image_size} must be a positive multiple of "
-                             f"32 (the bottleneck works at stride 32)")
         if cfg.epochs < 0 or cfg.batch_size < 1:
             raise BenchError("epochs must be >= 0 and batch_size >= 1")
         if cfg.consistency_reduction not in ("sum", "mean"):
@@ -100,10 +141,19 @@ class RD4AD(Method):
         self.norm = normalization(cfg.backbone)  # as the teacher's weights were trained
         # channels-last: about 1.8x faster convolutions on CPU (depthwise ones above all)
         self.teacher = Teacher(cfg.backbone, cfg.weights).to(device, memory_format=CL)
+        self.net_geometry = Geometry(resize=net_size(cfg.image_size), crop=None, square=True)  # the network's input
+        self.jigsaw_head: JigsawHead | None = None
         with torch.random.fork_rng(devices=[]):  # same initial student for the same seed, always
             torch.manual_seed(seed)
             self.student = Student(self.teacher.channels, self.teacher.signed)
+            if cfg.jigsaw_weight > 0:  # drawn after the student: the student is RD4AD's either way
+                self.jigsaw_head = JigsawHead(self.student.bottleneck.out_channels, cfg.jigsaw_classes + 1).to(device)
+        if self.jigsaw_head is not None:  # row 0: the unshuffled order (class 0)
+            table = np.concatenate([np.arange(9)[None], jigsaw_permutations(cfg.jigsaw_classes)])
+            self._jigsaw_table = torch.from_numpy(table).to(device)
         self.student.to(device, memory_format=CL).eval()
+        self.jigsaw_accuracy = float("nan")  # last epoch's share of training images whose permutation was right
+        self._jigsaw_tally = [0, 0]
         self.history: list[float] = []  # mean loss per epoch
         self.epoch_seconds: list[float] = []
         self.resumed_from = 0
@@ -121,16 +171,17 @@ class RD4AD(Method):
         cfg = self.config
         if len(train) == 0:
             raise BenchError("no training images")
-        images = np.stack([self.geometry.image(img) for img in train])  # (N, S, S, 3) uint8
+        images = np.stack([self.net_geometry.image(img) for img in train])  # (N, S, S, 3) uint8
         self._choose_reference(train, images)
         self.history, self.epoch_seconds, self.resumed_from = [], [], 0
-        opt = torch.optim.Adam(self.student.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        opt = torch.optim.Adam(self._trainable(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
         start = self._resume(opt)
-        cache = self._teacher_cache(images) if start < cfg.epochs else None
+        cache = self._teacher_cache(images) if start < cfg.epochs and self._fixed_targets() else None
         n = len(images)
         for epoch in range(start, cfg.epochs):
             t0 = time.perf_counter()
             self.student.train()
+            self._jigsaw_tally = [0, 0]
             rng = np.random.default_rng([self.seed, epoch])
             order = rng.permutation(n)
             total = 0.0
@@ -139,6 +190,8 @@ class RD4AD(Method):
                 total += self._step(images, idx, cache, rng, opt) * len(idx)
             self.history.append(total / n)
             self.epoch_seconds.append(time.perf_counter() - t0)
+            if self.jigsaw_head is not None:
+                self.jigsaw_accuracy = self._jigsaw_tally[0] / max(1, self._jigsaw_tally[1])
             done = epoch + 1
             if self.checkpoint_dir is not None and (done % max(1, cfg.checkpoint_every) == 0 or done == cfg.epochs):
                 self._save_checkpoint(opt, done)
@@ -146,20 +199,58 @@ class RD4AD(Method):
         self.student.eval()
         self._ref_sorted = None
 
+    def _trainable(self) -> list[torch.nn.Parameter]:
+        head = list(self.jigsaw_head.parameters()) if self.jigsaw_head is not None else []
+        return list(self.student.parameters()) + head
+
+    def _fixed_targets(self) -> bool:
+        """Whether the teacher maps of a training image are the same every epoch (then cacheable)."""
+        cfg = self.config
+        return cfg.train_augment == "none" and cfg.feature_style == "none" and self.jigsaw_head is None
+
+    def _augmix(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        cfg = self.config
+        return augmix(image, rng, self.norm, ops=OP_LISTS[cfg.augmix_ops], width=cfg.augmix_width,
+                      depth=cfg.augmix_depth, severity=cfg.augmix_severity,
+                      random_severity=cfg.augmix_random_severity)
+
+    def _inputs(self, images: np.ndarray, idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        """The batch the teacher sees: the images, or their AugMix views (``train_augment``)."""
+        if self.config.train_augment == "augmix":
+            x = torch.from_numpy(np.stack([self._augmix(images[j], rng) for j in idx]))
+        else:
+            x = to_tensor([images[j] for j in idx], self.norm)
+        return x.to(self.device).contiguous(memory_format=CL)
+
+    def _jigsaw(self, x: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """JiGen's sampling: a uniform class in 0..P, replaced by 0 (unshuffled) with probability
+        ``jigsaw_bias_whole``; the batch with its tiles in that order, and the labels."""
+        cfg = self.config
+        labels = rng.integers(0, cfg.jigsaw_classes + 1, size=len(x))
+        labels[rng.random(len(x)) < cfg.jigsaw_bias_whole] = 0
+        labels_t = torch.from_numpy(labels).to(self.device)
+        return shuffle_tiles(x, self._jigsaw_table, labels_t).contiguous(memory_format=CL), labels_t
+
     def _step(self, images: np.ndarray, idx: np.ndarray, cache: list[torch.Tensor] | None,
               rng: np.random.Generator, opt: torch.optim.Optimizer) -> float:
         cfg = self.config
-        x = to_tensor([images[j] for j in idx], self.norm).to(self.device, memory_format=CL)
+        labels = None
         with torch.no_grad():
+            x = self._inputs(images, idx, rng)
+            if self.jigsaw_head is not None:
+                x, labels = self._jigsaw(x, rng)
             if cache is not None:
                 sel = torch.as_tensor(idx, device=cache[0].device)
                 t_clean = [c.index_select(0, sel).to(self.device) for c in cache]
             else:
-                t_clean = self.teacher(x)
+                styles = None
+                if cfg.feature_style != "none":  # training only: scoring never passes stage functions
+                    styles = style_mixers(cfg.feature_style, len(idx), STYLE_STAGES, cfg.style_p, cfg.style_alpha,
+                                          rng, self.device)
+                t_clean = self.teacher(x, stage_fns=styles)
             views: list[list[torch.Tensor]] = []
             if cfg.augmix_views:
-                aug = np.stack([augmix(images[j], rng, self.norm, ops=MVTEC_OPS, width=cfg.augmix_width,
-                                       depth=cfg.augmix_depth, severity=cfg.augmix_severity) for j in idx])
+                aug = np.stack([self._augmix(images[j], rng) for j in idx])
                 both = self.teacher(torch.cat([torch.from_numpy(aug).to(self.device), self._gray(x)])
                                     .contiguous(memory_format=CL))
                 b = len(idx)
@@ -170,10 +261,17 @@ class RD4AD(Method):
             l_abs = l_lowf = 0.0
             for t_view in views:  # each view through the student on its own (own BN batch stats)
                 z_v, dec_v = self.student(t_view)
-                l_abs = l_abs + flat_cosine_distance(z, z_v)
-                l_lowf = l_lowf + flat_cosine_distance(dec[0], dec_v[0])
+                if cfg.loss_abs:  # a term with weight 0 is not computed (Table 5's single-term rows)
+                    l_abs = l_abs + flat_cosine_distance(z, z_v)
+                if cfg.loss_lowf:
+                    l_lowf = l_lowf + flat_cosine_distance(dec[0], dec_v[0])
             per = len(views) if cfg.consistency_reduction == "mean" else 1
             loss = loss + cfg.loss_abs * l_abs / per + cfg.loss_lowf * l_lowf / per
+        if labels is not None:
+            logits = self.jigsaw_head(z)
+            loss = loss + cfg.jigsaw_weight * F.cross_entropy(logits, labels)
+            self._jigsaw_tally[0] += int((logits.argmax(1) == labels).sum())
+            self._jigsaw_tally[1] += len(labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -192,7 +290,7 @@ class RD4AD(Method):
     @torch.no_grad()
     def _teacher_cache(self, images: np.ndarray) -> list[torch.Tensor] | None:
         """Clean teacher maps of every training image, when they fit ``teacher_cache_mb``."""
-        s = self.config.image_size
+        s = self.net_geometry.out_size
         per_image = sum(c * (s // stride) ** 2 for c, stride in zip(self.teacher.channels, (4, 8, 16)))
         if len(images) * per_image * 4 / 2**20 > self.config.teacher_cache_mb:
             return None
@@ -228,7 +326,7 @@ class RD4AD(Method):
         path.parent.mkdir(parents=True, exist_ok=True)
         state = {
             "identity": self._identity_hash(), "epoch": epoch,
-            "student": self.student.state_dict(), "optimizer": opt.state_dict(),
+            "student": self.student.state_dict(), "optimizer": opt.state_dict(), **self._head_state(),
             "history": list(self.history), "epoch_seconds": list(self.epoch_seconds),
             "torch_rng": torch.get_rng_state(),
         }
@@ -248,6 +346,7 @@ class RD4AD(Method):
             log.warning("ignoring checkpoint %s: it belongs to another training", path)
             return 0
         self.student.load_state_dict(state["student"])
+        self._load_head_state(state)
         opt.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"].cpu())
         self.history = list(state["history"])
@@ -282,7 +381,7 @@ class RD4AD(Method):
         self.student.eval()
         refs = self._efdm_refs()
         image_scores, maps = [], []
-        for x in batches(images, self.geometry, cfg.batch_size, self.norm):
+        for x in batches(images, self.net_geometry, cfg.batch_size, self.norm):
             with torch.no_grad():
                 t = self.teacher(x.to(self.device, memory_format=CL), refs, cfg.efdm_alpha)
                 _, s = self.student(t)
@@ -294,8 +393,21 @@ class RD4AD(Method):
         return Scores(np.concatenate(image_scores).astype(np.float64), np.concatenate(maps))
 
     # -- harness ------------------------------------------------------------------------------
+    def _head_state(self) -> dict[str, Any]:
+        """The Jigsaw head and its last accuracy (only when there is one: RD4AD's state is unchanged)."""
+        if self.jigsaw_head is None:
+            return {}
+        return {"jigsaw_head": {k: v.detach().cpu().clone() for k, v in self.jigsaw_head.state_dict().items()},
+                "jigsaw_accuracy": self.jigsaw_accuracy}
+
+    def _load_head_state(self, state: dict[str, Any]) -> None:
+        if self.jigsaw_head is not None and "jigsaw_head" in state:
+            self.jigsaw_head.load_state_dict(state["jigsaw_head"])
+            self.jigsaw_accuracy = float(state["jigsaw_accuracy"])
+
     def fitted_state(self) -> dict[str, Any]:
         return {
+            **self._head_state(),
             "student": {k: v.detach().cpu().clone() for k, v in self.student.state_dict().items()},
             "history": list(self.history), "epoch_seconds": list(self.epoch_seconds),
             "resumed_from": self.resumed_from, "reference": self.reference,
@@ -305,6 +417,7 @@ class RD4AD(Method):
     def load_fitted_state(self, state: dict[str, Any]) -> None:
         self.student.load_state_dict(state["student"])
         self.student.eval()
+        self._load_head_state(state)
         self.history = list(state["history"])
         self.epoch_seconds = list(state["epoch_seconds"])
         self.resumed_from = int(state["resumed_from"])
@@ -320,6 +433,8 @@ class RD4AD(Method):
             "train_seconds_per_epoch": float(np.mean(self.epoch_seconds)) if self.epoch_seconds else float("nan"),
             "resumed_from_epoch": float(self.resumed_from),
         }
+        if self.jigsaw_head is not None:
+            out["train_jigsaw_accuracy"] = self.jigsaw_accuracy
         if self.config.efdm_alpha > 0:
             out["efdm_reference_index"] = float(self.reference_index)
             out["efdm_reference_id"] = self.reference_id

@@ -136,6 +136,18 @@ def test_fit_identity_follows_the_stage_of_each_field():
     assert MeanConfig.fields_at(ADAPT) == ("gain",)
 
 
+@dataclass(frozen=True)
+class LaterConfig(MeanConfig):
+    blur: int = bounded(0, ge=0, omit_default=True)  # added later: 0 reproduces the earlier fits
+
+
+def test_a_field_added_with_omit_default_keys_only_when_set():
+    before = MeanDistance.fit_identity(MeanConfig())
+    assert MeanDistance.fit_identity(LaterConfig()) == before  # earlier cached fits stay valid
+    assert MeanDistance.fit_identity(LaterConfig(blur=2)) == {**before, "blur": 2}
+    assert LaterConfig(blur=2).hash() != LaterConfig().hash()  # the row still records it
+
+
 def test_display_name_and_order_come_from_registration():
     from bench.tables import method_display, method_rank
 

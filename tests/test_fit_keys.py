@@ -3,7 +3,9 @@
 ``data/fit_keys_main.json`` was computed by ``bench.runner.fit_key`` at commit 425663d (before
 fit identities came from the config classes): method | config overrides | seed -> key, with a
 fixed training-set fingerprint. A change that moves any key invalidates every cached fit and
-every interrupted run's fits, so it must be deliberate (and this file regenerated).
+every interrupted run's fits, so it must be deliberate (and this file regenerated). Methods
+registered later (GNL's baselines and Table 5 / 6 rows) were added with RD4AD's cases, computed
+when they were registered; the fields they brought are ``omit_default``, so no earlier key moved.
 """
 from __future__ import annotations
 
@@ -22,13 +24,14 @@ PINNED = json.loads((Path(__file__).parent / "data" / "fit_keys_main.json").read
 
 
 class _Context:
-    """What ``fit_key`` reads from a RunContext: the category's training ids and the cache's key."""
+    """What ``fit_key`` reads from a RunContext: the category's training ids (no other training files, as
+    in the MVTec layout) and the cache's key."""
 
     fit_cache = SimpleNamespace(key=FitCache.key)
 
     def category(self, name):
         ids = ["train/good/000.png", "train/good/001.png"]
-        return SimpleNamespace(root=None, name=name, train=SimpleNamespace(ids=ids))
+        return SimpleNamespace(root=None, name=name, train=SimpleNamespace(ids=ids), train_files=())
 
 
 def _key(entry: str) -> str:
@@ -52,3 +55,11 @@ def test_adapt_time_fields_share_a_fit_and_fit_time_fields_do_not():
     assert PINNED['ttad|{"adapt_lr": 0.0}|0'] == PINNED["ttad|{}|0"] == PINNED["ttac|{}|0"]
     assert PINNED['ttad|{"n_clusters": 8}|0'] != PINNED["ttad|{}|0"]
     assert PINNED['gnl|{"efdm_alpha": 0.0}|0'] == PINNED["gnl|{}|0"] != PINNED['gnl|{"lr": 0.001}|0']
+
+
+def test_gnl_ablation_rows_share_the_fits_they_should_and_no_other():
+    assert PINNED["atta|{}|0"] == PINNED["rd4ad|{}|0"]  # ATTA only = RD4AD's student + test-time EFDM
+    assert PINNED["dinl|{}|0"] == PINNED["gnl|{}|0"] == PINNED["dinl_lambda_090|{}|0"]  # DINL = GNL's student
+    own = ["rd4ad", "gnl", "rd4ad_labs", "rd4ad_llowf", "dinl_lambda_095", "dinl_lambda_085", "dinl_lambda_080",
+           "augmix", "mixstyle", "efdm_train", "augmix_mixstyle", "augmix_efdm", "jigsaw"]
+    assert len({PINNED[f"{n}|{{}}|0"] for n in own}) == len(own)

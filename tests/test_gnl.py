@@ -33,25 +33,65 @@ def images() -> list[np.ndarray]:
 
 
 # -- AugMix ------------------------------------------------------------------------------------
-def test_augmix_never_applies_an_excluded_op(monkeypatch, images):
+def _ops_used(monkeypatch, images, **kwargs) -> set[str]:
     used: list[str] = []
     for name, op in list(A.OPERATIONS.items()):
-        def spy(img, level, name=name, op=op):
+        def spy(img, level, rng, name=name, op=op):
             used.append(name)
-            return op(img, level)
+            return op(img, level, rng)
 
         monkeypatch.setitem(A.OPERATIONS, name, spy)
     rng = np.random.default_rng(0)
-    for i in range(60):
-        view = A.augmix(images[i % len(images)], rng, normalization("tf_efficientnet_lite0"))
+    for i in range(80):
+        view = A.augmix(images[i % len(images)], rng, normalization("tf_efficientnet_lite0"), **kwargs)
         assert view.shape == (3, 48, 48) and view.dtype == np.float32
-    assert used, "no op was applied"
-    assert set(used) == set(A.MVTEC_OPS)  # all six photometric ops occur...
-    assert not set(used) & set(A.EXCLUDED_OPS)  # ...and nothing geometric or corruption-like
+    return set(used)
+
+
+def test_augmix_never_applies_an_excluded_op(monkeypatch, images):
+    used = _ops_used(monkeypatch, images)  # GNL's default: ADShift's MVTec list
+    assert used == set(A.MVTEC_OPS)  # all six photometric ops occur...
+    assert not used & set(A.EXCLUDED_OPS)  # ...and nothing geometric or corruption-like
     assert set(A.MVTEC_OPS) == {"autocontrast", "equalize", "posterize", "solarize", "color", "sharpness"}
-    for bad in ("rotate", "translate_x", "shear_y", "contrast", "brightness"):
-        with pytest.raises(ValueError, match=bad):
-            A.augmix(images[0], rng, normalization("tf_efficientnet_lite0"), ops=("equalize", bad))
+    with pytest.raises(ValueError, match="twirl"):
+        A.augmix(images[0], np.random.default_rng(0), normalization("tf_efficientnet_lite0"), ops=("equalize", "twirl"))
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("mvtec", set(A.MVTEC_OPS)),
+    ("pacs", set(A.MVTEC_OPS) | {"contrast", "brightness"}),
+    ("all", set(A.MVTEC_OPS) | set(A.EXCLUDED_OPS)),
+    ("all_but_brightness_contrast", set(A.MVTEC_OPS) | set(A.GEOMETRIC_OPS)),
+])
+def test_augmix_op_lists_differ_by_config(monkeypatch, images, name, expected):
+    """AugMix's 13 ops for MNIST / PACS, all but brightness and contrast for MVTec AD / CIFAR-10
+    (GNL's baseline), and ADShift's photometric lists for GNL; each list is what gets applied."""
+    assert set(A.OP_LISTS[name]) == expected
+    assert _ops_used(monkeypatch, images, ops=A.OP_LISTS[name], random_severity=False) == expected
+    assert len(A.OP_LISTS["all"]) == 13 and A.OP_LISTS["all"][:4] == ("autocontrast", "equalize", "posterize", "rotate")
+
+
+def test_geometric_ops_move_pixels_both_ways():
+    edges = np.zeros((48, 48, 3), np.uint8)
+    edges[:, 20:28] = 255
+    edges[20:28, :] = 255  # a cross: any rotation, shear or shift moves it
+    cross = Image.fromarray(edges)
+    for name in A.GEOMETRIC_OPS:
+        outs = {np.asarray(A.OPERATIONS[name](cross, 9.0, np.random.default_rng(s))).tobytes() for s in range(8)}
+        assert edges.tobytes() not in outs and len(outs) == 2, name  # moved, in one of two directions
+
+
+def test_standard_augmix_uses_the_severity_itself(monkeypatch, images):
+    levels: list[float] = []
+    monkeypatch.setitem(A.OPERATIONS, "equalize", lambda img, level, rng: levels.append(level) or img)
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        A.augmix(images[0], rng, normalization("tf_efficientnet_lite0"), ops=("equalize",), random_severity=False)
+    assert min(levels) >= 0.1 and max(levels) > 2.5  # uniform in (0.1, 3) per op
+    levels.clear()
+    for _ in range(40):  # ADShift: the image's severity is first drawn from 0..3 (0 keeps levels below 0.1)
+        A.augmix(images[0], rng, normalization("tf_efficientnet_lite0"), ops=("equalize",))
+    assert min(levels) < 0.1
 
 
 def test_augmix_is_reproducible_and_mixes_in_normalised_space(images):
@@ -131,7 +171,7 @@ def _weights(m: RD4AD) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["rd4ad", "gnl"])
+@pytest.mark.parametrize("name", ["rd4ad", "gnl", "augmix", "mixstyle", "jigsaw"])  # online draws, Jigsaw's head
 def test_killed_training_resumes_and_ends_with_the_uninterrupted_weights(name, images, tmp_path):
     straight = get(name).create(**TINY, seed=3)
     straight.fit(images)

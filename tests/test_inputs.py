@@ -379,7 +379,9 @@ REFUSED: dict[str, tuple[Callable[[Path], None] | None, tuple[str, ...], str, st
         "patchcore: coreset_algorithm='fast': use one of auto, fused, torch"),
     "--set rd4ad field on patchcore only (epochs)": (
         None, ("--set", "epochs=3"), "patchcore",
-        "--set epochs: no selected method (patchcore) has a field 'epochs' (gnl, rd4ad have it)"),
+        "--set epochs: no selected method (patchcore) has a field 'epochs' (atta, augmix, augmix_efdm, "
+        "augmix_mixstyle, dinl, dinl_lambda_080, dinl_lambda_085, dinl_lambda_090, dinl_lambda_095, efdm_train, "
+        "gnl, jigsaw, mixstyle, rd4ad, rd4ad_labs, rd4ad_llowf have it)"),
     "--set patchcore.coreset_ratoi=0.1 (scoped typo)": (
         None, ("--set", "patchcore.coreset_ratoi=0.1"), "patchcore",
         "--set patchcore.coreset_ratoi: patchcore has no hyperparameter 'coreset_ratoi' (its fields: "
