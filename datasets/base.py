@@ -6,9 +6,14 @@ does not sit in memory twice.
 """
 from __future__ import annotations
 
+import functools
+import os
+import re
+import socket
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -108,6 +113,49 @@ def mask_array(im: Image.Image, raw: bool = False) -> np.ndarray:
     return a != 0
 
 
+# A folder that ``bench.datasets.standins`` wrote holds this file; its first line names the seed.
+STANDIN_FILE = "STANDIN.md"
+_STANDIN_SEED = re.compile(r"\(bench\.datasets\.standins, seed (-?\d+)\)")
+_STANDIN_SOURCE = re.compile(r"stand-in \((bench\.datasets\.standins, seed -?\d+|[^)]*STANDIN\.md)\)")
+
+
+def standin_mark(seed: int) -> str:
+    """What the rows of a stand-in's images say they are (the start of their ``domain_source``)."""
+    return f"stand-in (bench.datasets.standins, seed {seed})"
+
+
+def standin(root: Path) -> str:
+    """``standin_mark(seed)`` when ``root`` holds a stand-in's STANDIN.md (one line read), else ""."""
+    try:
+        with (Path(root) / STANDIN_FILE).open(encoding="utf-8") as f:
+            first = f.readline()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    found = _STANDIN_SEED.search(first)
+    return standin_mark(int(found.group(1))) if found else f"stand-in ({Path(root) / STANDIN_FILE})"
+
+
+def standin_of(source: object) -> str:
+    """The stand-in mark a row's ``domain_source`` starts with ("" for real data)."""
+    found = _STANDIN_SOURCE.match(source) if isinstance(source, str) else None
+    return found.group(0) if found else ""
+
+
+def standin_source(root: Path, source: str) -> str:
+    """``source`` prefixed with the stand-in mark when ``root`` is a stand-in's folder."""
+    mark = standin(root)
+    return f"{mark}: {source}" if mark else source
+
+
+def standin_notes(root: Path, dataset: str) -> list[str]:
+    """The one-line warning a stand-in's category carries (empty for real data)."""
+    mark = standin(root)
+    if not mark:
+        return []
+    return [f"{root}: {mark}, synthetic images in {dataset}'s layout, not {dataset} itself "
+            f"(see {Path(root) / STANDIN_FILE}); its numbers are not comparable with published ones"]
+
+
 def require_root(root: Path, fix: str) -> Path:
     """``root`` as a Path when it is a directory; otherwise one line: what is wrong, then ``fix``."""
     root = Path(root).expanduser()
@@ -115,6 +163,79 @@ def require_root(root: Path, fix: str) -> Path:
         what = "does not exist" if not root.exists() else "is not a directory"
         raise BenchError(f"dataset root {root} {what}: {fix}")
     return root
+
+
+def reachable(host: str, port: int = 443, timeout: float = 5.0) -> bool:
+    """Whether ``host`` answers on ``port`` (decides between downloading and a one-line error)."""
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def ensure_downloaded(root: Path, missing: Callable[[Path], list[Path]], network: Callable[[], bool],
+                      download: Callable[[Path], None], name: str, holds: str, fix: str) -> Path:
+    """``root`` with its files: downloaded when some are ``missing`` and the ``network`` works.
+
+    Otherwise one line: the first missing file, then ``fix`` (where to get the data, where to put
+    it). ``holds`` says what a root holds, for a root that is not a folder.
+    """
+    root = Path(root).expanduser()
+    if root.exists() and not root.is_dir():
+        raise BenchError(f"dataset root {root} is not a directory: pass --root the folder that holds {holds}")
+    absent = missing(root)
+    if not absent:
+        return root
+    if not network():
+        raise BenchError(f"{absent[0]}: no such file and no network to download {name}; {fix}")
+    root.mkdir(parents=True, exist_ok=True)
+    download(root)
+    absent = missing(root)
+    if absent:
+        raise BenchError(f"{absent[0]}: still missing after the download; {fix}")
+    return root
+
+
+def torchvision_download(cls_name: str, root: Path, name: str, fix: str) -> None:
+    """torchvision's download of ``torchvision.datasets.<cls_name>`` (it checks each file's md5)
+    into ``root``; a failure is one line ending in ``fix``."""
+    import torchvision.datasets
+
+    try:
+        getattr(torchvision.datasets, cls_name)(str(root), train=True, download=True)
+    except Exception as exc:  # network, disk, checksum: one line with the way out
+        raise BenchError(f"{root}: downloading {name} failed ({exc}); {fix}") from None
+
+
+def download_command(argv: Sequence[str], download: Callable[[Path], None], name: str, folder: str) -> None:
+    """``python -m bench.datasets.<module> ROOT``: download ``name`` into ROOT/``folder`` and say where."""
+    if len(argv) != 2:
+        sys.exit(f"usage: python -m bench.datasets.{Path(argv[0]).stem} ROOT  (downloads {name} into ROOT/{folder})")
+    target = Path(argv[1]).expanduser()
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        download(target)
+    except BenchError as exc:
+        sys.exit(f"error: {exc}")
+    print(f"{name} is in {target / folder}")
+
+
+def per_file_version(maxsize: int = 8):
+    """Cache ``fn(path)`` per file version: a file replaced on disk (new mtime or size) is read again."""
+    def wrap(fn: Callable[[Path], object]):
+        @functools.lru_cache(maxsize=maxsize)
+        def cached(path: Path, _mtime_ns: int, _size: int):
+            return fn(path)
+
+        @functools.wraps(fn)
+        def read(path: Path):
+            st = os.stat(path)
+            return cached(Path(path), st.st_mtime_ns, st.st_size)
+
+        return read
+
+    return wrap
 
 
 def mask_loader(image_paths: Sequence[Path], mask_paths: Sequence[Path | None],
@@ -219,6 +340,9 @@ class TestSplit:
     defect_types: list[str]
     mask_loader: Callable[[int], np.ndarray] | None  # i -> bool (H, W) at native resolution
     has_masks: bool = True
+    # What these images are, when a dataset has several test domains or several ways to get one
+    # (e.g. "MNIST-M, released folder mnist_m/mnist_m_test"); rows record it as domain_source.
+    source: str = ""
 
     def mask(self, i: int) -> np.ndarray:
         if not self.has_masks or self.mask_loader is None:
@@ -268,12 +392,47 @@ class TestSplit:
         chosen = sorted(j for t in types for j in rng.choice(members[t], take[t], replace=False).tolist())
         loader = self.mask_loader
         return TestSplit(self.images.take(chosen), self.labels[chosen], [self.defect_types[j] for j in chosen],
-                         lambda i: loader(chosen[i]), has_masks=self.has_masks)
+                         lambda i: loader(chosen[i]), has_masks=self.has_masks, source=self.source)
+
+
+def one_vs_rest(images: ImageSet, classes: Sequence[str], normal: Iterable[str], source: str = "") -> TestSplit:
+    """A test split of a classification set: images whose class is in ``normal`` are normal, every
+    other one is anomalous with its class as defect type. Image labels only (``has_masks=False``)."""
+    normal = set(normal)
+    classes = [str(c) for c in classes]
+    labels = np.array([c not in normal for c in classes], dtype=np.int64)
+    return TestSplit(images, labels, ["good" if c in normal else c for c in classes], mask_loader=None,
+                     has_masks=False, source=source)
+
+
+class LazySplits(Mapping[str, TestSplit]):
+    """Test domains built on first use: a grid that evaluates one domain never reads (nor needs)
+    another one's files. ``factories`` maps each domain, in order, to a function making its split."""
+
+    def __init__(self, factories: Mapping[str, Callable[[], TestSplit]]) -> None:
+        self._factories = dict(factories)
+        self._built: dict[str, TestSplit] = {}
+
+    def __getitem__(self, domain: str) -> TestSplit:
+        if domain not in self._built:
+            self._built[domain] = self._factories[domain]()  # KeyError for an unknown domain
+        return self._built[domain]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._factories)
+
+    def __len__(self) -> int:
+        return len(self._factories)
 
 
 @dataclass
 class Category:
-    """One category of a dataset: normal training images and a labelled test split."""
+    """One category of a dataset: normal training images and a labelled test split.
+
+    A dataset under domain shift (MNIST / MNIST-M, PACS) has several test domains: ``domains``
+    maps each name to its split, the in-distribution one first; ``test`` is that one (the
+    training images come from it). A dataset with one test split has no ``domains``.
+    """
 
     dataset: str
     name: str
@@ -284,8 +443,22 @@ class Category:
     # What the loader noticed and the user should hear once (one line each): no pixel ground
     # truth, no anomalous test image, ... The harness prints them as warnings.
     notes: list[str] = field(default_factory=list)
+    domains: Mapping[str, TestSplit] = field(default_factory=dict)
+    # The files the training images are read from where ``root / name / id`` is not one file per
+    # image (IDX files, pickled batches, another folder layout): their sizes and mtimes enter the
+    # fit cache's key, so a fit is not reused for other images under the same ids.
+    train_files: tuple[Path, ...] = ()
 
     @property
     def has_masks(self) -> bool:
         """False when the dataset has no pixel ground truth: image metrics only."""
         return self.test.has_masks
+
+    def split(self, domain: str = "") -> TestSplit:
+        """The test split of ``domain``; "" is the dataset's own test split (``test``)."""
+        if not domain:
+            return self.test
+        if domain not in self.domains:
+            known = ", ".join(self.domains) if self.domains else "none: it has one test split"
+            raise BenchError(f"{self.dataset}/{self.name} has no test domain '{domain}' (its domains: {known})")
+        return self.domains[domain]

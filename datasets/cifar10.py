@@ -30,15 +30,14 @@ verifies) explicitly.
 from __future__ import annotations
 
 import pickle
-import socket
 import sys
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from ..methods.errors import BenchError
-from .base import Category, ImageSet, TestSplit
+from .base import (Category, ImageSet, download_command, ensure_downloaded, one_vs_rest, per_file_version,
+                   reachable, torchvision_download)
 from .cache import cache_dir
 
 CATEGORIES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -54,48 +53,28 @@ def default_root() -> Path:
     return check_root(cache_dir("cifar10"))
 
 
-def _missing(root: Path) -> list[str]:
-    return [f for f in (*TRAIN_FILES, TEST_FILE, META_FILE) if not (root / FOLDER / f).is_file()]
+def _missing(root: Path) -> list[Path]:
+    return [root / FOLDER / f for f in (*TRAIN_FILES, TEST_FILE, META_FILE) if not (root / FOLDER / f).is_file()]
 
 
 def _network() -> bool:
-    try:
-        socket.create_connection((HOST, 443), timeout=5).close()
-        return True
-    except OSError:
-        return False
+    return reachable(HOST)
+
+
+def _fix(root: Path) -> str:
+    return f"get cifar-10-python.tar.gz (python version) from {PAGE} and extract it into {root} (it makes {FOLDER}/)"
 
 
 def download(root: Path) -> None:
     """torchvision's download: fetches the archive, checks its md5 and extracts it under root."""
-    from torchvision.datasets import CIFAR10
-
-    try:
-        CIFAR10(str(root), train=True, download=True)
-    except Exception as exc:  # network, disk, checksum: one line with the way out
-        raise BenchError(f"{root / FOLDER}: downloading CIFAR-10 failed ({exc}); get cifar-10-python.tar.gz "
-                         f"from {PAGE} and extract it into {root}") from None
+    torchvision_download("CIFAR10", root, "CIFAR-10", _fix(root))
 
 
 def check_root(root: Path) -> Path:
     """The root, with CIFAR-10 downloaded into it when it is absent and the network works."""
     root = Path(root).expanduser()
-    if root.exists() and not root.is_dir():
-        raise BenchError(f"dataset root {root} is not a directory: pass --root the folder that holds {FOLDER}/")
-    missing = _missing(root)
-    if not missing:
-        return root
-    if not _network():
-        raise BenchError(f"{root / FOLDER / missing[0]}: no such file and no network to download CIFAR-10; "
-                         f"get cifar-10-python.tar.gz (python version) from {PAGE} and extract it into "
-                         f"{root} (it makes {FOLDER}/)")
-    root.mkdir(parents=True, exist_ok=True)
-    download(root)
-    missing = _missing(root)
-    if missing:
-        raise BenchError(f"{root / FOLDER / missing[0]}: still missing after the download; get "
-                         f"cifar-10-python.tar.gz from {PAGE} and extract it into {root}")
-    return root
+    return ensure_downloaded(root, _missing, lambda: _network(), lambda r: download(r), "CIFAR-10", f"{FOLDER}/",
+                             _fix(root))
 
 
 def _unpickle(path: Path) -> dict:
@@ -107,14 +86,9 @@ def _unpickle(path: Path) -> dict:
                          "again") from None
 
 
+@per_file_version(maxsize=8)
 def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One batch file -> images (N, 32, 32, 3) uint8 and labels (N,) int64 (cached per file version)."""
-    st = path.stat()
-    return _read_batch(path, st.st_mtime_ns, st.st_size)
-
-
-@lru_cache(maxsize=8)
-def _read_batch(path: Path, _mtime_ns: int, _size: int) -> tuple[np.ndarray, np.ndarray]:
     entry = _unpickle(path)
     if not isinstance(entry, dict) or "data" not in entry or "labels" not in entry:
         raise BenchError(f"{path}: not a CIFAR-10 batch (needs the keys data and labels); get "
@@ -160,25 +134,13 @@ def load_category(root: Path, category: str) -> Category:
         name=category,
         # copies: a method that writes into its input never changes the cached batch
         train=ImageSet(train_ids, lambda i: train_images[i].copy()),
-        test=TestSplit(
+        test=one_vs_rest(
             ImageSet([f"{TEST_FILE}/{i:05d}" for i in range(len(test_images))], lambda i: test_images[i].copy()),
-            (test_labels != normal).astype(np.int64),
-            ["good" if y == normal else names[y] for y in test_labels],
-            mask_loader=None,
-            has_masks=False,
-        ),
+            [names[y] for y in test_labels], [category]),
         root=root,
         extra={"normal_class": category, "normal_label": normal},
     )
 
 
 if __name__ == "__main__":  # explicit download: python -m bench.datasets.cifar10 ROOT
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m bench.datasets.cifar10 ROOT  (downloads CIFAR-10 into ROOT/cifar-10-batches-py)")
-    target = Path(sys.argv[1]).expanduser()
-    target.mkdir(parents=True, exist_ok=True)
-    try:
-        download(target)
-    except BenchError as exc:
-        sys.exit(f"error: {exc}")
-    print(f"CIFAR-10 is in {target / FOLDER}")
+    download_command(sys.argv, download, "CIFAR-10", str(FOLDER))

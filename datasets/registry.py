@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..methods.errors import BenchError, UnknownName, warn
-from . import cifar10, mvtec, realiad, textures, visa
+from . import cifar10, mnist, mvtec, pacs, realiad, textures, visa
 from .base import Category
 
 
@@ -22,6 +22,9 @@ class DatasetSpec:
     # The dataset's own root check (one-line error naming its official source); None: MVTec layout.
     check_root: Callable[[Path], Path] | None = None
     source: str = ""  # where to get it, named when --root is missing
+    # The test domains every category has (``Category.domains``), in-distribution first; empty:
+    # one test split. ``bench grid --domains`` picks among them; without it a grid tests the first.
+    domains: tuple[str, ...] = ()
 
     def root(self, root: str | Path | None) -> Path:
         if root is not None:
@@ -97,6 +100,16 @@ DATASETS: dict[str, DatasetSpec] = {
             "cifar10", "CIFAR-10 one-class (10 classes; one normal, nine anomalous; image metrics only)",
             cifar10.CATEGORIES, cifar10.load_category,
             default_root=cifar10.default_root, check_root=cifar10.check_root,
+        ),
+        DatasetSpec(
+            "mnist", "MNIST one-vs-all (0-9) and even-vs-odd (even), trained on MNIST, tested on MNIST and "
+            "MNIST-M (released or generated from BSDS500); image metrics only",
+            mnist.CATEGORIES, mnist.load_category,
+            default_root=mnist.default_root, check_root=mnist.check_root, domains=mnist.DOMAINS,
+        ),
+        DatasetSpec(
+            "pacs", "PACS one-vs-all (7 classes), trained on Photo, tested on every domain; image metrics only",
+            pacs.CLASSES, pacs.load_category, check_root=pacs.check_root, source=pacs.SOURCE, domains=pacs.DOMAINS,
         ),
         DatasetSpec("folder", "any folder in the MVTec AD layout; categories are its sub-folders", (), _mvtec_layout("folder")),
     ]

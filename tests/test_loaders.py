@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from _domain_data import make_mnist
 from _grids import run_cli
-from bench.datasets import cifar10, mvtec, realiad
+from bench.datasets import cifar10, mnist, mvtec, realiad
 from bench.datasets.registry import DATASETS, get_dataset
 from bench.errors import BenchError
 from bench.methods import Method, MethodConfig, Scores, registered_temporarily
@@ -293,25 +294,40 @@ def test_cifar10_reads_what_torchvision_reads(tmp_path, monkeypatch):
     assert np.array_equal(train.data[np.array(train.targets) == 0], np.stack(list(ours.train)))
 
 
-def test_cifar10_missing_without_network(tmp_path, monkeypatch):
-    monkeypatch.setattr(cifar10, "_network", lambda: False)
-    monkeypatch.setattr(cifar10, "download", lambda root: pytest.fail("must not download"))
-    root = tmp_path / "cifar"
+MISSING = {
+    "cifar10": lambda root: (f"{root / 'cifar-10-batches-py' / 'data_batch_1'}: no such file and no network to "
+                             f"download CIFAR-10; get cifar-10-python.tar.gz (python version) from {CIFAR_PAGE} "
+                             f"and extract it into {root} (it makes cifar-10-batches-py/)"),
+    "mnist": lambda root: (f"{root / 'MNIST' / 'raw' / 'train-images-idx3-ubyte'}: no such file and no network to "
+                           "download MNIST; get train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+                           "t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz from "
+                           f"https://yann.lecun.com/exdb/mnist/ into {root / 'MNIST' / 'raw'}"),
+}
+
+
+@pytest.mark.parametrize("name, module", [("cifar10", cifar10), ("mnist", mnist)])
+def test_missing_without_network(tmp_path, monkeypatch, name, module):
+    monkeypatch.setattr(module, "_network", lambda: False)
+    monkeypatch.setattr(module, "download", lambda root: pytest.fail("must not download"))
+    root = tmp_path / name
     with pytest.raises(BenchError) as e:
-        get_dataset("cifar10").root(root)
-    assert str(e.value) == (f"{root / 'cifar-10-batches-py' / 'data_batch_1'}: no such file and no network to "
-                            f"download CIFAR-10; get cifar-10-python.tar.gz (python version) from {CIFAR_PAGE} "
-                            f"and extract it into {root} (it makes cifar-10-batches-py/)")
+        get_dataset(name).root(root)
+    assert str(e.value) == MISSING[name](root)
 
 
-def test_cifar10_absent_is_downloaded_when_the_network_works(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name, module, make, category, n_train", [
+    ("cifar10", cifar10, make_cifar, "truck", 5),
+    ("mnist", mnist, make_mnist, "0", 3),
+])
+def test_absent_data_is_downloaded_when_the_network_works(tmp_path, monkeypatch, name, module, make, category,
+                                                          n_train):
     calls = []
-    monkeypatch.setattr(cifar10, "_network", lambda: True)
-    monkeypatch.setattr(cifar10, "download", lambda root: calls.append(root) or make_cifar(root))
-    root = tmp_path / "cifar"
-    assert get_dataset("cifar10").root(root) == root and calls == [root]
-    assert get_dataset("cifar10").root(root) == root and calls == [root]  # present: no second download
-    assert len(get_dataset("cifar10").load(root, "truck").train) == 5
+    monkeypatch.setattr(module, "_network", lambda: True)
+    monkeypatch.setattr(module, "download", lambda root: calls.append(root) or make(root))
+    root = tmp_path / name
+    assert get_dataset(name).root(root) == root and calls == [root]
+    assert get_dataset(name).root(root) == root and calls == [root]  # present: no second download
+    assert len(get_dataset(name).load(root, category).train) == n_train
 
 
 @dataclasses.dataclass(frozen=True)
