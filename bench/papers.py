@@ -2,7 +2,13 @@
 
 ``published_results.csv`` (shipped inside the package) holds one row per
 (paper, table, metric, dataset, method, corruption, severity) with the value in percent, as
-printed. Corruption ``clean`` has severity 0.
+printed. Corruption ``clean`` has severity 0. ``published_domains.csv`` holds GNL's domain-shift
+tables (3-10: MNIST / MNIST-M, PACS) with a test ``domain``, a ``category`` (the normal class
+of a per-class row, "" for a mean over classes, ``even`` for MNIST's multi-class setting) and a
+``setting`` (``one-vs-all`` / ``multi-class``, or Table 6's lambdas); its notes on the paper's
+inconsistencies are in ``published_domains.md``. Both read as one frame: the corruption tables
+with domain = category = setting = "", the domain tables with corruption ``clean``, severity 0.
+Table 6's rows are labelled by their lambdas as printed ("0.95, 0.025, 0.025"), its first column.
 """
 
 from __future__ import annotations
@@ -15,13 +21,25 @@ import pandas as pd
 
 __all__ = ["published", "layout", "tables", "normalize_method"]
 
-_COLUMNS = ["paper", "table", "metric", "dataset", "method", "corruption", "severity", "value"]
+_COLUMNS = ["paper", "table", "metric", "dataset", "category", "domain", "setting", "method", "corruption",
+            "severity", "value"]
+_LAMBDAS = re.compile(r"lambda_ori=([\d.]+);lambda_abs=([\d.]+);lambda_lowf=([\d.]+)")
+
+
+def _read(name: str) -> pd.DataFrame:
+    with resources.files("bench").joinpath(name).open("rb") as fh:
+        return pd.read_csv(fh, dtype={"category": str, "domain": str, "setting": str})
 
 
 @lru_cache(maxsize=1)
 def _load() -> pd.DataFrame:
-    with resources.files("bench").joinpath("published_results.csv").open("rb") as fh:
-        df = pd.read_csv(fh)
+    corruptions = _read("published_results.csv").assign(category="", domain="", setting="")
+    domains = _read("published_domains.csv").assign(corruption="clean", severity=0)
+    df = pd.concat([corruptions, domains], ignore_index=True)
+    for col in ("category", "domain", "setting"):
+        df[col] = df[col].fillna("").astype(str)
+    lambdas = df["setting"].str.fullmatch(_LAMBDAS.pattern)
+    df.loc[lambdas, "method"] = df.loc[lambdas, "setting"].str.replace(_LAMBDAS, r"\1, \2, \3", regex=True)
     df["table"] = df["table"].astype(int)
     df["severity"] = df["severity"].astype(int)
     return df[_COLUMNS]

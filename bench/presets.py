@@ -43,6 +43,14 @@ class Preset:
     method_map: dict[str, str] = field(default_factory=dict)
     # the paper's dataset key in published_results.csv -> our dataset name
     paper_datasets: dict[str, str] = field(default_factory=dict)
+    # domain-shift tables (GNL 3-10): the test domains (the in-distribution one first), the
+    # categories (None: the dataset's list), and the comparison's blocks: (published setting,
+    # our categories) - GNL Table 3 compares one-vs-all (the digits' mean) and multi-class (even)
+    domains: tuple[str, ...] = ()
+    categories: tuple[str, ...] | None = None
+    blocks: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    per_class: bool = False  # the appendix layout: one column group per category
+    runtime: bool = False  # GNL Table 7: seconds per training epoch and per scored image
 
     def dataset(self, name: str | None) -> str:
         if name is None:
@@ -51,6 +59,13 @@ class Preset:
             raise BenchError(f"preset {self.name} covers the datasets {', '.join(self.datasets)}, not '{name}' "
                              f"(--dataset {STAND_IN} --root DIR runs any MVTec-layout folder as a stand-in, marked)")
         return name
+
+    def standard_categories(self, dataset: str) -> tuple[str, ...]:
+        from .datasets.registry import get_dataset
+
+        if self.categories is not None:
+            return self.categories
+        return tuple(get_dataset(dataset if dataset in self.datasets else next(iter(self.datasets))).categories)
 
     def settings(self, dataset: str) -> dict[str, str]:
         """The paper's per-dataset overrides (a stand-in folder takes the first dataset's)."""
@@ -62,6 +77,26 @@ class Preset:
             dataset = next(iter(self.datasets))
         return {ours: paper for paper, ours in self.paper_datasets.items()}.get(dataset, dataset)
 
+
+# GNL's domain-shift tables (3-10). Their baselines are OOD-generalisation methods fitted into
+# RD4AD (methods/builtin.py); Deep SVDD, f-AnoGAN and KDAD are shown as published only.
+_GNL_BASELINES = ("rd4ad", "augmix", "mixstyle", "efdm_train", "augmix_mixstyle", "augmix_efdm", "jigsaw", "gnl")
+_APPENDIX = tuple(m for m in _GNL_BASELINES if not m.startswith("augmix_"))  # Tables 8-10 print no combinations
+_BASELINE_NAMES = {"EFDM": "efdm_train", "Augmix+Mixstyle": "augmix_mixstyle", "Augmix+EFDM": "augmix_efdm"}
+_TABLE5_NAMES = {"Baseline": "rd4ad", "L_abs only": "rd4ad_labs", "L_lowf only": "rd4ad_llowf", "DINL": "dinl",
+                 "ATTA": "atta", "DINL+ATTA": "gnl"}
+_DIGITS = tuple(str(d) for d in range(10))
+_PACS_DOMAINS = ("photo", "art_painting", "cartoon", "sketch")
+# AugMix's whole op list for the AugMix baselines on MNIST and PACS (GNL 4.2); ADShift's PACS list
+# (photometric ops, contrast and brightness kept) for GNL's own views. On MNIST (the paper's
+# appendix): 28 x 28 inputs, a ResNet-18 teacher, 5 epochs, EFDM alpha 0.9; GNL's views there
+# use the PACS list too (harness choice: no MNIST list is published).
+_AUGMIX_ALL = {f"{m}.augmix_ops": "all" for m in ("augmix", "augmix_mixstyle", "augmix_efdm")}
+_DINL_FAMILY = ("gnl", "dinl", "rd4ad_labs", "rd4ad_llowf", "dinl_lambda_095", "dinl_lambda_090",
+                "dinl_lambda_085", "dinl_lambda_080")
+_GNL_PACS_OPS = {f"{m}.augmix_ops": "pacs" for m in _DINL_FAMILY}
+_PACS = {**_AUGMIX_ALL, **_GNL_PACS_OPS}
+_MNIST = {**_AUGMIX_ALL, **_GNL_PACS_OPS, "image_size": "28", "epochs": "5", "gnl.efdm_alpha": "0.9"}
 
 _TTAD_DATASETS = {"mvtec_ad": {"adapt_epochs": "10"}, "realiad": {"adapt_epochs": "1"}}
 _TTAD_PAPER = {"real_iad": "realiad"}
@@ -80,6 +115,33 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            ("rd4ad", "gnl"), {"mvtec_ad": {}}, severity=3),
     Preset("gnl-table2", "gnl", 2, "GNL Table 2: image AUROC, CIFAR-10 one-class, paper corruptions @5",
            ("rd4ad", "gnl"), {"cifar10": {}}),
+    Preset("gnl-table3", "gnl", 3, "GNL Table 3: image AUROC, MNIST (ID) / MNIST-M (OOD), one-vs-all and multi-class",
+           _GNL_BASELINES, {"mnist": _MNIST}, corruptions=("clean",), backbone="resnet18", method_map=_BASELINE_NAMES,
+           domains=("mnist", "mnist_m"), categories=(*_DIGITS, "even"),
+           blocks=(("one-vs-all", _DIGITS), ("multi-class", ("even",)))),
+    Preset("gnl-table4", "gnl", 4, "GNL Table 4: image AUROC, PACS, Photo (ID) / Art, Cartoon, Sketch (OOD)",
+           _GNL_BASELINES, {"pacs": _PACS}, corruptions=("clean",), method_map=_BASELINE_NAMES, domains=_PACS_DOMAINS),
+    Preset("gnl-table5", "gnl", 5, "GNL Table 5: the DINL / ATTA ablation, image AUROC, PACS",
+           ("rd4ad", "rd4ad_labs", "rd4ad_llowf", "dinl", "atta", "gnl"), {"pacs": _PACS}, corruptions=("clean",),
+           method_map=_TABLE5_NAMES, domains=_PACS_DOMAINS),
+    Preset("gnl-table6", "gnl", 6, "GNL Table 6: DINL's lambda settings, image AUROC, PACS",
+           tuple(f"dinl_lambda_{v:03d}" for v in (95, 90, 85, 80)), {"pacs": _PACS}, corruptions=("clean",),
+           method_map={f"{o:.2f}, {a:.3f}, {a:.3f}": f"dinl_lambda_{round(o * 100):03d}"
+                       for o, a in ((0.95, 0.025), (0.90, 0.05), (0.85, 0.075), (0.80, 0.1))},
+           domains=_PACS_DOMAINS),
+    Preset("gnl-table7", "gnl", 7, "GNL Table 7: seconds per training epoch and per image, PACS dog (one GPU)",
+           ("rd4ad", "gnl"), {"pacs": _PACS}, corruptions=("clean",), domains=("photo",), categories=("dog",),
+           metrics=("train_seconds_per_epoch", "inference_seconds_per_image"), method_map={"Ours": "gnl"},
+           runtime=True),
+    Preset("gnl-table8", "gnl", 8, "GNL appendix Table 8: Table 3 per digit (one-vs-all)",
+           _APPENDIX, {"mnist": _MNIST}, corruptions=("clean",), backbone="resnet18", method_map=_BASELINE_NAMES,
+           domains=("mnist", "mnist_m"), categories=_DIGITS, per_class=True),
+    Preset("gnl-table9", "gnl", 9, "GNL appendix Table 9: Table 4 per class, part I",
+           _APPENDIX, {"pacs": _PACS}, corruptions=("clean",), method_map=_BASELINE_NAMES, domains=_PACS_DOMAINS,
+           categories=("dog", "elephant", "giraffe"), per_class=True),
+    Preset("gnl-table10", "gnl", 10, "GNL appendix Table 10: Table 4 per class, part II",
+           _APPENDIX, {"pacs": _PACS}, corruptions=("clean",), method_map=_BASELINE_NAMES, domains=_PACS_DOMAINS,
+           categories=("guitar", "horse", "house", "person"), per_class=True),
 ]}
 
 
@@ -101,8 +163,11 @@ def grid_spec(preset: Preset, *, dataset: str | None = None, root: str | None = 
     from .grid import GridSpec
 
     ds = preset.dataset(dataset)
+    if categories is None and preset.categories is not None and ds in preset.datasets:
+        categories = list(preset.categories)
     return GridSpec(
         methods=list(preset.methods), dataset=ds, root=root, categories=categories,
+        domains=list(preset.domains) if preset.domains and ds in preset.datasets else None,
         corruptions=list(preset.corruptions), severities=[preset.severity], seeds=seeds or [0],
         protocol=preset.protocol, backbone=backbone or preset.backbone, weights=weights,
         overrides={**preset.settings(ds), **(overrides or {})}, device=device, test_subset=test_subset,
@@ -115,8 +180,8 @@ def cost(preset: Preset, dataset: str | None = None) -> tuple[int, int, int]:
     from .methods import get
 
     spec = grid_spec(preset, dataset=dataset)
-    cats = get_dataset(spec.dataset).categories
-    conditions = spec.conditions()
+    cats = spec.categories or get_dataset(spec.dataset).categories
+    conditions = spec.conditions() * max(1, len(preset.domains))
     identities = set()
     for m in spec.method_names():
         identity = get(m).cls.fit_identity(spec.method_config(m))
@@ -127,15 +192,20 @@ def cost(preset: Preset, dataset: str | None = None) -> tuple[int, int, int]:
 
 def departures(preset: Preset, spec, rows) -> dict[str, list[str]]:
     """Per method in ``rows``: how its cells depart from the paper's protocol (empty: none)."""
+    from .datasets.base import standin_of
     from .datasets.registry import get_dataset
 
-    standard = set(get_dataset(spec.dataset).categories)
+    standard = set(preset.standard_categories(spec.dataset)) if spec.dataset in preset.datasets else set(
+        get_dataset(spec.dataset).categories)
     paper = {m: spec.method_config(m) for m in spec.method_names()}
     out: dict[str, list[str]] = {}
     for method, sub in rows.groupby("method"):
         notes = []
         if spec.dataset not in preset.datasets:
             notes.append(f"stand-in data {', '.join(sorted(set(sub['category'])))} for {preset.paper_dataset(spec.dataset)}")
+        made = sorted({standin_of(src) for src in (sub["domain_source"] if "domain_source" in sub else [])} - {""})
+        if made:  # bench.datasets.standins' images in the dataset's own layout
+            notes.append(f"{', '.join(made)} data for {preset.paper_dataset(spec.dataset)}")
         cfg = json.loads(sub["config"].iloc[0])
         if cfg.get("backbone") != preset.backbone:
             notes.append(f"backbone {cfg.get('backbone')} (paper: {preset.backbone})")
@@ -158,6 +228,9 @@ def departures(preset: Preset, spec, rows) -> dict[str, list[str]]:
             notes.append(f"{len(cats)} of {len(standard)} categories")
         if "test_subset" in sub and (sub["test_subset"].fillna(0) > 0).any():
             notes.append(f"test subset of {int(sub['test_subset'].max())} images")
+        sources = {str(v) for v in (sub["domain_source"].dropna() if "domain_source" in sub else [])}
+        generated = sorted(v for v in sources if "generated" in v.lower() and not standin_of(v))
+        notes += generated  # e.g. MNIST-M made from MNIST and photographs, not the release
         out[method] = notes
     return out
 
@@ -173,11 +246,24 @@ def comparison(preset: Preset, spec, rows, fmt: str = "markdown") -> str:
     dep = departures(preset, spec, ok)
     ok["dataset"] = preset.paper_dataset(spec.dataset)
     dagger = "†" if fmt == "markdown" else r"$^\dagger$"
+    if preset.runtime:
+        from .tables.published import runtime_comparison
+
+        ok["dataset"] = preset.paper_dataset(spec.dataset)
+        parts = [runtime_comparison(ok, preset, fmt, dagger, dep)]
+        notes = [f"{dagger} {m}: " + "; ".join(n) for m, n in dep.items() if n]
+        return "\n\n".join(parts + (["\n".join(notes)] if notes else []))
     parts = []
+    blocks = preset.blocks or ((None, None),)
     for metric in preset.metrics:
-        long = compare_published(ok, paper=preset.paper, table=preset.table, metric=metric,
-                                 method_map=preset.method_map)
-        long["method"] = [f"{m}{dagger}" if dep.get(o) else m for m, o in zip(long["method"], long["ours_method"])]
-        parts.append(_render_comparison(long, fmt, 2, f"{preset.summary}. {metric}: ours (published).", None))
+        for setting, categories in blocks:
+            sub = ok if categories is None else ok[ok["category"].isin(categories)]
+            if sub.empty:
+                continue
+            long = compare_published(sub, paper=preset.paper, table=preset.table, metric=metric,
+                                     method_map=preset.method_map, setting=setting, per_class=preset.per_class)
+            long["method"] = [f"{m}{dagger}" if dep.get(o) else m for m, o in zip(long["method"], long["ours_method"])]
+            title = f"{preset.summary}{f' ({setting})' if setting else ''}. {metric}: ours (published)."
+            parts.append(_render_comparison(long, fmt, 2, title, None))
     notes = [f"{dagger} {m}: " + "; ".join(n) for m, n in dep.items() if n]
     return "\n\n".join(parts + (["\n".join(notes)] if notes else []))

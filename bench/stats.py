@@ -124,10 +124,12 @@ def mean_interval(rows: pd.DataFrame, metric: str, resamples: int, level: float 
     """Interval of a table value over ``rows``: per resample, the tables' own averaging (mean over
     seeds within a category, then over categories, then over conditions), each cell resampled
     on its own key. NaN when ``metric`` cannot be resampled or a row lacks per-image scores."""
+    from .results import with_domain
+
     if METRICS[metric].resampled is None or rows.empty or not has_per_image(rows):
         return float("nan"), float("nan")
     per_cond = []
-    for _, cond_rows in rows.groupby(["corruption", "severity"], sort=False):
+    for _, cond_rows in with_domain(rows).groupby(["domain", "corruption", "severity"], sort=False):
         per_cat = []
         for _, cat_rows in cond_rows.groupby("category", sort=False):
             reps = []
@@ -179,12 +181,16 @@ def paired_difference(labels, scores_a, scores_b, key: int, resamples: int, leve
 
 def paired_test(rows_a: pd.DataFrame, rows_b: pd.DataFrame, resamples: int = DEFAULT_RESAMPLES,
                 level: float = LEVEL, metric: str = "image_auroc") -> list[Difference]:
-    """Per matched cell (same dataset, category, condition, seed and test images), then "overall"
-    (the mean difference over the matched cells, each weighing the same, resampled jointly)."""
-    keyed_b = {tuple(r[c] for c in _CELL): r for _, r in rows_b.iterrows()}
+    """Per matched cell (same dataset, category, domain, condition, seed and test images), then
+    "overall" (the mean difference over the matched cells, each weighing the same, resampled jointly)."""
+    from .results import with_domain
+
+    match = (*_CELL, "domain")
+    rows_a, rows_b = with_domain(rows_a), with_domain(rows_b)
+    keyed_b = {tuple(r[c] for c in match): r for _, r in rows_b.iterrows()}
     out, reps, a_vals, b_vals, n = [], [], [], [], 0
     for _, ra in rows_a.iterrows():
-        k = tuple(ra[c] for c in _CELL)
+        k = tuple(ra[c] for c in match)
         rb = keyed_b.get(k)
         if rb is None:
             continue
@@ -200,7 +206,7 @@ def paired_test(rows_a: pd.DataFrame, rows_b: pd.DataFrame, resamples: int = DEF
         b_vals.append(diff.b)
         n += diff.n_images
     if not out:
-        raise BenchError("the two methods share no cell (dataset, category, condition and seed) in these rows")
+        raise BenchError("the two methods share no cell (dataset, category, domain, condition and seed) in these rows")
     d = np.nanmean(np.stack(reps), axis=0)
     a, b = float(np.nanmean(a_vals)), float(np.nanmean(b_vals))
     lo, hi = percentile_interval(d, level)
@@ -210,4 +216,5 @@ def paired_test(rows_a: pd.DataFrame, rows_b: pd.DataFrame, resamples: int = DEF
 
 def _label(row) -> str:
     cond = "clean" if row["corruption"] == "clean" else f"{row['corruption']}@{int(row['severity'])}"
-    return f"{row['category']} / {cond} / seed {int(row['seed'])}"
+    where = f"{row['category']} / {row['domain']}" if row.get("domain") else row["category"]
+    return f"{where} / {cond} / seed {int(row['seed'])}"

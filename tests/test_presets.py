@@ -13,19 +13,28 @@ from _grids import run_cli
 
 
 def _rows(preset, spec, categories, value, **config_changes) -> pd.DataFrame:
+    """One ok row per method x category x domain x condition; ``value(category[, domain])``."""
+    import inspect
+
+    two = len(inspect.signature(value).parameters) == 2
     rows = []
     for m in preset.methods:
         cfg = {**spec.method_config(m).to_dict(), **config_changes}
         for cat in categories:
-            for c, s in spec.conditions():
-                rows.append(dict(method=m, dataset=spec.dataset, category=cat, corruption=c, severity=s, seed=0,
-                                 status="ok", protocol=spec.protocol, config=json.dumps(cfg), test_subset=0,
-                                 cell_id=f"{m}-{cat}-{c}", image_auroc=value(cat), pixel_auroc=value(cat)))
+            for d in spec.domain_names():
+                for c, s in spec.conditions():
+                    v = value(cat, d) if two else value(cat)
+                    rows.append(dict(method=m, dataset=spec.dataset, category=cat, domain=d, corruption=c,
+                                     severity=s, seed=0, status="ok", protocol=spec.protocol, config=json.dumps(cfg),
+                                     test_subset=0, cell_id=f"{m}-{cat}-{d}-{c}", image_auroc=v, pixel_auroc=v,
+                                     device="cpu", threads=2, cpu_model="a CPU", score_seconds=2.0, n_test=100,
+                                     diag_train_seconds_per_epoch=10.0))
     return pd.DataFrame(rows)
 
 
 def test_presets_pin_the_papers_protocols():
-    assert list(PRESETS) == ["ttad-table1", "ttad-table3", "ttad-table4", "gnl-table1", "gnl-table2"]
+    assert list(PRESETS) == ["ttad-table1", "ttad-table3", "ttad-table4", "gnl-table1", "gnl-table2",
+                             *(f"gnl-table{n}" for n in range(3, 11))]  # every table but TTAD's 3D Table 2
     t1 = grid_spec(get_preset("ttad-table1"))
     assert (t1.dataset, t1.severities, t1.backbone) == ("mvtec_ad", [5], "wide_resnet50_2")
     assert t1.corruptions == ["gaussian_noise", "defocus_blur", "brightness", "contrast"]
@@ -46,6 +55,25 @@ def test_cost_counts_cells_and_shared_fits():
     assert cost(get_preset("ttad-table1")) == (15, 450, 60)
     assert cost(get_preset("ttad-table4")) == (15, 525, 15)  # seven configs of one fit
     assert cost(get_preset("gnl-table2")) == (10, 100, 20)
+    # 11 categories (digits + even) x 8 methods x 2 domains; every method trains its own student
+    assert cost(get_preset("gnl-table3")) == (11, 176, 88)
+    # RD4AD, L_abs, L_lowf, DINL trained; ATTA scores RD4AD's fit, GNL DINL's
+    assert cost(get_preset("gnl-table5")) == (7, 168, 28)
+
+
+def test_the_domain_presets_pin_gnls_protocol():
+    t3 = grid_spec(get_preset("gnl-table3"))
+    assert (t3.dataset, t3.domains, t3.backbone) == ("mnist", ["mnist", "mnist_m"], "resnet18")
+    assert t3.categories == [*map(str, range(10)), "even"] and t3.conditions() == [("clean", 0)]
+    gnl, rd4ad, augmix = (t3.method_config(m) for m in ("gnl", "rd4ad", "augmix"))
+    assert (gnl.efdm_alpha, rd4ad.efdm_alpha, gnl.epochs, rd4ad.epochs, gnl.image_size) == (0.9, 0.0, 5, 5, 28)
+    assert (augmix.augmix_ops, gnl.augmix_ops) == ("all", "pacs")
+    t4 = grid_spec(get_preset("gnl-table4"))
+    assert (t4.dataset, t4.domains, t4.backbone) == ("pacs", ["photo", "art_painting", "cartoon", "sketch"],
+                                                     "wide_resnet50_2")
+    assert (t4.method_config("gnl").epochs, t4.method_config("rd4ad").epochs) == (20, 200)
+    t7 = grid_spec(get_preset("gnl-table7"))
+    assert (t7.categories, t7.domains) == (["dog"], ["photo"])
 
 
 def test_comparison_layout_and_departure_marks():
@@ -74,6 +102,11 @@ def test_departures_name_each_difference():
     df2 = _rows(p, grid_spec(p), cats, lambda c: 0.9, adapt_epochs=1)
     assert departures(p, grid_spec(p), df2)["ttad"] == ["adapt_epochs 1 (paper: 10)"]
     assert departures(p, grid_spec(p), _rows(p, grid_spec(p), cats, lambda c: 0.9))["ttad"] == []
+    standin = _rows(p, grid_spec(p), cats, lambda c: 0.9)
+    standin["domain_source"] = "stand-in (bench.datasets.standins, seed 3): PACS photo: ..."
+    assert departures(p, grid_spec(p), standin)["ttad"] == ["stand-in (bench.datasets.standins, seed 3) data for mvtec_ad"]
+    standin["domain_source"] = "MNIST test set (/data/MNIST/raw/t10k-images-idx3-ubyte.gz)"  # real data: no mark
+    assert departures(p, grid_spec(p), standin)["ttad"] == []
 
 
 _MV = "MVTec AD / Clean | MVTec AD / Gaussian Noise | MVTec AD / Defocus Blur | MVTec AD / Brightness | MVTec AD / Contrast"
@@ -91,22 +124,67 @@ LAYOUTS = {  # the published tables' column order and method order (rows the pap
 }
 
 
-@pytest.mark.parametrize("name", list(PRESETS))
+_BASE = ["RD4AD", "Augmix", "Mixstyle", "EFDM", "Augmix+Mixstyle", "Augmix+EFDM", "Jigsaw", "GNL"]
+_APPENDIX = [m for m in _BASE if "+" not in m]  # the appendix tables print no combinations
+_PACS = "PACS / Photo | PACS / Art | PACS / Cartoon | PACS / Sketch"
+_MN = "MNIST/MNIST-M / MNIST | MNIST/MNIST-M / MNIST-M"
+LAYOUTS.update({
+    "gnl-table3": (f"| Method | {_MN} |", _BASE * 2),  # one-vs-all, then multi-class
+    "gnl-table4": (f"| Method | {_PACS} |", _BASE),
+    "gnl-table5": (f"| Method | {_PACS} |", ["Baseline", "L_abs only", "L_lowf only", "DINL", "ATTA", "DINL+ATTA"]),
+    "gnl-table6": (f"| Method | {_PACS} |", ["0.95, 0.025, 0.025", "0.90, 0.050, 0.050", "0.85, 0.075, 0.075",
+                                             "0.80, 0.100, 0.100"]),
+    "gnl-table8": ("| Method | " + " | ".join(f"MNIST/MNIST-M / {d} / MNIST | MNIST/MNIST-M / {d} / MNIST-M"
+                                             for d in range(10)) + " |", _APPENDIX),
+    "gnl-table9": ("| Method | " + " | ".join(_PACS.replace("PACS /", f"PACS / {c} /")
+                                             for c in ("dog", "elephant", "giraffe")) + " |", _APPENDIX),
+    "gnl-table10": ("| Method | " + " | ".join(_PACS.replace("PACS /", f"PACS / {c} /")
+                                              for c in ("guitar", "horse", "house", "person")) + " |", _APPENDIX),
+})
+
+
+@pytest.mark.parametrize("name", [n for n in PRESETS if not PRESETS[n].runtime])
 def test_every_preset_renders_its_published_layout(name):
     p = get_preset(name)
     spec = grid_spec(p)
     from bench.datasets.registry import get_dataset
 
-    df = _rows(p, spec, list(get_dataset(spec.dataset).categories), lambda c: 0.8)
+    df = _rows(p, spec, list(spec.categories or get_dataset(spec.dataset).categories), lambda c: 0.8)
     text = comparison(p, spec, df)
-    assert text.count("| Method |") == len(p.metrics)  # one table per metric
+    tables = len(p.metrics) * max(1, len(p.blocks))  # one table per metric (and setting)
+    assert text.count("| Method |") == tables
     header, methods = LAYOUTS[name]
     lines = text.splitlines()
-    assert [line for line in lines if line.startswith("| Method")] == [header] * len(p.metrics)
+    assert [line for line in lines if line.startswith("| Method")] == [header] * tables
     body = [line.split("|")[1].strip() for line in lines if line.startswith("| ") and not line.startswith("| Method")]
     assert body == methods * len(p.metrics)
     assert "80.00 (" in text and "†" not in text  # the paper's own protocol: nothing marked
-    assert f"@{p.severity}" in p.summary
+    assert f"@{p.severity}" in p.summary or p.domains
+
+
+def test_domain_comparisons_put_each_domain_and_setting_in_its_place():
+    p = get_preset("gnl-table3")
+    spec = grid_spec(p)
+    # ID 0.9 / OOD 0.6 for the digits; the multi-class category 'even' 0.7 / 0.5
+    df = _rows(p, spec, spec.categories, lambda c, d: (0.7 if d == "mnist" else 0.5) if c == "even"
+               else (0.9 if d == "mnist" else 0.6))
+    text = comparison(p, spec, df)
+    one, multi = text.split("(multi-class)")
+    assert "| GNL | 90.00 (96.91) | 60.00 (70.87) |" in one and "| GNL | 70.00 (88.59) | 50.00 (58.50) |" in multi
+    per_digit = comparison(get_preset("gnl-table8"), grid_spec(get_preset("gnl-table8")),
+                           _rows(get_preset("gnl-table8"), spec, list(map(str, range(10))),
+                                 lambda c, d: 0.5 + int(c) / 100))
+    row = next(line for line in per_digit.splitlines() if line.startswith("| RD4AD"))
+    assert row.startswith("| RD4AD | 50.00 (99.56) | 50.00 (71.50) | 51.00 (99.50) | 51.00 (60.09) |")
+
+
+def test_the_runtime_table_shows_seconds_and_names_both_devices():
+    p = get_preset("gnl-table7")
+    spec = grid_spec(p)
+    text = comparison(p, spec, _rows(p, spec, ["dog"], lambda c: 0.8))
+    assert "| RD4AD | 10.0000 (2.5726) | 0.0200 (0.0282) |" in text
+    assert "| GNL | 10.0000 (7.2557) | 0.0200 (0.0356) |" in text
+    assert "Ours on rd4ad: cpu, 2 threads (a CPU)" in text and "published on one RTX 3090 24GB GPU" in text
 
 
 def test_list_presets_cli(monkeypatch, capsys):

@@ -9,7 +9,7 @@ import pandas as pd
 
 from ..errors import BenchError
 from ..results import RunStore, load_rows
-from ..tables.aggregate import _norm_severity, _resolve_labels, mixed_configs
+from ..tables.aggregate import _norm_conditions, _resolve_labels, mixed_configs
 from ..tables.names import _corruption_rank, condition_label, method_display, method_rank
 
 DPI = 200  # PNG resolution; the PDF is vector
@@ -51,7 +51,7 @@ def ok_rows(run: Path) -> pd.DataFrame:
         df = df[df["status"] == "ok"]
     if df.empty:
         raise BenchError(f"{run}: no finished (ok) rows to plot")
-    return _norm_severity(df).reset_index(drop=True)
+    return _norm_conditions(df).reset_index(drop=True)
 
 
 def select(df: pd.DataFrame, run: Path, methods: Sequence[str] | None = None,

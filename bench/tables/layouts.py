@@ -7,7 +7,18 @@ from typing import Sequence
 import pandas as pd
 
 from .aggregate import _as_list, _build_main, _build_per_class
+from .defects import BY_DEFECT_TYPE, _build_by_type, flat_labels, type_groups
 from .render import _defaults, _render
+
+
+def _check_by(by: str | None, metrics: list[str], per_class: bool, interval: int = 0) -> None:
+    if by is None:
+        return
+    if by != BY_DEFECT_TYPE:
+        raise ValueError(f"by={by!r}: the only breakdown is {BY_DEFECT_TYPE!r}")
+    if len(metrics) != 1 or per_class or interval:
+        raise ValueError(f"by={BY_DEFECT_TYPE!r} takes one metric, in the main layout, without intervals")
+
 
 def table_frame(
     df: pd.DataFrame,
@@ -21,9 +32,14 @@ def table_frame(
     categories: Sequence[str] | None = None,
     mean: bool = True,
     display: bool = True,
+    by: str | None = None,
 ) -> pd.DataFrame:
     """The numbers behind :func:`main_table` (unscaled means; NaN where missing)."""
     metrics = _as_list(metric)
+    _check_by(by, metrics, per_class)
+    if by is not None:
+        return _build_by_type(df, metrics[0], rows, _as_list(datasets), methods, conditions, categories,
+                              mean, display).values
     if per_class:
         if len(metrics) != 1:
             raise ValueError("per-class tables take one metric")
@@ -55,6 +71,7 @@ def main_table(
     std: bool = True,
     interval: int = 0,
     level: float = 0.95,
+    by: str | None = None,
 ) -> str:
     """Render result rows as a LaTeX (booktabs) or Markdown table.
 
@@ -71,17 +88,34 @@ def main_table(
     ``scale`` defaults to 100 for the [0, 1] metrics and 1 otherwise; ``best`` is "max",
     "min", None (no bold) or "auto" (min for *_seconds / *_mb columns). ``methods`` both
     selects and orders rows (default: first appearance); ``conditions`` selects and orders
-    columns: corruption names (all severities) or (corruption, severity) pairs.
+    columns: corruption names (all severities) or (corruption, severity) pairs; with test domains
+    (rows' ``domain``) also domain names (all of a domain's conditions), pairs match every domain
+    and (domain, corruption, severity) triples name one column. A domain's column is labelled with
+    its published name ("MNIST-M", "Art"; "Art + Contrast" when corrupted); Mean leaves out the
+    in-distribution domain's clean column as it leaves out Clean.
     Missing values render as "–" (Markdown) / "--" (LaTeX).
 
     ``std``: where a value averages several seeds, "± std over seeds" follows it (the std of the
     per-seed means over categories). ``interval`` (resamples, 0 = none): the bootstrap interval
     at ``level`` of each value over test images, "[lo, hi]" (``bench.stats.mean_interval``; image
     AUROC only, from the rows' per-image scores). Main layout only.
+
+    ``by="defect_type"``: rows = (method, defect type) from the rows' per-defect-type breakdown
+    (``defect_metrics``; one of image_auroc, pixel_auroc, aupro), columns as the main layout;
+    bold marks the best method per defect type and column (``bench.tables.defects``).
     """
     metrics = _as_list(metric)
     scale, direction = _defaults(metrics, scale, best)
     datasets = _as_list(datasets)
+    _check_by(by, metrics, per_class, interval)
+    if by is not None:
+        grid = _build_by_type(df, metrics[0], rows, datasets, methods, conditions, categories, mean, display,
+                              std=std)
+        if grid.values.empty:
+            raise ValueError("no ok rows match the selection; nothing to tabulate")
+        groups = type_groups(grid.values)
+        return _render(flat_labels(grid), fmt, scale, decimals, direction, lambda _: groups, caption, label,
+                       column_format)
     if per_class:
         if len(metrics) != 1:
             raise ValueError("per-class tables take one metric")

@@ -1,13 +1,12 @@
-"""Display names: corruptions, datasets, methods and their default order, metric headers.
+"""Display names: corruptions, datasets, test domains, methods and their default order, metric headers.
 
 Method names and order come from the method registry (given at registration), metric headers
 from the metrics registry (``bench.metrics.METRICS``).
 """
 from __future__ import annotations
 
+from collections import Counter
 from typing import Mapping
-
-import pandas as pd
 
 from ..methods import registered
 from ..metrics import METRICS
@@ -42,6 +41,18 @@ DATASET_NAMES: dict[str, str] = {
     "btad": "BTAD",
     "mpdd": "MPDD",
     "cifar10": "CIFAR-10",
+    "mnist": "MNIST/MNIST-M",
+    "pacs": "PACS",
+}
+# Test domains as the papers print them (GNL Tables 3, 4, 8-10), in their order: a dataset's
+# in-distribution domain first.
+DOMAIN_NAMES: dict[str, str] = {
+    "mnist": "MNIST",
+    "mnist_m": "MNIST-M",
+    "photo": "Photo",
+    "art_painting": "Art",
+    "cartoon": "Cartoon",
+    "sketch": "Sketch",
 }
 
 
@@ -68,12 +79,35 @@ def _nice(name: str, table: Mapping[str, str]) -> str:
     return table.get(str(name), table.get(str(name).lower(), str(name)))
 
 
-def condition_label(corruption: str, severity: int | None = None, with_severity: bool = False) -> str:
-    """"Clean", "Gaussian Noise", or "Contrast (s3)" when severities must be told apart."""
+def domain_label(domain: str) -> str:
+    """"MNIST-M", "Art", ...: a test domain as the papers name it."""
+    return DOMAIN_NAMES.get(str(domain), str(domain).replace("_", " ").title())
+
+
+def condition_label(corruption: str, severity: int | None = None, with_severity: bool = False,
+                    domain: str = "") -> str:
+    """"Clean", "Gaussian Noise", or "Contrast (s3)" when severities must be told apart; with a
+    test domain, "Art" (clean) or "Art + Contrast"."""
     if corruption == "clean":
-        return CLEAN
+        return domain_label(domain) if domain else CLEAN
     name = CORRUPTION_NAMES.get(corruption, str(corruption).replace("_", " ").title())
-    return f"{name} (s{int(severity)})" if with_severity and severity is not None else name
+    name = f"{name} (s{int(severity)})" if with_severity and severity is not None else name
+    return f"{domain_label(domain)} + {name}" if domain else name
+
+
+def in_distribution(dataset: str) -> str:
+    """The test domain a dataset trains on (its first), "" for a dataset with one test split."""
+    from ..datasets.registry import DATASETS
+
+    spec = DATASETS.get(str(dataset))
+    return spec.domains[0] if spec is not None and spec.domains else ""
+
+
+def is_reference(dataset: str, condition: tuple) -> bool:
+    """Whether a (domain, corruption, severity) column is the unshifted one ("Clean", or the
+    in-distribution domain uncorrupted) that a Mean over the shifted conditions leaves out."""
+    domain, corruption = condition[0], condition[1]
+    return corruption == "clean" and domain in ("", in_distribution(dataset))
 
 
 def _corruption_rank(corruption: str) -> tuple:
@@ -85,6 +119,23 @@ def _corruption_rank(corruption: str) -> tuple:
     return (2, 0, str(corruption))
 
 
-def _cond_labels(pairs: list[tuple[str, int]]) -> dict[tuple[str, int], str]:
-    counts = pd.Series([c for c, _ in pairs]).value_counts().to_dict() if pairs else {}
-    return {(c, s): condition_label(c, s, counts.get(c, 0) > 1) for c, s in pairs}
+def _domain_rank(domain: str) -> tuple:
+    if not domain:
+        return (0, 0, "")
+    if domain in DOMAIN_NAMES:
+        return (1, list(DOMAIN_NAMES).index(domain), "")
+    return (2, 0, str(domain))
+
+
+def _condition_rank(condition: tuple) -> tuple:
+    """Table order of (domain, corruption, severity): domains in the papers' order, then as before."""
+    domain, corruption, severity = condition
+    return (_domain_rank(domain), _corruption_rank(corruption), severity)
+
+
+def _cond_labels(conds: list[tuple]) -> dict[tuple, str]:
+    """Column labels of (corruption, severity) or (domain, corruption, severity) conditions; the
+    severity is shown where one domain holds several of a corruption."""
+    full = {c: (c if len(c) == 3 else ("", *c)) for c in conds}
+    counts = Counter((d, c) for d, c, _ in full.values())
+    return {k: condition_label(c, s, counts.get((d, c), 0) > 1, d) for k, (d, c, s) in full.items()}

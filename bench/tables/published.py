@@ -66,31 +66,44 @@ def compare_published(
     scale: float = 100,
     decimals: int = 2,
     only_ours: bool = True,
+    setting: str | None = None,
+    per_class: bool = False,
     fmt: str | None = None,
     caption: str | None = None,
     label: str | None = None,
 ) -> pd.DataFrame | str:
     """Our means next to a paper's published numbers for the same method and condition.
 
-    Returns a long DataFrame (dataset, method, ours_method, corruption, severity, metric,
-    published, ours, delta, n_categories), or with ``fmt`` a table whose cells read
-    "ours (published)". Methods match case-insensitively, ignoring "-", "_" and spaces;
+    Returns a long DataFrame (dataset, category, method, ours_method, domain, corruption,
+    severity, metric, published, ours, delta, n_categories), or with ``fmt`` a table whose cells
+    read "ours (published)". Methods match case-insensitively, ignoring "-", "_" and spaces;
     ``method_map`` maps a published name to our row label where that is not enough (e.g.
     TTAD Table 4's "ot_discrete_augment" to a variant label). ``only_ours`` keeps only the
-    published methods we have rows for.
+    published methods we have rows for. ``setting`` keeps the published rows of one setting
+    (GNL Table 3: one-vs-all or multi-class); ``per_class`` compares per category (the appendix
+    tables) instead of the mean over the rows' categories. A published row of a named category
+    (MNIST's multi-class ``even``) compares with our rows of that category.
     """
     metrics = _as_list(metric)
     pub = papers.published(paper=paper, table=table)
     if metrics is not None:
         pub = pub[pub["metric"].isin(metrics)]
+    if setting is not None:
+        pub = pub[pub["setting"] == setting]
+    named = sorted(set(pub["category"]) - {""})
+    if not per_class and named and (pub["category"] == "").any():
+        pub = pub[pub["category"] == ""]  # the mean rows; the per-class ones are the appendix's
+    elif per_class:
+        pub = pub[pub["category"] != ""]
     if pub.empty:
         raise KeyError(f"no published numbers for {paper!r} table {table} metric {metric!r}")
     metrics = list(dict.fromkeys(pub["metric"]))
+    by_category = per_class or (pub["category"] != "").all()
 
     have = [m for m in metrics if m in df.columns]
+    keys = [rows, "dataset", "domain", "corruption", "severity"] + (["category"] if by_category else [])
     if have and rows in df.columns and len(_ok_rows(df)):
         per_cat, n_expected, *_ = _per_category(df, have, rows, None, None, None, None)
-        keys = [rows, "dataset", "corruption", "severity"]
         g = per_cat.groupby(keys, sort=False)[have]
         means = g.mean().reset_index().melt(id_vars=keys, var_name="metric", value_name="ours")
         counts = g.count().reset_index().melt(id_vars=keys, var_name="metric", value_name="n_categories")
@@ -98,19 +111,22 @@ def compare_published(
         ours["ours"] = ours["ours"] * scale
         ours_labels = list(dict.fromkeys(ours["ours_method"]))
     else:
-        ours = pd.DataFrame(columns=["ours_method", "dataset", "corruption", "severity", "metric", "ours", "n_categories"])
+        ours = pd.DataFrame(columns=["ours_method", *keys[1:], "metric", "ours", "n_categories"])
         ours_labels = []
+    on = ["ours_method", *keys[1:], "metric"]
 
     matched = _match_rows(ours_labels, list(dict.fromkeys(pub["method"])), method_map)
     pub = pub.assign(ours_method=pub["method"].map(matched))
     if only_ours:
         pub = pub[pub["ours_method"].notna()]
-    out = pub.merge(ours, how="left", on=["ours_method", "dataset", "corruption", "severity", "metric"])
+    out = pub.merge(ours, how="left", on=on)
     out = out.rename(columns={"value": "published"})
     out["ours"] = pd.to_numeric(out["ours"], errors="coerce").astype(float)
     out["delta"] = out["ours"] - out["published"]
     out["n_categories"] = pd.to_numeric(out["n_categories"], errors="coerce").astype("Int64")
-    out = out[["dataset", "method", "ours_method", "corruption", "severity", "metric",
+    if not by_category:
+        out["category"] = ""
+    out = out[["dataset", "category", "method", "ours_method", "domain", "corruption", "severity", "metric",
                "published", "ours", "delta", "n_categories"]].reset_index(drop=True)
     if fmt is None:
         return out
@@ -126,14 +142,18 @@ def _render_comparison(out: pd.DataFrame, fmt: str, decimals: int, caption, labe
     na = _NA[fmt]
     cols, cells = [], {}
     methods = list(dict.fromkeys(out["method"]))
-    for ds in dict.fromkeys(out["dataset"]):
-        sub = out[out["dataset"] == ds]
-        pairs = list(dict.fromkeys(zip(sub["corruption"], sub["severity"].astype(int))))
-        labels = _cond_labels(pairs)
-        for pair in pairs:
+    out = out.assign(category=out["category"] if "category" in out else "", domain=out["domain"] if "domain" in out else "")
+    per_class = (out["category"] != "").any() and out["category"].nunique() > 1
+    for ds, cat in dict.fromkeys(zip(out["dataset"], out["category"])):
+        sub = out[(out["dataset"] == ds) & (out["category"] == cat)]
+        conds = list(dict.fromkeys(zip(sub["domain"], sub["corruption"], sub["severity"].astype(int))))
+        labels = _cond_labels(conds)
+        head = (_nice(ds, DATASET_NAMES),) + ((cat,) if per_class else ())
+        for cond in conds:
             for m in dict.fromkeys(sub["metric"]):
-                col = (_nice(ds, DATASET_NAMES), labels[pair]) + ((_nice(m, METRIC_NAMES),) if multi_metric else ())
-                sel = sub[(sub["corruption"] == pair[0]) & (sub["severity"] == pair[1]) & (sub["metric"] == m)]
+                col = (*head, labels[cond]) + ((_nice(m, METRIC_NAMES),) if multi_metric else ())
+                sel = sub[(sub["domain"] == cond[0]) & (sub["corruption"] == cond[1]) & (sub["severity"] == cond[2])
+                          & (sub["metric"] == m)]
                 col_cells = []
                 for meth in methods:
                     r = sel[sel["method"] == meth]
@@ -153,3 +173,55 @@ def _render_comparison(out: pd.DataFrame, fmt: str, decimals: int, caption, labe
     if fmt == "markdown":
         return _to_markdown(frame, bold, "Method", caption)
     return _to_latex(frame, bold, grid, caption, label, None)
+
+
+_RUNTIME_DEVICE = {("gnl", 7): "one RTX 3090 24GB GPU"}  # as the paper's caption names it
+
+
+def runtime_ours(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per method: seconds per training epoch (the fit's) and per scored image, and the device."""
+    import json
+
+    out = []
+    for method, sub in rows.groupby("method", sort=False):
+        train = pd.to_numeric(sub.get("diag_train_seconds_per_epoch"), errors="coerce")
+        per_image = pd.to_numeric(sub["score_seconds"], errors="coerce") / pd.to_numeric(sub["n_test"], errors="coerce")
+        device = str(sub["device"].iloc[0])
+        if device.startswith("cuda") and "numerics" in sub:
+            gpu = json.loads(sub["numerics"].iloc[0] or "{}").get("gpu")
+            device = f"{device} ({gpu})" if gpu else device
+        elif "cpu_model" in sub and isinstance(sub["cpu_model"].iloc[0], str):
+            device = f"cpu, {int(sub['threads'].iloc[0])} threads ({sub['cpu_model'].iloc[0]})"
+        out.append({"ours_method": method, "train_seconds_per_epoch": float(train.mean()),
+                    "inference_seconds_per_image": float(per_image.mean()), "device": device})
+    return pd.DataFrame(out)
+
+
+def runtime_comparison(rows: pd.DataFrame, preset, fmt: str, dagger: str, departures: Mapping[str, list]) -> str:
+    """GNL Table 7's layout: seconds per training epoch and per image, ours (published), with the
+    devices named (seconds compare only on like hardware)."""
+    pub = papers.published(paper=preset.paper, table=preset.table)
+    ours = runtime_ours(rows)
+    matched = _match_rows(list(ours["ours_method"]), list(dict.fromkeys(pub["method"])), preset.method_map)
+    na = _NA[fmt]
+    metrics = list(dict.fromkeys(pub["metric"]))
+    cells, index = {m: [] for m in metrics}, []
+    for method in dict.fromkeys(pub["method"]):
+        ours_label = matched.get(method)
+        index.append(f"{method}{dagger}" if ours_label and departures.get(ours_label) else method)
+        mine = ours[ours["ours_method"] == ours_label]
+        for m in metrics:
+            p = pub[(pub["method"] == method) & (pub["metric"] == m)]["value"]
+            o = float(mine[m].iloc[0]) if len(mine) and np.isfinite(mine[m].iloc[0]) else float("nan")
+            o_txt = na if not np.isfinite(o) else f"{o:.4f}"
+            cells[m].append(f"{o_txt} ({float(p.iloc[0]):.4f})" if len(p) else o_txt)
+    labels = {"train_seconds_per_epoch": "Training (s per epoch)", "inference_seconds_per_image": "Inference (s per image)"}
+    frame = pd.DataFrame({labels.get(m, m): cells[m] for m in metrics}, index=index, dtype=object)
+    frame.columns = pd.MultiIndex.from_tuples([(c,) for c in frame.columns])
+    bold = pd.DataFrame(False, index=frame.index, columns=frame.columns)
+    theirs = _RUNTIME_DEVICE.get((preset.paper, preset.table), "the paper's device")
+    where = "; ".join(f"{r.ours_method}: {r.device}" for r in ours.itertuples())
+    caption = f"{preset.summary}: ours (published). Ours on {where}; published on {theirs}."
+    if fmt == "markdown":
+        return _to_markdown(frame, bold, "Model", caption)
+    return _to_latex(frame, bold, _Grid(frame, bold, "Model"), caption, None, None)
