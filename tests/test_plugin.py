@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import site
 import subprocess
 import sys
+import sysconfig
 import venv
 from pathlib import Path
 
@@ -41,10 +43,15 @@ def _run(args, env, cwd) -> subprocess.CompletedProcess:
 def test_a_method_in_its_own_package_runs_in_bench_grid(tmp_path, tiny_root):
     package = shutil.copytree(EXAMPLE, tmp_path / "bench-mean-distance")
     env_dir = tmp_path / "env"
-    # torch, numpy, ... come from the interpreter's own site-packages; no pip of its own (the
-    # parent's pip installs into it with --python), so no network is needed
-    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)
+    # torch, numpy, setuptools, ... come from the environment running this test (a virtual
+    # environment's site-packages, not its base interpreter's: system_site_packages would give
+    # the latter); no pip of its own (the parent's pip installs into it with --python), so no
+    # network is needed
+    venv.EnvBuilder(system_site_packages=False, with_pip=False).create(env_dir)
     python, bench = env_dir / "bin" / "python", env_dir / "bin" / "bench"
+    inner = Path(sysconfig.get_path("purelib", vars={"base": str(env_dir), "platbase": str(env_dir)}))
+    outer = [p for p in dict.fromkeys([*site.getsitepackages(), sysconfig.get_path("purelib")]) if Path(p).is_dir()]
+    (inner / "_outer_environment.pth").write_text("\n".join(outer) + "\n")
     env = {**os.environ, "ADSHIFT_BENCH_CACHE": str(tmp_path / "cache"), "PYTHONNOUSERSITE": "1"}
     env.pop("PYTHONPATH", None)
     pip = [sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps", "--no-build-isolation",
