@@ -304,7 +304,7 @@ def list_(what: str = typer.Argument(..., help="methods, datasets, corruptions o
         from .methods import registered
 
         for name, reg in registered().items():
-            typer.echo(f"{name:22s} {reg.summary}")
+            typer.echo(f"{name:22s} {reg.summary}" + ("" if reg.in_all else " [not in --methods all]"))
     elif what == "datasets":
         from .datasets.registry import DATASETS
 

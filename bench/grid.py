@@ -114,7 +114,7 @@ class GridSpec:
 
     def method_names(self) -> list[str]:
         if self.methods in (["all"], []):
-            return list(registered())
+            return [n for n, r in registered().items() if r.in_all]
         return [get(m).name for m in self.methods]  # raises UnknownName with a suggestion
 
     def method_config(self, method: str) -> MethodConfig:

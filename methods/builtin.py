@@ -70,42 +70,42 @@ register_variant("ot_discrete_augment", ADAPTED, order=12,
 # augmix_ops=all on MNIST and PACS), AugMix's reference severity 3.
 _AUGMIX = dict(train_augment="augmix", augmix_ops="all_but_brightness_contrast", augmix_random_severity=False)
 _RD = "on RD4AD (GNL baseline)"
-register_variant("augmix", RD4AD, display="AugMix", order=13,
+register_variant("augmix", RD4AD, in_all=False, display="AugMix", order=13,
                  summary=f"AugMix {_RD}: trained on online AugMix views, severity 3, all ops but brightness/contrast",
                  **_AUGMIX)
-register_variant("mixstyle", RD4AD, display="MixStyle", order=14,
+register_variant("mixstyle", RD4AD, in_all=False, display="MixStyle", order=14,
                  summary=f"MixStyle {_RD}: teacher stages 1-2 style-mixed between batch pairs in training "
                          "(p 0.5, Beta(0.1, 0.1))",
                  feature_style="mixstyle")
-register_variant("efdm_train", RD4AD, display="EFDM", order=15,
+register_variant("efdm_train", RD4AD, in_all=False, display="EFDM", order=15,
                  summary=f"EFDM(Mix) {_RD}: teacher stages 1-2 matched to a batch partner's sorted values in "
                          "training (p 0.5, Beta(0.1, 0.1))",
                  feature_style="efdmix")
-register_variant("augmix_mixstyle", RD4AD, display="AugMix+MixStyle", order=16,
+register_variant("augmix_mixstyle", RD4AD, in_all=False, display="AugMix+MixStyle", order=16,
                  summary=f"AugMix views + MixStyle {_RD}", **_AUGMIX, feature_style="mixstyle")
-register_variant("augmix_efdm", RD4AD, display="AugMix+EFDM", order=17,
+register_variant("augmix_efdm", RD4AD, in_all=False, display="AugMix+EFDM", order=17,
                  summary=f"AugMix views + EFDMix {_RD}", **_AUGMIX, feature_style="efdmix")
-register_variant("jigsaw", RD4AD, display="Jigsaw", order=18,
+register_variant("jigsaw", RD4AD, in_all=False, display="Jigsaw", order=18,
                  summary=f"Jigsaw (JiGen) {_RD}: 3x3 tiles shuffled by 1 of 30 permutations, classified from the "
                          "bottleneck (weight 0.7)",
                  jigsaw_weight=0.7)
 # GNL Table 5 (ablation; "Baseline" is rd4ad, "DINL+ATTA" is gnl). A single-term row keeps the
 # other weights and drops the missing term's (harness reading: the paper gives no weights).
-register_variant("rd4ad_labs", RD4AD, display="L_abs only", order=19,
+register_variant("rd4ad_labs", RD4AD, in_all=False, display="L_abs only", order=19,
                  summary="GNL Table 5: L_ori + L_abs (bottleneck consistency), no L_lowf, no ATTA",
                  **{**_DINL, "loss_lowf": 0.0})
-register_variant("rd4ad_llowf", RD4AD, display="L_lowf only", order=20,
+register_variant("rd4ad_llowf", RD4AD, in_all=False, display="L_lowf only", order=20,
                  summary="GNL Table 5: L_ori + L_lowf (last decoder block consistency), no L_abs, no ATTA",
                  **{**_DINL, "loss_abs": 0.0})
-register_variant("dinl", RD4AD, display="DINL", order=21,
+register_variant("dinl", RD4AD, in_all=False, display="DINL", order=21,
                  summary="GNL Table 5: DINL (L_ori + L_abs + L_lowf, 0.9/0.05/0.05) without ATTA (= GNL's fit)",
                  **_DINL)
-register_variant("atta", RD4AD, display="ATTA", order=22,
+register_variant("atta", RD4AD, in_all=False, display="ATTA", order=22,
                  summary="GNL Table 5: RD4AD + test-time EFDM only (ATTA, alpha 0.5; = RD4AD's fit)",
                  **_ATTA)
 # GNL Table 6: DINL's lambda_ori; lambda_abs = lambda_lowf, summing to one (its 0.90 row is Table 5's DINL)
 for _row, (_ori, _side) in enumerate(((0.95, 0.025), (0.90, 0.05), (0.85, 0.075), (0.80, 0.1))):
-    register_variant(f"dinl_lambda_{round(_ori * 100):03d}", RD4AD, display=f"{_ori:.2f}, {_side:.3f}, {_side:.3f}",
+    register_variant(f"dinl_lambda_{round(_ori * 100):03d}", RD4AD, in_all=False, display=f"{_ori:.2f}, {_side:.3f}, {_side:.3f}",
                      order=23 + _row,
                      summary=f"GNL Table 6: DINL with lambda_ori {_ori}, lambda_abs = lambda_lowf = {_side}",
                      **{**_DINL, "loss_ori": _ori, "loss_abs": _side, "loss_lowf": _side})

@@ -29,6 +29,9 @@ class Registered:
     summary: str
     display: str  # the name tables show
     order: float | None  # tables' default row order (ascending); None: after those, as rows appear
+    # part of `--methods all` (the main job); False for the paper-table variants that presets and
+    # explicit names select (GNL's baselines and ablations: 16 more RD4AD trainings per category)
+    in_all: bool = True
 
     @property
     def module(self) -> str:
@@ -73,30 +76,31 @@ _entry_points_loaded = False
 
 
 def register(name: str, summary: str = "", *, display: str | None = None, order: float | None = None,
-             **overrides: Any) -> Callable[[type[Method]], type[Method]]:
+             in_all: bool = True, **overrides: Any) -> Callable[[type[Method]], type[Method]]:
     """Class decorator: ``@register("patchcore")``. Stack it to add named config variants."""
 
     def deco(cls: type[Method]) -> type[Method]:
         register_variant(name, cls, summary=summary or (cls.__doc__ or "").strip().split("\n")[0],
-                         display=display, order=order, **overrides)
+                         display=display, order=order, in_all=in_all, **overrides)
         return cls
 
     return deco
 
 
 def register_variant(name: str, cls: type[Method] | str, summary: str = "", *, display: str | None = None,
-                     order: float | None = None, **overrides: Any) -> None:
+                     order: float | None = None, in_all: bool = True, **overrides: Any) -> None:
     """Register a named configuration of a method class, given as the class or "module:Class".
 
     ``display``: the name in tables (default: ``name``); ``order``: the tables' default row
-    position (lower first; default: after every ordered method, in the order rows appear).
+    position (lower first; default: after every ordered method, in the order rows appear);
+    ``in_all``: whether ``--methods all`` runs it.
     A class given by path is imported, and its overrides checked, when first used.
     """
     if not isinstance(cls, str):
         _check_overrides(name, cls, overrides)
     elif ":" not in cls:
         raise TypeError(f"{name}: {cls!r} must name a class as 'package.module:Class'")
-    _REGISTRY[name] = Registered(name, cls, dict(overrides), summary, display or name, order)
+    _REGISTRY[name] = Registered(name, cls, dict(overrides), summary, display or name, order, in_all)
 
 
 @contextmanager

@@ -160,6 +160,17 @@ def test_display_name_and_order_come_from_registration():
     assert "mean_distance" not in method_rank()
 
 
+def test_methods_all_is_the_main_job_and_leaves_the_gnl_table_variants_to_their_presets():
+    from bench.grid import GridSpec
+
+    main = GridSpec(dataset="textures", methods=["all"]).method_names()
+    assert main == [n for n in registered() if registered()[n].in_all] and len(main) == 13
+    assert "gnl" in main and "rd4ad" in main and not {"augmix", "atta", "dinl", "dinl_lambda_080"} & set(main)
+    assert GridSpec(dataset="textures", methods=["atta"]).method_names() == ["atta"]  # still selectable by name
+    with registered_temporarily("mean_distance", MeanDistance):  # a plugin is in `all` unless it says otherwise
+        assert "mean_distance" in GridSpec(dataset="textures", methods=["all"]).method_names()
+
+
 def test_listing_methods_imports_no_method_module_and_no_torch():
     code = ("import sys; from bench.methods import registered; r = registered(); "
             "import bench.tables.names; "
