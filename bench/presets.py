@@ -246,12 +246,11 @@ def comparison(preset: Preset, spec, rows, fmt: str = "markdown") -> str:
     dep = departures(preset, spec, ok)
     ok["dataset"] = preset.paper_dataset(spec.dataset)
     dagger = "†" if fmt == "markdown" else r"$^\dagger$"
+    notes = [f"{dagger} {m}: " + "; ".join(n) for m, n in dep.items() if n]
     if preset.runtime:
         from .tables.published import runtime_comparison
 
-        ok["dataset"] = preset.paper_dataset(spec.dataset)
         parts = [runtime_comparison(ok, preset, fmt, dagger, dep)]
-        notes = [f"{dagger} {m}: " + "; ".join(n) for m, n in dep.items() if n]
         return "\n\n".join(parts + (["\n".join(notes)] if notes else []))
     parts = []
     blocks = preset.blocks or ((None, None),)
@@ -265,5 +264,4 @@ def comparison(preset: Preset, spec, rows, fmt: str = "markdown") -> str:
             long["method"] = [f"{m}{dagger}" if dep.get(o) else m for m, o in zip(long["method"], long["ours_method"])]
             title = f"{preset.summary}{f' ({setting})' if setting else ''}. {metric}: ours (published)."
             parts.append(_render_comparison(long, fmt, 2, title, None))
-    notes = [f"{dagger} {m}: " + "; ".join(n) for m, n in dep.items() if n]
     return "\n\n".join(parts + (["\n".join(notes)] if notes else []))
