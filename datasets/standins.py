@@ -1,4 +1,4 @@
-"""Deterministic stand-in data for the domain-shift datasets, written in their released layouts.
+"""Deterministic stand-in data, written in the datasets' released layouts.
 
 Where MNIST / MNIST-M or PACS cannot be downloaded, a stand-in lets a grid or ``bench reproduce``
 run end to end (GNL Tables 3 and 4's protocol on synthetic images; the numbers are not the
@@ -8,6 +8,7 @@ the same library versions); another seed writes other images::
 
     python -m bench.datasets.standins mnist DIR [--per-class N] [--seed S]   # N train digits (N/2 test) per digit
     python -m bench.datasets.standins pacs DIR [--per-class N] [--seed S]    # N images per class per domain
+    python -m bench.datasets.standins mvtec_ad DIR [--categories C,..] [--workers W]  # timing stand-in
 
 - ``make_mnist``: ``MNIST/raw/`` with the four IDX files (gzipped) that ``datasets/mnist.py``
   reads: 28x28 gray digits 0-9 drawn from stroke templates (polylines and arcs, ~20 px high),
@@ -25,6 +26,9 @@ the same library versions); another seed writes other images::
   shares, a flattened pastel background, dark outlines), ``sketch`` (gray pencil outlines and
   hatching on white). Each image draws its own scene, so two domains share the classes, not the
   pictures.
+- ``make_mvtec_ad``: a *timing* stand-in for MVTec AD: its 15 categories with the published
+  image, defect-type and mask counts, sides (700-1024 px) and channels, cut from the embedded
+  textures, so a grid does MVTec AD's amount of work (``benchmarks/perf_table.py``).
 
 Each root gets a ``STANDIN.md`` whose first line names the seed; the loaders read that line and
 start every ``domain_source`` with ``stand-in (bench.datasets.standins, seed S)``, and a
@@ -43,11 +47,12 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from ..methods.errors import BenchError
-from . import mnist, mnist_m, pacs
+from . import mnist, mnist_m, pacs, textures
 from .base import STANDIN_FILE, standin_mark
 
 MNIST_TITLE = "Stand-in MNIST / MNIST-M"
 PACS_TITLE = "Stand-in PACS"
+MVTEC_TITLE = "Stand-in MVTec AD (timing)"
 JPEG_QUALITY = 90
 
 # ------------------------------------------------------------------ common
@@ -507,6 +512,100 @@ Rewrite with `python -m bench.datasets.standins pacs DIR --per-class {per_class}
     return root
 
 
+# ------------------------------------------------------------------ MVTec AD (timing)
+
+# Per category: which embedded texture it is cut from, and a colour tint (grayscale ones stay 1 channel).
+_MVTEC_TINTS = ((1.0, 0.92, 0.8), (0.85, 0.95, 1.0), (1.0, 1.0, 0.9), (0.9, 0.8, 1.0), (0.8, 1.0, 0.85))
+_MVTEC_WORK_SIDE = textures.SIDE  # drawn at the textures' crop side, then resized to the category's side
+
+
+def mvtec_image(category: str, split: str, kind: str, index: int, seed: int,
+                photos: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+    """One stand-in image of MVTec AD's ``category`` at its published side and channels, and its
+    mask (bool, defects only). A defect type of MVTec AD maps onto one of the textures' synthetic
+    defects; each image has its own random stream, so categories can be written in parallel."""
+    from .mvtec import MVTEC_CATEGORIES, MVTEC_SHAPE
+
+    side, channels, _, _, types = MVTEC_SHAPE[category]
+    c = MVTEC_CATEGORIES.index(category)
+    t = 0 if kind == "good" else 1 + list(types).index(kind)
+    rng = np.random.default_rng([seed, c, ("train", "test").index(split), t, index])
+    texture = textures.CATEGORIES[c % len(textures.CATEGORIES)]
+    img = textures.normal_crop(photos, texture, rng)
+    mask = None
+    if kind != "good":
+        img, mask = textures.add_defect(textures.DEFECT_TYPES[(t - 1) % len(textures.DEFECT_TYPES)],
+                                        img, rng, photos, texture)
+    gray = Image.fromarray(np.clip(np.rint(img), 0, 255).astype(np.uint8)).resize((side, side), Image.Resampling.BILINEAR)
+    out = np.asarray(gray)
+    if channels == 3:
+        tint = np.asarray(_MVTEC_TINTS[c % len(_MVTEC_TINTS)])
+        out = np.clip(np.rint(out[:, :, None] * tint), 0, 255).astype(np.uint8)
+    if mask is not None:
+        mask = np.asarray(Image.fromarray(mask).resize((side, side), Image.Resampling.NEAREST))
+    return out, mask
+
+
+def _write_mvtec_category(root: Path, category: str, seed: int) -> int:
+    from .mvtec import MVTEC_SHAPE
+
+    photos = textures.scaled_photos()
+    _, _, n_train, n_good, types = MVTEC_SHAPE[category]
+    jobs = [("train", "good", n_train), ("test", "good", n_good), *(("test", k, n) for k, n in types.items())]
+    written = 0
+    for split, kind, n in jobs:
+        folder = root / category / split / kind
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            img, mask = mvtec_image(category, split, kind, i, seed, photos)
+            # compress_level 1: writing ~5,000 images of 1 Mpx stays minutes, not tens of minutes
+            Image.fromarray(img).save(folder / f"{i:03d}.png", format="PNG", compress_level=1)
+            written += 1
+            if mask is not None:
+                gt = root / category / "ground_truth" / kind
+                gt.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(mask.astype(np.uint8) * 255).save(gt / f"{i:03d}_mask.png", format="PNG",
+                                                                  compress_level=1)
+    return written
+
+
+def make_mvtec_ad(root: Path, categories: list[str] | None = None, seed: int = 0, workers: int = 1) -> Path:
+    """A timing stand-in for MVTec AD: its 15 categories (or ``categories``) with the published
+    image counts, defect-type counts, sides and channels (``mvtec.MVTEC_SHAPE``), in its layout.
+
+    The pictures are the embedded textures with synthetic defects, resized up to each category's
+    side: they do not look like MVTec AD and their numbers mean nothing, but every stage of a grid
+    (decoding, resizing, corruption, backbone, search, metrics) does the same amount of work.
+    """
+    from .mvtec import MVTEC_CATEGORIES
+
+    wanted = list(categories or MVTEC_CATEGORIES)
+    for c in wanted:
+        if c not in MVTEC_CATEGORIES:
+            from ..methods.errors import UnknownName
+
+            raise UnknownName("category", c, MVTEC_CATEGORIES)
+    root = _prepare(root, MVTEC_TITLE)
+    for c in wanted:  # a category half written by a killed run is written again from scratch
+        shutil.rmtree(root / c, ignore_errors=True)
+    if workers > 1:
+        import concurrent.futures as cf
+
+        with cf.ProcessPoolExecutor(workers) as pool:
+            list(pool.map(_write_mvtec_category, [root] * len(wanted), wanted, [seed] * len(wanted)))
+    else:
+        for c in wanted:
+            _write_mvtec_category(root, c, seed)
+    _write_note(root, MVTEC_TITLE, seed, f"""
+A **timing stand-in** for MVTec AD: the categories {", ".join(wanted)} with MVTec AD's published
+training / test / defect-type counts, image sides and channels (`bench.datasets.mvtec.MVTEC_SHAPE`),
+drawn from the embedded textures (scikit-image photographs) with synthetic defects and masks.
+It exists to time grids at MVTec AD's size (`benchmarks/perf_table.py`); its metrics are not
+MVTec AD's. Rewrite with `python -m bench.datasets.standins mvtec_ad DIR --seed {seed}`.
+""")
+    return root
+
+
 # ------------------------------------------------------------------ command line
 
 
@@ -514,17 +613,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.datasets.standins",
         description="Write deterministic stand-in data (synthetic, no download) in a dataset's released layout.")
-    parser.add_argument("dataset", choices=("mnist", "pacs"))
+    parser.add_argument("dataset", choices=("mnist", "pacs", "mvtec_ad"))
     parser.add_argument("root", type=Path, help="the folder to write (new, empty, or an earlier stand-in)")
     parser.add_argument("--per-class", type=int, default=None,
                         help="mnist: training digits per class (test: half; default 100); "
                              "pacs: images per class per domain (default 40)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--categories", default=None,
+                        help="mvtec_ad: comma-separated categories to write (default: all 15)")
+    parser.add_argument("--workers", type=int, default=1, help="mvtec_ad: categories written in parallel")
     args = parser.parse_args(argv)
     if args.per_class is not None and args.per_class < 1:
         parser.error("--per-class must be at least 1")
     try:
-        if args.dataset == "mnist":
+        if args.dataset == "mvtec_ad":
+            cats = [c for c in (args.categories or "").split(",") if c] or None
+            root = make_mvtec_ad(args.root, cats, seed=args.seed, workers=args.workers)
+            print(f"timing stand-in MVTec AD (seed {args.seed}) is in {root}: bench grid --dataset mvtec_ad --root {root}")
+        elif args.dataset == "mnist":
             n = 100 if args.per_class is None else args.per_class
             root = make_mnist(args.root, per_class_train=n, per_class_test=max(1, n // 2), seed=args.seed)
             print(f"stand-in MNIST (seed {args.seed}) is in {root}: bench grid --dataset mnist --root {root} --domains all")

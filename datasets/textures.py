@@ -273,6 +273,23 @@ def _foreign(img, rng, photos, category):
 _DEFECTS = {"scratch": _scratch, "stain": _stain, "hole": _hole, "foreign": _foreign}
 
 
+def scaled_photos() -> dict[str, np.ndarray]:
+    """The bundled photos as the generator crops them (float64, resized by ZOOM)."""
+    return {c: _scaled(p) for c, p in load_photos().items()}
+
+
+def normal_crop(photos: dict[str, np.ndarray], category: str, rng: np.random.Generator) -> np.ndarray:
+    """One normal SIDE x SIDE float crop of ``category``'s photo (jitter and noise included)."""
+    return _normal_crop(photos[category], rng)
+
+
+def add_defect(kind: str, img: np.ndarray, rng: np.random.Generator, photos: dict[str, np.ndarray],
+               category: str) -> tuple[np.ndarray, np.ndarray]:
+    """``img`` with one defect of ``kind`` (DEFECT_TYPES) and its mask (bool)."""
+    out, alpha = _DEFECTS[kind](img, rng, photos, category)
+    return out, alpha >= MASK_ALPHA
+
+
 def generate_category(category: str, photos: dict[str, np.ndarray] | None = None) -> list[Sample]:
     """All samples of one category, in memory; deterministic for a given GENERATOR_VERSION."""
     if category not in CATEGORIES:

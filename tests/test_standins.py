@@ -227,3 +227,43 @@ def test_a_fit_is_not_reused_for_other_images_under_the_same_ids(pacs_root, tmp_
     (copy / "photo" / "dog" / "0001.jpg").write_bytes((copy / "photo" / "dog" / "0002.jpg").read_bytes())
     after = key("pacs", copy, "dog")
     assert after[0] == before[0] and after[1] != before[1]
+
+
+# ------------------------------------------------------------------ MVTec AD timing stand-in
+
+
+def test_mvtec_shape_is_the_published_size():
+    from bench.datasets.mvtec import MVTEC_CATEGORIES, MVTEC_SHAPE
+
+    assert tuple(MVTEC_SHAPE) == MVTEC_CATEGORIES
+    assert sum(s[2] for s in MVTEC_SHAPE.values()) == 3629  # training images
+    assert sum(s[3] + sum(s[4].values()) for s in MVTEC_SHAPE.values()) == 1725  # test images
+    assert sum(s[3] for s in MVTEC_SHAPE.values()) == 467  # of them normal
+    assert sum(len(s[4]) for s in MVTEC_SHAPE.values()) == 73  # defect types
+    assert {c for c, s in MVTEC_SHAPE.items() if s[1] == 1} == {"grid", "screw", "zipper"}
+
+
+def test_mvtec_image_is_seeded_sized_and_masked():
+    photos = standins.textures.scaled_photos()
+    img, mask = standins.mvtec_image("metal_nut", "test", "bent", 3, 0, photos)
+    again, mask2 = standins.mvtec_image("metal_nut", "test", "bent", 3, 0, photos)
+    other, _ = standins.mvtec_image("metal_nut", "test", "bent", 3, 1, photos)
+    assert img.shape == (700, 700, 3) and img.dtype == np.uint8 and mask.shape == (700, 700)
+    assert np.array_equal(img, again) and np.array_equal(mask, mask2) and not np.array_equal(img, other)
+    assert 0 < mask.mean() < 0.2
+    gray, none = standins.mvtec_image("grid", "train", "good", 0, 0, photos)
+    assert gray.shape == (1024, 1024) and none is None  # MVTec AD's grid is a 1-channel PNG
+
+
+@pytest.mark.slow
+def test_mvtec_standin_reads_as_mvtec_ad_with_its_counts(tmp_path):
+    root = standins.make_mvtec_ad(tmp_path / "mvtec", ["toothbrush"])
+    assert (root / "bottle").exists() is False
+    ds = get_dataset("mvtec_ad")
+    cat = ds.load(ds.root(root), "toothbrush")
+    assert any("not mvtec_ad itself" in note for note in cat.notes)  # warned once per category
+    assert (len(cat.train), len(cat.test.images), int(cat.test.labels.sum())) == (60, 42, 30)
+    assert cat.test.source == MARK
+    assert cat.train[0].shape == (1024, 1024, 3)
+    assert cat.test.mask(int(np.argmax(cat.test.labels))).any()
+    assert standin(root) == MARK and "timing stand-in" in (root / STANDIN_FILE).read_text()
