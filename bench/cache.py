@@ -19,22 +19,46 @@ from .datasets.cache import cache_dir
 from .methods.persist import atomic_write, stable_hash
 
 
+# (path, size, mtime_ns) -> content digest: a file is read once per process, however many cells ask.
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_digest(path: Path, st: os.stat_result | None = None) -> str:
+    """BLAKE2b of a file's bytes, remembered for its (path, size, mtime) in this process."""
+    st = st or os.stat(path)
+    memo = (str(path), st.st_size, st.st_mtime_ns)
+    found = _DIGESTS.get(memo)
+    if found is None:
+        h = hashlib.blake2b(digest_size=16)
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        found = _DIGESTS[memo] = h.hexdigest()
+    return found
+
+
 def data_fingerprint(root: Path | None, ids: list[str], files: Sequence[Path] = ()) -> str:
-    """Cheap identity of a training set: file ids with sizes and mtimes, and the sizes and mtimes
-    of ``files`` (what the images are read from when an id is not a file under ``root``)."""
+    """Identity of a training set: file ids with the sizes and contents of their files, and of
+    ``files`` (what the images are read from when an id is not a file under ``root``).
+
+    Contents, not modification times: two copies of a dataset (two nodes of a cluster, each
+    generating the embedded textures or holding its own copy of MVTec AD) share their fits and
+    pass the driver's key check; a file rewritten with other bytes gets a new key.
+    """
     h = hashlib.sha256()
     for i in ids:
         h.update(i.encode())
         if root is not None:
             try:
-                st = os.stat(root / i)
-                h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+                path = root / i
+                st = os.stat(path)
+                h.update(f"{st.st_size}:{file_digest(path, st)}".encode())
             except OSError:
                 pass
     for path in files:  # none: the key stays what it was before files were counted
         try:
             st = os.stat(path)
-            h.update(f"|{Path(path).name}:{st.st_size}:{st.st_mtime_ns}".encode())
+            h.update(f"|{Path(path).name}:{st.st_size}:{file_digest(Path(path), st)}".encode())
         except OSError:
             h.update(f"|{Path(path).name}:missing".encode())
     return h.hexdigest()[:16]

@@ -65,16 +65,20 @@ class RayExecutor:
         if ray.is_initialized():
             return False
         kwargs: dict[str, Any] = {"log_to_driver": self.log_to_driver}
-        # same cache location on the workers (relevant when they share this machine) and the same
-        # kernel mode (each worker pins its libraries when it imports bench, bench.numerics)
-        env = {k: os.environ[k] for k in ("ADSHIFT_BENCH_CACHE", "BENCH_KERNELS") if k in os.environ}
-        if env:
-            kwargs["runtime_env"] = {"env_vars": env}
         address = self.address
-        if address is None and not os.environ.get("RAY_ADDRESS"):
+        private = address is None and not os.environ.get("RAY_ADDRESS")
+        if private:
             # a private local cluster for this run; joining one is explicit (--address auto)
             address = "local"
             kwargs["include_dashboard"] = False
+        # The same kernel mode everywhere (each worker pins its libraries when it imports bench,
+        # bench.numerics). The driver's cache folder only on the private cluster, whose workers
+        # share this machine; a node of a real cluster keeps its own (its ADSHIFT_BENCH_CACHE, set
+        # where `ray start` ran): nothing but the object store is shared between nodes.
+        names = ("ADSHIFT_BENCH_CACHE", "BENCH_KERNELS") if private else ("BENCH_KERNELS",)
+        env = {k: os.environ[k] for k in names if k in os.environ}
+        if env:
+            kwargs["runtime_env"] = {"env_vars": env}
         try:
             ray.init(address=address, **kwargs)
         except ConnectionError as exc:
@@ -138,8 +142,8 @@ class RayBackend:
     """
 
     capacity = None  # Ray queues tasks by their resources
-    key_mismatch = ("{category}: a Ray worker sees other training data than the driver (different files or "
-                    "mtimes on that node); make the dataset identical on every node")
+    key_mismatch = ("{category}: a Ray worker sees other training data than the driver (other files or "
+                    "file contents on that node); make the dataset identical on every node")
 
     def __init__(self, ray, executor: RayExecutor, spec: GridSpec, cache: FitCache) -> None:
         opts = {"num_cpus": executor.cpus_per_cell, "num_gpus": executor.gpus_per_cell,

@@ -445,7 +445,7 @@ class Category:
     notes: list[str] = field(default_factory=list)
     domains: Mapping[str, TestSplit] = field(default_factory=dict)
     # The files the training images are read from where ``root / name / id`` is not one file per
-    # image (IDX files, pickled batches, another folder layout): their sizes and mtimes enter the
+    # image (IDX files, pickled batches, another folder layout): their sizes and contents enter the
     # fit cache's key, so a fit is not reused for other images under the same ids.
     train_files: tuple[Path, ...] = ()
 
