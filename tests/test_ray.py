@@ -20,7 +20,8 @@ def cluster():
     ref = reference_rows()  # the in-process reference first, so both runs see the same CPU
     with cache_env(scratch() / "cache-ray") as cache:  # cold caches; workers inherit the env
         # "local": always a fresh cluster of our own, even if another one runs on this machine
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+        # one GPU declared (none is there): fractional --gpus-per-cell is scheduled as on a GPU node
+        ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
         try:
             yield ref, cache
         finally:
@@ -47,3 +48,14 @@ def test_ray_rows_equal_local_rows(cluster, tmp_path):
     assert again.corruption_cache["set_hits"] == 1
     assert_identical(load_rows(run_dir), ref)
     assert len((run_dir / "fits.jsonl").read_text().splitlines()) == 1
+
+
+def test_fractional_gpus_per_cell_schedule_and_give_the_same_rows(cluster, tmp_path):
+    """--gpus-per-cell 0.25: four cells fit on one GPU; on the CPU the rows are the in-process ones."""
+    ref, _ = cluster
+    assert ray.cluster_resources().get("GPU") == 1
+    run_dir = tmp_path / "run"
+    summary = run_grid(tiny_spec(), run_dir, RayExecutor(cpus_per_cell=0.5, gpus_per_cell=0.25, threads=THREADS),
+                       show_progress=False)
+    assert (summary.ran, summary.failed) == (2, 0)
+    assert_identical(load_rows(run_dir), ref)
