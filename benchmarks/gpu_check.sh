@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The GPU checks of the issue "a whole paper table on one GPU", as one script for a lent GPU
+# machine (fresh, no internet, ~15 minutes of device time in all). Each step is bounded and its
+# output goes to $OUT (or ./gpu-check/) so a partial run still reports:
+#   1. install; FAISS GPU wheel for torch's CUDA major (python -m bench.faiss_gpu --install)
+#   2. bench doctor --device cuda: CPU vs GPU rows; every search backend vs exact float64 search
+#   3. perf_table: PatchCore + the TTA rows of TTAD Table 1 on all 15 stand-in categories, then
+#      RD4AD / GNL at 200 / 20 epochs on two categories (projected to 15), GPU utilisation
+#   4. ray_nodes: fractional --gpus-per-cell 0.25 on one and two Ray nodes vs in-process rows
+# Usage: bash benchmarks/gpu_check.sh [quick]   (quick: smaller steps 3-4, for a short lease)
+#        STEPS="install doctor" bash benchmarks/gpu_check.sh   (some steps: calls of at most 10 minutes)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-gpu-check}; mkdir -p "$OUT"
+export ADSHIFT_BENCH_CACHE=${ADSHIFT_BENCH_CACHE:-$PWD/.gpu-cache}
+QUICK=${1:-}
+STEPS=${STEPS:-install doctor table_tta table_trained ray}
+step() { local name=$1 limit=$2; shift 2; [[ " $STEPS " == *" $name "* ]] || return 0; echo "== $name (limit ${limit}s): $*" | tee -a "$OUT/summary.txt"
+         local t0=$SECONDS; timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; local rc=$?
+         echo "   rc $rc in $((SECONDS - t0)) s" | tee -a "$OUT/summary.txt"; tail -25 "$OUT/$name.log"; }
+
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
+step install 300 bash -c "pip install -q -e '.[ray]' && python -m bench.faiss_gpu --install"
+step doctor 240 bench doctor --device cuda --epochs 3
+if [ "$QUICK" = quick ]; then
+  step table_tta 420 python benchmarks/perf_table.py --device cuda --categories toothbrush,metal_nut \
+       --methods patchcore,ttt++,ttac,ttad --json "$OUT/table_tta.json"
+else
+  step table_tta 600 python benchmarks/perf_table.py --device cuda --categories all \
+       --methods patchcore,ttt++,ttac,ttad --json "$OUT/table_tta.json"
+  step table_trained 600 python benchmarks/perf_table.py --device cuda --categories toothbrush,metal_nut \
+       --methods rd4ad,gnl --json "$OUT/table_trained.json"
+fi
+step ray 420 python benchmarks/ray_nodes.py --device cuda --gpus-per-cell 0.25 --cpus-per-node 4 \
+     --cpus-per-cell 1 --threads 1
+cat "$OUT/summary.txt"
