@@ -462,10 +462,19 @@ def _map_samples(spec: GridSpec, method: Method, target, ids, labels, maps, mask
         geometry = method.geometry
     except NotImplementedError:
         geometry = None
-    images = [geometry.image(target[int(i)]) if geometry is not None else target[int(i)] for i in chosen]
+    images = [_picture(target[int(i)], geometry) for i in chosen]
     chosen_ids = [ids[int(i)] for i in chosen]
     packed = samples.pack(chosen_ids, maps[chosen], None if masks is None else masks[chosen], images, spec.map_size)
     return {"map_sample_ids": chosen_ids, samples.SAMPLES_KEY: packed}
+
+
+def _picture(item: np.ndarray, geometry) -> np.ndarray:
+    """A test input as the plots show it: an image on the method's grid, a point cloud as depth."""
+    if item.dtype.kind == "f":  # an organised point cloud (images are uint8)
+        from .datasets.mvtec3d import depth_image
+
+        return depth_image(item)
+    return geometry.image(item) if geometry is not None else item
 
 
 def patch_report_diagnostics(reports: dict[str, np.ndarray], masks: np.ndarray) -> dict[str, float]:

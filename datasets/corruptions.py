@@ -99,12 +99,12 @@ def resolve_corruptions(spec: str | Iterable[str]) -> list[str]:
             f"no corruption given in {spec!r}: name one or more of {', '.join(CORRUPTIONS)}, "
             f"'{CLEAN}', or a preset ({', '.join(PRESETS)})"
         )
-    known = [*CORRUPTIONS, CLEAN, *PRESETS]
+    known = [*CORRUPTIONS, *sorted(_point_names()), CLEAN, *PRESETS]
     out: list[str] = []
     for name in names:
         if name in PRESETS:
             expanded = PRESETS[name]
-        elif name in CORRUPTIONS or name == CLEAN:
+        elif name in CORRUPTIONS or name == CLEAN or name in _point_names():
             expanded = [name]
         else:
             raise UnknownName("corruption", name, known)
@@ -112,10 +112,17 @@ def resolve_corruptions(spec: str | Iterable[str]) -> list[str]:
     return out
 
 
+def _point_names() -> frozenset[str]:
+    """The point-cloud family's names (``point_corruptions``, imported late: it imports this module)."""
+    from .point_corruptions import POINT_CORRUPTIONS
+
+    return POINT_CORRUPTIONS
+
+
 def _check_corruption(name: str) -> str:
     n = _norm(name) if isinstance(name, str) else name
-    if n != CLEAN and n not in CORRUPTIONS:
-        raise UnknownName("corruption", str(name), [*CORRUPTIONS, CLEAN])
+    if n != CLEAN and n not in CORRUPTIONS and n not in _point_names():
+        raise UnknownName("corruption", str(name), [*CORRUPTIONS, *sorted(_point_names()), CLEAN])
     return n
 
 
@@ -243,6 +250,9 @@ def _prepare(img: np.ndarray, protocol: str) -> np.ndarray:
 def corrupt_image(img: np.ndarray, corruption: str, severity: int, seed: int) -> np.ndarray:
     """Corrupt one (H, W, 3) uint8 image; deterministic in ``seed``; leaves np.random alone."""
     corruption = _check_corruption(corruption)
+    if corruption in _point_names():
+        raise BenchError(f"{corruption} corrupts point clouds and this is an image; use an image corruption "
+                         "(e.g. gaussian_noise) on image datasets")
     img = _as_rgb(img)
     if corruption == CLEAN:
         return img.copy()
@@ -341,6 +351,12 @@ def corrupted_images(images: ImageSet, *, dataset: str, category: str, corruptio
     """
     corruption = _check_corruption(corruption)
     protocol = _check_protocol(protocol)
+    from . import point_corruptions as points
+
+    if corruption in _point_names() or points.is_points(images):  # the point family (one line on a mismatch)
+        points.refuse_points(images, corruption)
+        return points.corrupted_points(images, dataset=dataset, category=category, corruption=corruption,
+                                       severity=severity, seed=seed)
     if corruption == CLEAN:
         if protocol == "native":
             return images

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..methods.errors import BenchError, UnknownName, warn
-from . import cifar10, mnist, mvtec, pacs, realiad, textures, visa
+from . import cifar10, mnist, mvtec, mvtec3d, pacs, realiad, textures, visa
 from .base import Category
 
 
@@ -110,6 +110,11 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec(
             "pacs", "PACS one-vs-all (7 classes), trained on Photo, tested on every domain; image metrics only",
             pacs.CLASSES, pacs.load_category, check_root=pacs.check_root, source=pacs.SOURCE, domains=pacs.DOMAINS,
+        ),
+        DatasetSpec(
+            "mvtec3d", "MVTec 3D-AD (10 categories), organised point clouds (xyz TIFFs) with masks; plane removed, "
+            "padded, resized to 224 (BTF / M3DM preprocessing); point corruptions only",
+            mvtec3d.CATEGORIES, mvtec3d.load_category, check_root=mvtec3d.check_root, source=mvtec3d.SOURCE,
         ),
         DatasetSpec("folder", "any folder in the MVTec AD layout; categories are its sub-folders", (), _mvtec_layout("folder")),
     ]

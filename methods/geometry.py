@@ -51,6 +51,12 @@ class Geometry:
         import numpy as np
         from PIL import Image
 
+        if np.asarray(img).dtype.kind == "f":  # an organised point cloud (x/y/z), not a picture
+            from .errors import BenchError
+
+            raise BenchError("this method takes images and the dataset serves point clouds (float x/y/z); "
+                             "use a point-cloud method (patchcore_fpfh) on MVTec 3D-AD")
+
         return np.asarray(self._apply(Image.fromarray(img), Image.BILINEAR))
 
     def mask(self, mask: np.ndarray) -> np.ndarray:
