@@ -109,3 +109,7 @@ for _row, (_ori, _side) in enumerate(((0.95, 0.025), (0.90, 0.05), (0.85, 0.075)
                      order=23 + _row,
                      summary=f"GNL Table 6: DINL with lambda_ori {_ori}, lambda_abs = lambda_lowf = {_side}",
                      **{**_DINL, "loss_ori": _ori, "loss_abs": _side, "loss_lowf": _side})
+
+# Point clouds (MVTec 3D-AD, TTAD Table 2): not in --methods all, which runs on images
+register_variant("patchcore_fpfh", f"{_PKG}.point_patchcore:FPFHPatchCore", in_all=False, display="FPFH PatchCore",
+                 order=40, summary="BTF's FPFH: PatchCore on 33-d FPFH point features pooled to 28x28 patches (point clouds)")

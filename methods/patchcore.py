@@ -123,11 +123,23 @@ class PatchCore(Method):
         self.timings: dict[str, float] = {}
 
     # -- features -----------------------------------------------------------------------------
-    @torch.no_grad()
+    def feature_batches(self, images: Sequence[np.ndarray]):
+        """(B, patches, D) features of ``images`` on the CPU, batch by batch (no gradients).
+
+        The backbone of PatchCore: a subclass with other features (point clouds: FPFH) overrides
+        this, ``grid`` and the construction of ``embedder``; bank, coreset, search, scores and
+        maps stay PatchCore's."""
+        for x in batches(images, self.geometry, self.config.batch_size, self.norm):
+            with torch.no_grad():
+                yield self.embedder(x.to(self.device)).cpu()
+
+    def grid(self) -> int:
+        """Side of the patch grid the maps are computed on."""
+        return self.embedder.grid()
+
     def embed(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """(N, patches, D) features of ``images`` on the CPU, computed in batches."""
-        out = [self.embedder(x.to(self.device)).cpu() for x in batches(images, self.geometry, self.config.batch_size, self.norm)]
-        return torch.cat(out)
+        return torch.cat(list(self.feature_batches(images)))
 
     # -- contract ------------------------------------------------------------------------------
     def fit(self, train: Sequence[np.ndarray]) -> None:
@@ -162,10 +174,12 @@ class PatchCore(Method):
         assert self._nn is not None, "fit (or load_fitted_state) before score"
         image_scores, maps = [], []
         t_embed = t_search = 0.0
-        for x in batches(images, self.geometry, self.config.batch_size, self.norm):
+        features = self.feature_batches(images)
+        while True:
             t0 = time.perf_counter()
-            with torch.no_grad():
-                feats = self.embedder(x.to(self.device)).cpu()
+            feats = next(features, None)
+            if feats is None:
+                break
             t1 = time.perf_counter()
             dist, idx = self.patch_scores(feats)
             t_search += time.perf_counter() - t1
@@ -194,7 +208,7 @@ class PatchCore(Method):
         return out
 
     def _maps(self, patch: np.ndarray) -> np.ndarray:
-        g = self.embedder.grid()
+        g = self.grid()
         m = torch.from_numpy(patch.astype(np.float32)).reshape(-1, 1, g, g)
         s = self.config.image_size
         m = F.interpolate(m, size=(s, s), mode="bilinear", align_corners=False)[:, 0].numpy()

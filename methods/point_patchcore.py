@@ -1,0 +1,65 @@
+"""PatchCore on point-cloud features: FPFH, as BTF ran it (Horwitz & Hoshen, "Back to the Feature").
+
+A point backbone is a backbone: this is ``PatchCore`` with ``feature_batches`` computing FPFH
+(33-d, ``point_features.fpfh_patches``) of each organised cloud pooled to a 28 x 28 patch grid
+instead of CNN features; the memory bank, greedy coreset, FAISS search, image score (max patch
+score) and maps (bilinear to the cloud's side + Gaussian sigma 4) are PatchCore's. The clouds come
+from ``datasets/mvtec3d.py`` already preprocessed (plane removed, padded, resized to 224), and
+their masks in the same grid, so the evaluation geometry is the identity on that side.
+
+BTF's choices: every patch enters the bank, the ones without valid points too (zero vectors,
+``missing="zero"``); ``missing="exclude"`` averages only valid points inside a patch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .base import Method, bounded
+from .errors import BenchError
+from .geometry import Geometry
+from .patchcore import PatchCore, PatchCoreConfig
+from .point_features import MISSING_MODES, PATCH_GRID, VOXEL_SIZE, fpfh_patches
+
+
+@dataclass(frozen=True)
+class FPFHPatchCoreConfig(PatchCoreConfig):
+    image_size: int = bounded(224, ge=1)  # the served cloud's side (mvtec3d's resize); maps live there
+    grid: int = bounded(PATCH_GRID, ge=1)  # patch grid side (BTF: 28 on a 224 cloud)
+    missing: str = bounded("zero", choices=MISSING_MODES)
+    voxel_size: float = bounded(VOXEL_SIZE, gt=0)
+
+    def geometry(self) -> Geometry:
+        # the loader serves clouds and masks at image_size already: resize to the same side
+        return Geometry(resize=self.image_size, square=True)
+
+
+class FPFHPatchCore(PatchCore):
+    Config = FPFHPatchCoreConfig
+
+    def __init__(self, config: FPFHPatchCoreConfig | None = None, device: str = "cpu", seed: int = 0) -> None:
+        # PatchCore's state without its CNN: the features are computed, not learned
+        Method.__init__(self, config, device, seed)
+        self.norm = None
+        self.embedder = None
+        self.bank = self.bank_index = self._nn = None
+        self.timings = {}
+
+    def feature_batches(self, images: Sequence[np.ndarray]):
+        cfg = self.config
+        for cloud in images:
+            cloud = np.asarray(cloud)
+            if cloud.ndim != 3 or cloud.shape[2] != 3 or not np.issubdtype(cloud.dtype, np.floating):
+                raise BenchError(f"FPFH PatchCore needs organised point clouds (H, W, 3) float, got {cloud.dtype} "
+                                 f"{cloud.shape}: use a point-cloud dataset (--dataset mvtec3d)")
+            if cloud.shape[0] != cfg.image_size or cloud.shape[1] != cfg.image_size:
+                raise BenchError(f"a {cloud.shape[1]}x{cloud.shape[0]} cloud for image_size={cfg.image_size}: the "
+                                 "loader's resize and the method's image_size must agree")
+            patches, _ = fpfh_patches(cloud, grid=cfg.grid, missing=cfg.missing, voxel_size=cfg.voxel_size)
+            yield torch.from_numpy(patches.reshape(1, cfg.grid * cfg.grid, -1))
+
+    def grid(self) -> int:
+        return self.config.grid
