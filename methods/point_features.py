@@ -3,7 +3,9 @@
 Horwitz & Hoshen, "Back to the Feature" (official code github.com/eliahuhorwitz/3D-ADS,
 ``feature_extractors/fpfh_features.py`` and ``feature_extractors/features.py``):
 
-- FPFH (33 bins) is computed by Open3D on the valid points only (a point is missing when one of
+- FPFH (33 bins) is computed by Open3D (BTF; here by default our numba port of its arithmetic,
+  ``methods/fpfh_kernels.py``, equal to Open3D 0.20 bit for bit on the clouds we compared, so
+  Open3D and its system libraries are no dependency) on the valid points only (a point is missing when one of
   its coordinates is exactly 0, ``np.all(pc != 0, axis=1)``), after normals from Open3D's
   ``estimate_normals``; missing points get all-zero features in the (H, W, 33) grid.
 - Search parameters: ``voxel_size=0.05`` (no downsampling: it only scales the radii), normals
@@ -15,11 +17,10 @@ Horwitz & Hoshen, "Back to the Feature" (official code github.com/eliahuhorwitz/
   (``missing="zero"``); ``missing="exclude"`` averages over valid points only. Either way a
   patch with no valid point is reported in ``patch_valid`` so scores can leave it out.
 
-Open3D is imported on first use (``pip install open3d``); everything else is numpy and torch.
+``backend="open3d"`` runs Open3D itself (``pip install open3d``), imported on first use;
+``benchmarks/fpfh_vs_open3d.py`` compares the two backends and times them.
 """
 from __future__ import annotations
-
-from functools import lru_cache
 
 import numpy as np
 
@@ -32,15 +33,7 @@ FEATURE_RADIUS_FACTOR, FEATURE_MAX_NN = 5, 100  # radius_feature = voxel_size * 
 PATCH_GRID = 28  # features.py: AdaptiveAvgPool2d((28, 28)) on a 224 cloud (M3DM uses 56 for PointMAE)
 SMOOTH = 3  # features.py: AvgPool2d(3, stride=1) before the adaptive pooling
 MISSING_MODES = ("zero", "exclude")
-
-
-@lru_cache(maxsize=1)
-def _open3d():
-    try:
-        import open3d
-    except ImportError as exc:  # also a missing system library (open3d needs libusb-1.0 on Linux)
-        raise BenchError(f"FPFH features need Open3D ({exc}); install it with `pip install open3d`") from None
-    return open3d
+FPFH_BACKENDS = ("numba", "open3d")
 
 
 def valid_points(xyz: np.ndarray) -> np.ndarray:
@@ -57,27 +50,65 @@ def _check_cloud(xyz: np.ndarray) -> np.ndarray:
     return xyz
 
 
-def fpfh_grid(xyz: np.ndarray, voxel_size: float = VOXEL_SIZE) -> np.ndarray:
+def fpfh_grid(xyz: np.ndarray, voxel_size: float = VOXEL_SIZE, backend: str = "numba") -> np.ndarray:
     """Per-point FPFH of an organised cloud: float32 (H, W, 33), zeros at missing points.
 
-    Deterministic: the same cloud gives the same features in every call (Open3D's KD-tree search
-    and per-point histograms involve no random draws).
+    ``backend="numba"`` (default): our port of Open3D's ``EstimateNormals`` (hybrid search, the
+    fast 3 x 3 eigen solver and its sign convention, no orientation) and ``ComputeFPFHFeature``,
+    with scipy's KD-tree for the neighbours; ``"open3d"`` calls Open3D itself (``pip install
+    open3d``; on Linux it needs the system's libusb-1.0). The two agree except where neighbours tie
+    at the ``max_nn`` cap (the trees order equal distances differently; see tests/test_fpfh.py).
+    Deterministic: no random draws in either.
     """
     xyz = _check_cloud(xyz)
+    if backend not in FPFH_BACKENDS:
+        raise BenchError(f"fpfh backend {backend!r}: use one of {', '.join(FPFH_BACKENDS)}")
     h, w, _ = xyz.shape
     valid = valid_points(xyz)
     out = np.zeros((h, w, FPFH_DIM), dtype=np.float32)
-    n = int(valid.sum())
-    if n == 0:
+    pts = np.ascontiguousarray(xyz[valid], dtype=np.float64)
+    if len(pts) == 0:
         return out
-    o3d = _open3d()
-    pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(xyz[valid].astype(np.float64)))
-    pc.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(
-        radius=voxel_size * NORMAL_RADIUS_FACTOR, max_nn=NORMAL_MAX_NN))
-    fpfh = o3d.pipelines.registration.compute_fpfh_feature(pc, o3d.geometry.KDTreeSearchParamHybrid(
-        radius=voxel_size * FEATURE_RADIUS_FACTOR, max_nn=FEATURE_MAX_NN))
-    out[valid] = np.asarray(fpfh.data, dtype=np.float64).T.astype(np.float32)
+    normal_search = (voxel_size * NORMAL_RADIUS_FACTOR, NORMAL_MAX_NN)
+    feature_search = (voxel_size * FEATURE_RADIUS_FACTOR, FEATURE_MAX_NN)
+    fpfh = (_fpfh_open3d if backend == "open3d" else _fpfh_numba)(pts, normal_search, feature_search)
+    out[valid] = fpfh.astype(np.float32)
     return out
+
+
+def _hybrid_search(tree, pts: np.ndarray, radius: float, max_nn: int) -> np.ndarray:
+    """Open3D's SearchHybrid for every point: at most max_nn neighbours within radius, nearest
+    first (the point itself first), as (N, k) indices with -1 past each point's count."""
+    k = min(max_nn, len(pts))
+    dist, idx = tree.query(pts, k=k, distance_upper_bound=radius, workers=1)
+    dist, idx = dist.reshape(len(pts), k), idx.reshape(len(pts), k)
+    outside = ~np.isfinite(dist)
+    idx = np.where(outside, -1, idx).astype(np.int64)
+    return idx
+
+
+def _fpfh_numba(pts: np.ndarray, normal_search: tuple[float, int], feature_search: tuple[float, int]) -> np.ndarray:
+    from scipy.spatial import cKDTree
+
+    from . import fpfh_kernels as kernels
+
+    tree = cKDTree(pts)
+    normals = kernels.normals(pts, _hybrid_search(tree, pts, *normal_search))
+    idx = _hybrid_search(tree, pts, *feature_search)
+    return kernels.fpfh(pts, kernels.spfh(pts, normals, idx), idx)
+
+
+def _fpfh_open3d(pts: np.ndarray, normal_search: tuple[float, int], feature_search: tuple[float, int]) -> np.ndarray:
+    try:
+        import open3d as o3d
+    except ImportError as exc:  # also a missing system library (open3d needs libusb-1.0 on Linux)
+        raise BenchError(f"fpfh backend 'open3d' needs Open3D ({exc}); install it with `pip install open3d` "
+                         "or use the default backend") from None
+    pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts))
+    pc.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=normal_search[0], max_nn=normal_search[1]))
+    fpfh = o3d.pipelines.registration.compute_fpfh_feature(
+        pc, o3d.geometry.KDTreeSearchParamHybrid(radius=feature_search[0], max_nn=feature_search[1]))
+    return np.asarray(fpfh.data, dtype=np.float64).T
 
 
 def pool_patches(features: np.ndarray, valid: np.ndarray, grid: int = PATCH_GRID, smooth: int = SMOOTH,
