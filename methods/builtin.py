@@ -113,3 +113,23 @@ for _row, (_ori, _side) in enumerate(((0.95, 0.025), (0.90, 0.05), (0.85, 0.075)
 # Point clouds (MVTec 3D-AD, TTAD Table 2): not in --methods all, which runs on images
 register_variant("patchcore_fpfh", f"{_PKG}.point_patchcore:FPFHPatchCore", in_all=False, display="FPFH PatchCore",
                  order=40, summary="BTF's FPFH: PatchCore on 33-d FPFH point features pooled to 28x28 patches (point clouds)")
+_DEPTH = f"{_PKG}.depth_patchcore"
+register_variant("patchcore_depth", f"{_DEPTH}:DepthPatchCore", in_all=False, display="Depth PatchCore", order=41,
+                 summary="PatchCore's CNN on the depth map (z repeated to 3 channels, in metres, as BTF) (point clouds)")
+register_variant("patchcore_raw", f"{_DEPTH}:RawPatchCore", in_all=False, display="Raw (BTF)", order=42,
+                 summary="BTF's Raw: PatchCore on the depth map's values, 64 a patch on a 28x28 grid (point clouds)")
+register_variant("patchcore_hog", f"{_DEPTH}:HoGPatchCore", in_all=False, display="HoG (BTF)", order=43,
+                 summary="BTF's HoG: PatchCore on depth-map HoG cells, 8 orientations, 8x8 px (point clouds)")
+# M3DM's point branch and TTAD Table 2's Point-MAE rows (point clouds)
+_POINT_MAE = f"{_PKG}.point_mae_patchcore"
+register_variant("patchcore_pointmae", f"{_POINT_MAE}:PointMAEPatchCore", in_all=False,
+                 display="M3DM (Point-MAE PatchCore)", order=50,
+                 summary="M3DM's point branch: PatchCore on Point-MAE features (blocks 3/7/11, 1152-d) interpolated "
+                         "to the points and pooled to 56x56 patches (point clouds)")
+# ttad's settings with TTAD Table 2's: 30 epochs, batch 10, the clouds' mirror / z-rotation as target views
+register_variant("ttad_pointmae", f"{_POINT_MAE}:PointMAEAdaptedPatchCore", in_all=False,
+                 display="TTAD (Point-MAE)", order=51,
+                 summary="TTAD on M3DM's Point-MAE PatchCore: Sinkhorn OT to the bank, x-mirror/z-rotation views of "
+                         f"the clouds, 30 epochs ({_SHARED})",
+                 loss="sinkhorn", assignment=TTAD_ASSIGNMENT, score_bank=TTAD_SCORE_BANK, augment="xyz_flip_rot",
+                 adapt_epochs=30, adapt_batch_size=10)

@@ -26,21 +26,27 @@ from .point_features import MISSING_MODES, PATCH_GRID, VOXEL_SIZE, fpfh_patches
 
 
 @dataclass(frozen=True)
-class FPFHPatchCoreConfig(PatchCoreConfig):
+class PointPatchCoreConfig(PatchCoreConfig):
     image_size: int = bounded(224, ge=1)  # the served cloud's side (mvtec3d's resize); maps live there
     grid: int = bounded(PATCH_GRID, ge=1)  # patch grid side (BTF: 28 on a 224 cloud)
-    missing: str = bounded("zero", choices=MISSING_MODES)
-    voxel_size: float = bounded(VOXEL_SIZE, gt=0)
 
     def geometry(self) -> Geometry:
         # the loader serves clouds and masks at image_size already: resize to the same side
         return Geometry(resize=self.image_size, square=True)
 
 
-class FPFHPatchCore(PatchCore):
-    Config = FPFHPatchCoreConfig
+@dataclass(frozen=True)
+class FPFHPatchCoreConfig(PointPatchCoreConfig):
+    missing: str = bounded("zero", choices=MISSING_MODES)
+    voxel_size: float = bounded(VOXEL_SIZE, gt=0)
 
-    def __init__(self, config: FPFHPatchCoreConfig | None = None, device: str = "cpu", seed: int = 0) -> None:
+
+class PointPatchCore(PatchCore):
+    """PatchCore on computed per-cloud patch features: subclasses give ``point_patches``."""
+
+    Config = PointPatchCoreConfig
+
+    def __init__(self, config: PointPatchCoreConfig | None = None, device: str = "cpu", seed: int = 0) -> None:
         # PatchCore's state without its CNN: the features are computed, not learned
         Method.__init__(self, config, device, seed)
         self.norm = None
@@ -48,18 +54,30 @@ class FPFHPatchCore(PatchCore):
         self.bank = self.bank_index = self._nn = None
         self.timings = {}
 
+    def point_patches(self, cloud: np.ndarray) -> np.ndarray:
+        """(grid, grid, D) features of one organised cloud."""
+        raise NotImplementedError
+
     def feature_batches(self, images: Sequence[np.ndarray]):
         cfg = self.config
         for cloud in images:
             cloud = np.asarray(cloud)
             if cloud.ndim != 3 or cloud.shape[2] != 3 or not np.issubdtype(cloud.dtype, np.floating):
-                raise BenchError(f"FPFH PatchCore needs organised point clouds (H, W, 3) float, got {cloud.dtype} "
-                                 f"{cloud.shape}: use a point-cloud dataset (--dataset mvtec3d)")
+                raise BenchError(f"{type(self).__name__} needs organised point clouds (H, W, 3) float, got "
+                                 f"{cloud.dtype} {cloud.shape}: use a point-cloud dataset (--dataset mvtec3d)")
             if cloud.shape[0] != cfg.image_size or cloud.shape[1] != cfg.image_size:
                 raise BenchError(f"a {cloud.shape[1]}x{cloud.shape[0]} cloud for image_size={cfg.image_size}: the "
                                  "loader's resize and the method's image_size must agree")
-            patches, _ = fpfh_patches(cloud, grid=cfg.grid, missing=cfg.missing, voxel_size=cfg.voxel_size)
-            yield torch.from_numpy(patches.reshape(1, cfg.grid * cfg.grid, -1))
+            patches = self.point_patches(cloud)
+            yield torch.from_numpy(np.ascontiguousarray(patches, dtype=np.float32).reshape(1, cfg.grid * cfg.grid, -1))
 
     def grid(self) -> int:
         return self.config.grid
+
+
+class FPFHPatchCore(PointPatchCore):
+    Config = FPFHPatchCoreConfig
+
+    def point_patches(self, cloud: np.ndarray) -> np.ndarray:
+        cfg = self.config
+        return fpfh_patches(cloud, grid=cfg.grid, missing=cfg.missing, voxel_size=cfg.voxel_size)[0]
