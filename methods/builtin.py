@@ -133,3 +133,5 @@ register_variant("ttad_pointmae", f"{_POINT_MAE}:PointMAEAdaptedPatchCore", in_a
                          f"the clouds, 30 epochs ({_SHARED})",
                  loss="sinkhorn", assignment=TTAD_ASSIGNMENT, score_bank=TTAD_SCORE_BANK, augment="xyz_flip_rot",
                  adapt_epochs=30, adapt_batch_size=10)
+register_variant("patchcore_sift", f"{_DEPTH}:SIFTPatchCore", in_all=False, display="SIFT (BTF)", order=44,
+                 summary="BTF's SIFT: PatchCore on dense RootSIFT of the depth map pooled to 28x28 (point clouds)")

@@ -10,10 +10,13 @@ BTF's depth map is the organised cloud's z channel at 224 x 224 (missing points 
   band (pixel metrics of this row mean little). ``raw_layout="blocks"`` takes 8 x 8 blocks instead.
 - ``hog`` (``hog_features.py``): scikit-image HoG of z, 8 orientations, 8 x 8 pixels per cell,
   1 x 1 cells per block (L2-Hys): 8 values a patch on a 28 x 28 grid.
+- ``sift`` (``sift_features.py``, ``utils/DenseSIFTDescriptor.py``, kornia's dense SIFT): 128-d
+  RootSIFT at every pixel of z (8 orientations x 4 x 4 spatial bins of 4 px, clipped at 0.2), then
+  BTF's 3 x 3 average (stride 1) and an adaptive average to 28 x 28. BTF's copy predates
+  kornia's dilated spatial pooling: ours equals kornia 0.9's descriptor with that conv's dilation
+  set back to 1 (tests/data/dense_sift_kornia_reference.npz).
 - Depth PatchCore (``depth_inet_features.py``): a CNN on the 3-channel z image;
   ``depth_image_tensor`` builds its input.
-
-BTF's SIFT row needs its dense SIFT descriptor (``utils/DenseSIFTDescriptor.py``); not here.
 """
 from __future__ import annotations
 
@@ -72,3 +75,49 @@ def depth_image_tensor(clouds) -> "torch.Tensor":
 
     z = np.stack([depth(c) for c in clouds])
     return torch.from_numpy(np.repeat(z[:, None], 3, axis=1))
+
+
+def dense_sift(z: "torch.Tensor", angles: int = 8, bins: int = 4, bin_size: int = 4, clip: float = 0.2,
+                eps: float = 1e-10) -> "torch.Tensor":
+    """(B, 1, H, W) -> (B, angles * bins^2, H, W) dense RootSIFT, kornia's DenseSIFTDescriptor
+    arithmetic (as BTF ran it: stride 1, padding 1)."""
+    import math
+
+    import torch
+    import torch.nn.functional as F
+
+    # central differences with replicated borders (kornia spatial_gradient, mode "diff")
+    p = F.pad(z, (1, 1, 1, 1), mode="replicate")
+    gx = (p[..., 1:-1, 2:] - p[..., 1:-1, :-2]) * 0.5
+    gy = (p[..., 2:, 1:-1] - p[..., :-2, 1:-1]) * 0.5
+    mag = torch.sqrt(gx * gx + gy * gy + eps)
+    o = angles * (torch.atan2(gy, gx + eps) + 2.0 * math.pi) / (2.0 * math.pi)
+    b0 = torch.floor(o)
+    w1 = o - b0
+    b0 = b0 % angles
+    b1 = (b0 + 1) % angles
+    half = bin_size / 2.0  # triangular spatial weights of a bin
+    tri = half - (torch.arange(bin_size, dtype=z.dtype) + 0.5 - half).abs()
+    kernel = (torch.outer(tri, tri) / half ** 2)[None, None]
+    per_angle = [F.conv2d((b0 == a).to(z.dtype) * (1 - w1) * mag + (b1 == a).to(z.dtype) * w1 * mag, kernel,
+                          padding=bin_size // 2) for a in range(angles)]
+    pooled = torch.cat(per_angle, dim=1)  # (B, angles, H + 1, W + 1)
+    b, _, h, w = z.shape
+    desc = F.unfold(pooled, kernel_size=bins, padding=1).reshape(b, angles * bins * bins, h, w)
+    desc = F.normalize(F.normalize(desc, dim=1).clamp(0, clip), dim=1)
+    return torch.sqrt(F.normalize(desc, p=1, dim=1) + eps)
+
+
+def sift_patches(xyz: np.ndarray, grid: int = 28, smooth: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """((grid, grid, 128) dense SIFT of the depth map pooled as BTF, (grid, grid) any-valid)."""
+    import torch
+    import torch.nn.functional as F
+
+    z = depth(xyz)
+    _check_grid(z, grid)
+    with torch.no_grad():
+        d = dense_sift(torch.from_numpy(z)[None, None])
+        d = F.adaptive_avg_pool2d(F.avg_pool2d(d, smooth, stride=1), grid)[0]
+    cell = z.shape[0] // grid
+    valid = (z.reshape(grid, cell, grid, cell) != 0).any(axis=(1, 3))
+    return np.ascontiguousarray(d.permute(1, 2, 0).numpy(), dtype=np.float32), valid

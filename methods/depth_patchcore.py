@@ -1,6 +1,6 @@
-"""PatchCore on BTF's depth-map features (TTAD Table 2's Depth PatchCore, Raw and HoG rows).
+"""PatchCore on BTF's depth-map features (TTAD Table 2's Depth PatchCore, Raw, HoG and SIFT rows).
 
-``patchcore_raw`` / ``patchcore_hog`` pool the depth map to 28 x 28 patches as BTF does
+``patchcore_raw`` / ``patchcore_hog`` / ``patchcore_sift`` pool the depth map to 28 x 28 patches as BTF does
 (``depth_features``); ``patchcore_depth`` runs PatchCore's CNN (WRN-50 in the paper) on the z map
 repeated to 3 channels, fed in metres as BTF feeds it (no ImageNet normalisation). Harness reading:
 BTF's depth CNN pools layers 2-3 with its own 3 x 3 average and resize; here PatchCore's
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .base import bounded
-from .depth_features import RAW_LAYOUTS, depth_image_tensor, hog_patches, raw_patches
+from .depth_features import RAW_LAYOUTS, depth_image_tensor, hog_patches, raw_patches, sift_patches
 from .geometry import Geometry
 from .patchcore import PatchCore, PatchCoreConfig
 from .point_patchcore import PointPatchCore, PointPatchCoreConfig
@@ -45,6 +45,13 @@ class HoGPatchCore(PointPatchCore):
 
     def point_patches(self, cloud: np.ndarray) -> np.ndarray:
         return hog_patches(cloud, grid=self.config.grid, orientations=self.config.orientations)[0]
+
+
+class SIFTPatchCore(PointPatchCore):
+    Config = PointPatchCoreConfig
+
+    def point_patches(self, cloud: np.ndarray) -> np.ndarray:
+        return sift_patches(cloud, grid=self.config.grid)[0]
 
 
 @dataclass(frozen=True)

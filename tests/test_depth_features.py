@@ -1,12 +1,14 @@
 """BTF's depth-map features (Raw, HoG) and Depth PatchCore's input, on organised clouds."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from bench.errors import BenchError
 from bench.methods import get
-from bench.methods.depth_features import depth, depth_image_tensor, hog_patches, raw_patches
+from bench.methods.depth_features import depth, depth_image_tensor, hog_patches, raw_patches, sift_patches
 
 
 def _cloud(side: int = 224, seed: int = 0) -> np.ndarray:
@@ -56,7 +58,7 @@ def test_images_are_refused_in_one_line():
         raw_patches(_cloud(side=100))
 
 
-@pytest.mark.parametrize("name", ["patchcore_raw", "patchcore_hog", "patchcore_depth"])
+@pytest.mark.parametrize("name", ["patchcore_raw", "patchcore_hog", "patchcore_sift", "patchcore_depth"])
 def test_depth_methods_fit_and_score_clouds(name):
     reg = get(name)
     cfg = reg.config(**({"weights": "random", "backbone": "resnet18"} if name == "patchcore_depth" else {}))
@@ -66,3 +68,19 @@ def test_depth_methods_fit_and_score_clouds(name):
     bad[150:180, 150:180, 2] += 0.02  # a bump
     s = m.score([_cloud(seed=7), bad])
     assert s.maps.shape == (2, 224, 224) and s.image_scores[1] > s.image_scores[0]
+
+
+def test_dense_sift_equals_btfs_kornia_descriptor():
+    import torch
+
+    from bench.methods.depth_features import dense_sift
+
+    ref = np.load(Path(__file__).parent / "data" / "dense_sift_kornia_reference.npz")
+    got = dense_sift(torch.from_numpy(ref["image"])).numpy()
+    assert got.shape == ref["sift"].shape == (1, 128, 10, 12)
+    assert np.abs(got - ref["sift"]).max() < 1e-6
+
+
+def test_sift_patches_are_128_d_pooled_to_28x28():
+    s, valid = sift_patches(_cloud())
+    assert s.shape == (28, 28, 128) and not valid[0, 0] and valid[10, 10]
