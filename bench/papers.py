@@ -9,6 +9,9 @@ of a per-class row, "" for a mean over classes, ``even`` for MNIST's multi-class
 inconsistencies are in ``published_domains.md``. Both read as one frame: the corruption tables
 with domain = category = setting = "", the domain tables with corruption ``clean``, severity 0.
 Table 6's rows are labelled by their lambdas as printed ("0.95, 0.025, 0.025"), its first column.
+``published_categories.csv`` holds the per-class corruption tables (TTAD Table 2: MVTec 3D-AD under
+Gaussian point noise, one row per class and the printed mean as category ""), with domain =
+setting = "".
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ def _read(name: str) -> pd.DataFrame:
 def _load() -> pd.DataFrame:
     corruptions = _read("published_results.csv").assign(category="", domain="", setting="")
     domains = _read("published_domains.csv").assign(corruption="clean", severity=0)
-    df = pd.concat([corruptions, domains], ignore_index=True)
+    per_class = _read("published_categories.csv").assign(domain="", setting="")
+    df = pd.concat([corruptions, domains, per_class], ignore_index=True)
     for col in ("category", "domain", "setting"):
         df[col] = df[col].fillna("").astype(str)
     lambdas = df["setting"].str.fullmatch(_LAMBDAS.pattern)

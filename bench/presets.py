@@ -50,6 +50,8 @@ class Preset:
     categories: tuple[str, ...] | None = None
     blocks: tuple[tuple[str, tuple[str, ...]], ...] = ()
     per_class: bool = False  # the appendix layout: one column group per category
+    # published rows the harness cannot run -> why; shown in the table with the published value only
+    not_run: dict[str, str] = field(default_factory=dict)
     runtime: bool = False  # GNL Table 7: seconds per training epoch and per scored image
 
     def dataset(self, name: str | None) -> str:
@@ -100,12 +102,24 @@ _MNIST = {**_AUGMIX_ALL, **_GNL_PACS_OPS, "image_size": "28", "epochs": "5", "gn
 
 _TTAD_DATASETS = {"mvtec_ad": {"adapt_epochs": "10"}, "realiad": {"adapt_epochs": "1"}}
 _TTAD_PAPER = {"real_iad": "realiad"}
+# TTAD Table 2: MVTec 3D-AD under Gaussian point noise N(0, (1e-6)^2), per class. BTF's depth
+# baselines and FPFH, M3DM (Point-MAE PatchCore) and TTAD on Point-MAE; each row's features and
+# the harness's readings are in its method's module (methods/depth_features.py, point_features.py,
+# point_mae.py). The point methods carry no CNN backbone: backbone="" keeps each method's own.
+_TABLE2_NAMES = {"Depth PatchCore": "patchcore_depth", "Raw (in BTF)": "patchcore_raw", "HoG (in BTF)": "patchcore_hog",
+                 "SIFT (in BTF)": "patchcore_sift", "FPFH": "patchcore_fpfh", "M3DM": "patchcore_pointmae", "TTAD (Ours)": "ttad_pointmae"}
+_TABLE2_NOT_RUN = {f"Depth {m}": f"the MVTec 3D-AD paper's depth-only {m} baseline (Bergmann et al. 2022); the "
+                                  "harness has no implementation of it" for m in ("GAN", "AE", "VM")}
 _TABLE4 = ("none", "kl_div", "moment_matching", "ot_hungarian", "ot_discrete", "ot_discrete_copy",
            "ot_discrete_augment")
 
 PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset("ttad-table1", "ttad", 1, "TTAD Table 1: image AUROC, MVTec AD / Real-IAD, paper corruptions @5",
            ("patchcore", "ttt++", "ttac", "rd4ad", "gnl", "ttad"), _TTAD_DATASETS, paper_datasets=_TTAD_PAPER),
+    Preset("ttad-table2", "ttad", 2, "TTAD Table 2: per-class image AUROC, MVTec 3D-AD, Gaussian point noise @5 (sigma 1e-6)",
+           tuple(_TABLE2_NAMES.values()), {"mvtec3d": {"patchcore_depth.backbone": PAPER_BACKBONE}},
+           corruptions=("point_gaussian_noise",), backbone="", method_map=_TABLE2_NAMES, per_class=True,
+           not_run=_TABLE2_NOT_RUN),
     Preset("ttad-table3", "ttad", 3, "TTAD Table 3: pixel AUROC, MVTec AD / Real-IAD, paper corruptions @5",
            ("patchcore", "ttt++", "ttac", "rd4ad", "ttad"), _TTAD_DATASETS, metrics=("pixel_auroc",),
            paper_datasets=_TTAD_PAPER),
@@ -207,9 +221,12 @@ def departures(preset: Preset, spec, rows) -> dict[str, list[str]]:
         if made:  # bench.datasets.standins' images in the dataset's own layout
             notes.append(f"{', '.join(made)} data for {preset.paper_dataset(spec.dataset)}")
         cfg = json.loads(sub["config"].iloc[0])
-        if cfg.get("backbone") != preset.backbone:
-            notes.append(f"backbone {cfg.get('backbone')} (paper: {preset.backbone})")
         default = grid_spec(preset, dataset=spec.dataset).method_config(method).to_dict() if method in paper else {}
+        backbone = preset.backbone or default.get("backbone")  # "": each method's own (point features)
+        if cfg.get("backbone") != backbone:
+            notes.append(f"backbone {cfg.get('backbone')} (paper: {backbone})")
+        if str(cfg.get("weights")) == "random":
+            notes.append("random weights (paper: pretrained)")
         for key in ("image_size", "resize", "epochs", "adapt_epochs", "coreset_ratio"):
             if key in cfg and key in default and cfg[key] != default[key]:
                 notes.append(f"{key} {cfg[key]} (paper: {default[key]})")
@@ -259,9 +276,30 @@ def comparison(preset: Preset, spec, rows, fmt: str = "markdown") -> str:
             sub = ok if categories is None else ok[ok["category"].isin(categories)]
             if sub.empty:
                 continue
-            long = compare_published(sub, paper=preset.paper, table=preset.table, metric=metric,
-                                     method_map=preset.method_map, setting=setting, per_class=preset.per_class)
-            long["method"] = [f"{m}{dagger}" if dep.get(o) else m for m, o in zip(long["method"], long["ours_method"])]
-            title = f"{preset.summary}{f' ({setting})' if setting else ''}. {metric}: ours (published)."
-            parts.append(_render_comparison(long, fmt, 2, title, None))
+            for per_class in _layouts(preset):
+                long = compare_published(sub, paper=preset.paper, table=preset.table, metric=metric,
+                                         method_map=preset.method_map, setting=setting, per_class=per_class,
+                                         only_ours=not preset.not_run)
+                if preset.not_run:  # the rows we cannot run stay, published value only, marked
+                    long = long[long["ours_method"].notna() | long["method"].isin(preset.not_run)]
+                long["method"] = [f"{m}{dagger}" if dep.get(o) else f"{m}{NOT_RUN}" if m in preset.not_run else m
+                                  for m, o in zip(long["method"], long["ours_method"])]
+                mean = " (mean over classes)" if preset.per_class and not per_class else ""
+                title = f"{preset.summary}{f' ({setting})' if setting else ''}{mean}. {metric}: ours (published)."
+                parts.append(_render_comparison(long, fmt, 2, title, None))
+    if preset.not_run:
+        notes += [f"{NOT_RUN} {m}: not run ({why})" for m, why in preset.not_run.items()]
     return "\n\n".join(parts + (["\n".join(notes)] if notes else []))
+
+
+NOT_RUN = "‡"  # a published row the harness cannot run
+
+
+def _layouts(preset: Preset) -> tuple[bool, ...]:
+    """per_class values to render: the per-class table, then its mean where the paper prints one."""
+    if not preset.per_class:
+        return (False,)
+    from .papers import published
+
+    pub = published(paper=preset.paper, table=preset.table)
+    return (True, False) if (pub["category"] == "").any() and (pub["category"] != "").any() else (True,)

@@ -41,6 +41,7 @@ def test_wheel_contains_and_imports_subpackages(tmp_path):
     assert "bench/methods/patchcore.py" in names and "bench/datasets/mvtec.py" in names
     assert "bench/tables/layouts.py" in names and not any(n.startswith("benchmarks/") for n in names)
     assert "bench/published_results.csv" in names and "bench/published_domains.csv" in names
+    assert "bench/published_categories.csv" in names
     assert not any(n.startswith(("datasets/", "methods/")) for n in names)
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],

@@ -33,8 +33,12 @@ def _rows(preset, spec, categories, value, **config_changes) -> pd.DataFrame:
 
 
 def test_presets_pin_the_papers_protocols():
-    assert list(PRESETS) == ["ttad-table1", "ttad-table3", "ttad-table4", "gnl-table1", "gnl-table2",
-                             *(f"gnl-table{n}" for n in range(3, 11))]  # every table but TTAD's 3D Table 2
+    assert list(PRESETS) == ["ttad-table1", "ttad-table2", "ttad-table3", "ttad-table4", "gnl-table1", "gnl-table2",
+                             *(f"gnl-table{n}" for n in range(3, 11))]  # every table of both papers
+    t2 = grid_spec(get_preset("ttad-table2"))
+    assert (t2.dataset, t2.corruptions, t2.severities, t2.backbone) == ("mvtec3d", ["point_gaussian_noise"], [5], "")
+    assert t2.method_config("ttad_pointmae").adapt_epochs == 30 and t2.method_config("ttad_pointmae").adapt_batch_size == 10
+    assert t2.method_config("patchcore_depth").backbone == "wide_resnet50_2"
     t1 = grid_spec(get_preset("ttad-table1"))
     assert (t1.dataset, t1.severities, t1.backbone) == ("mvtec_ad", [5], "wide_resnet50_2")
     assert t1.corruptions == ["gaussian_noise", "defocus_blur", "brightness", "contrast"]
@@ -111,8 +115,14 @@ def test_departures_name_each_difference():
 
 _MV = "MVTec AD / Clean | MVTec AD / Gaussian Noise | MVTec AD / Defocus Blur | MVTec AD / Brightness | MVTec AD / Contrast"
 _RI = _MV.replace("MVTec AD", "Real-IAD")
+_3D = ("bagel", "cable_gland", "carrot", "cookie", "dowel", "foam", "peach", "potato", "rope", "tire")
 LAYOUTS = {  # the published tables' column order and method order (rows the paper lacks are not shown)
     "ttad-table1": (f"| Method | {_MV} | {_RI} |", ["RD4AD", "PatchCore", "TTT++", "TTAC", "GNL", "TTAD"]),
+    # per class, then the mean; the rows the harness cannot run stay, marked
+    "ttad-table2": (["| Method | " + " | ".join(f"MVTec 3D-AD / {c} / Point Gaussian Noise" for c in _3D) + " |",
+                     "| Method | MVTec 3D-AD / Point Gaussian Noise |"],
+                    ["Depth GAN‡", "Depth AE‡", "Depth VM‡", "Depth PatchCore", "Raw (in BTF)", "HoG (in BTF)",
+                     "SIFT (in BTF)", "FPFH", "M3DM", "TTAD (Ours)"]),
     "ttad-table3": (f"| Method | {_MV} | {_RI} |", ["RD4AD", "PatchCore", "TTT++", "TTAC", "TTAD"]),
     "ttad-table4": ("| Method | " + _MV.split(" | ", 1)[1] + " |",
                     ["none", "kl_div", "moment_matching", "ot_hungarian", "ot_discrete", "ot_discrete_copy",
@@ -151,13 +161,14 @@ def test_every_preset_renders_its_published_layout(name):
 
     df = _rows(p, spec, list(spec.categories or get_dataset(spec.dataset).categories), lambda c: 0.8)
     text = comparison(p, spec, df)
-    tables = len(p.metrics) * max(1, len(p.blocks))  # one table per metric (and setting)
+    headers, methods = LAYOUTS[name]
+    headers = [headers] if isinstance(headers, str) else headers  # per class, then the mean (Table 2)
+    tables = len(p.metrics) * max(1, len(p.blocks)) * len(headers)  # one table per metric (and setting)
     assert text.count("| Method |") == tables
-    header, methods = LAYOUTS[name]
     lines = text.splitlines()
-    assert [line for line in lines if line.startswith("| Method")] == [header] * tables
+    assert [line for line in lines if line.startswith("| Method")] == headers * (tables // len(headers))
     body = [line.split("|")[1].strip() for line in lines if line.startswith("| ") and not line.startswith("| Method")]
-    assert body == methods * len(p.metrics)
+    assert body == methods * (tables // len(p.metrics) if p.per_class and p.not_run else len(p.metrics))
     assert "80.00 (" in text and "†" not in text  # the paper's own protocol: nothing marked
     assert f"@{p.severity}" in p.summary or p.domains
 
@@ -192,3 +203,16 @@ def test_list_presets_cli(monkeypatch, capsys):
     assert code == 0
     assert "ttad-table1" in out and "mvtec_ad: 15 categories, 450 cells, 60 fits" in out
     assert "realiad: 30 categories, 900 cells, 120 fits" in out
+
+
+def test_table2_marks_random_weights_and_names_the_rows_it_cannot_run():
+    p = get_preset("ttad-table2")
+    spec = grid_spec(p)
+    df = _rows(p, spec, ["bagel"], lambda c: 0.7)
+    assert all(v == ["1 of 10 categories"] for v in departures(p, spec, df).values())  # no backbone mark: each its own
+    pm = df[df["method"] == "patchcore_pointmae"].copy()
+    pm["config"] = [json.dumps({**json.loads(c), "weights": "random"}) for c in pm["config"]]
+    assert departures(p, spec, pm)["patchcore_pointmae"] == ["random weights (paper: pretrained)", "1 of 10 categories"]
+    text = comparison(p, spec, df)
+    assert "| M3DM† | 70.00 (74.10) |" in text and "| Depth GAN‡ | – (47.50) |" in text
+    assert "‡ Depth VM: not run (the MVTec 3D-AD paper's depth-only VM baseline" in text

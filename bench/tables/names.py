@@ -33,6 +33,7 @@ CORRUPTION_NAMES: dict[str, str] = {
     "gaussian_blur": "Gaussian Blur",
     "spatter": "Spatter",
     "saturate": "Saturate",
+    "point_gaussian_noise": "Point Gaussian Noise",
 }
 DATASET_NAMES: dict[str, str] = {
     "mvtec_ad": "MVTec AD",
@@ -43,6 +44,7 @@ DATASET_NAMES: dict[str, str] = {
     "cifar10": "CIFAR-10",
     "mnist": "MNIST/MNIST-M",
     "pacs": "PACS",
+    "mvtec3d": "MVTec 3D-AD",
 }
 # Test domains as the papers print them (GNL Tables 3, 4, 8-10), in their order: a dataset's
 # in-distribution domain first.
