@@ -9,6 +9,7 @@ the same library versions); another seed writes other images::
     python -m bench.datasets.standins mnist DIR [--per-class N] [--seed S]   # N train digits (N/2 test) per digit
     python -m bench.datasets.standins pacs DIR [--per-class N] [--seed S]    # N images per class per domain
     python -m bench.datasets.standins mvtec_ad DIR [--categories C,..] [--workers W]  # timing stand-in
+    python -m bench.datasets.standins mvtec3d DIR [--categories C,..] [--per-class N]  # point clouds
 
 - ``make_mnist``: ``MNIST/raw/`` with the four IDX files (gzipped) that ``datasets/mnist.py``
   reads: 28x28 gray digits 0-9 drawn from stroke templates (polylines and arcs, ~20 px high),
@@ -29,6 +30,9 @@ the same library versions); another seed writes other images::
 - ``make_mvtec_ad``: a *timing* stand-in for MVTec AD: its 15 categories with the published
   image, defect-type and mask counts, sides (700-1024 px) and channels, cut from the embedded
   textures, so a grid does MVTec AD's amount of work (``benchmarks/perf_table.py``).
+- ``make_mvtec3d``: MVTec 3D-AD's layout (xyz TIFFs, rgb, gt) for its 10 categories, each the
+  64 x 64 synthetic cloud of ``datasets.mvtec3d.write_fixture`` (a half-ellipsoid on a tilted
+  plane with dents and protrusions as defects): TTAD Table 2's protocol end to end, not its data.
 
 Each root gets a ``STANDIN.md`` whose first line names the seed; the loaders read that line and
 start every ``domain_source`` with ``stand-in (bench.datasets.standins, seed S)``, and a
@@ -606,6 +610,26 @@ MVTec AD's. Rewrite with `python -m bench.datasets.standins mvtec_ad DIR --seed 
     return root
 
 
+def make_mvtec3d(root: Path, categories: list[str] | None = None, seed: int = 0, per_class: int = 8) -> Path:
+    """MVTec 3D-AD's layout, one synthetic fixture per category (seeds seed, seed + 1, ...)."""
+    from .mvtec3d import CATEGORIES, write_fixture
+
+    wanted = list(categories or CATEGORIES)
+    unknown = [c for c in wanted if c not in CATEGORIES]
+    if unknown:
+        raise BenchError(f"unknown MVTec 3D-AD categories {', '.join(unknown)}: use some of {', '.join(CATEGORIES)}")
+    root = _prepare(Path(root), "Stand-in MVTec 3D-AD")
+    for i, cat in enumerate(wanted):
+        write_fixture(root, seed=seed + i, category=cat, n_train=per_class)
+    _write_note(root, "Stand-in MVTec 3D-AD", seed, f"""Synthetic point clouds in MVTec 3D-AD's layout for the categories {", ".join(wanted)}: each a
+64 x 64 organised cloud of a half-ellipsoid on a tilted plane, with dents and protrusions as
+defects (`bench.datasets.mvtec3d.write_fixture`, {per_class} training clouds a category). It runs
+TTAD Table 2's protocol end to end; its metrics are not MVTec 3D-AD's. Rewrite with
+`python -m bench.datasets.standins mvtec3d DIR --seed {seed}`.
+""")
+    return root
+
+
 # ------------------------------------------------------------------ command line
 
 
@@ -613,14 +637,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.datasets.standins",
         description="Write deterministic stand-in data (synthetic, no download) in a dataset's released layout.")
-    parser.add_argument("dataset", choices=("mnist", "pacs", "mvtec_ad"))
+    parser.add_argument("dataset", choices=("mnist", "pacs", "mvtec_ad", "mvtec3d"))
     parser.add_argument("root", type=Path, help="the folder to write (new, empty, or an earlier stand-in)")
     parser.add_argument("--per-class", type=int, default=None,
                         help="mnist: training digits per class (test: half; default 100); "
-                             "pacs: images per class per domain (default 40)")
+                             "pacs: images per class per domain (default 40); mvtec3d: training clouds (default 8)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--categories", default=None,
-                        help="mvtec_ad: comma-separated categories to write (default: all 15)")
+                        help="mvtec_ad / mvtec3d: comma-separated categories to write (default: all)")
     parser.add_argument("--workers", type=int, default=1, help="mvtec_ad: categories written in parallel")
     args = parser.parse_args(argv)
     if args.per_class is not None and args.per_class < 1:
@@ -630,6 +654,10 @@ def main(argv: list[str] | None = None) -> int:
             cats = [c for c in (args.categories or "").split(",") if c] or None
             root = make_mvtec_ad(args.root, cats, seed=args.seed, workers=args.workers)
             print(f"timing stand-in MVTec AD (seed {args.seed}) is in {root}: bench grid --dataset mvtec_ad --root {root}")
+        elif args.dataset == "mvtec3d":
+            cats = [c for c in (args.categories or "").split(",") if c] or None
+            root = make_mvtec3d(args.root, cats, seed=args.seed, per_class=args.per_class or 8)
+            print(f"stand-in MVTec 3D-AD (seed {args.seed}) is in {root}: bench reproduce ttad-table2 --root {root}")
         elif args.dataset == "mnist":
             n = 100 if args.per_class is None else args.per_class
             root = make_mnist(args.root, per_class_train=n, per_class_test=max(1, n // 2), seed=args.seed)

@@ -267,3 +267,14 @@ def test_mvtec_standin_reads_as_mvtec_ad_with_its_counts(tmp_path):
     assert cat.train[0].shape == (1024, 1024, 3)
     assert cat.test.mask(int(np.argmax(cat.test.labels))).any()
     assert standin(root) == MARK and "timing stand-in" in (root / STANDIN_FILE).read_text()
+
+
+def test_mvtec3d_standin_has_the_layout_the_marker_and_refuses_unknown_categories(tmp_path):
+    from bench.datasets.mvtec3d import load_category
+    from bench.datasets.standins import main, make_mvtec3d
+
+    root = make_mvtec3d(tmp_path / "m3d", ["bagel", "tire"], seed=2, per_class=3)
+    assert (root / "STANDIN.md").read_text().startswith("# Stand-in MVTec 3D-AD (bench.datasets.standins, seed 2)")
+    cat = load_category(root, "tire")
+    assert len(cat.train) == 3 and cat.test.source.startswith("stand-in (bench.datasets.standins, seed 2)")
+    assert main(["mvtec3d", str(tmp_path / "x"), "--categories", "potatoe"]) == 1
