@@ -8,6 +8,7 @@ one class, :class:`AdaptedPatchCore`:
 3. SGD (lr 0.003, momentum 0.9) over the unlabeled target images in batches of 10 for
    ``adapt_epochs`` epochs; each batch is extended with one augmented view per image
    (``flip_rot90``: a random non-identity flip/90-degree rotation, TTAD's target augmentation;
+   ``xyz_flip_rot``: the same group acting on a point cloud's coordinates, its grid in place;
    ``copy``: plain duplicates; ``none``: the batch alone);
 4. the loss aligns PatchCore's own embedded patches of the batch (with gradient) to the source:
    ``moment`` (TTT++), ``gaussian_kl`` (TTAC) or ``sinkhorn`` (TTAD; assignment ``or``,
@@ -84,10 +85,10 @@ from .base import ADAPT, FIT, bounded
 from .knn import torch_knn
 from .patchcore import PatchCore, PatchCoreConfig
 from .errors import BenchError
-from .preprocess import batches, to_tensor
 
 LOSSES = ("none", "moment", "gaussian_kl", "sinkhorn")
-AUGMENTS = ("flip_rot90", "copy", "none")
+# xyz_flip_rot: the point-cloud counterpart of flip_rot90, on coordinates (see xyz_dihedral)
+AUGMENTS = ("flip_rot90", "copy", "none", "xyz_flip_rot")
 BN_MODES = ("source", "batch")
 SCORE_BANKS = ("source", "adapted")
 # per-step diagnostics reported as their mean over the adaptation steps
@@ -160,10 +161,25 @@ def dihedral_inverse(x: torch.Tensor, t: int) -> torch.Tensor:
     return x
 
 
+def xyz_dihedral(cloud: torch.Tensor, t: int) -> torch.Tensor:
+    """Element t (0..7) of the dihedral group acting on an organised cloud's coordinates (3, H, W):
+    mirror x if t >= 4, then rotate by t % 4 quarter turns about the camera's z axis. The grid
+    stays in place (each point keeps its pixel), and a missing point (0, 0, 0) stays missing.
+    MVTec 3D-AD objects sit near the optical axis, so the turn about z keeps them in view."""
+    x, y, z = cloud[0], cloud[1], cloud[2]
+    if t >= 4:
+        x = -x
+    for _ in range(t % 4):
+        x, y = -y, x
+    return torch.stack([x, y, z])
+
+
 def augment_batch(x: torch.Tensor, mode: str, views: int, rng: np.random.Generator) -> tuple[torch.Tensor, list[int]]:
-    """(B, 3, S, S) -> (B * (1 + views), 3, S, S) and the dihedral element of every image.
+    """(B, 3, S, S) -> (B * (1 + views), 3, S, S) and the dihedral element of every image's grid.
 
     The originals come first. ``flip_rot90`` draws a non-identity element per extra view;
+    ``xyz_flip_rot`` draws one the same way and applies it to the coordinates of organised
+    clouds instead of the grid (so every grid element is 0: the fold-back is the identity);
     ``copy`` repeats the originals; ``none`` returns the batch alone.
     """
     b = x.shape[0]
@@ -175,6 +191,10 @@ def augment_batch(x: torch.Tensor, mode: str, views: int, rng: np.random.Generat
     out = [x]
     for _ in range(views):
         draw = rng.integers(1, 8, size=b).tolist()
+        if mode == "xyz_flip_rot":
+            out.append(torch.stack([xyz_dihedral(x[i], t) for i, t in enumerate(draw)]))
+            ts += [0] * b
+            continue
         out.append(torch.stack([dihedral(x[i], t) for i, t in enumerate(draw)]))
         ts += draw
     return torch.cat(out), ts
@@ -192,6 +212,18 @@ def fold_views(per_view: np.ndarray, ts: list[int], batch: int) -> np.ndarray:
     for v, t in enumerate(ts):
         out[v % batch] += dihedral_inverse(torch.from_numpy(np.ascontiguousarray(per_view[v])), t).reshape(-1).numpy()
     return out
+
+
+def with_evidence(x: torch.Tensor) -> torch.Tensor | None:
+    """Rows of (N, D) patch features that are not exactly zero, or None when all are.
+
+    An all-zero patch carries no evidence: on an organised point cloud it is a patch without any
+    valid point (``point_features.pool_patches``), a constant with no gradient. Left in, such
+    patches (~90 % of an MVTec 3D-AD cloud's grid) would take most of the OT plan's mass in
+    zero-cost pairs and make the source NN scale 0; so the Sinkhorn loss and the source scale
+    leave them out. Image features have none: None, and their code path is unchanged."""
+    keep = x.ne(0).any(dim=1)
+    return None if bool(keep.all()) else keep.cpu()
 
 
 def _bn_layers(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
@@ -257,7 +289,7 @@ class AdaptedPatchCore(PatchCore):
         chosen = np.arange(n)
         if 0 < cfg.adapt_max_images < n:
             chosen = np.sort(rng.choice(n, cfg.adapt_max_images, replace=False))
-        images = np.stack([self.geometry.image(target[int(i)]) for i in chosen])  # uint8 (n, S, S, 3)
+        images = np.stack([self.grid_input(target[int(i)]) for i in chosen])  # images: uint8 (n, S, S, 3)
         params = self.prepare_adaptation()
         opt = torch.optim.SGD(params, lr=cfg.adapt_lr, momentum=cfg.adapt_momentum)
         aligner = self._aligner(rng)
@@ -272,7 +304,7 @@ class AdaptedPatchCore(PatchCore):
             epoch_losses = []
             for lo in range(0, len(order), bs):
                 sel = order[lo:lo + bs]
-                x, ts = augment_batch(to_tensor(list(images[sel]), self.norm), cfg.augment, cfg.augment_views, rng)
+                x, ts = augment_batch(self.input_tensor(list(images[sel])), cfg.augment, cfg.augment_views, rng)
                 if probe is None:
                     probe = x
                 t0 = time.perf_counter()
@@ -334,7 +366,7 @@ class AdaptedPatchCore(PatchCore):
         idx = torch.as_tensor(self.bank_index, dtype=torch.long)
         bank = np.empty_like(self.bank)
         first = 0  # index of the first training patch of the current batch
-        for x in batches(self.source_images, self.geometry, self.config.batch_size, self.norm):
+        for x in self.input_batches(self.source_images):
             feats = self.embedder(x.to(self.device)).reshape(-1, self.bank.shape[1])
             lo, hi = torch.searchsorted(idx, torch.tensor([first, first + len(feats)])).tolist()
             # pick the coreset rows where they were computed: only those cross to the host
@@ -344,21 +376,26 @@ class AdaptedPatchCore(PatchCore):
             raise BenchError("score_bank=adapted: the training images do not match the fitted bank")
         self._set_bank(bank)
 
+    def norm_layers(self) -> list[nn.Module]:
+        """The normalisation layers whose affine parameters adapt: the backbone's BatchNorm layers
+        (a subclass may add others, e.g. Point-MAE's LayerNorms on request)."""
+        return _bn_layers(self.embedder.backbone)
+
     def prepare_adaptation(self) -> list[torch.nn.Parameter]:
-        """Freeze the backbone but its BN affine parameters (returned); set the BN mode."""
+        """Freeze the backbone but its normalisation layers' affine parameters (returned); set the BN mode."""
         emb = self.embedder
         for p in emb.parameters():
             p.requires_grad_(False)
-        bns = _bn_layers(emb.backbone)
-        if not bns:
+        layers = self.norm_layers()
+        if not layers:
             raise ValueError(f"backbone {self.config.backbone} has no BatchNorm layers to adapt")
         params = []
-        for bn in bns:
+        for bn in layers:
             for p in (bn.weight, bn.bias):
                 if p is not None:
                     p.requires_grad_(True)
                     params.append(p)
-            if self.config.bn_mode == "batch":
+            if self.config.bn_mode == "batch" and isinstance(bn, nn.modules.batchnorm._BatchNorm):
                 bn.train()
                 bn.reset_running_stats()
                 bn.momentum = None  # cumulative average over the adaptation batches
@@ -406,6 +443,9 @@ class AdaptedPatchCore(PatchCore):
             return kl
         # sinkhorn (TTAD)
         bank = torch.from_numpy(self.bank)
+        keep_bank = with_evidence(bank)
+        if keep_bank is not None:
+            bank = bank[keep_bank]
         if 0 < cfg.ot_bank_cap < len(bank):
             bank = bank[torch.from_numpy(np.sort(rng.choice(len(bank), cfg.ot_bank_cap, replace=False)))]
         bank = bank.to(self.device)
@@ -416,9 +456,19 @@ class AdaptedPatchCore(PatchCore):
                              cfg.ot_cost, cfg.ot_reduction)
 
         def transport(z: torch.Tensor, stateful: bool):
-            loss, tr = ot(z)
-            self._diag["ot_cost_mb"] = len(z) * len(bank) * 4 / 2**20
-            info = {"col_best": tr.col_best, "ot_pairs": tr.pairs}
+            keep = with_evidence(z.detach())
+            if keep is not None:
+                keep = keep.to(z.device)
+                if not keep.any():  # nothing seen: nothing to align
+                    return z.sum() * 0.0, {"col_best": torch.full((len(bank),), -1, dtype=torch.long,
+                                                                   device=z.device), "ot_pairs": 0.0}
+            loss, tr = ot(z if keep is None else z[keep])
+            col_best = tr.col_best
+            if keep is not None:  # back to the rows of z
+                rows = keep.nonzero()[:, 0]
+                col_best = torch.where(col_best >= 0, rows[col_best.clamp_min(0)], col_best)
+            self._diag["ot_cost_mb"] = (len(z) if keep is None else int(keep.sum())) * len(bank) * 4 / 2**20
+            info = {"col_best": col_best, "ot_pairs": tr.pairs}
             if cfg.assignment != "hungarian":
                 info.update(sinkhorn_iters=tr.iters, sinkhorn_error=tr.error,
                             sinkhorn_log_fallbacks=float(tr.solver == "log"))
@@ -495,8 +545,11 @@ def source_statistics(flat: torch.Tensor, bank: np.ndarray, nn_index, patches_pe
     comp_var = (s2 / safe - comp_mean ** 2).clamp_min(0.0)
 
     # leave-one-out NN distances: a sampled patch that is itself a bank item takes its 2nd NN
-    m = min(cfg.stats_max_patches, n)
-    idx = np.sort(rng.choice(n, m, replace=False))
+    # (over patches that carry evidence: see with_evidence; all of them for images)
+    keep = with_evidence(flat)
+    pool = n if keep is None else np.flatnonzero(keep.numpy())
+    m = min(cfg.stats_max_patches, n if keep is None else len(pool))
+    idx = np.sort(rng.choice(pool, m, replace=False))
     q = flat[torch.from_numpy(idx)].numpy()
     dist, _ = nn_index.search(q, min(2, len(bank)))
     norms = (q.astype(np.float64) ** 2).sum(1)

@@ -328,6 +328,10 @@ def _sha256(path: str, mtime_ns: int, size: int) -> str:
 
 def describe(name: str, weights: str = "imagenet") -> str:
     """Where the weights come from, for result rows."""
+    if name == "point_mae":  # not a timm model: point_mae.py resolves its checkpoint
+        from .point_mae import describe_weights
+
+        return describe_weights(weights)
     if weights == "random":
         return "random (explicit)"
     if weights == "imagenet":

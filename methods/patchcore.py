@@ -25,7 +25,7 @@ from .coreset import greedy_coreset
 from .errors import BenchError, warn
 from .knn import NearestNeighbours
 from .geometry import Geometry
-from .preprocess import batches
+from .preprocess import batched, to_tensor
 
 
 @dataclass(frozen=True)
@@ -114,22 +114,38 @@ class PatchCore(Method):
 
     def __init__(self, config: PatchCoreConfig | None = None, device: str = "cpu", seed: int = 0) -> None:
         super().__init__(config, device, seed)
-        cfg = self.config
-        self.norm = normalization(cfg.backbone)  # as the backbone's weights were trained
-        self.embedder = PatchEmbedder(cfg).to(device).eval()
+        self.norm, embedder = self.make_embedder()
+        self.embedder = embedder.to(device).eval()
         self.bank: np.ndarray | None = None
         self.bank_index: np.ndarray | None = None  # the bank items' positions among all training patches
         self._nn: NearestNeighbours | None = None
         self.timings: dict[str, float] = {}
 
-    # -- features -----------------------------------------------------------------------------
-    def feature_batches(self, images: Sequence[np.ndarray]):
-        """(B, patches, D) features of ``images`` on the CPU, batch by batch (no gradients).
+    # -- inputs and features ---------------------------------------------------------------------
+    # The backbone of PatchCore: a subclass with another network (point clouds: Point-MAE)
+    # overrides ``make_embedder`` and the two input hooks; one with computed features (FPFH)
+    # overrides ``feature_batches`` and ``grid``. Bank, coreset, search, scores, maps and the
+    # test-time adaptation loop (adaptation.py) stay PatchCore's.
+    def make_embedder(self) -> tuple[Any, nn.Module]:
+        """(input normalisation, differentiable module: batch tensor -> (B, patches, D) features)."""
+        cfg = self.config
+        return normalization(cfg.backbone), PatchEmbedder(cfg)  # as the backbone's weights were trained
 
-        The backbone of PatchCore: a subclass with other features (point clouds: FPFH) overrides
-        this, ``grid`` and the construction of ``embedder``; bank, coreset, search, scores and
-        maps stay PatchCore's."""
-        for x in batches(images, self.geometry, self.config.batch_size, self.norm):
+    def grid_input(self, item: np.ndarray) -> np.ndarray:
+        """One dataset item on the method's grid: uint8 (S, S, 3) for images."""
+        return self.geometry.image(item)
+
+    def input_tensor(self, items: Sequence[np.ndarray]) -> torch.Tensor:
+        """Items from ``grid_input`` -> the embedder's (B, C, S, S) input."""
+        return to_tensor(items, self.norm)
+
+    def input_batches(self, images: Sequence[np.ndarray]):
+        """The embedder's inputs for ``images``, ``batch_size`` at a time."""
+        return batched(images, self.grid_input, self.config.batch_size, self.input_tensor)
+
+    def feature_batches(self, images: Sequence[np.ndarray]):
+        """(B, patches, D) features of ``images`` on the CPU, batch by batch (no gradients)."""
+        for x in self.input_batches(images):
             with torch.no_grad():
                 yield self.embedder(x.to(self.device)).cpu()
 

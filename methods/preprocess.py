@@ -1,7 +1,7 @@
 """Images on a method's grid as normalised tensor batches (the grid itself: ``geometry.py``)."""
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -21,15 +21,24 @@ def to_tensor(images: Sequence[np.ndarray], norm: Normalization | None) -> torch
     return x
 
 
+T = TypeVar("T")
+
+
+def batched(items: Iterable[np.ndarray], prepare: Callable[[np.ndarray], T], batch_size: int,
+            stack: Callable[[list[T]], torch.Tensor]) -> Iterator[torch.Tensor]:
+    """``stack`` of ``batch_size`` prepared items at a time (the last batch may be smaller)."""
+    buf: list[T] = []
+    for item in items:
+        buf.append(prepare(item))
+        if len(buf) == batch_size:
+            yield stack(buf)
+            buf = []
+    if buf:
+        yield stack(buf)
+
+
 def batches(
     images: Sequence[np.ndarray], geometry: Geometry, batch_size: int, norm: Normalization | None
 ) -> Iterator[torch.Tensor]:
     """Yield normalised (B, 3, S, S) batches of ``images`` on ``geometry``'s grid."""
-    buf: list[np.ndarray] = []
-    for img in images:
-        buf.append(geometry.image(img))
-        if len(buf) == batch_size:
-            yield to_tensor(buf, norm)
-            buf = []
-    if buf:
-        yield to_tensor(buf, norm)
+    return batched(images, geometry.image, batch_size, lambda buf: to_tensor(buf, norm))

@@ -63,3 +63,9 @@ def test_gnl_ablation_rows_share_the_fits_they_should_and_no_other():
     own = ["rd4ad", "gnl", "rd4ad_labs", "rd4ad_llowf", "dinl_lambda_095", "dinl_lambda_085", "dinl_lambda_080",
            "augmix", "mixstyle", "efdm_train", "augmix_mixstyle", "augmix_efdm", "jigsaw"]
     assert len({PINNED[f"{n}|{{}}|0"] for n in own}) == len(own)
+
+
+def test_ttad_on_point_mae_shares_one_fit_across_its_adaptation_settings():
+    assert PINNED['ttad_pointmae|{"adapt_epochs": 1}|0'] == PINNED["ttad_pointmae|{}|0"]
+    assert PINNED['ttad_pointmae|{"adapt_norms": "bn+ln"}|0'] == PINNED["ttad_pointmae|{}|0"]
+    assert PINNED['patchcore_pointmae|{"num_group": 64}|0'] != PINNED["patchcore_pointmae|{}|0"]
