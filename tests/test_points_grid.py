@@ -65,3 +65,25 @@ def test_point_methods_are_not_in_methods_all(monkeypatch, capsys):
     assert registered()["patchcore_fpfh"].in_all is False
     code, out, _ = run_cli(monkeypatch, capsys, "list", "methods")
     assert code == 0 and "patchcore_fpfh" in out
+
+
+def test_reproduce_table2_end_to_end_on_the_standin_with_departures_marked(tmp_path, monkeypatch, capsys):
+    from bench.datasets.standins import make_mvtec3d
+
+    root = make_mvtec3d(tmp_path / "m3d", ["bagel"], per_class=4)
+    code, out, err = run_cli(monkeypatch, capsys, "reproduce", "ttad-table2", "--root", root, "--categories", "bagel",
+                             "--weights", "random", "--set", "num_group=32", "--set", "group_size=16",
+                             "--set", "ttad_pointmae.adapt_epochs=1", "--set", "patchcore_depth.backbone=resnet18",
+                             "--device", "cpu", "--no-progress", "--out", tmp_path / "run")
+    assert code == 0, err
+    for row in ("Depth PatchCore†", "Raw (in BTF)†", "HoG (in BTF)†", "SIFT (in BTF)†", "FPFH†", "M3DM†", "TTAD (Ours)†"):
+        assert f"| {row} | " in out, row
+    assert "| Depth GAN‡ | – (47.50) |" in out and "‡ Depth AE: not run" in out
+    assert "(mean over classes)" in out
+    notes = {line.split(":", 1)[0]: line for line in out.splitlines() if line.startswith("† ")}
+    assert "random weights (paper: pretrained)" in notes["† patchcore_pointmae"]
+    assert "changed: group_size=16, num_group=32" in notes["† patchcore_pointmae"]
+    assert "adapt_epochs 1 (paper: 30)" in notes["† ttad_pointmae"]
+    assert "backbone resnet18 (paper: wide_resnet50_2)" in notes["† patchcore_depth"]
+    assert all("stand-in (bench.datasets.standins, seed 0) data for mvtec3d" in n and "1 of 10 categories" in n
+               for n in notes.values())
