@@ -208,6 +208,7 @@ def departures(preset: Preset, spec, rows) -> dict[str, list[str]]:
     """Per method in ``rows``: how its cells depart from the paper's protocol (empty: none)."""
     from .datasets.base import standin_of
     from .datasets.registry import get_dataset
+    from .methods import get as get_method
 
     standard = set(preset.standard_categories(spec.dataset)) if spec.dataset in preset.datasets else set(
         get_dataset(spec.dataset).categories)
@@ -225,7 +226,7 @@ def departures(preset: Preset, spec, rows) -> dict[str, list[str]]:
         backbone = preset.backbone or default.get("backbone")  # "": each method's own (point features)
         if cfg.get("backbone") != backbone:
             notes.append(f"backbone {cfg.get('backbone')} (paper: {backbone})")
-        if str(cfg.get("weights")) == "random":
+        if str(cfg.get("weights")) == "random" and getattr(get_method(method).cls, "takes_weights", True):
             notes.append("random weights (paper: pretrained)")
         for key in ("image_size", "resize", "epochs", "adapt_epochs", "coreset_ratio"):
             if key in cfg and key in default and cfg[key] != default[key]:

@@ -82,6 +82,7 @@ def test_reproduce_table2_end_to_end_on_the_standin_with_departures_marked(tmp_p
     assert "(mean over classes)" in out
     notes = {line.split(":", 1)[0]: line for line in out.splitlines() if line.startswith("† ")}
     assert "random weights (paper: pretrained)" in notes["† patchcore_pointmae"]
+    assert "random weights" not in notes["† patchcore_fpfh"]  # computed features: no weights to be random
     assert "changed: group_size=16, num_group=32" in notes["† patchcore_pointmae"]
     assert "adapt_epochs 1 (paper: 30)" in notes["† ttad_pointmae"]
     assert "backbone resnet18 (paper: wide_resnet50_2)" in notes["† patchcore_depth"]
