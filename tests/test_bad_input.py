@@ -142,8 +142,8 @@ def test_empty_train_good(monkeypatch, capsys, tmp_path):
 
 @pytest.mark.parametrize("option, value, message", [
     ("-m", "patchcor", "unknown method 'patchcor': did you mean 'patchcore'? known methods: "),
-    ("-d", "mvtec", "unknown dataset 'mvtec': did you mean 'mvtec_ad'? known datasets: "
-                    "textures, mvtec_ad, btad, mpdd, realiad, visa, cifar10, mnist, pacs, folder (see `bench list datasets`)"),
+    ("-d", "mvtec-ad", "unknown dataset 'mvtec-ad': did you mean 'mvtec_ad'? known datasets: textures, mvtec_ad, btad, "
+                       "mpdd, realiad, visa, cifar10, mnist, pacs, mvtec3d, folder (see `bench list datasets`)"),
     ("--corruptions", "gausian_noise", "unknown corruption 'gausian_noise': did you mean 'gaussian_noise'? "
                                        "known corruptions: gaussian_noise, shot_noise, "),
 ])
