@@ -66,28 +66,29 @@ def _eigenvector1(A, evec0, eval1):
     m11 = V[0] * AV[0] + V[1] * AV[1] + V[2] * AV[2] - eval1
     a00, a01, a11 = abs(m00), abs(m01), abs(m11)
     if a00 >= a11:
-        if max(a00, a01) > 0:
-            if a00 >= a01:
-                m01 /= m00
-                m00 = 1.0 / math.sqrt(1.0 + m01 * m01)
-                m01 *= m00
-            else:
-                m00 /= m01
-                m01 = 1.0 / math.sqrt(1.0 + m00 * m00)
-                m00 *= m01
-            return m01 * U - m00 * V
-        return U
-    if max(a11, a01) > 0:
-        if a11 >= a01:
-            m01 /= m11
-            m11 = 1.0 / math.sqrt(1.0 + m01 * m01)
-            m01 *= m11
+        if not max(a00, a01) > 0:  # NaN too, as Open3D
+            return U
+        if a00 >= a01:
+            m00, m01 = _unit(m00, m01)
         else:
-            m11 /= m01
-            m01 = 1.0 / math.sqrt(1.0 + m11 * m11)
-            m11 *= m01
-        return m11 * U - m01 * V
-    return U
+            m01, m00 = _unit(m01, m00)
+        return m01 * U - m00 * V
+    if not max(a11, a01) > 0:
+        return U
+    if a11 >= a01:
+        m11, m01 = _unit(m11, m01)
+    else:
+        m01, m11 = _unit(m01, m11)
+    return m11 * U - m01 * V
+
+
+@njit(cache=True)
+def _unit(big, small):
+    """(big, small) scaled to unit length, dividing by the larger (|big| >= |small|) first: Eberly's
+    robust normalisation, in Open3D's order of operations."""
+    small /= big
+    big = 1.0 / math.sqrt(1.0 + small * small)
+    return big, small * big
 
 
 @njit(cache=True)
