@@ -314,11 +314,12 @@ def state_dict(name: str, weights: str = "imagenet") -> dict[str, torch.Tensor]:
 
 def clear_cache() -> None:
     _cached_state_dict.cache_clear()
-    _sha256.cache_clear()
+    file_sha256.cache_clear()
 
 
 @functools.lru_cache(maxsize=32)
-def _sha256(path: str, mtime_ns: int, size: int) -> str:
+def file_sha256(path: str, mtime_ns: int, size: int) -> str:
+    """SHA-256 of a weights file for result rows, memoised per (path, mtime, size)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -350,7 +351,7 @@ def describe(name: str, weights: str = "imagenet") -> str:
         tag = f".{cfg.tag}" if cfg is not None and cfg.tag else ""
         return f"timm {name}{tag} (ImageNet)"
     _, path, mtime_ns, size = _source(weights)
-    return f"file:{path} sha256:{_sha256(path, mtime_ns, size)[:12]}"
+    return f"file:{path} sha256:{file_sha256(path, mtime_ns, size)[:12]}"
 
 
 # ---------------------------------------------------------------------------------------------

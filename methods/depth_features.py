@@ -23,17 +23,14 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import BenchError
+from .point_features import check_cloud
 
 RAW_LAYOUTS = ("btf", "blocks")
 
 
 def depth(xyz: np.ndarray) -> np.ndarray:
     """(H, W) float32 z, 0 where the sensor saw nothing (BTF's ``organized_pc_to_depth_map``)."""
-    xyz = np.asarray(xyz)
-    if xyz.ndim != 3 or xyz.shape[2] != 3 or xyz.dtype.kind != "f":
-        raise BenchError(f"a depth map needs an organised point cloud, float (H, W, 3), got {xyz.dtype} {xyz.shape}; "
-                         "use a point-cloud dataset (--dataset mvtec3d)")
-    return np.ascontiguousarray(xyz[..., 2], dtype=np.float32)
+    return np.ascontiguousarray(check_cloud(xyz, "a depth map")[..., 2], dtype=np.float32)
 
 
 def _check_grid(z: np.ndarray, grid: int) -> int:
@@ -42,6 +39,12 @@ def _check_grid(z: np.ndarray, grid: int) -> int:
         raise BenchError(f"a {w}x{h} depth map does not split into a {grid}x{grid} patch grid; serve square clouds "
                          f"whose side is a multiple of {grid} (mvtec3d's default 224)")
     return h // grid
+
+
+def cell_valid(z: np.ndarray, grid: int) -> np.ndarray:
+    """(grid, grid) bool: the cells of the depth map holding at least one seen point."""
+    cell = _check_grid(z, grid)
+    return (z.reshape(grid, cell, grid, cell) != 0).any(axis=(1, 3))
 
 
 def raw_patches(xyz: np.ndarray, grid: int = 28, layout: str = "btf") -> tuple[np.ndarray, np.ndarray]:
@@ -65,8 +68,7 @@ def hog_patches(xyz: np.ndarray, grid: int = 28, orientations: int = 8) -> tuple
     cell = _check_grid(z, grid)
     h = hog(z, orientations=orientations, pixels_per_cell=(cell, cell), cells_per_block=(1, 1),
             visualize=False, feature_vector=False)  # (grid, grid, 1, 1, orientations)
-    valid = (z.reshape(grid, cell, grid, cell) != 0).any(axis=(1, 3))
-    return np.ascontiguousarray(h.reshape(grid, grid, -1), dtype=np.float32), valid
+    return np.ascontiguousarray(h.reshape(grid, grid, -1), dtype=np.float32), cell_valid(z, grid)
 
 
 def depth_image_tensor(clouds) -> "torch.Tensor":
@@ -118,6 +120,4 @@ def sift_patches(xyz: np.ndarray, grid: int = 28, smooth: int = 3) -> tuple[np.n
     with torch.no_grad():
         d = dense_sift(torch.from_numpy(z)[None, None])
         d = F.adaptive_avg_pool2d(F.avg_pool2d(d, smooth, stride=1), grid)[0]
-    cell = z.shape[0] // grid
-    valid = (z.reshape(grid, cell, grid, cell) != 0).any(axis=(1, 3))
-    return np.ascontiguousarray(d.permute(1, 2, 0).numpy(), dtype=np.float32), valid
+    return np.ascontiguousarray(d.permute(1, 2, 0).numpy(), dtype=np.float32), cell_valid(z, grid)

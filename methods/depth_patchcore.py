@@ -20,6 +20,7 @@ from .base import bounded
 from .depth_features import RAW_LAYOUTS, depth_image_tensor, hog_patches, raw_patches, sift_patches
 from .geometry import Geometry
 from .patchcore import PatchCore, PatchCoreConfig
+from .point_features import check_cloud
 from .point_patchcore import PointPatchCore, PointPatchCoreConfig
 
 
@@ -73,6 +74,7 @@ class DepthPatchCore(PatchCore):
     def feature_batches(self, images: Sequence[np.ndarray]):
         bs = self.config.batch_size
         for i in range(0, len(images), bs):
-            x = depth_image_tensor([images[j] for j in range(i, min(i + bs, len(images)))])
+            x = depth_image_tensor([check_cloud(images[j], "Depth PatchCore", self.config.image_size)
+                                    for j in range(i, min(i + bs, len(images)))])
             with torch.no_grad():
                 yield self.embedder(x.to(self.device)).cpu()

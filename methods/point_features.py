@@ -42,11 +42,15 @@ def valid_points(xyz: np.ndarray) -> np.ndarray:
     return np.all(np.asarray(xyz) != 0, axis=-1)
 
 
-def _check_cloud(xyz: np.ndarray) -> np.ndarray:
+def check_cloud(xyz: np.ndarray, who: str = "FPFH", size: int | None = None) -> np.ndarray:
+    """``xyz`` as an organised cloud, float (H, W, 3), ``size`` x ``size`` when given; else one line."""
     xyz = np.asarray(xyz)
     if xyz.ndim != 3 or xyz.shape[2] != 3 or xyz.dtype.kind != "f":
-        raise BenchError(f"FPFH needs an organised point cloud, float (H, W, 3) x/y/z, got {xyz.dtype} "
-                         f"{xyz.shape}; pass a point sample (datasets.mvtec3d), not an image")
+        raise BenchError(f"{who} needs organised point clouds, float (H, W, 3) x/y/z, got {xyz.dtype} "
+                         f"{xyz.shape}: use a point-cloud dataset (--dataset mvtec3d), not images")
+    if size is not None and xyz.shape[:2] != (size, size):
+        raise BenchError(f"a {xyz.shape[1]}x{xyz.shape[0]} cloud for image_size={size}: the loader's resize and "
+                         "the method's image_size must agree")
     return xyz
 
 
@@ -60,7 +64,7 @@ def fpfh_grid(xyz: np.ndarray, voxel_size: float = VOXEL_SIZE, backend: str = "n
     at the ``max_nn`` cap (the trees order equal distances differently; see tests/test_fpfh.py).
     Deterministic: no random draws in either.
     """
-    xyz = _check_cloud(xyz)
+    xyz = check_cloud(xyz)
     if backend not in FPFH_BACKENDS:
         raise BenchError(f"fpfh backend {backend!r}: use one of {', '.join(FPFH_BACKENDS)}")
     h, w, _ = xyz.shape
@@ -76,26 +80,28 @@ def fpfh_grid(xyz: np.ndarray, voxel_size: float = VOXEL_SIZE, backend: str = "n
     return out
 
 
-def _hybrid_search(tree, pts: np.ndarray, radius: float, max_nn: int) -> np.ndarray:
-    """Open3D's SearchHybrid for every point: at most max_nn neighbours within radius, nearest
-    first (the point itself first), as (N, k) indices with -1 past each point's count."""
-    k = min(max_nn, len(pts))
-    dist, idx = tree.query(pts, k=k, distance_upper_bound=radius, workers=1)
-    dist, idx = dist.reshape(len(pts), k), idx.reshape(len(pts), k)
-    outside = ~np.isfinite(dist)
-    idx = np.where(outside, -1, idx).astype(np.int64)
-    return idx
+def _hybrid_searches(pts: np.ndarray, *searches: tuple[float, int]) -> list[np.ndarray]:
+    """Open3D's SearchHybrid for every point, per (radius, max_nn): at most max_nn neighbours within
+    radius, nearest first (the point itself first), as (N, k) indices with -1 past each point's
+    count. One KD-tree query serves every search: each is a prefix of the widest one."""
+    from scipy.spatial import cKDTree
+
+    n = len(pts)
+    k = min(max(nn for _, nn in searches), n)
+    dist, idx = cKDTree(pts).query(pts, k=k, distance_upper_bound=max(r for r, _ in searches), workers=1)
+    dist, idx = dist.reshape(n, k), idx.reshape(n, k)
+    out = []
+    for radius, max_nn in searches:
+        m = min(max_nn, n)
+        out.append(np.where(dist[:, :m] < radius, idx[:, :m], -1).astype(np.int64))
+    return out
 
 
 def _fpfh_numba(pts: np.ndarray, normal_search: tuple[float, int], feature_search: tuple[float, int]) -> np.ndarray:
-    from scipy.spatial import cKDTree
-
     from . import fpfh_kernels as kernels
 
-    tree = cKDTree(pts)
-    normals = kernels.normals(pts, _hybrid_search(tree, pts, *normal_search))
-    idx = _hybrid_search(tree, pts, *feature_search)
-    return kernels.fpfh(pts, kernels.spfh(pts, normals, idx), idx)
+    normal_idx, idx = _hybrid_searches(pts, normal_search, feature_search)
+    return kernels.fpfh(pts, kernels.spfh(pts, kernels.normals(pts, normal_idx), idx), idx)
 
 
 def _fpfh_open3d(pts: np.ndarray, normal_search: tuple[float, int], feature_search: tuple[float, int]) -> np.ndarray:
@@ -153,5 +159,5 @@ def fpfh_patches(xyz: np.ndarray, grid: int = PATCH_GRID, missing: str = "zero",
 
     Channels last; a backbone-style map is ``patches.transpose(2, 0, 1)`` (33, grid, grid).
     """
-    xyz = _check_cloud(xyz)
+    xyz = check_cloud(xyz)
     return pool_patches(fpfh_grid(xyz, voxel_size), valid_points(xyz), grid=grid, missing=missing)

@@ -43,7 +43,6 @@ dict under ``base_model``, keys ``MAE_encoder.*``; the decoder's keys are ignore
 from __future__ import annotations
 
 import functools
-import hashlib
 import sys
 from pathlib import Path
 from typing import Mapping
@@ -53,6 +52,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import nn
 
+from .backbones import file_sha256
 from .errors import BenchError
 
 POINT_MAE = "point_mae"  # the backbone name rows record
@@ -396,15 +396,6 @@ def load_weights(model: PointMAE, weights: str) -> None:
     model.load_state_dict({k: sd[k].to(v.dtype) for k, v in own.items()}, strict=True)
 
 
-@functools.lru_cache(maxsize=8)
-def _sha256(path: str, mtime_ns: int, size: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def describe_weights(weights: str) -> str:
     """Where the weights come from, for result rows (no download: a missing file says so)."""
     if weights == "random":
@@ -413,6 +404,6 @@ def describe_weights(weights: str) -> str:
     if not path.is_file():
         return f"{weights} (missing)"
     st = path.stat()
-    digest = _sha256(str(path.resolve()), st.st_mtime_ns, st.st_size)[:12]
+    digest = file_sha256(str(path.resolve()), st.st_mtime_ns, st.st_size)[:12]
     what = "Point-MAE ShapeNet " if weights == SHAPENET else ""
     return f"{what}file:{path.resolve()} sha256:{digest}"

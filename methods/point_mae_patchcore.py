@@ -24,9 +24,9 @@ from torch import nn
 
 from .adaptation import AdaptConfig, AdaptedPatchCore
 from .base import ADAPT, FIT, bounded
-from .errors import BenchError
 from .geometry import Geometry
 from .patchcore import PatchCore, PatchCoreConfig
+from .point_features import check_cloud
 from .point_mae import GROUP_SIZE, M3DM_GRID, NUM_GROUP, POINT_MAE, SHAPENET, PointMAEEmbedder
 
 
@@ -51,13 +51,7 @@ class PointMAEPatchCore(PatchCore):
         return None, PointMAEEmbedder(cfg.num_group, cfg.group_size, cfg.grid, cfg.weights, seed=self.seed)
 
     def grid_input(self, item: np.ndarray) -> np.ndarray:
-        cloud, s = np.asarray(item), self.config.image_size
-        if cloud.ndim != 3 or cloud.shape[2] != 3 or cloud.dtype.kind != "f":
-            raise BenchError(f"Point-MAE PatchCore needs organised point clouds (H, W, 3) float, got {cloud.dtype} "
-                             f"{cloud.shape}: use a point-cloud dataset (--dataset mvtec3d)")
-        if cloud.shape[:2] != (s, s):
-            raise BenchError(f"a {cloud.shape[1]}x{cloud.shape[0]} cloud for image_size={s}: the loader's resize "
-                             "and the method's image_size must agree")
+        cloud = check_cloud(item, "Point-MAE PatchCore", self.config.image_size)
         return cloud.astype(np.float32, copy=False)
 
     def input_tensor(self, items: Sequence[np.ndarray]) -> torch.Tensor:

@@ -19,10 +19,9 @@ import numpy as np
 import torch
 
 from .base import Method, bounded
-from .errors import BenchError
 from .geometry import Geometry
 from .patchcore import PatchCore, PatchCoreConfig
-from .point_features import MISSING_MODES, PATCH_GRID, VOXEL_SIZE, fpfh_patches
+from .point_features import MISSING_MODES, PATCH_GRID, VOXEL_SIZE, check_cloud, fpfh_patches
 
 
 @dataclass(frozen=True)
@@ -62,14 +61,7 @@ class PointPatchCore(PatchCore):
     def feature_batches(self, images: Sequence[np.ndarray]):
         cfg = self.config
         for cloud in images:
-            cloud = np.asarray(cloud)
-            if cloud.ndim != 3 or cloud.shape[2] != 3 or not np.issubdtype(cloud.dtype, np.floating):
-                raise BenchError(f"{type(self).__name__} needs organised point clouds (H, W, 3) float, got "
-                                 f"{cloud.dtype} {cloud.shape}: use a point-cloud dataset (--dataset mvtec3d)")
-            if cloud.shape[0] != cfg.image_size or cloud.shape[1] != cfg.image_size:
-                raise BenchError(f"a {cloud.shape[1]}x{cloud.shape[0]} cloud for image_size={cfg.image_size}: the "
-                                 "loader's resize and the method's image_size must agree")
-            patches = self.point_patches(cloud)
+            patches = self.point_patches(check_cloud(cloud, type(self).__name__, cfg.image_size))
             yield torch.from_numpy(np.ascontiguousarray(patches, dtype=np.float32).reshape(1, cfg.grid * cfg.grid, -1))
 
     def grid(self) -> int:
