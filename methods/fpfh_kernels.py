@@ -68,18 +68,21 @@ def _eigenvector1(A, evec0, eval1):
     if a00 >= a11:
         if not max(a00, a01) > 0:  # NaN too, as Open3D
             return U
-        if a00 >= a01:
-            m00, m01 = _unit(m00, m01)
-        else:
-            m01, m00 = _unit(m01, m00)
+        m00, m01 = _unit_pair(m00, m01)
         return m01 * U - m00 * V
     if not max(a11, a01) > 0:
         return U
-    if a11 >= a01:
-        m11, m01 = _unit(m11, m01)
-    else:
-        m01, m11 = _unit(m01, m11)
+    m11, m01 = _unit_pair(m11, m01)
     return m11 * U - m01 * V
+
+
+@njit(cache=True)
+def _unit_pair(diag, off):
+    """(diag, off) scaled to unit length by ``_unit``, the larger in magnitude taken as ``big``."""
+    if abs(diag) >= abs(off):
+        return _unit(diag, off)
+    off, diag = _unit(off, diag)
+    return diag, off
 
 
 @njit(cache=True)
