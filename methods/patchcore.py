@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 from torch import nn
 
+from . import patch_pooling
 from .backbones import PATCHCORE_STRIDES, load_backbone, normalization, stages_for
 from .base import Method, MethodConfig, Scores, bounded
 from .coreset import greedy_coreset
@@ -76,7 +77,11 @@ def embed_patches(features: Sequence[torch.Tensor], cfg: PatchCoreConfig) -> tor
     Literal form of the official aggregation: adaptive pooling over each neighbourhood's C*k*k
     values, then over the concatenated levels. Pooling over channels and bilinear upsampling are
     both linear and act on different axes, so pooling before upsampling equals the official order.
+    Without gradients on the CPU the same numbers come from ``patch_pooling`` (3-4x faster).
     """
+    if patch_pooling.supported(features, cfg.patch_size):
+        return patch_pooling.embed_patches_fused(features, cfg.patch_size, cfg.pretrain_embed_dim,
+                                                 cfg.target_embed_dim)
     h, w = features[0].shape[-2:]
     k = cfg.patch_size
     levels = []

@@ -119,3 +119,26 @@ def test_reweighting_never_raises_scores_and_keeps_the_ranking(tiny_root):
     a, b = plain.score(cat.test.images).image_scores, rew.score(cat.test.images).image_scores
     assert (b <= a + 1e-6).all() and (b > 0).all()
     assert metrics.image_auroc(cat.test.labels, b) == 1.0
+
+
+@pytest.mark.parametrize("shapes,fields", [
+    (((16, 40, 20, 20), (16, 112, 10, 10)), {}),  # EfficientNet-Lite0 at 160 px (the main job)
+    (((2, 512, 8, 8), (2, 1024, 4, 4)), {}),  # WRN-50 widths: windows of 4-5 and 9 values
+    (((2, 40, 8, 8), (2, 112, 8, 8)), {}),  # levels on one grid: no upsampling
+    (((2, 40, 7, 9), (2, 112, 4, 5)), {"patch_size": 5}),
+    (((2, 40, 6, 6), (2, 112, 3, 3)), {"pretrain_embed_dim": 100, "target_embed_dim": 3}),  # windows span levels
+])
+def test_fused_patch_pooling_equals_the_literal_form_bit_for_bit(shapes, fields):
+    """Without gradients embed_patches takes patch_pooling's kernels; with them, the literal
+    unfold + adaptive_avg_pool1d form. Both must give the same bits."""
+    from bench.methods import patch_pooling
+
+    torch.manual_seed(0)
+    cfg = PatchCoreConfig(**fields)
+    feats = [torch.relu(torch.randn(*shapes[0])), torch.randn(*shapes[1])]
+    literal = embed_patches(feats, cfg)  # grad mode: the literal form
+    with torch.no_grad():
+        assert patch_pooling.supported(feats, cfg.patch_size)
+        fused = embed_patches(feats, cfg)
+    assert fused.shape == literal.shape and torch.equal(fused, literal)
+    assert not patch_pooling.supported(feats, 2) and not patch_pooling.supported(feats, 3)  # even k / grad mode
