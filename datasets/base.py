@@ -7,6 +7,7 @@ does not sit in memory twice.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import re
 import socket
@@ -287,12 +288,28 @@ def split_notes(where: str, labels: np.ndarray, normal: str = "good") -> list[st
     return []
 
 
+def pixel_digest(img: np.ndarray) -> str:
+    """sha256 of an array's dtype, shape and bytes: the identity of an image's pixels."""
+    h = hashlib.sha256()
+    h.update(f"{img.dtype.str}{img.shape}".encode())
+    h.update(np.ascontiguousarray(img).tobytes())
+    return h.hexdigest()
+
+
 class ImageSet(Sequence[np.ndarray]):
     """A lazy, ordered set of images with stable ids (the ids seed the corruptions)."""
 
     def __init__(self, ids: Sequence[str], loader: Callable[[int], np.ndarray]) -> None:
         self.ids = list(ids)
         self._loader = loader
+        self._digests: dict[int, str] = {}
+
+    def digest(self, i: int) -> str:
+        """``pixel_digest`` of item ``i``, computed once per set: the corrupted-image cache keys on
+        it, and a grid's cells ask for the same test images again and again."""
+        if i not in self._digests:
+            self._digests[i] = pixel_digest(np.asarray(self[i]))
+        return self._digests[i]
 
     @classmethod
     def from_paths(cls, ids: Sequence[str], paths: Sequence[Path]) -> "ImageSet":

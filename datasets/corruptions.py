@@ -27,7 +27,7 @@ from PIL import Image
 
 from ..methods.errors import BenchError, UnknownName
 from ..methods.persist import atomic_write
-from .base import ImageSet
+from .base import ImageSet, pixel_digest
 from .cache import cache_dir
 
 # imagecorruptions' own order (corruption_number 0..18).
@@ -287,13 +287,6 @@ def corrupt_image(img: np.ndarray, corruption: str, severity: int, seed: int) ->
 # ----------------------------------------------------------------------------- cache
 
 
-def _image_digest(img: np.ndarray) -> str:
-    h = hashlib.sha256()
-    h.update(f"{img.dtype.str}{img.shape}".encode())
-    h.update(np.ascontiguousarray(img).tobytes())
-    return h.hexdigest()
-
-
 def cache_key(src_digest: str, corruption: str, severity: int, derived_seed: int,
               protocol: str) -> str:
     """Content key of one corrupted image: what determines its pixels, and nothing else."""
@@ -325,13 +318,13 @@ def _write_atomic(path: Path, img: np.ndarray) -> None:
     atomic_write(path, lambda fh: Image.fromarray(img).save(fh, format="PNG", compress_level=1), durable=False)
 
 
-def _load_or_make(src: np.ndarray, corruption: str, severity: int, k: int, protocol: str,
-                  path: Path) -> tuple[np.ndarray, bool]:
-    """Return (image, was_hit)."""
+def _load_or_make(src: np.ndarray | Callable[[], np.ndarray], corruption: str, severity: int, k: int,
+                  protocol: str, path: Path) -> tuple[np.ndarray, bool]:
+    """Return (image, was_hit). ``src``: the source image, or a function that loads it (on a miss only)."""
     cached = _read_cached(path)
     if cached is not None:
         return cached, True
-    out = corrupt_image(_prepare(src, protocol), corruption, severity, k)
+    out = corrupt_image(_prepare(src() if callable(src) else src, protocol), corruption, severity, k)
     _write_atomic(path, out)
     return out, False
 
@@ -379,11 +372,9 @@ def corrupted_images(images: ImageSet, *, dataset: str, category: str, corruptio
                     severities=[severity], seed=seed, protocol=protocol, workers=workers)
 
     def load(i: int) -> np.ndarray:
-        src = images[i]
         k = derived(i)
-        path = cache_path(cache_key(_image_digest(np.asarray(src)), corruption, severity, k,
-                                    protocol))
-        out, hit = _load_or_make(src, corruption, severity, k, protocol, path)
+        path = cache_path(cache_key(images.digest(i), corruption, severity, k, protocol))
+        out, hit = _load_or_make(lambda: images[i], corruption, severity, k, protocol, path)
         if stats is not None:
             stats.add(hit)
         return out
@@ -437,7 +428,7 @@ def materialize(images: ImageSet, *, dataset: str, category: str,
     def tasks():
         for i, image_id in enumerate(images.ids):
             src = np.asarray(images[i])
-            digest = _image_digest(src)
+            digest = pixel_digest(src)
             for name in names:
                 for sev in sevs:
                     k = image_seed(dataset, category, image_id, name, sev, seed)
