@@ -89,6 +89,8 @@ SCHEMA: dict[str, pa.DataType] = {
     DEFECT_METRICS: _STR,
     # the test domain ("" = the dataset's own test split) and what its images are; older parts lack them
     "domain": _STR, "domain_source": _STR,
+    # the cell whose identical scoring this row reused ("" = scored itself; runner.RunContext.score)
+    "scores_shared_from": _STR,
 }
 _LISTS = {name for name, typ in SCHEMA.items() if pa.types.is_list(typ)}
 

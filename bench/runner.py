@@ -34,7 +34,9 @@ from .errors import BenchError, BenchWarning
 from .grid import Cell, GridSpec
 from .methods import Method, get
 from .methods.backbones import describe, normalization
-from .methods.capabilities import diagnostics_of, patch_reports_of
+from .methods.capabilities import diagnostics_of, patch_reports_of, score_identity_of
+from .methods.base import Scores
+from .methods.persist import stable_hash
 
 
 def seed_everything(seed: int) -> None:
@@ -89,6 +91,10 @@ def resolve_device(device: str) -> str:
     return device
 
 
+# Memory for scorings kept for later cells (their anomaly maps), least recently used dropped first.
+SHARED_SCORES_BYTES = 256 * 2**20
+
+
 @dataclass
 class RunContext:
     """What cells of one grid share: loaded categories, the fit cache, masks."""
@@ -100,6 +106,8 @@ class RunContext:
     _masks: dict[tuple, np.ndarray] = field(default_factory=dict)
     _lost: dict[tuple, list[str]] = field(default_factory=dict)
     _checked: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    # scorings that later cells may share (SharedScores): key -> (scores, the cell that computed them)
+    _scores: OrderedDict[str, tuple[Scores, str]] = field(default_factory=OrderedDict)
 
     def category(self, name: str) -> Category:
         if name not in self._categories:
@@ -152,6 +160,26 @@ class RunContext:
         if self._checked[key] is not None:
             raise BenchError(self._checked[key])
         return split
+
+    def score(self, cell: Cell, method: Method, target) -> tuple[Scores, str]:
+        """``method.score(target)``, or the scores of an earlier cell whose method declared the same
+        ``score_identity`` on the same test images; returns (scores, that cell's id or "")."""
+        identity = score_identity_of(method)
+        if identity is None:
+            return method.score(target), ""
+        images = [cell.dataset, cell.category, cell.domain, cell.corruption, cell.severity, cell.seed,
+                  cell.protocol, cell.test_subset]
+        key = stable_hash({"method": identity, "images": images}, 32)
+        if key in self._scores:
+            self._scores.move_to_end(key)
+            return self._scores[key]
+        scores = method.score(target)
+        for arr in (scores.image_scores, scores.maps):
+            arr.flags.writeable = False  # shared from here on: no cell may change them in place
+        self._scores[key] = (scores, cell.cell_id)
+        while sum(s.maps.nbytes for s, _ in self._scores.values()) > SHARED_SCORES_BYTES and len(self._scores) > 1:
+            self._scores.popitem(last=False)
+        return scores, ""
 
     def masks(self, cell: Cell, method: Method) -> np.ndarray:
         """The category's test masks on ``method``'s map grid, computed once per grid."""
@@ -416,7 +444,7 @@ def _evaluate(cell: Cell, ctx: RunContext, device: str, stage: Callable[[str], N
     t1 = time.perf_counter()
     reports = patch_reports_of(method)
     stage("score")
-    scores = method.score(target)
+    scores, shared_from = ctx.score(cell, method, target)
     t2 = time.perf_counter()
     _check_finite(cell, scores)
     stage("metrics")
@@ -437,6 +465,7 @@ def _evaluate(cell: Cell, ctx: RunContext, device: str, stage: Callable[[str], N
     values.update({
         "fit_seconds": fit_seconds, "fit_cached": cached, "adapt_seconds": t1 - t0,
         "score_seconds": t2 - t1, "metric_seconds": t3 - t2, "n_test": len(target),
+        "scores_shared_from": shared_from,  # the cell whose identical scoring this one reused ("": its own)
         # False: image labels only (no masks), so the pixel metrics are NaN by design
         "pixel_ground_truth": bool(test.has_masks),
         "n_empty_masks": len(test.empty_masks()),  # defect images whose mask is all zero

@@ -72,6 +72,7 @@ Harness choices (recorded here, see also the config fields):
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -241,6 +242,7 @@ class AdaptedPatchCore(PatchCore):
         self._train_flat: torch.Tensor | None = None
         self._reports: dict[str, np.ndarray] = {}
         self._diag: dict[str, float] = {}
+        self._adapted = False  # True once adapt has moved the backbone (its scores are its own)
 
     # -- fit: PatchCore + source statistics ----------------------------------------------------
     @classmethod
@@ -281,8 +283,10 @@ class AdaptedPatchCore(PatchCore):
     def adapt(self, target: Sequence[np.ndarray]) -> None:
         cfg = self.config
         self._reports, self._diag = {}, {}
+        self._adapted = False
         if cfg.loss == "none" or cfg.adapt_epochs <= 0 or len(target) == 0:
             return
+        self._adapted = True
         assert self.stats is not None, "fit (or load_fitted_state) before adapt"
         rng = np.random.default_rng(self.seed)
         n = len(target)
@@ -475,6 +479,17 @@ class AdaptedPatchCore(PatchCore):
             return loss, info
 
         return transport
+
+    def score_identity(self) -> dict[str, Any] | None:
+        """PatchCore's while nothing was adapted (``loss=none``: TTAD Table 4's first row scores as
+        PatchCore on the same bank); None once adapt moved the backbone."""
+        return None if self._adapted else super().score_identity()
+
+    def scoring_config(self) -> dict[str, Any]:
+        """PatchCore's fields and a subclass's own; not this class's (adaptation and fit-time
+        source statistics, which scoring does not read)."""
+        own = {f.name for f in dataclasses.fields(AdaptConfig)} - {f.name for f in dataclasses.fields(PatchCoreConfig)}
+        return {k: v for k, v in super().scoring_config().items() if k not in own}
 
     # -- reports -------------------------------------------------------------------------------
     def patch_reports(self) -> dict[str, np.ndarray]:

@@ -40,3 +40,20 @@ def diagnostics_of(method: object) -> dict[str, Any]:
 
 def patch_reports_of(method: object) -> dict[str, np.ndarray]:
     return method.patch_reports() if isinstance(method, PatchReports) else {}
+
+
+@runtime_checkable
+class SharedScores(Protocol):
+    def score_identity(self) -> dict[str, Any] | None:
+        """Everything ``score`` reads besides the images, as JSON-able values (hash large arrays),
+        or None when this instance's scores are its own (e.g. ``adapt`` moved its weights).
+
+        Cells of one grid whose identities and test images are equal get one scoring: the
+        runner reuses the first one's scores (bit for bit what ``score`` would return) and
+        names its cell in the row (``scores_shared_from``). E.g. TTAD Table 4's ``none`` row
+        scores as ``patchcore`` on the same bank.
+        """
+
+
+def score_identity_of(method: object) -> dict[str, Any] | None:
+    return method.score_identity() if isinstance(method, SharedScores) else None

@@ -9,6 +9,7 @@ score; map = bilinear upsample to 224 + Gaussian sigma 4.
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -235,6 +236,28 @@ class PatchCore(Method):
         m = F.interpolate(m, size=(s, s), mode="bilinear", align_corners=False)[:, 0].numpy()
         sigma = self.config.smoothing_sigma
         return np.stack([gaussian_filter(x, sigma=sigma) for x in m]).astype(np.float32) if sigma > 0 else m
+
+    # the hooks ``score`` goes through: a subclass that overrides one scores in its own way
+    SCORE_PATH = ("score", "feature_batches", "input_batches", "grid_input", "input_tensor", "make_embedder",
+                  "grid", "patch_scores", "_image_scores", "_maps")
+
+    def score_identity(self) -> dict[str, Any] | None:
+        """What ``score`` reads (capabilities.SharedScores): the scoring code, the config, the seed
+        (random weights are drawn from it), the device and the bank's bytes."""
+        if self.bank is None:
+            return None
+        # the class that declared this identity must know the adapt that ran: a subclass with its
+        # own adapt (which may move the weights) and no score_identity of its own shares nothing
+        owner = next(c for c in type(self).__mro__ if "score_identity" in vars(c))
+        if type(self).adapt is not owner.adapt:
+            return None
+        return {"path": [getattr(type(self), name).__qualname__ for name in self.SCORE_PATH],
+                "config": self.scoring_config(), "seed": self.seed, "device": self.device,
+                "bank": hashlib.sha256(self.bank.tobytes()).hexdigest()}
+
+    def scoring_config(self) -> dict[str, Any]:
+        """The config fields scoring may read: all of them (a subclass drops those it does not use)."""
+        return self.config.to_dict()
 
     def fitted_state(self) -> dict[str, Any]:
         return {"bank": self.bank, "bank_index": self.bank_index}

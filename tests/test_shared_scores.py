@@ -1,0 +1,121 @@
+"""Cells whose methods declare the same score identity on the same images share one scoring
+(capabilities.SharedScores): exactly the scores they would compute, and the row says so."""
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from bench.grid import GridSpec
+from bench.methods import Scores, get
+from bench.methods.adaptation import AdaptedPatchCore
+from bench.methods.patchcore import PatchCore
+from bench import runner
+from bench.runner import RunContext, run_cell
+
+SMALL = {"resize": "32", "image_size": "32", "coreset_ratio": "0.1", "n_clusters": "4", "adapt_epochs": "1",
+         "adapt_batch_size": "2", "adapt_max_images": "2", "sinkhorn_iters": "5", "stats_batch_images": "2"}
+METRICS = ["image_auroc", "pixel_auroc", "aupro", "image_scores"]
+
+
+def _images(n: int, seed: int, size: int = 32) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 255, (size, size, 3)).astype(np.uint8) for _ in range(n)]
+
+
+@pytest.mark.slow  # fits PatchCore and the shared TTA state on textures at 32 px
+def test_none_shares_patchcore_scoring_and_equals_its_own(tmp_path):
+    from bench.cache import FitCache
+
+    spec = GridSpec(methods=["patchcore", "ttad", "none"], dataset="textures", categories=["brick"],
+                    corruptions=["gaussian_noise"], overrides=SMALL)
+    cells = spec.cells()
+    ctx = RunContext(spec, fit_cache=FitCache(tmp_path / "fits"))
+    rows = {(c.method, c.corruption): run_cell(c, ctx) for c in cells}
+    assert all(r["status"] == "ok" for r in rows.values()), [r["error"] for r in rows.values()]
+    by_id = {c.cell_id: (c.method, c.corruption) for c in cells}
+    for corruption in ("clean", "gaussian_noise"):
+        none, pc = rows[("none", corruption)], rows[("patchcore", corruption)]
+        assert by_id[none["scores_shared_from"]] == ("patchcore", corruption)
+        assert pc["scores_shared_from"] == "" and rows[("ttad", corruption)]["scores_shared_from"] == ""
+        assert {k: none[k] for k in METRICS} == {k: pc[k] for k in METRICS}
+    # alone, `none` computes its scores itself: the same numbers, bit for bit
+    alone = RunContext(spec, fit_cache=FitCache(tmp_path / "fits"))
+    for cell in (c for c in cells if c.method == "none"):
+        own = run_cell(cell, alone)
+        assert own["scores_shared_from"] == ""
+        assert {k: own[k] for k in METRICS} == {k: rows[("none", cell.corruption)][k] for k in METRICS}
+
+
+def test_score_identity_is_patchcores_until_adapt_moves_the_backbone():
+    torch.manual_seed(0)
+    small = {k: int(v) if v.isdigit() else float(v) for k, v in SMALL.items()}
+    pc = get("patchcore").create(resize=32, image_size=32, coreset_ratio=0.1)
+    pc.fit(_images(4, 0))
+    none = get("none").create(**small)
+    none.load_fitted_state({**pc.fitted_state(), "source_stats": {}})
+    none.adapt(_images(2, 1))
+    assert pc.score_identity() == none.score_identity() is not None
+    ttad = get("ttad").create(**small)
+    ttad.load_fitted_state({**pc.fitted_state(), "source_stats": {}})
+    assert ttad.score_identity() == pc.score_identity()  # nothing adapted yet
+    ttad._adapted = True  # what adapt sets once it has moved the weights
+    assert ttad.score_identity() is None
+    other = get("patchcore").create(resize=32, image_size=32, coreset_ratio=0.1, smoothing_sigma=2.0)
+    other.load_fitted_state(pc.fitted_state())
+    assert other.score_identity() != pc.score_identity()  # a scoring field differs
+    moved = get("patchcore").create(resize=32, image_size=32, coreset_ratio=0.1)
+    moved.load_fitted_state({"bank": pc.bank + 1.0, "bank_index": pc.bank_index})
+    assert moved.score_identity() != pc.score_identity()  # another bank
+
+
+def test_a_subclass_with_its_own_adapt_shares_nothing_unless_it_says_so():
+    class Tuned(PatchCore):
+        def adapt(self, target):  # may move the weights: PatchCore's identity no longer holds
+            pass
+
+    class TunedAndSays(Tuned):
+        def score_identity(self):
+            return super().score_identity()
+
+    for cls, shares in ((Tuned, False), (TunedAndSays, True), (AdaptedPatchCore, True)):
+        m = cls(cls.Config(resize=32, image_size=32))
+        m.load_fitted_state({"bank": np.zeros((4, 1024), np.float32), "bank_index": np.arange(4), "source_stats": {}})
+        assert (m.score_identity() is not None) is shares, cls.__name__
+
+
+class _Counting:
+    """A method with a fixed score identity that counts its scorings."""
+
+    def __init__(self, side: int) -> None:
+        self.calls, self.side = 0, side
+
+    def score_identity(self):
+        return {"counting": self.side}
+
+    def score(self, target):
+        self.calls += 1
+        return Scores(np.zeros(2), np.zeros((2, self.side, self.side), np.float32))
+
+
+def _cell(corruption: str, method: str = "m") -> types.SimpleNamespace:
+    return types.SimpleNamespace(dataset="d", category="c", domain="", corruption=corruption, severity=5, seed=0,
+                                 protocol="native", test_subset=0, cell_id=f"{method}-{corruption}")
+
+
+def test_shared_scores_are_read_only_and_kept_within_their_memory(monkeypatch):
+    ctx = RunContext(GridSpec(methods=["patchcore"]))
+    m = _Counting(side=64)  # 32 KiB of maps per scoring
+    first, src = ctx.score(_cell("a"), m, None)
+    assert src == "" and m.calls == 1 and not first.maps.flags.writeable
+    again, src = ctx.score(_cell("a", "n"), m, None)
+    assert again is first and src == "m-a" and m.calls == 1
+    ctx.score(_cell("b"), m, None)  # other images: scored
+    assert m.calls == 2
+    monkeypatch.setattr(runner, "SHARED_SCORES_BYTES", 40 * 2**10)  # room for one scoring
+    ctx.score(_cell("c"), m, None)
+    assert m.calls == 3 and len(ctx._scores) == 1  # a and b dropped, oldest first
+    _, src = ctx.score(_cell("a", "n"), m, None)
+    assert src == "" and m.calls == 4
