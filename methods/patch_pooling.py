@@ -1,19 +1,22 @@
-"""PatchCore's patch aggregation for inference in one pass per level, equal bit for bit.
+"""PatchCore's patch aggregation through numba kernels, equal bit for bit to ATen's.
 
 ``patchcore.embed_patches`` in its literal form (unfold each level's 3x3 neighbourhoods,
 ``adaptive_avg_pool1d`` over their C*9 values, stack the levels, pool them again) spends a third
-of an EfficientNet-Lite0 forward in copies and ATen's scalar pooling loop. Without gradients the
-same numbers come from two numba kernels that read the feature maps directly:
+of an EfficientNet-Lite0 forward in copies and ATen's scalar pooling loops. Without gradients the
+same numbers come from two kernels that read the feature maps directly:
 
 - ``_pool_level``: each patch's pooled vector, taking the unfolded value ``(c, ky, kx)`` from the
   zero-padded map where ``F.unfold`` would have put it;
 - ``_pool_rows``: the final pooling over the levels' concatenation, level by level.
 
-Both follow ATen's CPU adaptive average pooling exactly (``cpu_adaptive_avg_pool2d``): window
-``[floor(j L / O), ceil((j + 1) L / O))``, a float32 sum from 0 in index order, then ``sum / 1 /
-k``. Every output element is computed on its own, so the thread split changes no bit. Tests
-compare the whole embedding with the literal form on the shapes of both backbones.
-Training (test-time adaptation) keeps the literal form: its backward is ATen's.
+With gradients (test-time adaptation) the literal form runs with ``adaptive_avg_pool1d`` here:
+``_pool_rows`` forward, ``_unpool_rows`` backward.
+
+All follow ATen's CPU adaptive average pooling (``cpu_adaptive_avg_pool2d`` and its backward):
+window ``[floor(j L / O), ceil((j + 1) L / O))``, a float32 sum from 0 in index order, then
+``sum / 1 / k``; backward from zero, adding ``grad / 1 / k`` in output order. Every row is
+computed on its own, so the thread split changes no bit. Tests compare the embedding and its
+gradient with ATen's on the shapes of both backbones.
 """
 from __future__ import annotations
 
@@ -59,6 +62,48 @@ def _pool_rows(x, starts, ends, out, first):  # pragma: no cover - numba
             for i in range(starts[j], ends[j]):
                 s += x[r, i]
             out[r, first + j] = s / np.float32(1.0) / np.float32(ends[j] - starts[j])
+
+
+@numba.njit(parallel=True, cache=True)
+def _unpool_rows(grad, starts, ends, out):  # pragma: no cover - numba
+    """The backward of ``_pool_rows`` as ATen computes it: out (N, L) from zero, then, in output
+    order, each window's ``grad / 1 / k`` added to each of its inputs."""
+    for r in numba.prange(grad.shape[0]):
+        for i in range(out.shape[1]):
+            out[r, i] = np.float32(0.0)
+        for j in range(starts.shape[0]):
+            d = grad[r, j] / np.float32(1.0) / np.float32(ends[j] - starts[j])
+            for i in range(starts[j], ends[j]):
+                out[r, i] += d
+
+
+class _AdaptivePool1d(torch.autograd.Function):
+    """``F.adaptive_avg_pool1d`` on (N, 1, L) float32 CPU tensors through numba, both ways."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, size: int) -> torch.Tensor:  # type: ignore[override]
+        n, _, length = x.shape
+        starts, ends = windows(length, size)
+        out = np.empty((n, size), dtype=np.float32)
+        _pool_rows(np.ascontiguousarray(x.detach().reshape(n, length).numpy()), starts, ends, out, 0)
+        ctx.length = length
+        return torch.from_numpy(out).reshape(n, 1, size)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        n, _, size = grad.shape
+        starts, ends = windows(ctx.length, size)
+        out = np.empty((n, ctx.length), dtype=np.float32)
+        _unpool_rows(np.ascontiguousarray(grad.reshape(n, size).numpy()), starts, ends, out)
+        return torch.from_numpy(out).reshape(n, 1, ctx.length), None
+
+
+def adaptive_avg_pool1d(x: torch.Tensor, size: int) -> torch.Tensor:
+    """``F.adaptive_avg_pool1d(x, size)``, bit for bit in value and gradient; through numba for
+    (N, 1, L) float32 CPU tensors (ATen's loops run 2-3x slower on PatchCore's shapes)."""
+    if x.device.type != "cpu" or x.dtype != torch.float32 or x.dim() != 3 or x.shape[1] != 1:
+        return F.adaptive_avg_pool1d(x, size)
+    return _AdaptivePool1d.apply(x, size)
 
 
 def _pool_concatenation(levels: list[np.ndarray], target_dim: int) -> np.ndarray:

@@ -90,13 +90,13 @@ def embed_patches(features: Sequence[torch.Tensor], cfg: PatchCoreConfig) -> tor
         b, c, fh, fw = f.shape
         u = F.unfold(f, kernel_size=k, padding=k // 2)  # (B, C*k*k, fh*fw), channel-major
         u = u.transpose(1, 2).reshape(b * fh * fw, 1, c * k * k)
-        u = F.adaptive_avg_pool1d(u, cfg.pretrain_embed_dim).reshape(b, fh, fw, -1)
+        u = patch_pooling.adaptive_avg_pool1d(u, cfg.pretrain_embed_dim).reshape(b, fh, fw, -1)
         if (fh, fw) != (h, w):
             u = F.interpolate(u.permute(0, 3, 1, 2), size=(h, w), mode="bilinear", align_corners=False)
             u = u.permute(0, 2, 3, 1)
         levels.append(u.reshape(b * h * w, -1))
     stacked = torch.stack(levels, dim=1).reshape(len(levels[0]), 1, -1)
-    out = F.adaptive_avg_pool1d(stacked, cfg.target_embed_dim)
+    out = patch_pooling.adaptive_avg_pool1d(stacked, cfg.target_embed_dim)
     return out.reshape(features[0].shape[0], h * w, cfg.target_embed_dim)
 
 

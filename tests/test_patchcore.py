@@ -142,3 +142,20 @@ def test_fused_patch_pooling_equals_the_literal_form_bit_for_bit(shapes, fields)
         fused = embed_patches(feats, cfg)
     assert fused.shape == literal.shape and torch.equal(fused, literal)
     assert not patch_pooling.supported(feats, 2) and not patch_pooling.supported(feats, 3)  # even k / grad mode
+
+
+@pytest.mark.parametrize("n,length,size", [(400, 360, 1024), (100, 1008, 1024), (400, 2048, 1024),
+                                           (20, 4608, 1024), (20, 9216, 1024), (7, 100, 3), (5, 10, 37)])
+def test_numba_adaptive_pooling_equals_atens_in_value_and_gradient(n, length, size):
+    """The pooling the literal form uses when a gradient is wanted (test-time adaptation):
+    the same bits as F.adaptive_avg_pool1d forward and backward, windows overlapping or not."""
+    from bench.methods import patch_pooling
+
+    torch.manual_seed(0)
+    x = torch.randn(n, 1, length, requires_grad=True)
+    g = torch.randn(n, 1, size)
+    ours = patch_pooling.adaptive_avg_pool1d(x, size)
+    aten = F.adaptive_avg_pool1d(x, size)
+    assert ours.grad_fn is not None and type(ours.grad_fn).__name__ != type(aten.grad_fn).__name__  # numba's
+    assert torch.equal(ours, aten)
+    assert torch.equal(torch.autograd.grad(ours, x, g)[0], torch.autograd.grad(aten, x, g)[0])
