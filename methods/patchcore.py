@@ -78,7 +78,8 @@ def embed_patches(features: Sequence[torch.Tensor], cfg: PatchCoreConfig) -> tor
     Literal form of the official aggregation: adaptive pooling over each neighbourhood's C*k*k
     values, then over the concatenated levels. Pooling over channels and bilinear upsampling are
     both linear and act on different axes, so pooling before upsampling equals the official order.
-    Without gradients on the CPU the same numbers come from ``patch_pooling`` (3-4x faster).
+    Without gradients on the CPU the same numbers come from ``patch_pooling`` (3x faster at
+    EfficientNet-Lite0's widths, 6x at WRN-50's); with them its pooling replaces ATen's.
     """
     if patch_pooling.supported(features, cfg.patch_size):
         return patch_pooling.embed_patches_fused(features, cfg.patch_size, cfg.pretrain_embed_dim,
