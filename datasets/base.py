@@ -7,7 +7,6 @@ does not sit in memory twice.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import re
 import socket
@@ -20,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..methods.errors import BenchError
+from ..methods.persist import array_digest
 
 
 # EXIF orientations 5..8 turn the stored image by 90 degrees: width and height swap.
@@ -288,14 +288,6 @@ def split_notes(where: str, labels: np.ndarray, normal: str = "good") -> list[st
     return []
 
 
-def pixel_digest(img: np.ndarray) -> str:
-    """sha256 of an array's dtype, shape and bytes: the identity of an image's pixels."""
-    h = hashlib.sha256()
-    h.update(f"{img.dtype.str}{img.shape}".encode())
-    h.update(np.ascontiguousarray(img).tobytes())
-    return h.hexdigest()
-
-
 class ImageSet(Sequence[np.ndarray]):
     """A lazy, ordered set of images with stable ids (the ids seed the corruptions)."""
 
@@ -305,10 +297,10 @@ class ImageSet(Sequence[np.ndarray]):
         self._digests: dict[int, str] = {}
 
     def digest(self, i: int) -> str:
-        """``pixel_digest`` of item ``i``, computed once per set: the corrupted-image cache keys on
+        """``array_digest`` of item ``i``'s pixels, computed once per set: the corrupted-image cache keys on
         it, and a grid's cells ask for the same test images again and again."""
         if i not in self._digests:
-            self._digests[i] = pixel_digest(np.asarray(self[i]))
+            self._digests[i] = array_digest(self[i])
         return self._digests[i]
 
     @classmethod

@@ -26,8 +26,8 @@ import numpy as np
 from PIL import Image
 
 from ..methods.errors import BenchError, UnknownName
-from ..methods.persist import atomic_write
-from .base import ImageSet, pixel_digest
+from ..methods.persist import array_digest, atomic_write
+from .base import ImageSet
 from .cache import cache_dir
 
 # imagecorruptions' own order (corruption_number 0..18).
@@ -318,13 +318,13 @@ def _write_atomic(path: Path, img: np.ndarray) -> None:
     atomic_write(path, lambda fh: Image.fromarray(img).save(fh, format="PNG", compress_level=1), durable=False)
 
 
-def _load_or_make(src: np.ndarray | Callable[[], np.ndarray], corruption: str, severity: int, k: int,
+def _load_or_make(load_src: Callable[[], np.ndarray], corruption: str, severity: int, k: int,
                   protocol: str, path: Path) -> tuple[np.ndarray, bool]:
-    """Return (image, was_hit). ``src``: the source image, or a function that loads it (on a miss only)."""
+    """Return (image, was_hit); the source image is loaded (``load_src``) on a miss only."""
     cached = _read_cached(path)
     if cached is not None:
         return cached, True
-    out = corrupt_image(_prepare(src() if callable(src) else src, protocol), corruption, severity, k)
+    out = corrupt_image(_prepare(load_src(), protocol), corruption, severity, k)
     _write_atomic(path, out)
     return out, False
 
@@ -392,7 +392,7 @@ class MaterializeStats:
 def _materialize_one(src: np.ndarray, corruption: str, severity: int, k: int, protocol: str,
                      path: str) -> bool:
     # Top level so spawn-started workers can unpickle it.
-    _, hit = _load_or_make(src, corruption, severity, k, protocol, Path(path))
+    _, hit = _load_or_make(lambda: src, corruption, severity, k, protocol, Path(path))
     return hit
 
 
@@ -428,7 +428,7 @@ def materialize(images: ImageSet, *, dataset: str, category: str,
     def tasks():
         for i, image_id in enumerate(images.ids):
             src = np.asarray(images[i])
-            digest = pixel_digest(src)
+            digest = array_digest(src)
             for name in names:
                 for sev in sevs:
                     k = image_seed(dataset, category, image_id, name, sev, seed)

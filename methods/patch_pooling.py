@@ -86,16 +86,17 @@ class _AdaptivePool1d(torch.autograd.Function):
         starts, ends = windows(length, size)
         out = np.empty((n, size), dtype=np.float32)
         _pool_rows(np.ascontiguousarray(x.detach().reshape(n, length).numpy()), starts, ends, out, 0)
-        ctx.length = length
+        ctx.windows = starts, ends
         return torch.from_numpy(out).reshape(n, 1, size)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         n, _, size = grad.shape
-        starts, ends = windows(ctx.length, size)
-        out = np.empty((n, ctx.length), dtype=np.float32)
+        starts, ends = ctx.windows
+        length = int(ends[-1])  # the last window ends at the input's end
+        out = np.empty((n, length), dtype=np.float32)
         _unpool_rows(np.ascontiguousarray(grad.reshape(n, size).numpy()), starts, ends, out)
-        return torch.from_numpy(out).reshape(n, 1, ctx.length), None
+        return torch.from_numpy(out).reshape(n, 1, length), None
 
 
 def adaptive_avg_pool1d(x: torch.Tensor, size: int) -> torch.Tensor:

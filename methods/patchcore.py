@@ -9,7 +9,6 @@ score; map = bilinear upsample to 224 + Gaussian sigma 4.
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -26,6 +25,7 @@ from .base import Method, MethodConfig, Scores, bounded
 from .coreset import greedy_coreset
 from .errors import BenchError, warn
 from .knn import NearestNeighbours
+from .persist import array_digest
 from .geometry import Geometry
 from .preprocess import batched, to_tensor
 
@@ -254,7 +254,7 @@ class PatchCore(Method):
             return None
         return {"path": [getattr(type(self), name).__qualname__ for name in self.SCORE_PATH],
                 "config": self.scoring_config(), "seed": self.seed, "device": self.device,
-                "bank": hashlib.sha256(self.bank.tobytes()).hexdigest()}
+                "bank": array_digest(self.bank)}
 
     def scoring_config(self) -> dict[str, Any]:
         """The config fields scoring may read: all of them (a subclass drops those it does not use)."""

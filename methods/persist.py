@@ -24,6 +24,18 @@ def stable_hash(obj: Any, n: int) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
 
 
+def array_digest(arr: Any) -> str:
+    """sha256 of an array's dtype, shape and bytes: the identity of its values (an image's pixels,
+    a memory bank)."""
+    import numpy as np  # here, not at the top: listing methods imports no numpy
+
+    arr = np.asarray(arr)
+    h = hashlib.sha256()
+    h.update(f"{arr.dtype.str}{arr.shape}".encode())
+    h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()
+
+
 def tmp_path(final: Path) -> Path:
     """A temp name next to ``final``: leading dot, this pid, a random tag, ``.tmp`` suffix.
 
