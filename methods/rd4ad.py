@@ -121,7 +121,7 @@ class RD4ADConfig(MethodConfig):
     efdm_alpha: float = bounded(0.0, ge=0, le=1, stage=ADAPT)
     efdm_reference: str = "0"  # index into the training set, or a training image id
     # execution only (the numbers do not depend on them): changing them reuses the trained student
-    teacher_cache_mb: int = bounded(2048, ge=0, stage=ADAPT)  # keep clean teacher maps across epochs when they fit
+    teacher_cache_mb: int = bounded(2048, ge=0, stage=ADAPT)  # keep fixed teacher maps across epochs when they fit
     checkpoint_every: int = bounded(1, ge=1, stage=ADAPT)  # epochs between resume checkpoints
 
     def geometry(self) -> Geometry:
@@ -231,7 +231,7 @@ class RD4AD(Method):
         labels_t = torch.from_numpy(labels).to(self.device)
         return shuffle_tiles(x, self._jigsaw_table, labels_t).contiguous(memory_format=CL), labels_t
 
-    def _step(self, images: np.ndarray, idx: np.ndarray, cache: list[torch.Tensor] | None,
+    def _step(self, images: np.ndarray, idx: np.ndarray, cache: dict[str, list[torch.Tensor]] | None,
               rng: np.random.Generator, opt: torch.optim.Optimizer) -> float:
         cfg = self.config
         labels = None
@@ -240,8 +240,8 @@ class RD4AD(Method):
             if self.jigsaw_head is not None:
                 x, labels = self._jigsaw(x, rng)
             if cache is not None:
-                sel = torch.as_tensor(idx, device=cache[0].device)
-                t_clean = [c.index_select(0, sel).to(self.device) for c in cache]
+                sel = torch.as_tensor(idx, device=cache["clean"][0].device)
+                t_clean = [c.index_select(0, sel).to(self.device) for c in cache["clean"]]
             else:
                 styles = None
                 if cfg.feature_style != "none":  # training only: scoring never passes stage functions
@@ -250,11 +250,14 @@ class RD4AD(Method):
                 t_clean = self.teacher(x, stage_fns=styles)
             views: list[list[torch.Tensor]] = []
             if cfg.augmix_views:
-                aug = np.stack([self._augmix(images[j], rng) for j in idx])
-                both = self.teacher(torch.cat([torch.from_numpy(aug).to(self.device), self._gray(x)])
-                                    .contiguous(memory_format=CL))
-                b = len(idx)
-                views = [[f[:b] for f in both], [f[b:] for f in both]]
+                aug = torch.from_numpy(np.stack([self._augmix(images[j], rng) for j in idx])).to(self.device)
+                if cache is not None and "gray" in cache:  # the grayscale view is fixed: only AugMix's is new
+                    views = [self.teacher(aug.contiguous(memory_format=CL)),
+                             [c.index_select(0, sel).to(self.device) for c in cache["gray"]]]
+                else:
+                    both = self.teacher(torch.cat([aug, self._gray(x)]).contiguous(memory_format=CL))
+                    b = len(idx)
+                    views = [[f[:b] for f in both], [f[b:] for f in both]]
         z, dec = self.student(t_clean)
         loss = cfg.loss_ori * distill_loss(t_clean, dec)
         if views:
@@ -288,16 +291,26 @@ class RD4AD(Method):
         return ((g - mean) / std).contiguous()
 
     @torch.no_grad()
-    def _teacher_cache(self, images: np.ndarray) -> list[torch.Tensor] | None:
-        """Clean teacher maps of every training image, when they fit ``teacher_cache_mb``."""
+    def _teacher_cache(self, images: np.ndarray) -> dict[str, list[torch.Tensor]] | None:
+        """Teacher maps of every training image that are the same each epoch, when they fit
+        ``teacher_cache_mb``: the clean image's ("clean") and, with ``augmix_views``, its
+        grayscale view's ("gray"). A sample's maps do not depend on the batch it is computed in
+        (eval-mode teacher; checked bit for bit in the tests), so the cache changes no weight."""
+        cfg = self.config
         s = self.net_geometry.out_size
         per_image = sum(c * (s // stride) ** 2 for c, stride in zip(self.teacher.channels, (4, 8, 16)))
-        if len(images) * per_image * 4 / 2**20 > self.config.teacher_cache_mb:
+        fit = int(cfg.teacher_cache_mb * 2**20 // max(1, len(images) * per_image * 4))  # kinds that fit
+        kinds = (("clean", "gray") if cfg.augmix_views else ("clean",))[:fit]
+        if not kinds:
             return None
-        bs = self.config.batch_size
-        parts = [self.teacher(to_tensor(images[i:i + bs], self.norm).to(self.device, memory_format=CL))
-                 for i in range(0, len(images), bs)]
-        return [torch.cat([p[k] for p in parts]) for k in range(3)]
+        bs = cfg.batch_size
+        parts: dict[str, list[list[torch.Tensor]]] = {k: [] for k in kinds}
+        for i in range(0, len(images), bs):
+            x = to_tensor(images[i:i + bs], self.norm).to(self.device, memory_format=CL)
+            parts["clean"].append(self.teacher(x))
+            if "gray" in parts:
+                parts["gray"].append(self.teacher(self._gray(x).contiguous(memory_format=CL)))
+        return {k: [torch.cat([p[level] for p in maps]) for level in range(3)] for k, maps in parts.items()}
 
     def _choose_reference(self, train: Sequence[np.ndarray], images: np.ndarray) -> None:
         ref = str(self.config.efdm_reference).strip()

@@ -170,6 +170,30 @@ def _weights(m: RD4AD) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in m.student.state_dict().items()}
 
 
+@pytest.mark.parametrize("name", ["rd4ad", "gnl"])
+def test_cached_teacher_maps_train_the_same_student_as_computing_them(name, images, monkeypatch):
+    """The teacher cache (clean maps; GNL's grayscale views too) is an execution detail: with it
+    and without it (``teacher_cache_mb=0``) training ends on the same weights, bit for bit. Batch
+    4 of 6 images: the last batch is smaller than the ones the cache was computed in."""
+    kinds = []
+    original = RD4AD._teacher_cache
+
+    def spy(self, imgs):
+        cache = original(self, imgs)
+        kinds.append(sorted(cache or {}))
+        return cache
+
+    monkeypatch.setattr(RD4AD, "_teacher_cache", spy)
+    cached = get(name).create(**{**TINY, "epochs": 2}, seed=1)
+    cached.fit(images)
+    computed = get(name).create(**{**TINY, "epochs": 2, "teacher_cache_mb": 0}, seed=1)
+    computed.fit(images)
+    assert kinds == [["clean", "gray"] if name == "gnl" else ["clean"], []]
+    assert cached.history == computed.history
+    a, b = _weights(cached), _weights(computed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["rd4ad", "gnl", "augmix", "mixstyle", "jigsaw"])  # online draws, Jigsaw's head
 def test_killed_training_resumes_and_ends_with_the_uninterrupted_weights(name, images, tmp_path):
