@@ -16,7 +16,6 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.ndimage import gaussian_filter
 from torch import nn
 
 from . import patch_pooling
@@ -28,6 +27,7 @@ from .knn import NearestNeighbours
 from .persist import array_digest
 from .geometry import Geometry
 from .preprocess import batched, to_tensor
+from .smoothing import smooth_maps
 
 
 @dataclass(frozen=True)
@@ -236,7 +236,7 @@ class PatchCore(Method):
         s = self.config.image_size
         m = F.interpolate(m, size=(s, s), mode="bilinear", align_corners=False)[:, 0].numpy()
         sigma = self.config.smoothing_sigma
-        return np.stack([gaussian_filter(x, sigma=sigma) for x in m]).astype(np.float32) if sigma > 0 else m
+        return smooth_maps(m, sigma)
 
     # the hooks ``score`` goes through: a subclass that overrides one scores in its own way
     SCORE_PATH = ("score", "feature_batches", "input_batches", "grid_input", "input_tensor", "make_embedder",

@@ -58,7 +58,6 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.ndimage import gaussian_filter
 
 from .augmix import OP_LISTS, augmix
 from .base import ADAPT, Method, MethodConfig, Scores, bounded
@@ -69,6 +68,7 @@ from .persist import atomic_write, stable_hash
 from .backbones import normalization
 from .geometry import Geometry
 from .preprocess import batches, to_tensor
+from .smoothing import smooth_maps
 
 log = logging.getLogger(__name__)
 
@@ -399,9 +399,8 @@ class RD4AD(Method):
                 t = self.teacher(x.to(self.device, memory_format=CL), refs, cfg.efdm_alpha)
                 _, s = self.student(t)
                 m = anomaly_maps(t, s, cfg.image_size).float().cpu().numpy()
-            if cfg.smoothing_sigma > 0:
-                m = np.stack([gaussian_filter(a, sigma=cfg.smoothing_sigma) for a in m])
-            maps.append(m.astype(np.float32))
+            m = smooth_maps(m, cfg.smoothing_sigma)
+            maps.append(m)
             image_scores.append(m.reshape(len(m), -1).max(1))
         return Scores(np.concatenate(image_scores).astype(np.float64), np.concatenate(maps))
 
