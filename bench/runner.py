@@ -5,6 +5,7 @@ The runner is the only place that sees labels and masks; methods get images only
 from __future__ import annotations
 
 import copy
+import functools
 import gc
 import json
 import platform
@@ -27,7 +28,7 @@ import torch
 from . import metrics, numerics, samples, stats
 from .results import DEFECT_METRICS, encode_defect_metrics
 from .cache import FitCache, data_fingerprint
-from .datasets.base import Category, TestSplit
+from .datasets.base import Category, ImageSet, TestSplit
 from .datasets.corruptions import CLEAN, CacheStats, backend_version, corrupted_images
 from .datasets.registry import get_dataset
 from .errors import BenchError, BenchWarning
@@ -69,6 +70,13 @@ def set_threads(n: int) -> int:
 
 
 def versions() -> dict[str, str]:
+    return dict(_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _versions() -> tuple[tuple[str, str], ...]:
+    """Installed distributions' versions, read once per process (metadata lookups scan
+    site-packages: ~10 ms a cell otherwise); an upgrade needs a new process anyway."""
     out = {"python": platform.python_version()}
     # every library whose arithmetic reaches a metric (image decoding and resizing included)
     for dist in ("adshift-bench", "torch", "torchvision", "timm", "faiss-cpu", "faiss-gpu", "faiss-gpu-cu12",
@@ -80,7 +88,7 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     out["corruptions"] = backend_version()
-    return out
+    return tuple(out.items())
 
 
 def resolve_device(device: str) -> str:
@@ -93,6 +101,10 @@ def resolve_device(device: str) -> str:
 
 # Memory for scorings kept for later cells (their anomaly maps), least recently used dropped first.
 SHARED_SCORES_BYTES = 256 * 2**20
+# Memory for decoded test inputs (clean or corrupted) kept for the category's later cells: a grid
+# runs a category's cells together, each method reading the same images again. Sets of another
+# category are dropped; images past the cap are read from disk each time, as without it.
+TEST_INPUTS_BYTES = 1024 * 2**20
 
 
 @dataclass
@@ -108,6 +120,9 @@ class RunContext:
     _checked: dict[tuple[str, str], str | None] = field(default_factory=dict)
     # scorings that later cells may share (SharedScores): key -> (scores, the cell that computed them)
     _scores: OrderedDict[str, tuple[Scores, str]] = field(default_factory=OrderedDict)
+    # decoded test inputs: (category, domain, corruption, severity, seed, protocol) -> index -> array
+    _inputs: dict[tuple, dict[int, np.ndarray]] = field(default_factory=dict)
+    _inputs_bytes: int = 0
 
     def category(self, name: str) -> Category:
         if name not in self._categories:
@@ -160,6 +175,34 @@ class RunContext:
         if self._checked[key] is not None:
             raise BenchError(self._checked[key])
         return split
+
+    def test_inputs(self, cell: Cell, stats: CacheStats | None = None) -> ImageSet:
+        """The cell's test inputs (its corruption of the split's images), lazy; each image is
+        decoded (or corrupted) once per grid while ``TEST_INPUTS_BYTES`` allows, and every access
+        returns a private copy (a method may write into what it gets). Sets of a richer type
+        (point clouds) come as they are."""
+        test = self.split(cell.category, cell.domain)
+        source = corrupted_images(test.images, dataset=cell.dataset, category=cell.category,
+                                  corruption=cell.corruption, severity=cell.severity, seed=cell.seed,
+                                  protocol=cell.protocol, stats=stats)
+        if type(source) is not ImageSet:
+            return source
+        for other in [k for k in self._inputs if k[0] != cell.category]:
+            self._inputs_bytes -= sum(a.nbytes for a in self._inputs.pop(other).values())
+        key = (cell.category, cell.domain, cell.corruption, cell.severity, cell.seed, cell.protocol)
+        kept = self._inputs.setdefault(key, {})
+
+        def load(i: int) -> np.ndarray:
+            item = kept.get(i)
+            if item is None:
+                item = source[i]
+                if self._inputs_bytes + item.nbytes > TEST_INPUTS_BYTES:
+                    return item
+                kept[i] = item
+                self._inputs_bytes += item.nbytes
+            return item.copy()
+
+        return ImageSet(source.ids, load)
 
     def score(self, cell: Cell, method: Method, target) -> tuple[Scores, str]:
         """``method.score(target)``, or the scores of an earlier cell whose method declared the same
@@ -431,11 +474,7 @@ def _evaluate(cell: Cell, ctx: RunContext, device: str, stage: Callable[[str], N
     method, fit_seconds, cached = fitted_method(cell, ctx, device, fitted=fitted)
     cat = ctx.category(cell.category)
     test = ctx.checked_split(cell.category, cell.domain)
-    target = corrupted_images(
-        test.images, dataset=cell.dataset, category=cell.category,
-        corruption=cell.corruption, severity=cell.severity, seed=cell.seed, protocol=cell.protocol,
-        stats=cache_stats,
-    )
+    target = ctx.test_inputs(cell, cache_stats)
     stage("adapt")
     seed_everything(cell.seed)
     method.source_images = cat.train

@@ -119,3 +119,35 @@ def test_shared_scores_are_read_only_and_kept_within_their_memory(monkeypatch):
     assert m.calls == 3 and len(ctx._scores) == 1  # a and b dropped, oldest first
     _, src = ctx.score(_cell("a", "n"), m, None)
     assert src == "" and m.calls == 4
+
+
+def test_test_inputs_are_read_once_per_grid_and_each_cell_gets_its_own_copy(monkeypatch):
+    reads: list[tuple[str, int]] = []
+    real = runner.corrupted_images
+
+    def counting(images, **kw):
+        source = real(images, **kw)
+        return runner.ImageSet(source.ids, lambda i: reads.append((kw["category"], i)) or source[i])
+
+    monkeypatch.setattr(runner, "corrupted_images", counting)
+    spec = GridSpec(methods=["patchcore", "none"], dataset="textures", categories=["brick", "grass"],
+                    corruptions=["gaussian_noise"], overrides=SMALL)
+    cells = [c for c in spec.cells() if c.corruption == "gaussian_noise"]
+    brick = [c for c in cells if c.category == "brick"]
+    ctx = RunContext(spec)
+    first = ctx.test_inputs(brick[0])
+    a = first[0]
+    a[:] = 0  # a method writing into its input changes nothing for the next cell
+    second = ctx.test_inputs(brick[1])
+    assert brick[0].method != brick[1].method
+    assert [second[i].tobytes() for i in range(3)] == [real(ctx.split("brick").images, dataset="textures",
+            category="brick", corruption="gaussian_noise", severity=5, seed=0)[i].tobytes() for i in range(3)]
+    assert reads == [("brick", 0), ("brick", 1), ("brick", 2)] and second[0].any()
+    grass = next(c for c in cells if c.category == "grass")
+    ctx.test_inputs(grass)[0]
+    assert {k[0] for k in ctx._inputs} == {"grass"}  # a grid runs a category's cells together
+    monkeypatch.setattr(runner, "TEST_INPUTS_BYTES", 0)  # over the cap: read each time, as without it
+    reads.clear()
+    fresh = RunContext(spec)
+    fresh.test_inputs(brick[0])[0], fresh.test_inputs(brick[1])[0]
+    assert reads == [("brick", 0), ("brick", 0)]
