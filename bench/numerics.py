@@ -42,6 +42,7 @@ import json
 import os
 import platform
 import re
+import sys
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -217,14 +218,24 @@ def _effective_libraries() -> dict[str, Any]:
         out["faiss_simd"] = faiss.SIMDConfig.get_level_name()
     except Exception:  # noqa: BLE001 - older FAISS without SIMDConfig, or none
         pass
+    blas = _blas_libraries(len(sys.modules))
+    if blas is not None:
+        out["blas"] = blas
+    return out
+
+
+@lru_cache(maxsize=4)
+def _blas_libraries(_modules: int) -> list[str] | None:
+    """The BLAS libraries loaded and their kernel families (threadpoolctl walks every loaded
+    shared object, ~5 ms: asked again only when a module was imported since, the way a new
+    library gets loaded)."""
     try:
         from threadpoolctl import threadpool_info
 
-        out["blas"] = sorted({f"{i.get('internal_api')}:{i.get('architecture') or '?'}"
-                              for i in threadpool_info() if i.get("user_api") == "blas"})
+        return sorted({f"{i.get('internal_api')}:{i.get('architecture') or '?'}"
+                       for i in threadpool_info() if i.get("user_api") == "blas"})
     except Exception:  # noqa: BLE001
-        pass
-    return out
+        return None
 
 
 def reproducibility_fields(device: str, deterministic: bool, nondeterministic_ops: list[str] | None = None

@@ -204,8 +204,10 @@ def _backend():
 
 
 @lru_cache(maxsize=1)
+@lru_cache(maxsize=1)
 def backend_version() -> str:
-    """Distribution and version of the corruption backend; part of every cache key."""
+    """Distribution and version of the corruption backend; part of every cache key (read once
+    per process: a metadata lookup scans site-packages)."""
     from importlib import metadata
 
     for dist in ("imagecorruptions-imaug", "imagecorruptions"):
