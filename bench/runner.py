@@ -120,6 +120,9 @@ class RunContext:
     _checked: dict[tuple[str, str], str | None] = field(default_factory=dict)
     # scorings that later cells may share (SharedScores): key -> (scores, the cell that computed them)
     _scores: OrderedDict[str, tuple[Scores, str]] = field(default_factory=OrderedDict)
+    # values of the cells computed here, for a later cell that computes exactly the same thing
+    # (twin_key): key -> (values, nondeterministic ops, the cell that computed them)
+    _twins: dict[str, tuple[dict[str, Any], list[str], Cell]] = field(default_factory=dict)
     # decoded test inputs: (category, domain, corruption, severity, seed, protocol) -> index -> array
     _inputs: dict[tuple, dict[int, np.ndarray]] = field(default_factory=dict)
     _inputs_bytes: int = 0
@@ -203,6 +206,36 @@ class RunContext:
             return item.copy()
 
         return ImageSet(source.ids, load)
+
+    @staticmethod
+    def twin_key(cell: Cell, device: str) -> str:
+        """What a cell's values depend on besides the grid: the method's class (not its name: two
+        registered variants may be one class with one config, e.g. ``ttt++`` and
+        ``moment_matching``), its config, seed, fitted state and test images."""
+        cls = get(cell.method).cls
+        return stable_hash({"class": f"{cls.__module__}:{cls.__qualname__}", "config": cell.config.to_dict(),
+                            "images": [cell.dataset, cell.category, cell.domain, cell.corruption, cell.severity,
+                                       cell.seed, cell.protocol, cell.test_subset], "device": device}, 32)
+
+    def twin(self, cell: Cell, device: str) -> tuple[dict[str, Any], list[str]] | None:
+        """The values of an earlier cell of this grid with the same ``twin_key`` (None: none yet),
+        as this cell's: nothing adapted, scored or measured here, ``scores_shared_from`` naming
+        that cell. The same numbers bit for bit as computing them (``bench verify`` does)."""
+        found = self._twins.get(self.twin_key(cell, device))
+        if found is None:
+            return None
+        values, ops, first = found
+        values = copy.deepcopy(values)
+        values.update({"adapt_seconds": 0.0, "score_seconds": 0.0, "metric_seconds": 0.0, "fit_cached": True,
+                       "scores_shared_from": first.cell_id})
+        return values, list(ops)
+
+    def keep_twin(self, cell: Cell, device: str, values: dict[str, Any], ops: list[str]) -> None:
+        """Remember a computed cell's values for its twins (those of the same category: a grid
+        runs a category's cells together, so the others are dropped)."""
+        for key in [k for k, (_, _, c) in self._twins.items() if c.category != cell.category]:
+            del self._twins[key]
+        self._twins[self.twin_key(cell, device)] = (copy.deepcopy(values), list(ops), cell)
 
     def score(self, cell: Cell, method: Method, target) -> tuple[Scores, str]:
         """``method.score(target)``, or the scores of an earlier cell whose method declared the same
@@ -445,9 +478,14 @@ def run_cell(cell: Cell, ctx: RunContext, on_stage: Callable[[str], None] | None
     failed = False
     ops: list[str] = []
     try:
-        with numerics.deterministic_algorithms(device, ctx.spec.deterministic) as ops:
-            values = _evaluate(cell, ctx, device, stage, fitted, cache_stats)
-        ops = ops + json.loads(values.pop(FIT_OPS, None) or "[]")
+        twin = ctx.twin(cell, device)
+        if twin is None:
+            with numerics.deterministic_algorithms(device, ctx.spec.deterministic) as ops:
+                values = _evaluate(cell, ctx, device, stage, fitted, cache_stats)
+            ops = ops + json.loads(values.pop(FIT_OPS, None) or "[]")
+            ctx.keep_twin(cell, device, values, ops)
+        else:
+            values, ops = twin
         row.update(values)
         row.update({"status": "ok", "error": ""})
     except Exception as exc:  # noqa: BLE001 - a failed cell is a result, the grid goes on

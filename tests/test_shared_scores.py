@@ -151,3 +151,27 @@ def test_test_inputs_are_read_once_per_grid_and_each_cell_gets_its_own_copy(monk
     fresh = RunContext(spec)
     fresh.test_inputs(brick[0])[0], fresh.test_inputs(brick[1])[0]
     assert reads == [("brick", 0), ("brick", 0)]
+
+
+@pytest.mark.slow  # adapts two TTA methods on textures at 32 px, then one of them again alone
+def test_twin_cells_of_one_class_and_config_are_computed_once(tmp_path):
+    """``ttt++`` and ``moment_matching`` are one class with one config (TTAD's Table 1 rows are
+    its Table 4 rows): the second cell of the pair takes the first one's values, which are
+    exactly what it computes alone; ``ttac`` (another config) is computed."""
+    from bench.cache import FitCache
+
+    spec = GridSpec(methods=["moment_matching", "ttt++", "ttac"], dataset="textures", categories=["brick"],
+                    corruptions=["gaussian_noise"], overrides=SMALL)
+    cells = [c for c in spec.cells() if c.corruption == "gaussian_noise"]
+    ctx = RunContext(spec, fit_cache=FitCache(tmp_path / "fits"))
+    rows = {c.method: run_cell(c, ctx) for c in cells}
+    assert all(r["status"] == "ok" for r in rows.values()), [r["error"] for r in rows.values()]
+    first, twin, other = rows["moment_matching"], rows["ttt++"], rows["ttac"]
+    assert twin["scores_shared_from"] == first["cell_id"] != twin["cell_id"]
+    assert twin["adapt_seconds"] == 0.0 and first["adapt_seconds"] > 0 and other["scores_shared_from"] == ""
+    assert other["diag_loss_after"] != first["diag_loss_after"]
+    compared = METRICS + ["diag_loss_before", "diag_loss_after", "diag_adapt_steps"]
+    assert {k: twin[k] for k in compared} == {k: first[k] for k in compared}
+    alone = run_cell(next(c for c in cells if c.method == "ttt++"), RunContext(spec, fit_cache=FitCache(tmp_path / "fits")))
+    assert alone["scores_shared_from"] == "" and alone["adapt_seconds"] > 0
+    assert {k: alone[k] for k in compared} == {k: first[k] for k in compared}
