@@ -182,8 +182,8 @@ class RunContext:
     def test_inputs(self, cell: Cell, stats: CacheStats | None = None) -> ImageSet:
         """The cell's test inputs (its corruption of the split's images), lazy; each image is
         decoded (or corrupted) once per grid while ``TEST_INPUTS_BYTES`` allows, and every access
-        returns a private copy (a method may write into what it gets). Sets of a richer type
-        (point clouds) come as they are."""
+        returns a private copy (a method may write into what it gets); ``stats`` counts an image
+        served from memory as a cache hit. Sets of a richer type (point clouds) come as they are."""
         test = self.split(cell.category, cell.domain)
         source = corrupted_images(test.images, dataset=cell.dataset, category=cell.category,
                                   corruption=cell.corruption, severity=cell.severity, seed=cell.seed,
@@ -194,9 +194,12 @@ class RunContext:
             self._inputs_bytes -= sum(a.nbytes for a in self._inputs.pop(other).values())
         key = (cell.category, cell.domain, cell.corruption, cell.severity, cell.seed, cell.protocol)
         kept = self._inputs.setdefault(key, {})
+        counted = stats is not None and cell.corruption != CLEAN  # as corrupted_images counts
 
         def load(i: int) -> np.ndarray:
             item = kept.get(i)
+            if item is not None and counted:
+                stats.add(True)  # from a cache: this one's memory tier
             if item is None:
                 item = source[i]
                 if self._inputs_bytes + item.nbytes > TEST_INPUTS_BYTES:
@@ -222,7 +225,7 @@ class RunContext:
         as this cell's: nothing adapted, scored or measured here, ``scores_shared_from`` naming
         that cell. The same numbers bit for bit as computing them (``bench verify`` does)."""
         found = self._twins.get(self.twin_key(cell, device))
-        if found is None:
+        if found is None or found[2].cell_id == cell.cell_id:  # the same cell again (a rerun): computed
             return None
         values, ops, first = found
         values = copy.deepcopy(values)

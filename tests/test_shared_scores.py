@@ -135,8 +135,12 @@ def test_test_inputs_are_read_once_per_grid_and_each_cell_gets_its_own_copy(monk
     cells = [c for c in spec.cells() if c.corruption == "gaussian_noise"]
     brick = [c for c in cells if c.category == "brick"]
     ctx = RunContext(spec)
-    first = ctx.test_inputs(brick[0])
+    stats = runner.CacheStats()
+    first = ctx.test_inputs(brick[0], stats)
     a = first[0]
+    before = (stats.hits, stats.misses)  # the disk cache's hit, or its miss (generated)
+    first[0]
+    assert sum(before) == 1 and (stats.hits, stats.misses) == (before[0] + 1, before[1])  # memory: a hit
     a[:] = 0  # a method writing into its input changes nothing for the next cell
     second = ctx.test_inputs(brick[1])
     assert brick[0].method != brick[1].method
@@ -172,6 +176,9 @@ def test_twin_cells_of_one_class_and_config_are_computed_once(tmp_path):
     assert other["diag_loss_after"] != first["diag_loss_after"]
     compared = METRICS + ["diag_loss_before", "diag_loss_after", "diag_adapt_steps"]
     assert {k: twin[k] for k in compared} == {k: first[k] for k in compared}
+    again = run_cell(next(c for c in cells if c.method == "moment_matching"), ctx)  # a rerun is no twin
+    assert again["scores_shared_from"] == "" and again["adapt_seconds"] > 0
+    assert {k: again[k] for k in compared} == {k: first[k] for k in compared}
     alone = run_cell(next(c for c in cells if c.method == "ttt++"), RunContext(spec, fit_cache=FitCache(tmp_path / "fits")))
     assert alone["scores_shared_from"] == "" and alone["adapt_seconds"] > 0
     assert {k: alone[k] for k in compared} == {k: first[k] for k in compared}
