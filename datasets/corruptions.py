@@ -204,10 +204,8 @@ def _backend():
 
 
 @lru_cache(maxsize=1)
-@lru_cache(maxsize=1)
 def backend_version() -> str:
-    """Distribution and version of the corruption backend; part of every cache key (read once
-    per process: a metadata lookup scans site-packages)."""
+    """Distribution and version of the corruption backend; part of every cache key."""
     from importlib import metadata
 
     for dist in ("imagecorruptions-imaug", "imagecorruptions"):
