@@ -107,6 +107,13 @@ SHARED_SCORES_BYTES = 256 * 2**20
 TEST_INPUTS_BYTES = 1024 * 2**20
 
 
+def _test_images(cell: Cell) -> list[Any]:
+    """What picks a cell's test images (its split, corruption and subset): part of every key of
+    something computed from them."""
+    return [cell.dataset, cell.category, cell.domain, cell.corruption, cell.severity, cell.seed,
+            cell.protocol, cell.test_subset]
+
+
 @dataclass
 class RunContext:
     """What cells of one grid share: loaded categories, the fit cache, masks."""
@@ -123,9 +130,8 @@ class RunContext:
     # values of the cells computed here, for a later cell that computes exactly the same thing
     # (twin_key): key -> (values, nondeterministic ops, the cell that computed them)
     _twins: dict[str, tuple[dict[str, Any], list[str], Cell]] = field(default_factory=dict)
-    # decoded test inputs: (category, domain, corruption, severity, seed, protocol) -> index -> array
+    # decoded test inputs: the cell's _test_images -> index -> array
     _inputs: dict[tuple, dict[int, np.ndarray]] = field(default_factory=dict)
-    _inputs_bytes: int = 0
 
     def category(self, name: str) -> Category:
         if name not in self._categories:
@@ -190,10 +196,9 @@ class RunContext:
                                   protocol=cell.protocol, stats=stats)
         if type(source) is not ImageSet:
             return source
-        for other in [k for k in self._inputs if k[0] != cell.category]:
-            self._inputs_bytes -= sum(a.nbytes for a in self._inputs.pop(other).values())
-        key = (cell.category, cell.domain, cell.corruption, cell.severity, cell.seed, cell.protocol)
-        kept = self._inputs.setdefault(key, {})
+        for other in [k for k in self._inputs if k[1] != cell.category]:
+            del self._inputs[other]
+        kept = self._inputs.setdefault(tuple(_test_images(cell)), {})
         counted = stats is not None and cell.corruption != CLEAN  # as corrupted_images counts
 
         def load(i: int) -> np.ndarray:
@@ -202,10 +207,10 @@ class RunContext:
                 stats.add(True)  # from a cache: this one's memory tier
             if item is None:
                 item = source[i]
-                if self._inputs_bytes + item.nbytes > TEST_INPUTS_BYTES:
+                held = sum(a.nbytes for images in self._inputs.values() for a in images.values())
+                if held + item.nbytes > TEST_INPUTS_BYTES:
                     return item
                 kept[i] = item
-                self._inputs_bytes += item.nbytes
             return item.copy()
 
         return ImageSet(source.ids, load)
@@ -217,8 +222,7 @@ class RunContext:
         ``moment_matching``), its config, seed, fitted state and test images."""
         cls = get(cell.method).cls
         return stable_hash({"class": f"{cls.__module__}:{cls.__qualname__}", "config": cell.config.to_dict(),
-                            "images": [cell.dataset, cell.category, cell.domain, cell.corruption, cell.severity,
-                                       cell.seed, cell.protocol, cell.test_subset], "device": device}, 32)
+                            "images": _test_images(cell), "device": device}, 32)
 
     def twin(self, cell: Cell, device: str) -> tuple[dict[str, Any], list[str]] | None:
         """The values of an earlier cell of this grid with the same ``twin_key`` (None: none yet),
@@ -246,9 +250,7 @@ class RunContext:
         identity = score_identity_of(method)
         if identity is None:
             return method.score(target), ""
-        images = [cell.dataset, cell.category, cell.domain, cell.corruption, cell.severity, cell.seed,
-                  cell.protocol, cell.test_subset]
-        key = stable_hash({"method": identity, "images": images}, 32)
+        key = stable_hash({"method": identity, "images": _test_images(cell)}, 32)
         if key in self._scores:
             self._scores.move_to_end(key)
             return self._scores[key]

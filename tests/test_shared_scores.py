@@ -149,7 +149,7 @@ def test_test_inputs_are_read_once_per_grid_and_each_cell_gets_its_own_copy(monk
     assert reads == [("brick", 0), ("brick", 1), ("brick", 2)] and second[0].any()
     grass = next(c for c in cells if c.category == "grass")
     ctx.test_inputs(grass)[0]
-    assert {k[0] for k in ctx._inputs} == {"grass"}  # a grid runs a category's cells together
+    assert {k[1] for k in ctx._inputs} == {"grass"}  # a grid runs a category's cells together
     monkeypatch.setattr(runner, "TEST_INPUTS_BYTES", 0)  # over the cap: read each time, as without it
     reads.clear()
     fresh = RunContext(spec)
