@@ -241,7 +241,11 @@ class RD4AD(Method):
                 x, labels = self._jigsaw(x, rng)
             if cache is not None:
                 sel = torch.as_tensor(idx, device=cache["clean"][0].device)
-                t_clean = [c.index_select(0, sel).to(self.device) for c in cache["clean"]]
+
+                def cached(kind: str) -> list[torch.Tensor]:
+                    return [c.index_select(0, sel).to(self.device) for c in cache[kind]]
+
+                t_clean = cached("clean")
             else:
                 styles = None
                 if cfg.feature_style != "none":  # training only: scoring never passes stage functions
@@ -252,8 +256,7 @@ class RD4AD(Method):
             if cfg.augmix_views:
                 aug = torch.from_numpy(np.stack([self._augmix(images[j], rng) for j in idx])).to(self.device)
                 if cache is not None and "gray" in cache:  # the grayscale view is fixed: only AugMix's is new
-                    views = [self.teacher(aug.contiguous(memory_format=CL)),
-                             [c.index_select(0, sel).to(self.device) for c in cache["gray"]]]
+                    views = [self.teacher(aug.contiguous(memory_format=CL)), cached("gray")]
                 else:
                     both = self.teacher(torch.cat([aug, self._gray(x)]).contiguous(memory_format=CL))
                     b = len(idx)

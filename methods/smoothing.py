@@ -24,12 +24,10 @@ def smooth_maps(maps: np.ndarray, sigma: float) -> np.ndarray:
     maps = np.ascontiguousarray(maps, dtype=np.float32)
     if sigma <= 0 or len(maps) == 0:
         return maps
-    workers = max(1, min(torch.get_num_threads(), len(maps)))
-    chunks = np.array_split(maps, workers)
-
     def one(chunk: np.ndarray) -> np.ndarray:
         return gaussian_filter(chunk, sigma=(0.0, sigma, sigma))
 
-    if workers == 1:
+    workers = min(torch.get_num_threads(), len(maps))
+    if workers <= 1:
         return one(maps)
-    return np.concatenate(list(_pool(workers).map(one, chunks)))
+    return np.concatenate(list(_pool(workers).map(one, np.array_split(maps, workers))))
