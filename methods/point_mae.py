@@ -47,6 +47,8 @@ import sys
 from pathlib import Path
 from typing import Mapping
 
+import numba
+import numpy as np
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint
@@ -206,7 +208,17 @@ def valid_mask(clouds: torch.Tensor) -> torch.Tensor:
 
 
 def furthest_point_sampling(points: torch.Tensor, n: int) -> torch.Tensor:
-    """(N, 3) -> (n,) indices; pointnet2_ops' rules (see the module doc): start at index 0."""
+    """(N, 3) -> (n,) indices; pointnet2_ops' rules (see the module doc): start at index 0.
+
+    On the CPU one numba pass per centre (``_fps_kernel``: the same float32 sums, minima and
+    first-maximum ties as ``_fps_torch``, which a GPU runs); the torch loop's small tensor ops
+    cost ~1.5-3 s per 50k-point cloud on two cores, paid for every view of every adaptation step."""
+    if points.device.type == "cpu" and points.dtype == torch.float32:
+        return torch.from_numpy(_fps_kernel(points.detach().contiguous().numpy(), n, np.float32(FPS_SKIP_MAG)))
+    return _fps_torch(points, n)
+
+
+def _fps_torch(points: torch.Tensor, n: int) -> torch.Tensor:
     dist = torch.full((len(points),), 1e10, dtype=points.dtype, device=points.device)
     dist[(points * points).sum(1) <= FPS_SKIP_MAG] = -1.0  # never selected (min keeps -1)
     idx = torch.zeros(n, dtype=torch.long, device=points.device)
@@ -217,6 +229,34 @@ def furthest_point_sampling(points: torch.Tensor, n: int) -> torch.Tensor:
             d = ((points - points[cur]) ** 2).sum(1)
             torch.minimum(dist, d, out=dist)
             cur = int(torch.argmax(dist))
+    return idx
+
+
+@numba.njit(cache=True)
+def _fps_kernel(points, n, skip):  # pragma: no cover - numba
+    """The torch loop's arithmetic in float32: d = (dx*dx + dy*dy) + dz*dz, dist = min(dist, d),
+    next centre = the first index of dist's maximum (torch.argmax's tie rule)."""
+    npts = points.shape[0]
+    dist = np.empty(npts, dtype=np.float32)
+    for j in range(npts):
+        x, y, z = points[j, 0], points[j, 1], points[j, 2]
+        dist[j] = np.float32(-1.0) if (x * x + y * y) + z * z <= skip else np.float32(1e10)
+    idx = np.zeros(n, dtype=np.int64)
+    cur = 0
+    for i in range(n):
+        idx[i] = cur
+        if i + 1 == n:
+            break
+        cx, cy, cz = points[cur, 0], points[cur, 1], points[cur, 2]
+        best, nxt = np.float32(-np.inf), 0
+        for j in range(npts):
+            dx, dy, dz = points[j, 0] - cx, points[j, 1] - cy, points[j, 2] - cz
+            d = (dx * dx + dy * dy) + dz * dz
+            if d < dist[j]:
+                dist[j] = d
+            if dist[j] > best:
+                best, nxt = dist[j], j
+        cur = nxt
     return idx
 
 

@@ -77,6 +77,21 @@ def test_fps_follows_pointnet2s_rules():
     assert torch.equal(point_mae.furthest_point_sampling(pts, 20), idx)
 
 
+@pytest.mark.parametrize("kind", ["spread", "ties", "near_origin"])
+def test_fps_kernel_picks_what_the_torch_loop_picks(kind):
+    """The CPU's numba FPS and the torch loop (the GPU's) choose the same centres, exact ties
+    (a coordinate lattice) and never-picked points (|p|^2 <= 1e-3) included."""
+    rng = np.random.default_rng(len(kind))
+    pts = {"spread": rng.normal(0.5, 0.1, (5000, 3)),
+           "ties": np.round(rng.uniform(-1, 1, (5000, 3)) * 4) / 4,
+           "near_origin": rng.normal(0.0, 0.03, (5000, 3))}[kind]
+    pts = torch.from_numpy(pts.astype(np.float32))
+    for n in (1, 7, 300):
+        kernel = point_mae._fps_kernel(pts.numpy(), n, np.float32(point_mae.FPS_SKIP_MAG))
+        assert kernel.tolist() == point_mae._fps_torch(pts, n).tolist()
+        assert torch.equal(point_mae.furthest_point_sampling(pts, n), torch.from_numpy(kernel))  # the CPU's path
+
+
 def test_mini_pointnet_is_the_conv_stack(one_thread):
     torch.manual_seed(0)
     net = PointMAE(depth=1, fetch=(0,)).encoder.eval()
