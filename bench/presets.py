@@ -15,6 +15,7 @@ name is recorded in every row (``preset``).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -172,20 +173,33 @@ def get_preset(name: str) -> Preset:
 def grid_spec(preset: Preset, *, dataset: str | None = None, root: str | None = None,
               categories: list[str] | None = None, backbone: str | None = None, weights: str | None = None,
               overrides: dict[str, Any] | None = None, device: str = "cpu", test_subset: int = 0,
-              seeds: list[int] | None = None):
-    """The preset's grid; the caller's options override it (and are reported as departures)."""
+              seeds: list[int] | None = None, methods: list[str] | None = None):
+    """The preset's grid; the caller's options override it (and are reported as departures).
+    ``methods``: a subset of the preset's rows; the preset's settings that none of them has (e.g.
+    the TTA rows' ``adapt_epochs`` for ``rd4ad,gnl``) are left out, the caller's ``overrides`` never."""
     from .grid import GridSpec
 
     ds = preset.dataset(dataset)
     if categories is None and preset.categories is not None and ds in preset.datasets:
         categories = list(preset.categories)
+    methods = list(methods or preset.methods)
+    settings = {k: v for k, v in preset.settings(ds).items() if _applies(k, methods)}
     return GridSpec(
-        methods=list(preset.methods), dataset=ds, root=root, categories=categories,
+        methods=methods, dataset=ds, root=root, categories=categories,
         domains=list(preset.domains) if preset.domains and ds in preset.datasets else None,
         corruptions=list(preset.corruptions), severities=[preset.severity], seeds=seeds or [0],
         protocol=preset.protocol, backbone=backbone or preset.backbone, weights=weights,
-        overrides={**preset.settings(ds), **(overrides or {})}, device=device, test_subset=test_subset,
+        overrides={**settings, **(overrides or {})}, device=device, test_subset=test_subset,
     )
+
+
+def _applies(key: str, methods: list[str]) -> bool:
+    """Whether a ``FIELD`` / ``METHOD.FIELD`` setting reaches one of ``methods``."""
+    from .methods import get
+
+    scope, _, name = key.rpartition(".")
+    return any((not scope or scope == m) and name in {f.name for f in dataclasses.fields(get(m).cls.Config)}
+               for m in methods)
 
 
 def cost(preset: Preset, dataset: str | None = None) -> tuple[int, int, int]:

@@ -225,9 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     preset = get_preset(args.preset)
     spec = grid_spec(preset, dataset="mvtec_ad", root=str(root), categories=cats,
                      weights=pick_weights(PAPER_BACKBONE, args.weights),
-                     overrides=parse_overrides(args.sets), device=device, test_subset=args.test_subset)
-    if args.methods:
-        spec.methods = [m for m in args.methods.split(",") if m]
+                     overrides=parse_overrides(args.sets), device=device, test_subset=args.test_subset,
+                     methods=[m for m in args.methods.split(",") if m] if args.methods else None)
     if args.corruptions:
         spec.corruptions = resolve_corruptions(args.corruptions)
     spec.preset = preset.name
@@ -285,8 +284,10 @@ def main(argv: list[str] | None = None) -> int:
     p = report["projected_seconds"]
     print(f"\nprojected to all 15 categories: fits {p['fits']:.0f} s + cells {p['cells']:.0f} s = "
           f"{(p['fits'] + p['cells']) / 60:.1f} min (target: under 60 min with RD4AD / GNL training)")
-    print(f"projected PatchCore + TTA rows ({', '.join(m for m in TTA_ROWS if m in spec.methods)}): "
-          f"{report['projected_tta_rows_seconds'] / 60:.1f} min (target: under 10 min)")
+    tta_rows = [m for m in TTA_ROWS if m in spec.methods]
+    if tta_rows:
+        print(f"projected PatchCore + TTA rows ({', '.join(tta_rows)}): "
+              f"{report['projected_tta_rows_seconds'] / 60:.1f} min (target: under 10 min)")
     if "gpu_utilisation" in report:
         print(f"GPU busy over the whole run: {report['gpu_utilisation']['whole run']:.1f} % (target: above 70 % "
               "during adapt and score)")
@@ -296,4 +297,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from bench.errors import BenchError
+
+    try:
+        sys.exit(main())
+    except BenchError as exc:  # a bad option or input: one line, as bench's own commands say it
+        sys.exit(f"error: {exc}")

@@ -53,6 +53,19 @@ def test_presets_pin_the_papers_protocols():
         get_preset("ttad-tabel1")
 
 
+def test_a_method_subset_keeps_only_the_settings_that_reach_it():
+    """perf_table's --methods rd4ad,gnl: Table 1's adapt_epochs (a TTA field) must not stop the grid."""
+    preset = get_preset("ttad-table1")
+    trained = grid_spec(preset, dataset="mvtec_ad", methods=["rd4ad", "gnl"])
+    assert trained.methods == ["rd4ad", "gnl"] and "adapt_epochs" not in trained.overrides
+    trained.check_overrides(trained.methods)  # raised "no selected method has a field 'adapt_epochs'" before
+    tta = grid_spec(preset, dataset="mvtec_ad", methods=["patchcore", "ttad"])
+    assert tta.overrides["adapt_epochs"] == "10" and tta.method_config("ttad").adapt_epochs == 10
+    assert grid_spec(preset, dataset="mvtec_ad").overrides == {"adapt_epochs": "10"}  # the whole preset
+    mnist = grid_spec(get_preset("gnl-table3"), dataset="mnist", methods=["rd4ad"])
+    assert "gnl.efdm_alpha" not in mnist.overrides and mnist.overrides["epochs"] == "5"
+
+
 def test_cost_counts_cells_and_shared_fits():
     # 15 categories x 6 methods x 5 conditions; fits: PatchCore, one TTA fit shared by TTT++/TTAC/TTAD,
     # RD4AD, GNL = 4 per category
