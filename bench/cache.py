@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import torch
 
 from .datasets.cache import cache_dir
+from .methods.errors import BenchError
 from .methods.persist import atomic_write, stable_hash
 
 
@@ -38,8 +39,10 @@ def file_digest(path: Path, st: os.stat_result | None = None) -> str:
 
 
 def data_fingerprint(root: Path | None, ids: list[str], files: Sequence[Path] = ()) -> str:
-    """Identity of a training set: file ids with the sizes and contents of their files, and of
-    ``files`` (what the images are read from when an id is not a file under ``root``).
+    """Identity of a training set: its ids with the sizes and contents of the files they are read
+    from: ``files`` where the loader names them (a split csv / json, IDX files, pickled batches),
+    else ``root / id``, each of which must exist (a key that skipped unreadable files would let a
+    fit of other images pass for this one).
 
     Contents, not modification times: two copies of a dataset (two nodes of a cluster, each
     generating the embedded textures or holding its own copy of MVTec AD) share their fits and
@@ -48,19 +51,38 @@ def data_fingerprint(root: Path | None, ids: list[str], files: Sequence[Path] = 
     h = hashlib.sha256()
     for i in ids:
         h.update(i.encode())
-        if root is not None:
+        if root is not None and not files:
+            path = root / i
             try:
-                path = root / i
                 st = os.stat(path)
-                h.update(f"{st.st_size}:{file_digest(path, st)}".encode())
-            except OSError:
-                pass
-    for path in files:  # none: the key stays what it was before files were counted
+            except OSError as exc:
+                raise BenchError(f"{path}: training image {i!r} cannot be read ({exc.strerror}); "
+                                 "restore the file or run again so the dataset is listed anew") from exc
+            h.update(f"{st.st_size}:{file_digest(path, st)}".encode())
+    for path in files:
         try:
             st = os.stat(path)
             h.update(f"|{Path(path).name}:{st.st_size}:{file_digest(Path(path), st)}".encode())
         except OSError:
             h.update(f"|{Path(path).name}:missing".encode())
+    return h.hexdigest()[:16]
+
+
+def split_fingerprint(split: Any) -> str:
+    """Identity of a test split (``datasets.base.TestSplit``) as a row was computed on: image ids,
+    labels, defect types, pixel ground truth or not, and the sizes and contents of the files each
+    image and its mask are read from where the loader names them (``split.files``). Rows record it
+    as ``test_data``; a resumed grid recomputes the cells whose recorded value differs."""
+    h = hashlib.sha256()
+    h.update(repr((list(split.images.ids), [int(x) for x in split.labels], list(split.defect_types),
+                   bool(split.has_masks))).encode())
+    for files in split.files or ():
+        for path in files:
+            try:
+                st = os.stat(path)
+                h.update(f"|{st.st_size}:{file_digest(Path(path), st)}".encode())
+            except OSError:
+                h.update(b"|missing")
     return h.hexdigest()[:16]
 
 

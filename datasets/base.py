@@ -95,8 +95,9 @@ def read_rgb(path: Path) -> np.ndarray:
 def mask_array(im: Image.Image, raw: bool = False) -> np.ndarray:
     """A mask image -> boolean (H, W): a pixel is a defect where any colour channel is non-zero.
 
-    Works for 0 / 1, 0 / 255, 16-bit and coloured masks (red on black). Alpha is not a colour:
-    it is ignored. Palette masks are read through their palette (index 0 need not be black),
+    Works for 0 / 1, 0 / 255, 16-bit and coloured masks (red on black). Alpha is not a colour, but
+    a transparent pixel (alpha 0) shows nothing: an overlay mask (red defects on a transparent white
+    background) marks its red pixels only. Palette masks are read through their palette (index 0 need not be black),
     except with ``raw=True``, which reads the stored values (VisA's raw masks hold label indices
     under an all-black palette).
     """
@@ -109,7 +110,7 @@ def mask_array(im: Image.Image, raw: bool = False) -> np.ndarray:
     a = np.asarray(im)
     if a.ndim == 3:
         if im.mode in ("RGBA", "LA", "PA"):
-            a = a[..., :-1]
+            return a[..., :-1].any(axis=2) & (a[..., -1] != 0)
         return a.any(axis=2)
     return a != 0
 
@@ -252,6 +253,11 @@ def mask_loader(image_paths: Sequence[Path], mask_paths: Sequence[Path | None],
     return load
 
 
+def image_files(image_paths: Sequence[Path], mask_paths: Sequence[Path | None]) -> list[tuple[Path, ...]]:
+    """``TestSplit.files`` of a split read from one image file and at most one mask file each."""
+    return [(p,) if m is None else (p, m) for p, m in zip(image_paths, mask_paths)]
+
+
 def read_mask(path: Path, shape: tuple[int, int], nonzero: bool = False) -> np.ndarray:
     """Read a ground-truth mask as a boolean (H, W) array that must match its image's size.
 
@@ -272,6 +278,14 @@ def read_mask(path: Path, shape: tuple[int, int], nonzero: bool = False) -> np.n
         raise BenchError(
             f"{path}: mask is {arr.shape[1]}x{arr.shape[0]} but its image is "
             f"{shape[1]}x{shape[0]}; masks must have their image's size"
+        )
+    # An inverted mask (or a photo saved as one) still gives plausible pixel metrics: refuse the
+    # mask that marks most of its image, its whole border included (no real defect does both).
+    border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
+    if border.all() and arr.mean() > 0.5:
+        raise BenchError(
+            f"{path}: this mask marks {100 * arr.mean():.0f}% of its image as defect, its whole border "
+            "included: it is inverted or not a mask; defects must be non-zero on a zero (black) background"
         )
     return arr
 
@@ -352,6 +366,10 @@ class TestSplit:
     # What these images are, when a dataset has several test domains or several ways to get one
     # (e.g. "MNIST-M, released folder mnist_m/mnist_m_test"); rows record it as domain_source.
     source: str = ""
+    # Per test image, the files it (and its mask) is read from, where the loader names them: their
+    # contents enter the split's identity (``bench.cache.split_fingerprint``), so a resumed grid
+    # sees that an image or mask changed on disk since its rows were computed.
+    files: list[tuple[Path, ...]] | None = None
 
     def mask(self, i: int) -> np.ndarray:
         if not self.has_masks or self.mask_loader is None:
@@ -401,7 +419,8 @@ class TestSplit:
         chosen = sorted(j for t in types for j in rng.choice(members[t], take[t], replace=False).tolist())
         loader = self.mask_loader
         return TestSplit(self.images.take(chosen), self.labels[chosen], [self.defect_types[j] for j in chosen],
-                         lambda i: loader(chosen[i]), has_masks=self.has_masks, source=self.source)
+                         lambda i: loader(chosen[i]), has_masks=self.has_masks, source=self.source,
+                         files=None if self.files is None else [self.files[j] for j in chosen])
 
 
 def one_vs_rest(images: ImageSet, classes: Sequence[str], normal: Iterable[str], source: str = "") -> TestSplit:
@@ -457,6 +476,21 @@ class Category:
     # image (IDX files, pickled batches, another folder layout): their sizes and contents enter the
     # fit cache's key, so a fit is not reused for other images under the same ids.
     train_files: tuple[Path, ...] = ()
+
+    def __post_init__(self) -> None:
+        # A split file (VisA's csv, Real-IAD's json) can list an image twice or in both splits: a
+        # test image counted twice, or one the model trained on, moves every metric.
+        where = f" ({self.extra['split_file']})" if "split_file" in self.extra else ""
+        for name, ids in (("training", self.train.ids), ("test", self.test.images.ids)):
+            if len(set(ids)) < len(ids):
+                twice = next(i for k, i in enumerate(ids) if i in ids[:k])
+                raise BenchError(f"{self.dataset}/{self.name}: {twice} is listed twice as a {name} image{where}; "
+                                 "list each image once")
+        train = set(self.train.ids)
+        both = next((i for i in self.test.images.ids if i in train), None)
+        if both is not None:
+            raise BenchError(f"{self.dataset}/{self.name}: {both} is both a training and a test image{where}; "
+                             "a test image the model trained on inflates every metric: fix the split")
 
     @property
     def has_masks(self) -> bool:

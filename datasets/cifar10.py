@@ -138,6 +138,7 @@ def load_category(root: Path, category: str) -> Category:
             ImageSet([f"{TEST_FILE}/{i:05d}" for i in range(len(test_images))], lambda i: test_images[i].copy()),
             [names[y] for y in test_labels], [category]),
         root=root,
+        train_files=tuple(folder / name for name in TRAIN_FILES),  # the pickled batches the ids index
         extra={"normal_class": category, "normal_label": normal},
     )
 

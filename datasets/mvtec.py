@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..methods.errors import BenchError
-from .base import Category, ImageSet, TestSplit, mask_loader, split_notes, standin, standin_notes
+from .base import Category, ImageSet, TestSplit, image_files, mask_loader, split_notes, standin, standin_notes
 
 MVTEC_CATEGORIES = (
     "bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut",
@@ -71,7 +71,17 @@ MASK_SUFFIXES = ("_mask.png", ".png", "_mask.bmp", ".bmp")  # MVTec AD, then BTA
 
 
 def _images(folder: Path) -> list[Path]:
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    """The image files of one folder; anything else there that is not hidden is an error (a file
+    the harness would skip without a word changes the split the rows describe)."""
+    entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    for p in entries:
+        if p.is_dir():
+            raise BenchError(f"{p}: a folder inside {folder}; images in subfolders are not read: move "
+                             f"them up into {folder.name}/ or the folder out of the dataset")
+        if not p.is_file():
+            what = "a broken link" if p.is_symlink() else "not a regular file"
+            raise BenchError(f"{p}: {what}; restore the file it points to or remove it")
+    files = entries
     bad = [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
     if bad:
         raise BenchError(
@@ -129,10 +139,15 @@ def load_category(root: Path, category: str, dataset: str = "mvtec_ad") -> Categ
 
     test_files: list[Path] = []
     types: list[str] = []
-    for type_dir in sorted(p for p in test_dir.iterdir() if p.is_dir()):
-        files = _images(type_dir)
+    for entry in sorted(p for p in test_dir.iterdir() if not p.name.startswith(".")):  # .ipynb_checkpoints is no type
+        if not entry.is_dir():
+            if entry.suffix.lower() in IMAGE_SUFFIXES:
+                raise BenchError(f"{entry}: an image directly in test/ has no defect type; move it into "
+                                 f"test/{normal}/ or test/<defect type>/")
+            continue
+        files = _images(entry)
         test_files += files
-        types += [type_dir.name] * len(files)
+        types += [entry.name] * len(files)
     if not test_files:
         raise BenchError(f"{test_dir}: no test images; expected test/good/ and test/<defect type>/")
     labels = np.array([t != normal for t in types], dtype=np.int64)
@@ -171,7 +186,7 @@ def load_category(root: Path, category: str, dataset: str = "mvtec_ad") -> Categ
         train=ImageSet.from_paths(ids(train_files), train_files),
         # a stand-in's rows say so in domain_source ("" for real data, as before)
         test=TestSplit(test_images, labels, types, mask_loader(test_files, mask_paths), has_masks=has_masks,
-                       source=standin(root)),
+                       source=standin(root), files=image_files(test_files, mask_paths)),
         root=root,
         notes=notes + standin_notes(root, dataset),
     )

@@ -343,7 +343,7 @@ def load_category(root: Path, category: str, dataset: str = "mvtec3d", **options
     validation = _samples(base / "validation" / NORMAL, masks=False)
     test: list[tuple[Path, Path, Path | None]] = []
     types: list[str] = []
-    for type_dir in sorted(p for p in test_dir.iterdir() if p.is_dir()):
+    for type_dir in sorted(p for p in test_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
         found = _samples(type_dir, masks=type_dir.name != NORMAL)
         test += found
         types += [type_dir.name] * len(found)
@@ -351,7 +351,7 @@ def load_category(root: Path, category: str, dataset: str = "mvtec3d", **options
         raise BenchError(f"{test_dir}: no test samples; expected test/good/ and test/<defect type>/")
     labels = np.array([t != NORMAL for t in types], dtype=np.int64)
     split = TestSplit(points(test), labels, types, _mask_loader([x for _, x, _ in test], [g for _, _, g in test], opts),
-                      has_masks=True, source=standin(root))
+                      has_masks=True, source=standin(root), files=[tuple(f for f in s if f) for s in test])
     return Category(
         dataset=dataset, name=category, train=points(train), test=split, root=root,
         extra={"modality": "points", "preprocess": dict(opts), "validation": points(validation)},

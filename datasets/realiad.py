@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from ..methods.errors import BenchError
-from .base import Category, ImageSet, TestSplit, mask_loader, require_root
+from .base import Category, ImageSet, TestSplit, image_files, mask_loader, require_root
 
 CATEGORIES = (
     "audiojack", "bottle_cap", "button_battery", "end_cap", "eraser", "fire_hood", "mint", "mounts",
@@ -150,8 +150,10 @@ def load_category(root: Path, category: str) -> Category:
         name=category,
         train=ImageSet.from_paths([s["image_path"] for s in train], train_paths),
         test=TestSplit(ImageSet.from_paths([s["image_path"] for s in test], test_paths),
-                       np.array(labels, dtype=np.int64), types, mask_loader(test_paths, mask_paths, nonzero=True)),
+                       np.array(labels, dtype=np.int64), types, mask_loader(test_paths, mask_paths, nonzero=True),
+                       files=image_files(test_paths, mask_paths)),
         root=root,
         extra={"view": TOP_VIEW, "split_file": str(json_path), "single_view_json": single_view,
                "images": image_root.name},
+        train_files=tuple(train_paths),  # ids are the json's paths, not files under root / category
     )

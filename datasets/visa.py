@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..methods.errors import BenchError
-from .base import Category, ImageSet, TestSplit, mask_loader, require_root
+from .base import Category, ImageSet, TestSplit, image_files, mask_loader, require_root
 
 CATEGORIES = (
     "candle", "capsules", "cashew", "chewinggum", "fryum", "macaroni1", "macaroni2",
@@ -53,7 +53,7 @@ def check_root(root: Path) -> Path:
 
 def _rows(path: Path) -> list[dict[str, str]]:
     try:
-        with path.open(newline="", encoding="utf-8") as f:
+        with path.open(newline="", encoding="utf-8-sig") as f:  # a spreadsheet's byte-order mark is no header
             reader = csv.DictReader(f)
             header = tuple(reader.fieldnames or ())
             rows = list(reader)
@@ -123,7 +123,8 @@ def load_category(root: Path, category: str) -> Category:
         name=category,
         train=ImageSet.from_paths([r["image"] for r in train], train_paths),
         test=TestSplit(ImageSet.from_paths([r["image"] for r in test], test_paths), labels, types,
-                       mask_loader(test_paths, mask_paths, nonzero=True)),
+                       mask_loader(test_paths, mask_paths, nonzero=True), files=image_files(test_paths, mask_paths)),
         root=root,
         extra={"split_file": str(split_file)},
+        train_files=tuple(train_paths),  # ids are the csv's paths, not files under root / category
     )

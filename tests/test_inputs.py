@@ -129,6 +129,11 @@ def save_mask(path: Path, mask: np.ndarray, how: str) -> None:
         rgba[..., 3] = 255
         rgba[mask, :3] = 255
         Image.fromarray(rgba, "RGBA").save(path)
+    elif how == "rgba_overlay":  # red defects on a transparent white background: transparent shows nothing
+        rgba = np.full((*mask.shape, 4), 255, np.uint8)
+        rgba[..., 3] = 0
+        rgba[mask] = (255, 0, 0, 255)
+        Image.fromarray(rgba, "RGBA").save(path)
     elif how == "gray16":
         Image.fromarray(mask.astype(np.uint16) * 65535).save(path)
     elif how == "empty":
@@ -200,6 +205,7 @@ WORKS: dict[str, tuple[dict, float, list[str]]] = {
     "masks red on black": ({"masks": "red_on_black"}, 0.0, []),
     "palette masks (index 0 black, 1 red)": ({"masks": "palette"}, 0.0, []),
     "opaque RGBA masks": ({"masks": "rgba_opaque"}, 0.0, []),
+    "RGBA overlay masks (red on transparent white)": ({"masks": "rgba_overlay"}, 0.0, []),
     "16-bit masks": ({"masks": "gray16"}, 0.0, []),
 }
 

@@ -226,6 +226,31 @@ def test_visa_errors(tmp_path):
                             f"again; {VISA_SOURCE}")
 
 
+def test_visa_split_files_that_list_an_image_twice_or_in_both_splits(tmp_path):
+    """A hand-edited split csv: a test image counted twice, or a training image also tested."""
+    spec = get_dataset("visa")
+    csv_path = lambda root: root / "split_csv" / "1cls.csv"  # noqa: E731
+    root = make_visa(tmp_path / "twice")
+    lines = csv_path(root).read_text().splitlines()
+    again = next(line for line in lines if "candle/Data/Images/Anomaly/001.JPG" in line)
+    csv_path(root).write_text("\n".join(lines + [again]) + "\n")
+    with pytest.raises(BenchError) as e:
+        spec.load(root, "candle")
+    assert str(e.value) == (f"visa/candle: candle/Data/Images/Anomaly/001.JPG is listed twice as a test image "
+                            f"({csv_path(root)}); list each image once")
+    root = make_visa(tmp_path / "both")
+    lines = csv_path(root).read_text().splitlines()
+    csv_path(root).write_text("\n".join(lines + [lines[1].replace(",train,", ",test,")]) + "\n")
+    with pytest.raises(BenchError) as e:
+        spec.load(root, "candle")
+    assert str(e.value) == (f"visa/candle: candle/Data/Images/Normal/0000.JPG is both a training and a test "
+                            f"image ({csv_path(root)}); a test image the model trained on inflates every "
+                            "metric: fix the split")
+    root = make_visa(tmp_path / "bom")  # a spreadsheet's byte-order mark before the header is no error
+    csv_path(root).write_bytes(b"\xef\xbb\xbf" + csv_path(root).read_bytes())
+    assert len(spec.load(root, "candle").test) == 5
+
+
 # ----------------------------------------------------------------------------- CIFAR-10
 
 CIFAR_PAGE = "https://www.cs.toronto.edu/~kriz/cifar.html"
@@ -274,6 +299,37 @@ def test_cifar10_one_class_split(tmp_path):
         row = pickle.load(f, encoding="latin1")["data"][1]
     assert (cat.test.images[1][..., 0].ravel() == row[:1024]).all()
     assert (cat.test.images[1][..., 2].ravel() == row[2048:]).all()
+
+
+@pytest.mark.parametrize("dataset, make, category", [("visa", make_visa, "candle"),
+                                                     ("realiad", make_realiad, "audiojack"),
+                                                     ("cifar10", make_cifar, "cat")])
+def test_the_fit_key_follows_the_training_files_bytes(tmp_path, dataset, make, category):
+    """Ids that are no file under root / category (a csv's, a json's, a pickled batch's): the fit
+    cache's key still hashes the files the images come from, so another copy of the data with other
+    pixels never reuses this copy's fit."""
+    from bench.cache import data_fingerprint
+
+    root = make(tmp_path / dataset)
+
+    def key() -> tuple[str, Path]:
+        cat = get_dataset(dataset).load(root, category)
+        return data_fingerprint(cat.root / cat.name, cat.train.ids, cat.train_files), Path(cat.train_files[0])
+
+    before, first = key()
+    assert key()[0] == before
+    first.write_bytes(first.read_bytes() + b"\0")  # other bytes, same name and id
+    assert key()[0] != before
+
+
+def test_a_training_file_that_vanished_is_named_not_skipped_in_the_fit_key(tmp_path):
+    from bench.cache import data_fingerprint
+
+    (tmp_path / "cat" / "train").mkdir(parents=True)
+    (tmp_path / "cat" / "train" / "a.png").write_bytes(b"x")
+    data_fingerprint(tmp_path / "cat", ["train/a.png"])
+    with pytest.raises(BenchError, match=r"train/b.png: training image 'train/b.png' cannot be read"):
+        data_fingerprint(tmp_path / "cat", ["train/a.png", "train/b.png"])
 
 
 def test_cifar10_reads_what_torchvision_reads(tmp_path, monkeypatch):
