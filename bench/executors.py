@@ -53,7 +53,7 @@ from .errors import BenchError
 from .grid import Cell, GridSpec
 from .interrupts import GridInterrupted, signal_of
 from .methods.errors import warn
-from .results import GRIDS, RunStore
+from .results import GRIDS, QUARANTINE_DIR, RunStore
 from .driver import Driver, GridSummary
 from .runner import RunContext
 from .scheduler import FitGroup, Lost, Scheduler, plan_groups
@@ -181,6 +181,8 @@ def run_grid(
                  f"(listed in {run_dir / GRIDS}); bench table shows their rows together; pass another "
                  "--out to keep grids apart")
         statuses = store.quarantine_bad_parts()  # a torn part is moved aside and its cell runs again
+        for cid in stale_cells(store, statuses, cells, ctx):  # computed on other test data: again too
+            del statuses[cid]
         done = {cid for cid, status in statuses.items() if status == "ok" or not retry_failed}
         todo = [c for c in cells if c.cell_id not in done]
         groups = plan_groups(todo, ctx)
@@ -200,6 +202,28 @@ def run_grid(
                                   summary.total, summary.ran) from None
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def stale_cells(store: RunStore, statuses: dict[str, str], cells: list[Cell], ctx: RunContext) -> list[str]:
+    """Finished cells of this grid whose rows were computed on another test split than the one
+    on disk now (images or masks added, removed, relabelled or rewritten: ``test_data`` differs).
+    Their parts are moved to quarantine/ with one line per category, so the grid runs them again;
+    parts written before rows recorded ``test_data`` are kept as they are."""
+    mine = [c for c in cells if statuses.get(c.cell_id) == "ok"]
+    recorded = store.recorded([c.cell_id for c in mine], "test_data")
+    stale: dict[tuple[str, str], list[str]] = {}
+    for cell in mine:
+        value = recorded.get(cell.cell_id)
+        if value and value != ctx.test_data(cell.category, cell.domain):
+            stale.setdefault((cell.category, cell.domain), []).append(cell.cell_id)
+    for (category, domain), ids in stale.items():
+        for cid in ids:
+            store.quarantine_part(cid)
+        where = f"{category} ({domain})" if domain else category
+        warn(f"{store.run_dir}: {len(ids)} finished cell(s) of {where} were computed on other test data than "
+             f"the dataset holds now (images or masks added, removed, relabelled or changed); their parts are "
+             f"moved to {store.run_dir / QUARANTINE_DIR} and they run again")
+    return [cid for ids in stale.values() for cid in ids]
 
 
 def _identity(spec: dict[str, Any]) -> dict[str, Any]:

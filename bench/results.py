@@ -6,15 +6,16 @@ Layout of a run directory::
     run_dir/grids.jsonl               every distinct grid spec it has served, oldest first
     run_dir/parts/<cell_id>.parquet   one row per finished cell (ok or failed)
     run_dir/parts/<cell_id>.maps.npz  its anomaly-map samples, when it has any (bench.samples)
-    run_dir/quarantine/               parts found unreadable on resume, moved aside
+    run_dir/quarantine/               parts found unreadable on resume (with a torn side file: both), moved aside
     run_dir/run.lock                  held by the grid that runs (``bench.run_lock``)
 
 A part appears under its final name only through ``os.replace`` of a fully written and
 fsynced temp file in the same directory, so a process killed at any moment leaves either the
 old part, the new part, or a stray ``*.tmp`` file that readers ignore - never a torn part.
 A part can still go bad afterwards (a full disk while copying, a partial sync, a hand edit):
-a resuming grid checks every part (``RunStore.quarantine_bad_parts``) and moves bad ones aside so
-their cells run again; readers leave them out with a warning.
+a resuming grid checks every part and the map-sample side file it names
+(``RunStore.quarantine_bad_parts``) and moves bad ones aside so their cells run again; readers
+leave them out with a warning.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ import pyarrow.parquet as pq
 from .methods.errors import BenchError, warn
 from .methods.persist import TMP_SUFFIX, atomic_write, pid_alive, tmp_pid
 from .metrics import METRICS as _REGISTRY
-from .samples import SAMPLES_KEY, SIDE_SUFFIX, MapSamples, unpack
+from . import samples as _samples
+from .samples import SAMPLES_KEY, SIDE_SUFFIX, MapSamples
 from .stats import INTERVAL_COLUMNS
 
 __all__ = [
@@ -91,6 +93,8 @@ SCHEMA: dict[str, pa.DataType] = {
     "domain": _STR, "domain_source": _STR,
     # the cell whose identical scoring this row reused ("" = scored itself; runner.RunContext.score)
     "scores_shared_from": _STR,
+    # the test split's identity (cache.split_fingerprint); a resumed grid reruns a cell whose split changed
+    "test_data": _STR,
 }
 _LISTS = {name for name, typ in SCHEMA.items() if pa.types.is_list(typ)}
 
@@ -227,25 +231,51 @@ def _schema_problem(schema: pa.Schema) -> str | None:
     return None
 
 
-def inspect_part(path: Path) -> tuple[str | None, str | None]:
-    """``(status, None)`` for a sound part, ``(None, why)`` for one that cannot be used.
-
-    Sound: the footer reads, the REQUIRED columns are there with their types, and it holds one
-    row whose cell_id is its file name. Reads the footer and two small columns only.
-    """
+def _inspect(path: Path) -> tuple[str | None, str | None, bool]:
+    """``inspect_part``, and whether the row names map samples (so its side file must unpack)."""
     try:
         with pq.ParquetFile(path) as pf:
             problem = _schema_problem(pf.schema_arrow)
             if problem:
-                return None, problem
+                return None, problem, False
             if pf.metadata.num_rows != 1:
-                return None, f"{pf.metadata.num_rows} rows, a part holds one"
-            row = pf.read(columns=["cell_id", "status"]).to_pylist()[0]
+                return None, f"{pf.metadata.num_rows} rows, a part holds one", False
+            columns = ["cell_id", "status"] + (["map_sample_ids"] if "map_sample_ids" in pf.schema_arrow.names else [])
+            row = pf.read(columns=columns).to_pylist()[0]
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for torn files
-        return None, _reason(exc)
+        return None, _reason(exc), False
     if row["cell_id"] != path.stem:
-        return None, f"holds cell {row['cell_id']}, not {path.stem}"
-    return row["status"], None
+        return None, f"holds cell {row['cell_id']}, not {path.stem}", False
+    return row["status"], None, bool(row.get("map_sample_ids"))
+
+
+def inspect_part(path: Path) -> tuple[str | None, str | None]:
+    """``(status, None)`` for a sound part, ``(None, why)`` for one that cannot be used.
+
+    Sound: the footer reads, the REQUIRED columns are there with their types, and it holds one
+    row whose cell_id is its file name. Reads the footer and three small columns only.
+    """
+    status, problem, _ = _inspect(path)
+    return status, problem
+
+
+def side_path(part: Path) -> Path:
+    """The map-sample side file of the part at ``part`` (``bench.samples``)."""
+    return part.with_name(part.stem + SIDE_SUFFIX)
+
+
+def inspect_cell(path: Path) -> tuple[str | None, str | None, str | None]:
+    """``(status, part_problem, side_problem)``: a cell is sound when both problems are None.
+
+    The side file is checked only when the row names map samples (a row written with
+    --map-samples 0, or before maps were kept, has none and needs none); the check reads the
+    zip's directory and member headers, not the maps (``bench.samples.side_file_problem``).
+    """
+    status, problem, has_side = _inspect(path)
+    if problem is not None or not has_side:
+        return status, problem, None
+    side_problem = _samples.side_file_problem(side_path(path))
+    return (None if side_problem else status), None, side_problem
 
 
 def _map(fn, paths: list[Path]) -> list:
@@ -331,8 +361,7 @@ class RunStore:
     # writing -------------------------------------------------------------------------
 
     def samples_path(self, cell_id: str) -> Path:
-        self.part_path(cell_id)  # checks the id
-        return self.parts_dir / f"{cell_id}{SIDE_SUFFIX}"
+        return side_path(self.part_path(cell_id))
 
     def write(self, row: Mapping[str, Any]) -> Path:
         """Store one finished cell; writing the same cell_id again replaces it.
@@ -351,9 +380,12 @@ class RunStore:
         return final
 
     def read_samples(self, cell_id: str) -> MapSamples | None:
-        """The cell's anomaly-map samples, or None when it has none (older runs, --map-samples 0)."""
+        """The cell's anomaly-map samples, or None when it has none (older runs, --map-samples 0).
+
+        A side file that does not unpack raises ``bench.samples.UnreadableSamples`` (one line
+        naming the file; a reader leaves that cell's maps out with a warning)."""
         path = self.samples_path(cell_id)
-        return unpack(path.read_bytes()) if path.is_file() else None
+        return _samples.read(path) if path.is_file() else None
 
     def write_manifest(self, manifest: Mapping[str, Any]) -> Path:
         text = json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n"
@@ -390,25 +422,44 @@ class RunStore:
 
         Returns ``{cell_id: status}`` of the sound parts: a quarantined cell is not done, so a
         resuming grid runs it again. Only the grid holding the run's lock calls this.
+
+        A part whose row names map samples is bad too when its side file (``parts/<cell_id>.maps.npz``)
+        is missing or torn: the part and the side file move together, so the rerun writes both.
         """
         files = self._part_files()
         statuses = {}
-        for path, (status, problem) in zip(files, _map(inspect_part, files)):
-            if problem is None:
+        for path, (status, problem, side_problem) in zip(files, _map(inspect_cell, files)):
+            if problem is None and side_problem is None:
                 statuses[path.stem] = status
                 continue
-            dest = self._quarantine(path)
-            warn(f"{path}: unreadable result part ({problem}); moved to {dest}, its cell runs again")
+            if problem is not None:
+                dest = self._quarantine(path)
+                warn(f"{path}: unreadable result part ({problem}); moved to {dest}, its cell runs again")
+                continue
+            side = side_path(path)
+            present = side.exists()
+            dest = self._quarantine(path, side)
+            moved = f"{side_path(dest)} with its part ({dest.name})" if present else f"{dest}"
+            warn(f"{side}: unreadable map samples ({side_problem}); moved to {moved}, its cell runs again")
         return statuses
 
-    def _quarantine(self, path: Path) -> Path:
+    def _quarantine(self, path: Path, side: Path | None = None) -> Path:
+        """Move the part at ``path`` into quarantine/ (with ``side``, its side file as well, under
+        the same number: ``<cell_id>[-n].parquet`` and ``<cell_id>[-n].maps.npz``); its new path."""
         qdir = self.run_dir / QUARANTINE_DIR
         qdir.mkdir(exist_ok=True)
-        dest, n = qdir / path.name, 1
-        while dest.exists():  # the same cell went bad before: keep both
+
+        def named(n: int) -> tuple[Path, Path]:
+            tail = "" if n == 1 else f"-{n}"
+            return qdir / f"{path.stem}{tail}{path.suffix}", qdir / f"{path.stem}{tail}{SIDE_SUFFIX}"
+
+        n = 1
+        while any(p.exists() for p in named(n)):  # the same cell went bad before: keep both
             n += 1
-            dest = qdir / f"{path.stem}-{n}{path.suffix}"
-        os.replace(path, dest)
+        dest, side_dest = named(n)
+        os.replace(path, dest)  # the part first: a kill in between leaves a side file the rerun replaces
+        if side is not None and side.exists():
+            os.replace(side, side_dest)
         return dest
 
     def remove_stale_tmp(self) -> int:
@@ -430,6 +481,26 @@ class RunStore:
 
     # reading -------------------------------------------------------------------------
 
+    def recorded(self, cell_ids: list[str], column: str) -> dict[str, Any]:
+        """``column``'s value in each of these cells' parts that has it (reads that column only)."""
+        def one(path: Path) -> Any:
+            try:
+                with pq.ParquetFile(path) as pf:
+                    if column in pf.schema_arrow.names:
+                        return pf.read(columns=[column]).column(0)[0].as_py()
+            except Exception:  # noqa: BLE001 - quarantine_bad_parts judged the parts already
+                pass
+            return None
+
+        values = _map(one, [self.part_path(c) for c in cell_ids])
+        return {c: v for c, v in zip(cell_ids, values) if v is not None}
+
+    def quarantine_part(self, cell_id: str) -> Path:
+        """Move a cell's part (and its map samples, if any) into ``quarantine/``; the cell is then
+        not done. Returns where the part went."""
+        # one call moves both under the same number (``<cell_id>[-n].parquet`` / ``.maps.npz``)
+        return self._quarantine(self.part_path(cell_id), self.samples_path(cell_id))
+
     def read_manifest(self) -> dict | None:
         """The stored grid spec, or None when the run has none yet."""
         try:
@@ -440,11 +511,12 @@ class RunStore:
     def done_ids(self, include_failed: bool = True) -> set[str]:
         """cell_ids with a sound part on disk; with include_failed=False only those with status ok.
 
-        A bad part counts as not done (and is left where it is: see ``quarantine_bad_parts``).
+        A bad part counts as not done, and so does a part whose map-sample side file is missing or
+        torn (both are left where they are: see ``quarantine_bad_parts``).
         """
         files = self._part_files()
-        return {path.stem for path, (status, problem) in zip(files, _map(inspect_part, files))
-                if problem is None and (include_failed or status == "ok")}
+        return {path.stem for path, (status, problem, side_problem) in zip(files, _map(inspect_cell, files))
+                if problem is None and side_problem is None and (include_failed or status == "ok")}
 
     def __len__(self) -> int:
         return len(self._part_files())

@@ -27,7 +27,7 @@ import torch
 
 from . import metrics, numerics, samples, stats
 from .results import DEFECT_METRICS, encode_defect_metrics
-from .cache import FitCache, data_fingerprint
+from .cache import FitCache, data_fingerprint, split_fingerprint
 from .datasets.base import Category, ImageSet, TestSplit
 from .datasets.corruptions import CLEAN, CacheStats, backend_version, corrupted_images
 from .datasets.registry import get_dataset
@@ -125,6 +125,7 @@ class RunContext:
     _masks: dict[tuple, np.ndarray] = field(default_factory=dict)
     _lost: dict[tuple, list[str]] = field(default_factory=dict)
     _checked: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    _test_data: dict[tuple[str, str], str] = field(default_factory=dict)
     # scorings that later cells may share (SharedScores): key -> (scores, the cell that computed them)
     _scores: OrderedDict[str, tuple[Scores, str]] = field(default_factory=OrderedDict)
     # values of the cells computed here, for a later cell that computes exactly the same thing
@@ -155,6 +156,14 @@ class RunContext:
                 split = split.subset(self.spec.test_subset)
             self._splits[key] = split
         return self._splits[key]
+
+    def test_data(self, name: str, domain: str = "") -> str:
+        """``split_fingerprint`` of the split a cell of ``name`` / ``domain`` evaluates (rows record it
+        as ``test_data``; a resuming grid compares it), computed once per context."""
+        key = (name, domain)
+        if key not in self._test_data:
+            self._test_data[key] = split_fingerprint(self.split(name, domain))
+        return self._test_data[key]
 
     def checked_category(self, name: str) -> Category:
         """The category once every test image and mask has been read (once per context).
@@ -552,6 +561,7 @@ def _evaluate(cell: Cell, ctx: RunContext, device: str, stage: Callable[[str], N
         "pixel_ground_truth": bool(test.has_masks),
         "n_empty_masks": len(test.empty_masks()),  # defect images whose mask is all zero
         "domain_source": test.source,  # what the tested images are (released, generated, which split)
+        "test_data": ctx.test_data(cell.category, cell.domain),  # which images, labels and files (resume checks it)
     })
     diagnostics = {**fitted.diagnostics, **diagnostics_of(method)}
     # the fit's computation (absent for fits cached before it was recorded)

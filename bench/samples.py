@@ -11,23 +11,52 @@ input image on the map's grid, downsampled to at most ``map_size`` px (area aver
 float16. They are too large for a row (tables read every row), so the runner hands them over as
 packed bytes under ``SAMPLES_KEY`` and ``RunStore.write`` stores them in a side file next to the
 part (``parts/<cell_id>.maps.npz``, written before the part, so a part never lacks its side file).
-The row keeps ``map_sample_ids``. The images are chosen by a seeded draw that depends only on the
-category's test ids, so every method, condition and seed of a category shows the same images.
+The row keeps ``map_sample_ids``; a part whose row has none has no side file. The images are
+chosen by a seeded draw that depends only on the category's test ids, so every method, condition
+and seed of a category shows the same images.
+
+A side file that does not unpack (torn by a full disk or a partial copy) is one line, never a
+traceback: readers leave its maps out with a warning (:class:`UnreadableSamples`); a resuming grid
+moves its part and it aside and runs the cell again (:func:`side_file_problem`, called by
+``RunStore.quarantine_bad_parts``).
 """
 from __future__ import annotations
 
 import io
+import os
+import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
+from .methods.errors import BenchError
 from .methods.persist import stable_hash
 
 SAMPLES_KEY = "map_samples"  # row key of the packed samples (bytes); never a Parquet column
 SIDE_SUFFIX = ".maps.npz"
 PER_IMAGE = ("image_ids", "image_labels", "image_scores")
+MEMBERS = ("ids.npy", "maps.npy", "images.npy", "masks.npy")  # what ``pack`` writes
+
+
+class UnreadableSamples(BenchError, ValueError):
+    """A side file (or packed bytes) that does not unpack; ``reason`` is the short why."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        self.path, self.reason = path, reason
+        super().__init__(f"{path}: unreadable map samples ({reason}); rerun its grid (bench grid with the same "
+                         "--out moves the part aside and runs the cell again)")
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror
+    elif isinstance(exc, KeyError):
+        text = f"no member {exc.args[0]}" if exc.args else text
+    return text.splitlines()[0].rstrip(".") if text else type(exc).__name__
 
 
 def per_image_columns(ids: Sequence[str], labels: np.ndarray, scores: np.ndarray) -> dict[str, list]:
@@ -105,7 +134,55 @@ class MapSamples:
         return self.ids.index(image_id)
 
 
-def unpack(data: bytes) -> MapSamples:
-    with np.load(io.BytesIO(data), allow_pickle=False) as z:
-        masks = z["masks"]
-        return MapSamples([str(i) for i in z["ids"]], z["maps"], z["images"], masks if masks.ndim == 3 else None)
+def unpack(data: bytes, source: object = "map samples") -> MapSamples:
+    """The samples ``pack`` wrote; :class:`UnreadableSamples` (naming ``source``) for torn bytes."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            masks = z["masks"]
+            return MapSamples([str(i) for i in z["ids"]], z["maps"], z["images"],
+                              masks if masks.ndim == 3 else None)
+    except Exception as exc:  # noqa: BLE001 - zipfile, zlib, numpy and EOF errors for torn bytes
+        raise UnreadableSamples(source, _reason(exc)) from None
+
+
+def read(path: str | os.PathLike) -> MapSamples:
+    """The side file at ``path``; :class:`UnreadableSamples` when it cannot be read or unpacked."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise UnreadableSamples(path, _reason(exc)) from None
+    if not data:
+        raise UnreadableSamples(path, "the file is empty")
+    return unpack(data, path)
+
+
+def side_file_problem(path: str | os.PathLike) -> str | None:
+    """Why the side file at ``path`` would not unpack, or None when it looks whole.
+
+    Cheap, for every part on each resume: it reads the zip's central directory (the end of the
+    file, so a truncated file fails here: "File is not a zip file"), checks that the members
+    ``pack`` writes are all listed and lie inside the file, and opens each member, which reads
+    only its 30-byte local header and checks its signature and name (a zero-filled stretch from a
+    partial sync fails here). It does not inflate the data or check its CRC (``testzip``): that
+    reads every map of every part, and damage inside a member's data with an intact directory is
+    rare; ``unpack`` still turns it into one line when a plot meets it.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            return "the file is empty"
+        with zipfile.ZipFile(path) as zf:
+            infos = {info.filename: info for info in zf.infolist()}
+            missing = [m for m in MEMBERS if m not in infos]
+            if missing:
+                return f"no member {', '.join(missing)}"
+            for info in infos.values():
+                if info.header_offset + info.compress_size > size:
+                    return f"member {info.filename} runs past the end of the file"
+                zf.open(info).close()
+    except FileNotFoundError:
+        return "the file is missing"
+    except Exception as exc:  # noqa: BLE001 - zipfile raises several types for torn files
+        return _reason(exc)
+    return None

@@ -173,9 +173,73 @@ def test_debug_shows_the_traceback(monkeypatch, capsys, tmp_path):
 # ----------------------------------------------------------------------------- per category / cell
 
 
+def test_files_the_listing_would_skip_are_named(monkeypatch, capsys, tmp_path):
+    """A subfolder of images, a broken link, an image loose in test/: each would drop images from
+    the split without a word, so each is one line naming it."""
+    cases = {}
+    base = make_category(tmp_path / "nested", "cat")
+    (base / "train" / "good" / "more").mkdir()
+    (base / "train" / "good" / "003.png").rename(base / "train" / "good" / "more" / "003.png")
+    cases["nested"] = (f"{base / 'train' / 'good' / 'more'}: a folder inside {base / 'train' / 'good'}; images in "
+                       "subfolders are not read: move them up into good/ or the folder out of the dataset")
+    base = make_category(tmp_path / "dangling", "cat")
+    (base / "test" / "good" / "009.png").symlink_to(tmp_path / "nowhere.png")
+    cases["dangling"] = (f"{base / 'test' / 'good' / '009.png'}: a broken link; restore the file it points to "
+                         "or remove it")
+    base = make_category(tmp_path / "loose", "cat")
+    (base / "test" / "crack" / "001.png").rename(base / "test" / "001.png")
+    cases["loose"] = (f"{base / 'test' / '001.png'}: an image directly in test/ has no defect type; move it "
+                      "into test/good/ or test/<defect type>/")
+    for name, message in cases.items():
+        assert one_error(monkeypatch, capsys, "grid", "-m", "probe", "--root", tmp_path / name) == message, name
+
+
+def test_hidden_folders_in_test_are_no_defect_type(monkeypatch, capsys, tmp_path):
+    base = make_category(tmp_path / "data", "cat")
+    hidden = base / "test" / ".ipynb_checkpoints"
+    hidden.mkdir()
+    for f in (base / "test" / "good").iterdir():
+        (hidden / f.name).write_bytes(f.read_bytes())
+    code, err, _ = grid(monkeypatch, capsys, tmp_path / "data", tmp_path / "run")
+    assert code == 0, err
+    row = load_rows(tmp_path / "run").iloc[0]
+    assert row["n_test"] == 4 and sorted(row["image_ids"]) == [
+        "test/crack/000.png", "test/crack/001.png", "test/good/000.png", "test/good/001.png"]
+
+
+def test_a_resumed_grid_reruns_cells_whose_test_data_changed(monkeypatch, capsys, tmp_path):
+    """A finished row describes the test split it was computed on (``test_data``): rerunning the
+    command after images or masks changed on disk recomputes those cells, and says so once."""
+    root, out = tmp_path / "data", tmp_path / "run"
+    base = make_category(root, "cat")
+    make_category(root, "same", seed=1)
+    assert grid(monkeypatch, capsys, root, out)[0] == 0
+    first = load_rows(out).set_index("category")
+    assert grid(monkeypatch, capsys, root, out)[1][-1].startswith("run ")  # unchanged: nothing reruns, no warning
+    # a mask fixed in place (same file name, other pixels) and, for the second rerun, an image removed
+    mask = np.zeros((64, 64), np.uint8)
+    mask[:8, :8] = 255
+    Image.fromarray(mask, "L").save(base / "ground_truth" / "crack" / "000_mask.png")
+    code, err, _ = grid(monkeypatch, capsys, root, out)
+    assert code == 0
+    assert [line for line in err if line.startswith("warning: ")] == [
+        f"warning: {out}: 1 finished cell(s) of cat were computed on other test data than the dataset holds now "
+        f"(images or masks added, removed, relabelled or changed); their parts are moved to {out / 'quarantine'} "
+        "and they run again"]
+    assert "2 cells, 1 already done, 1 ran (0 failed)" in err[-1]
+    second = load_rows(out).set_index("category")
+    assert second.loc["same", "finished_at"] == first.loc["same", "finished_at"]  # kept
+    assert second.loc["cat", "pixel_auroc"] != first.loc["cat", "pixel_auroc"]
+    assert second.loc["cat", "test_data"] != first.loc["cat", "test_data"]
+    assert len(list((out / "quarantine").glob("*.parquet"))) == 1
+    (base / "test" / "good" / "001.png").unlink()
+    assert grid(monkeypatch, capsys, root, out)[0] == 0
+    assert load_rows(out).set_index("category").loc["cat", "n_test"] == 3
+
+
 def test_undecodable_images_and_wrong_masks_fail_their_category_only(monkeypatch, capsys, tmp_path):
     root = tmp_path / "data"
-    for name in ("good", "truncated", "notpng", "bigmask"):
+    for name in ("good", "truncated", "notpng", "bigmask", "inverted", "photomask"):
         make_category(root, name)
     truncated = root / "truncated" / "test" / "good" / "001.png"
     truncated.write_bytes(truncated.read_bytes()[:300])
@@ -183,6 +247,10 @@ def test_undecodable_images_and_wrong_masks_fail_their_category_only(monkeypatch
     notpng.write_text("this is not a picture\n")
     bigmask = root / "bigmask" / "ground_truth" / "crack" / "001_mask.png"
     Image.fromarray(np.zeros((32, 48), np.uint8)).save(bigmask)
+    inverted = root / "inverted" / "ground_truth" / "crack" / "001_mask.png"
+    Image.fromarray(255 - np.asarray(Image.open(inverted))).save(inverted)  # defect black on white
+    photomask = root / "photomask" / "ground_truth" / "crack" / "000_mask.png"
+    photomask.write_bytes((root / "photomask" / "test" / "crack" / "000.png").read_bytes())  # the image itself
 
     code, err, _ = grid(monkeypatch, capsys, root, tmp_path / "run")
     assert code == 1
@@ -190,6 +258,10 @@ def test_undecodable_images_and_wrong_masks_fail_their_category_only(monkeypatch
         "truncated": f"{truncated}: cannot decode this image (image file is truncated); replace or remove the file",
         "notpng": f"{notpng}: not an image (no known image format inside); replace or remove the file",
         "bigmask": f"{bigmask}: mask is 48x32 but its image is 64x64; masks must have their image's size",
+        "inverted": f"{inverted}: this mask marks 94% of its image as defect, its whole border included: it is "
+                    "inverted or not a mask; defects must be non-zero on a zero (black) background",
+        "photomask": f"{photomask}: this mask marks 100% of its image as defect, its whole border included: it "
+                     "is inverted or not a mask; defects must be non-zero on a zero (black) background",
     }
     rows = load_rows(tmp_path / "run").set_index("category")
     assert rows.loc["good", "status"] == "ok"

@@ -122,3 +122,45 @@ def test_two_configs_of_one_method_are_two_series_not_one_sum():
     assert table.loc["ttad#aaaaaaaa", IN_MASK] == 10.0 and table.loc["ttad#bbbbbbbb", IN_MASK] == 20.0
     assert "score_bank source" in labels["ttad#aaaaaaaa"] and "score_bank adapted" in labels["ttad#bbbbbbbb"]
     assert labels["ot_discrete"].endswith("assignment or, augment none")
+
+
+def run_with_maps(root: Path) -> Path:
+    """Two cells of one category and seed, each with per-image scores and map samples (side files)."""
+    from test_row_storage import packed, per_image
+
+    from bench.samples import SAMPLES_KEY
+
+    store = RunStore(root)
+    blob, _ = packed()
+    for cid, corruption, severity in (("clean", "clean", 0), ("contrast5", "contrast", 5)):
+        store.write(make_row(cid, corruption=corruption, severity=severity, map_sample_ids=["id0", "id1"],
+                             **per_image(), **{SAMPLES_KEY: blob}))
+    return root
+
+
+def test_a_torn_map_sample_file_is_left_out_with_one_warning_and_the_rest_is_drawn(tmp_path, monkeypatch, capsys):
+    run = run_with_maps(tmp_path / "run")
+    side = RunStore(run).samples_path("contrast5")
+    with open(side, "r+b") as fh:
+        fh.truncate(100)  # a torn copy
+    fix = ("its cell's maps are left out of the plot (rerunning its grid, bench grid with the same --out, moves "
+           "the part aside and runs the cell again)")
+    for kind, drawn in (("maps", 1), ("all", 3)):  # all: severity, maps, histograms (no OT counts)
+        out = tmp_path / kind
+        code, _, err = run_cli(monkeypatch, capsys, "plot", kind, run, "--out", out)
+        assert code == 0, err
+        assert [line for line in err.splitlines() if line.startswith("warning: ")] == [
+            f"warning: {side}: unreadable map samples (File is not a zip file); {fix}"]
+        assert (out / "maps_bottle_seed0.png").is_file() and len(list(out.glob("*.png"))) == drawn
+        assert "Traceback" not in err and "BadZipFile" not in err
+    # nothing readable left: one error line after the warning for each file
+    clean = RunStore(run).samples_path("clean")
+    clean.write_bytes(b"")
+    code, _, err = run_cli(monkeypatch, capsys, "plot", "maps", run, "--out", tmp_path / "none")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 3 and not (tmp_path / "none").exists(), err
+    assert sorted(lines[:2]) == [f"warning: {clean}: unreadable map samples (the file is empty); {fix}",
+                                 f"warning: {side}: unreadable map samples (File is not a zip file); {fix}"]
+    assert lines[2] == (f"error: {run}: no readable anomaly-map samples for bottle seed 0: the side file of each of "
+                        "its 2 cell(s) with maps is unreadable (see the warnings); rerun its grid (bench grid with "
+                        "the same --out moves those parts aside and runs their cells again)")

@@ -141,3 +141,139 @@ def test_the_defect_type_breakdown_survives_parts_export_and_old_rows(tmp_path):
         assert np.isnan(got["hole"]["pixel_auroc"]) and np.isnan(got["hole"]["aupro"])
         assert decode_defect_metrics(df.loc["old", "defect_metrics"]) is None
         assert decode_defect_metrics(df.loc["failed", "defect_metrics"]) is None
+
+
+# --------------------------------------------------------------------------- torn side files
+
+
+def torn(path, size=100):
+    """Cut a file short, as a full disk or a partial copy leaves it (``truncate -s 100``)."""
+    with open(path, "r+b") as fh:
+        fh.truncate(size)
+    return path
+
+
+def test_a_torn_side_file_is_one_line_for_readers_and_quarantined_with_its_part_on_resume(tmp_path):
+    import warnings
+
+    from bench.errors import BenchWarning
+
+    store = RunStore(tmp_path / "run")
+    blob, _ = packed()
+    for cid in ("a", "c"):
+        store.write(make_row(cid, map_sample_ids=["id0", "id1"], **{samples.SAMPLES_KEY: blob}))
+    store.write(make_row("b"))  # written with --map-samples 0: no side file, nothing to check
+    side = torn(store.samples_path("a"))
+    with pytest.raises(samples.UnreadableSamples) as info:
+        store.read_samples("a")
+    assert str(info.value) == (f"{side}: unreadable map samples (File is not a zip file); rerun its grid "
+                               "(bench grid with the same --out moves the part aside and runs the cell again)")
+    assert store.read_samples("c").ids == ["id0", "id1"] and store.read_samples("b") is None
+    assert store.done_ids() == {"b", "c"}  # a resume computes it again
+    assert side.exists() and store.part_path("a").exists()  # readers never move files
+    with pytest.warns(BenchWarning) as record:
+        statuses = store.quarantine_bad_parts()
+    quarantine = store.run_dir / "quarantine"
+    assert statuses == {"b": "ok", "c": "ok"}
+    assert [str(w.message) for w in record] == [
+        f"{side}: unreadable map samples (File is not a zip file); moved to {quarantine / 'a.maps.npz'} with "
+        "its part (a.parquet), its cell runs again"]
+    assert sorted(p.name for p in quarantine.iterdir()) == ["a.maps.npz", "a.parquet"]
+    assert not side.exists() and not store.part_path("a").exists()
+    # the cell goes bad again after its rerun: both copies are kept, numbered alike
+    store.write(make_row("a", map_sample_ids=["id0", "id1"], **{samples.SAMPLES_KEY: blob}))
+    torn(store.samples_path("a"), 0)
+    with pytest.warns(BenchWarning, match="a.maps.npz: unreadable map samples"):
+        assert store.quarantine_bad_parts() == {"b": "ok", "c": "ok"}
+    assert sorted(p.name for p in quarantine.iterdir()) == ["a-2.maps.npz", "a-2.parquet", "a.maps.npz", "a.parquet"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the sound parts and side files: nothing to say
+        assert store.quarantine_bad_parts() == {"b": "ok", "c": "ok"}
+
+
+def test_a_part_naming_map_samples_without_its_side_file_runs_again(tmp_path):
+    from bench.errors import BenchWarning
+
+    store = RunStore(tmp_path / "run")
+    store.write(make_row("a", map_sample_ids=["id0", "id1"]))  # its side file was deleted
+    store.write(make_row("b", map_sample_ids=[]))  # a cell with no test image to keep
+    with pytest.warns(BenchWarning) as record:
+        assert store.quarantine_bad_parts() == {"b": "ok"}
+    assert [str(w.message) for w in record] == [
+        f"{store.samples_path('a')}: unreadable map samples (the file is missing); moved to "
+        f"{store.run_dir / 'quarantine' / 'a.parquet'}, its cell runs again"]
+
+
+def test_the_side_file_check_reads_the_directory_and_headers_not_the_maps(tmp_path):
+    blob, _ = packed()
+    path = tmp_path / "x.maps.npz"
+    path.write_bytes(blob)
+    assert samples.side_file_problem(path) is None
+    for size in (0, 100, len(blob) - 1):
+        torn(path, size)
+        assert samples.side_file_problem(path) == ("the file is empty" if size == 0 else "File is not a zip file")
+        path.write_bytes(blob)
+    zeroed = bytearray(blob)
+    zeroed[:30] = bytes(30)  # a partial sync: the first member's header is zeros
+    path.write_bytes(bytes(zeroed))
+    assert samples.side_file_problem(path) == "Bad magic number for file header"
+    # damage inside a member's compressed data passes the cheap check; unpacking says it in one line
+    zeroed = bytearray(blob)
+    zeroed[200:400] = bytes(200)
+    path.write_bytes(bytes(zeroed))
+    assert samples.side_file_problem(path) is None
+    with pytest.raises(samples.UnreadableSamples, match=r"x\.maps\.npz: unreadable map samples \(Error -3 "):
+        samples.read(path)
+
+
+@pytest.mark.slow
+def test_a_grid_resumes_past_a_torn_side_file_and_the_plots_leave_its_maps_out(tmp_path, monkeypatch, capsys):
+    """A probe grid (2 cells, seconds): one torn side file; `bench plot all` warns and draws the rest;
+    resuming quarantines that cell's part and side file and runs the cell again; a grid without map
+    samples has no side files and resumes without running anything."""
+    import warnings
+
+    from _grids import GrayProbe, cache_env, run_cli, textures_root
+    from bench.errors import BenchWarning
+    from bench.executors import LocalExecutor, run_grid
+    from bench.grid import GridSpec
+    from bench.methods import registered_temporarily
+
+    spec = GridSpec(methods=["probe"], dataset="textures", root=str(textures_root()), categories=["brick"],
+                    corruptions=["gaussian_noise"], severities=[3], seeds=[0], device="cpu", bootstrap=0)
+    run = tmp_path / "run"
+    with registered_temporarily("probe", GrayProbe, summary="gray probe"), cache_env(tmp_path / "cache"):
+        assert run_grid(spec, run, LocalExecutor(workers=1, threads=1), show_progress=False).ran == 2
+        store = RunStore(run)
+        cid = next(c.cell_id for c in spec.cells() if c.corruption == "gaussian_noise")
+        side = torn(store.samples_path(cid))
+
+        code, _, err = run_cli(monkeypatch, capsys, "plot", "all", run, "--out", tmp_path / "plots")
+        assert code == 0, err
+        warned = [line for line in err.splitlines() if line.startswith("warning: ")]
+        assert warned == [f"warning: {side}: unreadable map samples (File is not a zip file); its cell's maps are "
+                          "left out of the plot (rerunning its grid, bench grid with the same --out, moves the part "
+                          "aside and runs the cell again)"]
+        assert (tmp_path / "plots" / "maps_brick_seed0.png").is_file()
+        assert len(list((tmp_path / "plots").glob("*.png"))) == 3  # severity, maps, histograms (no OT counts)
+        assert "Traceback" not in err and "BadZipFile" not in err
+
+        with pytest.warns(BenchWarning) as record:
+            summary = run_grid(spec, run, LocalExecutor(workers=1, threads=1), show_progress=False)
+        assert summary.ran == 1 and summary.skipped == 1 and summary.failed == 0
+        assert [str(w.message) for w in record if issubclass(w.category, BenchWarning)] == [
+            f"{side}: unreadable map samples (File is not a zip file); moved to "
+            f"{run / 'quarantine' / side.name} with its part ({cid}.parquet), its cell runs again"]
+        assert sorted(p.name for p in (run / "quarantine").iterdir()) == [side.name, f"{cid}.parquet"]
+        row = load_rows(run).set_index("cell_id").loc[cid]
+        assert store.read_samples(cid).ids == list(row["map_sample_ids"])  # written again, whole
+        assert store.done_ids() == {c.cell_id for c in spec.cells()}
+
+        without = tmp_path / "no-maps"
+        spec.map_samples = 0
+        assert run_grid(spec, without, LocalExecutor(workers=1, threads=1), show_progress=False).ran == 2
+        assert not list((without / "parts").glob("*.npz"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", BenchWarning)
+            assert run_grid(spec, without, LocalExecutor(workers=1, threads=1), show_progress=False).ran == 0
+        assert not (without / "quarantine").exists()

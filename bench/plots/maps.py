@@ -6,6 +6,9 @@ Maps come from the side files ``bench grid`` keeps (``bench.samples``): a few se
 per cell, the same images for every method and condition. Each method's maps are scaled to
 [0, 1] by the minimum and maximum over its sampled maps of that cell, so a map shows where that
 method puts its highest scores among the sampled images, not its absolute scores.
+
+A side file that does not unpack (torn) is one warning naming it; that cell's panels read
+"unreadable maps" and the rest is drawn. Only when no cell's samples are left is it an error.
 """
 from __future__ import annotations
 
@@ -15,7 +18,8 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import BenchError
-from ..samples import MapSamples
+from ..methods.errors import warn
+from ..samples import MapSamples, UnreadableSamples
 from .common import (cond_label, conditions_of, method_label, method_order, ok_rows, one_category_seed, pyplot, save,
                      select, store, warn_mixed_configs)
 
@@ -29,19 +33,39 @@ def plot(run: Path, out: Path, methods: Sequence[str] | None = None, category: s
     df, category, seed = one_category_seed(df, category, seed)
     st = store(run)
     cache: dict[str, MapSamples | None] = {}
+    unreadable: list[str] = []  # cells whose side file does not unpack (each warned once)
+
+    def cell(method: str, corruption: str, severity: int) -> str | None:
+        row = df[(df["method"] == method) & (df["corruption"] == corruption) & (df["severity"] == severity)]
+        return None if row.empty else row["cell_id"].iloc[-1]
 
     def samples(method: str, corruption: str, severity: int) -> MapSamples | None:
-        row = df[(df["method"] == method) & (df["corruption"] == corruption) & (df["severity"] == severity)]
-        if row.empty:
+        cid = cell(method, corruption, severity)
+        if cid is None:
             return None
-        cid = row["cell_id"].iloc[-1]
         if cid not in cache:
-            cache[cid] = st.read_samples(cid) if st.parts_dir.is_dir() else None
+            try:
+                cache[cid] = st.read_samples(cid) if st.parts_dir.is_dir() else None
+            except UnreadableSamples as exc:
+                warn(f"{exc.path}: unreadable map samples ({exc.reason}); its cell's maps are left out of the "
+                     "plot (rerunning its grid, bench grid with the same --out, moves the part aside and "
+                     "runs the cell again)")
+                cache[cid] = None
+                unreadable.append(cid)
         return cache[cid]
+
+    def absent(method: str, corruption: str, severity: int) -> str:
+        """What a panel without samples says."""
+        return "unreadable maps" if cell(method, corruption, severity) in unreadable else "no row"
 
     order = method_order(df, methods)
     conds = conditions_of(df, conditions, run)
     found = [s for m in order for c in conds + [("clean", 0)] if (s := samples(m, *c)) is not None]
+    if not found and unreadable:
+        raise BenchError(f"{run}: no readable anomaly-map samples for {category} seed {seed}: the side file of "
+                         f"each of its {len(unreadable)} cell(s) with maps is unreadable (see the warnings); "
+                         "rerun its grid (bench grid with the same --out moves those parts aside and runs "
+                         "their cells again)")
     if not found:
         raise BenchError(f"{run}: no anomaly-map samples for {category} seed {seed} (parts/*.maps.npz): the rows "
                          "were written before maps were kept, exported to one file, or run with --map-samples 0; "
@@ -70,12 +94,12 @@ def plot(run: Path, out: Path, methods: Sequence[str] | None = None, category: s
             row_axes = axes[r]
             first = samples(order[0], *cond)
             clean = samples(order[0], "clean", 0)
-            _image(row_axes[0], clean, image_id)
-            _image(row_axes[1], first, image_id)
+            _image(row_axes[0], clean, image_id, absent(order[0], "clean", 0))
+            _image(row_axes[1], first, image_id, absent(order[0], *cond))
             _truth(row_axes[2], first or clean, image_id)
             for j, method in enumerate(order):
-                _map(row_axes[3 + j], samples(method, *cond), image_id, cmap)
-            _map(row_axes[-1], clean, image_id, cmap)
+                _map(row_axes[3 + j], samples(method, *cond), image_id, cmap, absent(method, *cond))
+            _map(row_axes[-1], clean, image_id, cmap, absent(order[0], "clean", 0))
             short = "/".join(Path(image_id).with_suffix("").parts[-2:])  # defect type / file stem
             row_axes[0].set_ylabel(f"{cond_label(*cond)}\n{short}", fontsize=7)
             r += 1
@@ -98,9 +122,9 @@ def _blank(ax, text: str = "") -> None:
         ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=7, transform=ax.transAxes)
 
 
-def _image(ax, s: MapSamples | None, image_id: str) -> None:
+def _image(ax, s: MapSamples | None, image_id: str, absent: str = "no row") -> None:
     if s is None or image_id not in s.ids:
-        return _blank(ax, "no row")
+        return _blank(ax, absent if s is None else "no row")
     ax.imshow(s.images[s.index(image_id)])
     _blank(ax)
 
@@ -112,9 +136,9 @@ def _truth(ax, s: MapSamples | None, image_id: str) -> None:
     _blank(ax)
 
 
-def _map(ax, s: MapSamples | None, image_id: str, cmap) -> None:
+def _map(ax, s: MapSamples | None, image_id: str, cmap, absent: str = "no row") -> None:
     if s is None or image_id not in s.ids:
-        return _blank(ax, "no row")
+        return _blank(ax, absent if s is None else "no row")
     k = s.index(image_id)
     maps = s.maps.astype(np.float32)
     lo, hi = float(maps.min()), float(maps.max())
