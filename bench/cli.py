@@ -325,7 +325,7 @@ def list_(what: str = typer.Argument(..., help="methods, datasets, corruptions o
             for ds in p.datasets:
                 n, cells, fits = cost(p, ds)
                 sizes.append(f"{ds}: {n} categories, {cells} cells, {fits} fits")
-            typer.echo(f"{name:12s} {p.summary}\n{'':12s} {', '.join(p.methods)}; backbone {p.backbone}; "
+            typer.echo(f"{name:12s} {p.summary}\n{'':12s} {', '.join(p.methods)}; backbone {p.backbone or 'each method its own'}; "
                        f"{'; '.join(sizes)}")
     else:
         raise BenchError(f"bench list {what}: use methods, datasets, corruptions or presets")
@@ -368,7 +368,8 @@ def reproduce(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
     nondeterministic: bool = _NONDETERMINISTIC,
     workers: int = typer.Option(1, "--workers", "-w", help="Local worker processes."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default: results/runs/<preset>-<hash>)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads per cell (default: all cores in-process, cores / workers with --workers); recorded in the rows, and the same value gives the same bits."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default: results/runs/<preset>-<dataset>-<hash>)."),
     fmt: str = typer.Option("markdown", "--format", "-f", help="latex or markdown."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
@@ -386,7 +387,7 @@ def reproduce(
     spec.preset = p.name
     spec.deterministic = not nondeterministic
     run_dir = out or default_run_dir(spec).with_name(f"{p.name}-{default_run_dir(spec).name}")
-    summary = _run(run_grid, spec, run_dir, make_executor("local", workers=workers), console=console,
+    summary = _run(run_grid, spec, run_dir, make_executor("local", workers=workers, threads=threads), console=console,
                    show_progress=progress)
     console.print(f"run {summary.run_dir}: {summary.total} cells, {summary.skipped} already done, {summary.ran} ran "
                   f"({summary.failed} failed) in {summary.seconds:.1f}s", highlight=False, soft_wrap=True, markup=False)

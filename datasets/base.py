@@ -212,9 +212,12 @@ def torchvision_download(cls_name: str, root: Path, name: str, fix: str) -> None
 
 def download_command(argv: Sequence[str], download: Callable[[Path], None], name: str, folder: str) -> None:
     """``python -m bench.datasets.<module> ROOT``: download ``name`` into ROOT/``folder`` and say where."""
-    if len(argv) != 2:
-        sys.exit(f"usage: python -m bench.datasets.{Path(argv[0]).stem} ROOT  (downloads {name} into ROOT/{folder})")
-    target = Path(argv[1]).expanduser()
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=f"python -m bench.datasets.{Path(argv[0]).stem}",
+                                     description=f"Download {name} into ROOT/{folder}.")
+    parser.add_argument("root", metavar="ROOT", help=f"the folder that receives {folder}/")
+    target = Path(parser.parse_args(list(argv[1:])).root).expanduser()
     target.mkdir(parents=True, exist_ok=True)
     try:
         download(target)

@@ -5,13 +5,13 @@ from .geometry import Geometry
 from .registry import Registered, get, register, register_variant, registered, registered_temporarily
 
 __all__ = ["ADAPT", "FIT", "Diagnostics", "Geometry", "Method", "MethodConfig", "PatchReports", "Registered",
-           "Scores", "SharedScores", "bounded", "check_method", "get", "register", "register_variant", "registered",
-           "registered_temporarily"]
+           "Scores", "SharedScores", "bounded", "check_method", "ContractError", "get", "register",
+           "register_variant", "registered", "registered_temporarily"]
 
 
 def __getattr__(name: str):
-    if name == "check_method":  # imported on use: it needs numpy and torch, listing methods does not
-        from .contract import check_method
+    if name in ("check_method", "ContractError"):  # imported on use: they need numpy and torch, listing does not
+        from . import contract
 
-        return check_method
+        return getattr(contract, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
