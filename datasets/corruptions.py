@@ -20,7 +20,7 @@ import multiprocessing
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -247,6 +247,17 @@ def _prepare(img: np.ndarray, protocol: str) -> np.ndarray:
     return resize_shorter(img) if protocol == "resized" else _as_rgb(img)
 
 
+class ImageTooSmall(BenchError):
+    """An image under imagecorruptions' 32 px; ``corrupted_images`` adds which image it is."""
+
+
+def _naming(image: str, make: Callable[[], Any]) -> Any:
+    try:
+        return make()
+    except ImageTooSmall as exc:
+        raise BenchError(f"{image}: {exc}") from None
+
+
 def corrupt_image(img: np.ndarray, corruption: str, severity: int, seed: int) -> np.ndarray:
     """Corrupt one (H, W, 3) uint8 image; deterministic in ``seed``; leaves np.random alone."""
     corruption = _check_corruption(corruption)
@@ -259,7 +270,7 @@ def corrupt_image(img: np.ndarray, corruption: str, severity: int, seed: int) ->
     severity = check_severity(severity)
     h, w = img.shape[:2]
     if h < MIN_SIDE or w < MIN_SIDE:
-        raise BenchError(
+        raise ImageTooSmall(
             f"image is {w}x{h} px: imagecorruptions needs at least {MIN_SIDE} px on each side "
             "(use a larger image or --protocol resized)"
         )
@@ -363,8 +374,8 @@ def corrupted_images(images: ImageSet, *, dataset: str, category: str, corruptio
 
     if not cache:
         return ImageSet(
-            ids, lambda i: corrupt_image(_prepare(images[i], protocol), corruption, severity,
-                                         derived(i))
+            ids, lambda i: _naming(f"{dataset}/{category}/{ids[i]}", lambda: corrupt_image(
+                _prepare(images[i], protocol), corruption, severity, derived(i)))
         )
 
     if workers > 1:
@@ -374,7 +385,8 @@ def corrupted_images(images: ImageSet, *, dataset: str, category: str, corruptio
     def load(i: int) -> np.ndarray:
         k = derived(i)
         path = cache_path(cache_key(images.digest(i), corruption, severity, k, protocol))
-        out, hit = _load_or_make(lambda: images[i], corruption, severity, k, protocol, path)
+        out, hit = _naming(f"{dataset}/{category}/{ids[i]}",
+                           lambda: _load_or_make(lambda: images[i], corruption, severity, k, protocol, path))
         if stats is not None:
             stats.add(hit)
         return out

@@ -115,9 +115,19 @@ def test_non_square_and_grayscale_inputs(img):
     assert C.corrupt_image(gray[..., 0], "contrast", 2, 0).shape == gray.shape  # 2-D too
 
 
-def test_too_small_image_is_a_clear_error():
+def test_too_small_image_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(BenchError, match=r"image is 31x40 px: imagecorruptions needs at least 32"):
         C.corrupt_image(np.zeros((40, 31, 3), np.uint8), "contrast", 1, 0)
+    monkeypatch.setenv("ADSHIFT_BENCH_CACHE", str(tmp_path))
+    images = ImageSet(["test/good/000.png", "test/good/001.png"], lambda i: np.zeros((40, 40 - 20 * i, 3), np.uint8))
+    for cache in (True, False):  # a grid's set names the image it cannot corrupt
+        corrupted = C.corrupted_images(images, dataset="mvtec_ad", category="bottle", corruption="contrast",
+                                       severity=1, seed=0, cache=cache)
+        assert corrupted[0].shape == (40, 40, 3)
+        with pytest.raises(BenchError) as info:
+            corrupted[1]
+        assert str(info.value) == ("mvtec_ad/bottle/test/good/001.png: image is 20x40 px: imagecorruptions needs at "
+                                   "least 32 px on each side (use a larger image or --protocol resized)")
 
 
 def test_non_uint8_rejected():
