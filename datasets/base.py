@@ -7,6 +7,7 @@ does not sit in memory twice.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import re
 import socket
@@ -254,6 +255,31 @@ def mask_loader(image_paths: Sequence[Path], mask_paths: Sequence[Path | None],
         return read_mask(mask_paths[i], shape, nonzero=nonzero)
 
     return load
+
+
+def copies_note(where: str, train: Sequence[Path], test: Sequence[Path], base: Path) -> list[str]:
+    """A warning when test images are byte-for-byte copies of training images (a model then scores
+    what it trained on, which inflates every metric). Files of equal size only are read."""
+    by_size: dict[int, list[Path]] = {}
+    for path in train:
+        by_size.setdefault(os.stat(path).st_size, []).append(path)
+    digests: dict[Path, bytes] = {}
+
+    def digest(path: Path) -> bytes:
+        if path not in digests:
+            digests[path] = hashlib.blake2b(Path(path).read_bytes(), digest_size=16).digest()
+        return digests[path]
+
+    copies = []
+    for path in test:
+        match = next((t for t in by_size.get(os.stat(path).st_size, []) if digest(t) == digest(path)), None)
+        if match is not None:
+            copies.append((path, match))
+    if not copies:
+        return []
+    test_copy, train_copy = (Path(p).relative_to(base) if Path(p).is_relative_to(base) else p for p in copies[0])
+    return [f"{where}: {len(copies)} test images are byte-for-byte copies of training images (first: {test_copy} = "
+            f"{train_copy}); a model scores what it trained on, which inflates the metrics; remove them from one split"]
 
 
 def image_files(image_paths: Sequence[Path], mask_paths: Sequence[Path | None]) -> list[tuple[Path, ...]]:

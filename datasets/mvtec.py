@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from ..methods.errors import BenchError
-from .base import Category, ImageSet, TestSplit, image_files, mask_loader, split_notes, standin, standin_notes
+from .base import (Category, ImageSet, TestSplit, copies_note, image_files, mask_loader, split_notes, standin,
+                   standin_notes)
 
 MVTEC_CATEGORIES = (
     "bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut",
@@ -151,7 +152,7 @@ def load_category(root: Path, category: str, dataset: str = "mvtec_ad") -> Categ
     if not test_files:
         raise BenchError(f"{test_dir}: no test images; expected test/good/ and test/<defect type>/")
     labels = np.array([t != normal for t in types], dtype=np.int64)
-    notes = split_notes(f"{category} ({test_dir})", labels, normal)
+    notes = split_notes(f"{category} ({test_dir})", labels, normal) + copies_note(category, train_files, test_files, base)
 
     # No ground_truth/ at all: a dataset with image labels only (many inspection sets are).
     # A ground_truth/ folder that lacks one defect image's mask is a mistake, named below.

@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from ..methods.errors import BenchError
-from .base import Category, ImageSet, TestSplit, image_files, mask_loader, require_root
+from .base import Category, ImageSet, TestSplit, copies_note, image_files, mask_loader, require_root
 
 CATEGORIES = (
     "audiojack", "bottle_cap", "button_battery", "end_cap", "eraser", "fire_hood", "mint", "mounts",
@@ -156,4 +156,5 @@ def load_category(root: Path, category: str) -> Category:
         extra={"view": TOP_VIEW, "split_file": str(json_path), "single_view_json": single_view,
                "images": image_root.name},
         train_files=tuple(train_paths),  # ids are the json's paths, not files under root / category
+        notes=copies_note(category, train_paths, test_paths, root),
     )

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..methods.errors import BenchError
-from .base import Category, ImageSet, TestSplit, image_files, mask_loader, require_root
+from .base import Category, ImageSet, TestSplit, copies_note, image_files, mask_loader, require_root
 
 CATEGORIES = (
     "candle", "capsules", "cashew", "chewinggum", "fryum", "macaroni1", "macaroni2",
@@ -127,4 +127,5 @@ def load_category(root: Path, category: str) -> Category:
         root=root,
         extra={"split_file": str(split_file)},
         train_files=tuple(train_paths),  # ids are the csv's paths, not files under root / category
+        notes=copies_note(category, train_paths, test_paths, root),
     )

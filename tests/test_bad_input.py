@@ -207,6 +207,18 @@ def test_hidden_folders_in_test_are_no_defect_type(monkeypatch, capsys, tmp_path
         "test/crack/000.png", "test/crack/001.png", "test/good/000.png", "test/good/001.png"]
 
 
+def test_test_images_copied_from_the_training_images_are_said(monkeypatch, capsys, tmp_path):
+    base = make_category(tmp_path / "data", "cat")
+    for i in (2, 3):  # two training images copied into test/good under other names
+        (base / "test" / "good" / f"00{i + 5}.png").write_bytes((base / "train" / "good" / f"00{i}.png").read_bytes())
+    code, err, _ = grid(monkeypatch, capsys, tmp_path / "data", tmp_path / "run")
+    assert code == 0
+    assert [line for line in err if line.startswith("warning: ")] == [
+        "warning: cat: 2 test images are byte-for-byte copies of training images (first: test/good/007.png = "
+        "train/good/002.png); a model scores what it trained on, which inflates the metrics; remove them from one split"]
+    assert load_rows(tmp_path / "run").iloc[0]["n_test"] == 6
+
+
 def test_a_resumed_grid_reruns_cells_whose_test_data_changed(monkeypatch, capsys, tmp_path):
     """A finished row describes the test split it was computed on (``test_data``): rerunning the
     command after images or masks changed on disk recomputes those cells, and says so once."""
