@@ -7,6 +7,8 @@
 #   3. perf_table: PatchCore + the TTA rows of TTAD Table 1 on all 15 stand-in categories, then
 #      RD4AD / GNL at 200 / 20 epochs on two categories (projected to 15), GPU utilisation
 #   4. ray_nodes: fractional --gpus-per-cell 0.25 on one and two Ray nodes vs in-process rows
+#   5. pointmae (only when named in STEPS): TTAD on Point-MAE at Table 2's size (1,024 groups x 128
+#      points, 30 epochs, batch 10) on the MVTec 3D-AD stand-in, random weights (no ShapeNet file offline)
 # Usage: bash benchmarks/gpu_check.sh [quick]   (quick: smaller steps 3-4, for a short lease)
 #        STEPS="install doctor" bash benchmarks/gpu_check.sh   (some steps: calls of at most 10 minutes)
 set -uo pipefail
@@ -20,7 +22,7 @@ step() { local name=$1 limit=$2; shift 2; [[ " $STEPS " == *" $name "* ]] || ret
          echo "   rc $rc in $((SECONDS - t0)) s" | tee -a "$OUT/summary.txt"; tail -25 "$OUT/$name.log"; }
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
-step install 300 bash -c "pip install -q -e '.[ray]' && python -m bench.faiss_gpu --install"
+step install 300 bash -c "pip install -q -e '.[ray,3d]' && python -m bench.faiss_gpu --install"
 step doctor 240 bench doctor --device cuda --epochs 3
 if [ "$QUICK" = quick ]; then
   step table_tta 420 python benchmarks/perf_table.py --device cuda --categories toothbrush,metal_nut \
@@ -33,4 +35,8 @@ else
 fi
 step ray 420 python benchmarks/ray_nodes.py --device cuda --gpus-per-cell 0.25 --cpus-per-node 4 \
      --cpus-per-cell 1 --threads 1
+M3D=$ADSHIFT_BENCH_CACHE/mvtec3d_standin
+step pointmae 420 bash -c "python -m bench.datasets.standins mvtec3d $M3D --categories bagel && bench grid \
+     --methods patchcore_pointmae,ttad_pointmae --dataset mvtec3d --root $M3D --categories bagel \
+     --corruptions point_gaussian_noise --severities 5 --weights random --device cuda --no-progress --out $OUT/pointmae"
 cat "$OUT/summary.txt"
