@@ -17,25 +17,7 @@ import torch
 
 from .datasets.cache import cache_dir
 from .methods.errors import BenchError
-from .methods.persist import atomic_write, stable_hash
-
-
-# (path, size, mtime_ns) -> content digest: a file is read once per process, however many cells ask.
-_DIGESTS: dict[tuple[str, int, int], str] = {}
-
-
-def file_digest(path: Path, st: os.stat_result | None = None) -> str:
-    """BLAKE2b of a file's bytes, remembered for its (path, size, mtime) in this process."""
-    st = st or os.stat(path)
-    memo = (str(path), st.st_size, st.st_mtime_ns)
-    found = _DIGESTS.get(memo)
-    if found is None:
-        h = hashlib.blake2b(digest_size=16)
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        found = _DIGESTS[memo] = h.hexdigest()
-    return found
+from .methods.persist import atomic_write, file_digest, stable_hash
 
 
 def data_fingerprint(root: Path | None, ids: list[str], files: Sequence[Path] = ()) -> str:

@@ -7,7 +7,6 @@ does not sit in memory twice.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import re
 import socket
@@ -20,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..methods.errors import BenchError
-from ..methods.persist import array_digest
+from ..methods.persist import array_digest, file_digest
 
 
 # EXIF orientations 5..8 turn the stored image by 90 degrees: width and height swap.
@@ -263,16 +262,9 @@ def copies_note(where: str, train: Sequence[Path], test: Sequence[Path], base: P
     by_size: dict[int, list[Path]] = {}
     for path in train:
         by_size.setdefault(os.stat(path).st_size, []).append(path)
-    digests: dict[Path, bytes] = {}
-
-    def digest(path: Path) -> bytes:
-        if path not in digests:
-            digests[path] = hashlib.blake2b(Path(path).read_bytes(), digest_size=16).digest()
-        return digests[path]
-
     copies = []
     for path in test:
-        match = next((t for t in by_size.get(os.stat(path).st_size, []) if digest(t) == digest(path)), None)
+        match = next((t for t in by_size.get(os.stat(path).st_size, []) if file_digest(t) == file_digest(path)), None)
         if match is not None:
             copies.append((path, match))
     if not copies:
