@@ -8,7 +8,8 @@
 #      RD4AD / GNL at 200 / 20 epochs on two categories (projected to 15), GPU utilisation
 #   4. ray_nodes: fractional --gpus-per-cell 0.25 on one and two Ray nodes vs in-process rows
 #   5. pointmae (only when named in STEPS): TTAD on Point-MAE at Table 2's size (1,024 groups x 128
-#      points, 30 epochs, batch 10) on the MVTec 3D-AD stand-in, random weights (no ShapeNet file offline)
+#      points, 30 epochs, batch 10) on the MVTec 3D-AD stand-in; random weights unless POINTMAE_WEIGHTS=shapenet
+#      (the ShapeNet file in torch hub's checkpoint folder) or a path
 # Usage: bash benchmarks/gpu_check.sh [quick]   (quick: smaller steps 3-4, for a short lease)
 #        STEPS="install doctor" bash benchmarks/gpu_check.sh   (some steps: calls of at most 10 minutes)
 set -uo pipefail
@@ -38,5 +39,5 @@ step ray 420 python benchmarks/ray_nodes.py --device cuda --gpus-per-cell 0.25 -
 M3D=$ADSHIFT_BENCH_CACHE/mvtec3d_standin
 step pointmae 420 bash -c "python -m bench.datasets.standins mvtec3d $M3D --categories bagel && bench grid \
      --methods patchcore_pointmae,ttad_pointmae --dataset mvtec3d --root $M3D --categories bagel \
-     --corruptions point_gaussian_noise --severities 5 --weights random --device cuda --no-progress --out $OUT/pointmae"
+     --corruptions point_gaussian_noise --severities 5 --weights ${POINTMAE_WEIGHTS:-random} --device cuda --no-progress --out $OUT/pointmae"
 cat "$OUT/summary.txt"
