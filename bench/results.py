@@ -36,8 +36,7 @@ import pyarrow.parquet as pq
 from .methods.errors import BenchError, warn
 from .methods.persist import TMP_SUFFIX, atomic_write, pid_alive, tmp_pid
 from .metrics import METRICS as _REGISTRY
-from . import samples as _samples
-from .samples import SAMPLES_KEY, SIDE_SUFFIX, MapSamples
+from .samples import SAMPLES_KEY, SIDE_SUFFIX, MapSamples, read as read_side_file, side_file_problem
 from .stats import INTERVAL_COLUMNS
 
 __all__ = [
@@ -232,7 +231,10 @@ def _schema_problem(schema: pa.Schema) -> str | None:
 
 
 def _inspect(path: Path) -> tuple[str | None, str | None, bool]:
-    """``inspect_part``, and whether the row names map samples (so its side file must unpack)."""
+    """``(status, None, names_samples)`` for a sound part, ``(None, why, False)`` for one that cannot
+    be used. Sound: the footer reads, the REQUIRED columns are there with their types, and it holds
+    one row whose cell_id is its file name. Reads the footer and three small columns only;
+    ``names_samples``: the row lists map samples, so its side file must unpack."""
     try:
         with pq.ParquetFile(path) as pf:
             problem = _schema_problem(pf.schema_arrow)
@@ -247,16 +249,6 @@ def _inspect(path: Path) -> tuple[str | None, str | None, bool]:
     if row["cell_id"] != path.stem:
         return None, f"holds cell {row['cell_id']}, not {path.stem}", False
     return row["status"], None, bool(row.get("map_sample_ids"))
-
-
-def inspect_part(path: Path) -> tuple[str | None, str | None]:
-    """``(status, None)`` for a sound part, ``(None, why)`` for one that cannot be used.
-
-    Sound: the footer reads, the REQUIRED columns are there with their types, and it holds one
-    row whose cell_id is its file name. Reads the footer and three small columns only.
-    """
-    status, problem, _ = _inspect(path)
-    return status, problem
 
 
 def side_path(part: Path) -> Path:
@@ -274,7 +266,7 @@ def inspect_cell(path: Path) -> tuple[str | None, str | None, str | None]:
     status, problem, has_side = _inspect(path)
     if problem is not None or not has_side:
         return status, problem, None
-    side_problem = _samples.side_file_problem(side_path(path))
+    side_problem = side_file_problem(side_path(path))
     return (None if side_problem else status), None, side_problem
 
 
@@ -385,7 +377,7 @@ class RunStore:
         A side file that does not unpack raises ``bench.samples.UnreadableSamples`` (one line
         naming the file; a reader leaves that cell's maps out with a warning)."""
         path = self.samples_path(cell_id)
-        return _samples.read(path) if path.is_file() else None
+        return read_side_file(path) if path.is_file() else None
 
     def write_manifest(self, manifest: Mapping[str, Any]) -> Path:
         text = json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n"

@@ -82,14 +82,13 @@ def _images(folder: Path) -> list[Path]:
         if not p.is_file():
             what = "a broken link" if p.is_symlink() else "not a regular file"
             raise BenchError(f"{p}: {what}; restore the file it points to or remove it")
-    files = entries
-    bad = [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
+    bad = [p for p in entries if p.suffix.lower() not in IMAGE_SUFFIXES]
     if bad:
         raise BenchError(
             f"{bad[0]}: not an image file (expected {', '.join(sorted(IMAGE_SUFFIXES))}); "
             "move it out of the dataset folder"
         )
-    return files
+    return entries
 
 
 def categories_in(root: Path) -> list[str]:
