@@ -271,19 +271,26 @@ def comparison(preset: Preset, spec, rows, fmt: str = "markdown") -> str:
     """Ours next to the published numbers, per metric; daggers on methods whose run departs
     from the paper's protocol, the departures listed below."""
     from .tables.published import _render_comparison, compare_published
+    from .tables.names import METRIC_NAMES, _nice
+    from .tables.render import latex_notes, latex_text
 
     ok = rows[rows["status"] == "ok"].copy()
     if ok.empty:
         raise BenchError("no finished cells to compare (every cell failed or none ran)")
     dep = departures(preset, spec, ok)
     ok["dataset"] = preset.paper_dataset(spec.dataset)
-    dagger = "†" if fmt == "markdown" else r"$^\dagger$"
+    dagger = "†"  # marks are text here; the LaTeX renderer writes them as $^\dagger$ / $^\ddagger$
     notes = [f"{dagger} {m}: " + "; ".join(n) for m, n in dep.items() if n]
+
+    def joined(parts: list[str]) -> str:
+        if not notes:
+            return "\n\n".join(parts)
+        return "\n\n".join(parts + [latex_notes(notes) if fmt == "latex" else "\n".join(notes)])
+
     if preset.runtime:
         from .tables.published import runtime_comparison
 
-        parts = [runtime_comparison(ok, preset, fmt, dagger, dep)]
-        return "\n\n".join(parts + (["\n".join(notes)] if notes else []))
+        return joined([runtime_comparison(ok, preset, fmt, dagger, dep)])
     parts = []
     blocks = preset.blocks or ((None, None),)
     for metric in preset.metrics:
@@ -300,11 +307,12 @@ def comparison(preset: Preset, spec, rows, fmt: str = "markdown") -> str:
                 long["method"] = [f"{m}{dagger}" if dep.get(o) else f"{m}{NOT_RUN}" if m in preset.not_run else m
                                   for m, o in zip(long["method"], long["ours_method"])]
                 mean = " (mean over classes)" if preset.per_class and not per_class else ""
-                title = f"{preset.summary}{f' ({setting})' if setting else ''}{mean}. {metric}: ours (published)."
-                parts.append(_render_comparison(long, fmt, 2, title, None))
+                title = (f"{preset.summary}{f' ({setting})' if setting else ''}{mean}. "
+                         f"{_nice(metric, METRIC_NAMES)}: ours (published).")
+                parts.append(_render_comparison(long, fmt, 2, latex_text(title) if fmt == "latex" else title, None))
     if preset.not_run:
         notes += [f"{NOT_RUN} {m}: not run ({why})" for m, why in preset.not_run.items()]
-    return "\n\n".join(parts + (["\n".join(notes)] if notes else []))
+    return joined(parts)
 
 
 NOT_RUN = "‡"  # a published row the harness cannot run

@@ -1,4 +1,4 @@
-"""Shared by the executor, Ray, determinism and bad-input tests (not a test module).
+"""Shared by the executor, Ray, determinism, bad-input and preset tests (not a test module).
 
 Small grids on the embedded ``textures`` dataset at 64 px, and the in-process reference run that
 several test files compare against (computed once per session, with its own cold caches).
@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import inspect
+import json
 import shutil
 import tempfile
 from functools import lru_cache
@@ -161,3 +163,21 @@ def make_category(root: Path, name: str, *, n_train: int = 4, n_good: int = 2, n
         mask[size // 4: size // 2, size // 4: size // 2] = 255
         save(f"ground_truth/crack/{i:03d}_mask.png", mask, "L")
     return base
+
+
+def preset_rows(preset, spec, categories, value, **config_changes) -> pd.DataFrame:
+    """One ok row per method x category x domain x condition; ``value(category[, domain])``."""
+    two = len(inspect.signature(value).parameters) == 2
+    rows = []
+    for m in preset.methods:
+        cfg = {**spec.method_config(m).to_dict(), **config_changes}
+        for cat in categories:
+            for d in spec.domain_names():
+                for c, s in spec.conditions():
+                    v = value(cat, d) if two else value(cat)
+                    rows.append(dict(method=m, dataset=spec.dataset, category=cat, domain=d, corruption=c,
+                                     severity=s, seed=0, status="ok", protocol=spec.protocol, config=json.dumps(cfg),
+                                     test_subset=0, cell_id=f"{m}-{cat}-{d}-{c}", image_auroc=v, pixel_auroc=v,
+                                     device="cpu", threads=2, cpu_model="a CPU", score_seconds=2.0, n_test=100,
+                                     diag_train_seconds_per_epoch=10.0))
+    return pd.DataFrame(rows)

@@ -9,27 +9,8 @@ import pytest
 from bench.errors import BenchError
 from bench.presets import PRESETS, comparison, cost, departures, get_preset, grid_spec
 
-from _grids import run_cli
-
-
-def _rows(preset, spec, categories, value, **config_changes) -> pd.DataFrame:
-    """One ok row per method x category x domain x condition; ``value(category[, domain])``."""
-    import inspect
-
-    two = len(inspect.signature(value).parameters) == 2
-    rows = []
-    for m in preset.methods:
-        cfg = {**spec.method_config(m).to_dict(), **config_changes}
-        for cat in categories:
-            for d in spec.domain_names():
-                for c, s in spec.conditions():
-                    v = value(cat, d) if two else value(cat)
-                    rows.append(dict(method=m, dataset=spec.dataset, category=cat, domain=d, corruption=c,
-                                     severity=s, seed=0, status="ok", protocol=spec.protocol, config=json.dumps(cfg),
-                                     test_subset=0, cell_id=f"{m}-{cat}-{d}-{c}", image_auroc=v, pixel_auroc=v,
-                                     device="cpu", threads=2, cpu_model="a CPU", score_seconds=2.0, n_test=100,
-                                     diag_train_seconds_per_epoch=10.0))
-    return pd.DataFrame(rows)
+from _grids import preset_rows, run_cli
+from _latex import check_latex
 
 
 def test_presets_pin_the_papers_protocols():
@@ -96,7 +77,7 @@ def test_the_domain_presets_pin_gnls_protocol():
 def test_comparison_layout_and_departure_marks():
     p = get_preset("gnl-table1")
     spec = grid_spec(p)
-    df = _rows(p, spec, ["bottle", "cable"], lambda cat: 0.5 if cat == "bottle" else 0.7)
+    df = preset_rows(p, spec, ["bottle", "cable"], lambda cat: 0.5 if cat == "bottle" else 0.7)
     text = comparison(p, spec, df)
     lines = text.splitlines()
     assert lines[2] == ("| Method | MVTec AD / Clean | MVTec AD / Brightness | MVTec AD / Contrast "
@@ -113,13 +94,13 @@ def test_departures_name_each_difference():
     from bench.datasets.registry import get_dataset
 
     cats = list(get_dataset("mvtec_ad").categories)
-    df = _rows(p, grid_spec(p), cats, lambda c: 0.9, backbone="tf_efficientnet_lite0")
+    df = preset_rows(p, grid_spec(p), cats, lambda c: 0.9, backbone="tf_efficientnet_lite0")
     dep = departures(p, spec, df)
     assert dep["ttad"] == ["backbone tf_efficientnet_lite0 (paper: wide_resnet50_2)"]
-    df2 = _rows(p, grid_spec(p), cats, lambda c: 0.9, adapt_epochs=1)
+    df2 = preset_rows(p, grid_spec(p), cats, lambda c: 0.9, adapt_epochs=1)
     assert departures(p, grid_spec(p), df2)["ttad"] == ["adapt_epochs 1 (paper: 10)"]
-    assert departures(p, grid_spec(p), _rows(p, grid_spec(p), cats, lambda c: 0.9))["ttad"] == []
-    standin = _rows(p, grid_spec(p), cats, lambda c: 0.9)
+    assert departures(p, grid_spec(p), preset_rows(p, grid_spec(p), cats, lambda c: 0.9))["ttad"] == []
+    standin = preset_rows(p, grid_spec(p), cats, lambda c: 0.9)
     standin["domain_source"] = "stand-in (bench.datasets.standins, seed 3): PACS photo: ..."
     assert departures(p, grid_spec(p), standin)["ttad"] == ["stand-in (bench.datasets.standins, seed 3) data for mvtec_ad"]
     standin["domain_source"] = "MNIST test set (/data/MNIST/raw/t10k-images-idx3-ubyte.gz)"  # real data: no mark
@@ -132,7 +113,7 @@ _3D = ("bagel", "cable_gland", "carrot", "cookie", "dowel", "foam", "peach", "po
 LAYOUTS = {  # the published tables' column order and method order (rows the paper lacks are not shown)
     "ttad-table1": (f"| Method | {_MV} | {_RI} |", ["RD4AD", "PatchCore", "TTT++", "TTAC", "GNL", "TTAD"]),
     # per class, then the mean; the rows the harness cannot run stay, marked
-    "ttad-table2": (["| Method | " + " | ".join(f"MVTec 3D-AD / {c} / Point Gaussian Noise" for c in _3D) + " |",
+    "ttad-table2": (["| Method | " + " | ".join(f"MVTec 3D-AD / {c}" for c in _3D) + " |",
                      "| Method | MVTec 3D-AD / Point Gaussian Noise |"],
                     ["Depth GAN‡", "Depth AE‡", "Depth VM‡", "Depth PatchCore", "Raw (in BTF)", "HoG (in BTF)",
                      "SIFT (in BTF)", "FPFH", "M3DM", "TTAD (Ours)"]),
@@ -172,7 +153,7 @@ def test_every_preset_renders_its_published_layout(name):
     spec = grid_spec(p)
     from bench.datasets.registry import get_dataset
 
-    df = _rows(p, spec, list(spec.categories or get_dataset(spec.dataset).categories), lambda c: 0.8)
+    df = preset_rows(p, spec, list(spec.categories or get_dataset(spec.dataset).categories), lambda c: 0.8)
     text = comparison(p, spec, df)
     headers, methods = LAYOUTS[name]
     headers = [headers] if isinstance(headers, str) else headers  # per class, then the mean (Table 2)
@@ -190,13 +171,13 @@ def test_domain_comparisons_put_each_domain_and_setting_in_its_place():
     p = get_preset("gnl-table3")
     spec = grid_spec(p)
     # ID 0.9 / OOD 0.6 for the digits; the multi-class category 'even' 0.7 / 0.5
-    df = _rows(p, spec, spec.categories, lambda c, d: (0.7 if d == "mnist" else 0.5) if c == "even"
+    df = preset_rows(p, spec, spec.categories, lambda c, d: (0.7 if d == "mnist" else 0.5) if c == "even"
                else (0.9 if d == "mnist" else 0.6))
     text = comparison(p, spec, df)
     one, multi = text.split("(multi-class)")
     assert "| GNL | 90.00 (96.91) | 60.00 (70.87) |" in one and "| GNL | 70.00 (88.59) | 50.00 (58.50) |" in multi
     per_digit = comparison(get_preset("gnl-table8"), grid_spec(get_preset("gnl-table8")),
-                           _rows(get_preset("gnl-table8"), spec, list(map(str, range(10))),
+                           preset_rows(get_preset("gnl-table8"), spec, list(map(str, range(10))),
                                  lambda c, d: 0.5 + int(c) / 100))
     row = next(line for line in per_digit.splitlines() if line.startswith("| RD4AD"))
     assert row.startswith("| RD4AD | 50.00 (99.56) | 50.00 (71.50) | 51.00 (99.50) | 51.00 (60.09) |")
@@ -205,10 +186,30 @@ def test_domain_comparisons_put_each_domain_and_setting_in_its_place():
 def test_the_runtime_table_shows_seconds_and_names_both_devices():
     p = get_preset("gnl-table7")
     spec = grid_spec(p)
-    text = comparison(p, spec, _rows(p, spec, ["dog"], lambda c: 0.8))
+    text = comparison(p, spec, preset_rows(p, spec, ["dog"], lambda c: 0.8))
     assert "| RD4AD | 10.0000 (2.5726) | 0.0200 (0.0282) |" in text
     assert "| GNL | 10.0000 (7.2557) | 0.0200 (0.0356) |" in text
     assert "Ours on rd4ad: cpu, 2 threads (a CPU)" in text and "published on one RTX 3090 24GB GPU" in text
+    latex = comparison(p, spec, preset_rows(p, spec, ["dog"], lambda c: 0.8), fmt="latex")
+    assert r"Model & Training (s per epoch) & Inference (s per image) \\" in latex  # not a tuple's repr
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_writes_latex_that_compiles(name):
+    """`bench reproduce -f latex`: marks as LaTeX macros, notes escaped under the table, the
+    published layout's width (before, every preset's output stopped pdflatex: escaped
+    $^\\dagger$ in the labels, bare underscores in the notes and captions)."""
+    p = get_preset(name)
+    spec = grid_spec(p)
+    cats = (spec.categories or [""])[:2]
+    df = preset_rows(p, spec, cats, lambda c: 0.8, **({"epochs": 1} if p.runtime else {}))
+    text = comparison(p, spec, df, fmt="latex")
+    check_latex(text)
+    assert r"$^\dagger$" in text and "\\begin{flushleft}\\footnotesize" in text  # the marked rows, and why
+    markdown = comparison(p, spec, df)
+    assert "†" in markdown and "\\begin{flushleft}" not in markdown
+    if p.not_run:
+        assert r"Depth GAN$^\ddagger$" in text and r"$^\ddagger$ Depth GAN: not run" in text
 
 
 def test_list_presets_cli(monkeypatch, capsys):
@@ -221,7 +222,7 @@ def test_list_presets_cli(monkeypatch, capsys):
 def test_table2_marks_random_weights_and_names_the_rows_it_cannot_run():
     p = get_preset("ttad-table2")
     spec = grid_spec(p)
-    df = _rows(p, spec, ["bagel"], lambda c: 0.7)
+    df = preset_rows(p, spec, ["bagel"], lambda c: 0.7)
     assert all(v == ["1 of 10 categories"] for v in departures(p, spec, df).values())  # no backbone mark: each its own
     pm = df[df["method"] == "patchcore_pointmae"].copy()
     pm["config"] = [json.dumps({**json.loads(c), "weights": "random"}) for c in pm["config"]]

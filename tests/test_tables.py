@@ -9,6 +9,7 @@ from bench import papers
 from bench.errors import BenchWarning
 from bench.results import RunStore
 from bench.tables import compare_published, condition_label, main_table, paper_table, table_frame
+from _latex import check_latex
 
 # (method, category, corruption) -> image AUROC per seed
 VALUES = {
@@ -79,6 +80,22 @@ def test_latex_booktabs_and_bold():
     assert r"PatchCore & \textbf{97.00} & 75.00 & 62.00 & 68.50 \\" in tex
     assert r"TTAD & \textbf{97.00} & \textbf{88.00} & \textbf{82.00} & \textbf{85.00} \\" in tex
     assert tex.index(r"\toprule") < tex.index(r"\midrule") < tex.index(r"\bottomrule")
+
+
+def test_every_latex_layout_compiles():
+    """Labels with LaTeX's special characters, partial means (dagger), std, several metrics,
+    per class and per defect type: the structure pdflatex needs (tests/_latex.py)."""
+    df = with_breakdown(synthetic()).replace({"method": {"ttad": "my_ttad #2 (50% & more)"},
+                                             "category": {"cable": "metal_nut"}})
+    gone = (df["method"] == "patchcore") & (df["category"] == "metal_nut") & (df["corruption"] == "contrast")
+    df = df[~gone]
+    layouts = [main_table(df, fmt="latex"), main_table(df, ["image_auroc", "pixel_auroc"], fmt="latex"),
+               main_table(df, fmt="latex", per_class=True), main_table(df, fmt="latex", by="defect_type")]
+    for tex in layouts:
+        check_latex(tex)
+        assert r"my\_ttad \#2 (50\% \& more)" in tex
+    assert r"60.00$^\dagger$" in layouts[0] and r"80.00 $\pm$ 1.41" in layouts[3]
+    assert r"metal\_nut" in layouts[2]
 
 
 def test_method_order_and_selection():

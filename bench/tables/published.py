@@ -10,7 +10,7 @@ from .. import papers
 from .aggregate import _Grid, _as_list, _ok_rows, _per_category
 from .layouts import main_table
 from .names import DATASET_NAMES, METRIC_NAMES, _cond_labels, _nice
-from .render import _NA, _to_latex, _to_markdown
+from .render import _NA, _to_latex, _to_markdown, latex_text
 
 def _match_rows(ours: Iterable[str], published_methods: Iterable[str], method_map) -> dict[str, str]:
     """published method name -> our row label."""
@@ -144,6 +144,9 @@ def _render_comparison(out: pd.DataFrame, fmt: str, decimals: int, caption, labe
     methods = list(dict.fromkeys(out["method"]))
     out = out.assign(category=out["category"] if "category" in out else "", domain=out["domain"] if "domain" in out else "")
     per_class = (out["category"] != "").any() and out["category"].nunique() > 1
+    # a per-class table of one condition (TTAD Table 2): the classes are the columns, the
+    # condition is in the caption, not repeated over every class
+    one_condition = per_class and len(set(zip(out["domain"], out["corruption"], out["severity"]))) == 1
     for ds, cat in dict.fromkeys(zip(out["dataset"], out["category"])):
         sub = out[(out["dataset"] == ds) & (out["category"] == cat)]
         conds = list(dict.fromkeys(zip(sub["domain"], sub["corruption"], sub["severity"].astype(int))))
@@ -151,7 +154,8 @@ def _render_comparison(out: pd.DataFrame, fmt: str, decimals: int, caption, labe
         head = (_nice(ds, DATASET_NAMES),) + ((cat,) if per_class else ())
         for cond in conds:
             for m in dict.fromkeys(sub["metric"]):
-                col = (*head, labels[cond]) + ((_nice(m, METRIC_NAMES),) if multi_metric else ())
+                col = (*head, *(() if one_condition else (labels[cond],))) + (
+                    (_nice(m, METRIC_NAMES),) if multi_metric else ())
                 sel = sub[(sub["domain"] == cond[0]) & (sub["corruption"] == cond[1]) & (sub["severity"] == cond[2])
                           & (sub["metric"] == m)]
                 col_cells = []
@@ -224,4 +228,4 @@ def runtime_comparison(rows: pd.DataFrame, preset, fmt: str, dagger: str, depart
     caption = f"{preset.summary}: ours (published). Ours on {where}; published on {theirs}."
     if fmt == "markdown":
         return _to_markdown(frame, bold, "Model", caption)
-    return _to_latex(frame, bold, _Grid(frame, bold, "Model"), caption, None, None)
+    return _to_latex(frame, bold, _Grid(frame, bold, "Model"), latex_text(caption), None, None)

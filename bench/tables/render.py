@@ -60,19 +60,33 @@ def _cells(shown: pd.DataFrame, partial: pd.DataFrame, decimals: int, fmt: str,
     return pd.DataFrame(data, index=shown.index, columns=shown.columns, dtype=object)
 
 
-def _latex_escape(text: str) -> str:
-    repl = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
-            "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
-    return "".join(repl.get(ch, ch) for ch in str(text))
+_LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+                  "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
+# the marks and symbols the harness's own labels and notes use, as pdflatex needs them
+_LATEX_UNICODE = {"\u2020": r"$^\dagger$", "\u2021": r"$^\ddagger$", "\u2013": "--", "\u2014": "---",
+                  "\u00b1": r"$\pm$", "\u00d7": r"$\times$", "\u03c3": r"$\sigma$", "\u03bb": r"$\lambda$",
+                  "\u2264": r"$\leq$", "\u2265": r"$\geq$", "\u2192": r"$\rightarrow$"}
+
+
+def latex_text(text: str) -> str:
+    """Plain text (a label, a note, a caption the harness writes) as LaTeX: special characters
+    escaped, the harness's marks (dagger, double dagger, en dash, ...) as pdflatex macros."""
+    return "".join(_LATEX_SPECIAL.get(ch) or _LATEX_UNICODE.get(ch, ch) for ch in str(text))
+
+
+def latex_notes(notes: Sequence[str]) -> str:
+    """Notes under a table (what a mark means), one line each, as a LaTeX block."""
+    body = "\\\\\n".join(latex_text(n) for n in notes)
+    return "\\begin{flushleft}\\footnotesize\n" + body + "\n\\end{flushleft}"
 
 
 def _to_latex(cells, bold, grid: _Grid, caption, label, column_format) -> str:
     frame = cells.copy()
-    frame.index = [_latex_escape(i) for i in frame.index]
+    frame.index = [latex_text(i) for i in frame.index]
     frame.index.name = None
-    frame.columns = pd.MultiIndex.from_tuples(
-        [tuple(_latex_escape(x) for x in (c if isinstance(c, tuple) else (c,))) for c in frame.columns]
-    )
+    columns = [tuple(latex_text(x) for x in (c if isinstance(c, tuple) else (c,))) for c in frame.columns]
+    # one header level: a plain Index (Styler prints a one-level MultiIndex's labels as tuples)
+    frame.columns = pd.Index([c[0] for c in columns]) if len(columns[0]) == 1 else pd.MultiIndex.from_tuples(columns)
     css = pd.DataFrame(np.where(bold.to_numpy(), "textbf: --rwrap;", ""), index=frame.index, columns=frame.columns)
     styler = frame.style.apply(lambda _: css, axis=None)
     n_cols = frame.shape[1]
@@ -95,7 +109,7 @@ def _latex_polish(latex: str, columns: pd.MultiIndex, grid: _Grid) -> str:
     header = list(range(top + 1, mid))
     if header:
         last = header[-1]
-        lines[last] = re.sub(r"^\s*&", _latex_escape(grid.corner) + " &", lines[last], count=1)
+        lines[last] = re.sub(r"^\s*&", latex_text(grid.corner) + " &", lines[last], count=1)
     # \cmidrule under each group of every upper header level
     inserts = []
     for level, line_no in enumerate(header[:-1]):
