@@ -206,6 +206,7 @@ def table(
     methods: Optional[List[str]] = typer.Option(None, "--methods", help="Select and order methods."),
     compare: Optional[str] = typer.Option(None, "--compare", help="Published table to compare with, e.g. ttad:1."),
     caption: Optional[str] = typer.Option(None, "--caption", help="The table's caption; with -f latex it is LaTeX as given (write \\% and \\_ for % and _)."),
+    label: Optional[str] = typer.Option(None, "--label", help="LaTeX \\label of the table (e.g. tab:main), for \\ref."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
     std: bool = typer.Option(True, "--std/--no-std", help="Show ± std over seeds where a value averages several seeds."),
     interval: bool = typer.Option(False, "--interval", help="Show each value's bootstrap interval over test images [lo, hi] (image AUROC)."),
@@ -251,10 +252,11 @@ def table(
         require_per_image(ok, f"--interval ({run})")
     if compare:
         paper, _, num = compare.partition(":")
-        text = compare_published(df, paper=paper, table=int(num or 1), metric=metrics_[0], fmt=fmt, caption=caption)
+        text = compare_published(df, paper=paper, table=int(num or 1), metric=metrics_[0], fmt=fmt, caption=caption,
+                                 label=label)
     else:
         text = main_table(df, metrics_ if len(metrics_) > 1 else metrics_[0], fmt=fmt, per_class=per_class,
-                          methods=split_list(methods), caption=caption, std=std,
+                          methods=split_list(methods), caption=caption, label=label, std=std,
                           interval=resamples if interval else 0, level=level, by=by)
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,6 @@
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -9,6 +10,7 @@ from bench import papers
 from bench.errors import BenchWarning
 from bench.results import RunStore
 from bench.tables import compare_published, condition_label, main_table, paper_table, table_frame
+from _grids import run_cli
 from _latex import check_latex
 
 # (method, category, corruption) -> image AUROC per seed
@@ -344,3 +346,13 @@ def test_rows_without_the_breakdown_get_one_line(tmp_path, monkeypatch, capsys):
     assert code == 0 and out.splitlines()[2].startswith("| PatchCore / crack | **67.00** | 45.00 |"), out
     code, _, err = run_cli(monkeypatch, capsys, "table", store.run_dir, "--by", "defect_type", "--metric", "image_ap")
     assert code == 2 and "pass one --metric of image_auroc, pixel_auroc, aupro" in err
+
+
+def test_cli_latex_caption_and_label_reach_every_layout(monkeypatch, capsys):
+    ref = Path(__file__).resolve().parents[1] / "results" / "reference" / "textures_default"
+    for extra in ((), ("--compare", "ttad:1"), ("--per-class",)):
+        code, out, err = run_cli(monkeypatch, capsys, "table", ref, "-f", "latex", "--caption", r"Ours, 50\%",
+                                 "--label", "tab:ours", *extra)
+        assert code == 0, err
+        check_latex(out)
+        assert "\\caption{Ours, 50\\%}\n\\label{tab:ours}" in out, extra
