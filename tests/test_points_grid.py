@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from _grids import assert_identical, cache_env, run_cli
+from _latex import check_latex
 from bench.datasets.mvtec3d import write_fixture
 from bench.executors import LocalExecutor, run_grid
 from bench.grid import GridSpec
@@ -71,10 +72,10 @@ def test_reproduce_table2_end_to_end_on_the_standin_with_departures_marked(tmp_p
     from bench.datasets.standins import make_mvtec3d
 
     root = make_mvtec3d(tmp_path / "m3d", ["bagel"], per_class=4)
-    code, out, err = run_cli(monkeypatch, capsys, "reproduce", "ttad-table2", "--root", root, "--categories", "bagel",
-                             "--weights", "random", "--set", "num_group=32", "--set", "group_size=16",
-                             "--set", "ttad_pointmae.adapt_epochs=1", "--set", "patchcore_depth.backbone=resnet18",
-                             "--device", "cpu", "--no-progress", "--out", tmp_path / "run")
+    args = ("reproduce", "ttad-table2", "--root", root, "--categories", "bagel", "--weights", "random",
+            "--set", "num_group=32", "--set", "group_size=16", "--set", "ttad_pointmae.adapt_epochs=1",
+            "--set", "patchcore_depth.backbone=resnet18", "--device", "cpu", "--no-progress", "--out", tmp_path / "run")
+    code, out, err = run_cli(monkeypatch, capsys, *args)
     assert code == 0, err
     for row in ("Depth PatchCore†", "Raw (in BTF)†", "HoG (in BTF)†", "SIFT (in BTF)†", "FPFH†", "M3DM†", "TTAD (Ours)†"):
         assert f"| {row} | " in out, row
@@ -88,3 +89,8 @@ def test_reproduce_table2_end_to_end_on_the_standin_with_departures_marked(tmp_p
     assert "backbone resnet18 (paper: wide_resnet50_2)" in notes["† patchcore_depth"]
     assert all("stand-in (bench.datasets.standins, seed 0) data for mvtec3d" in n and "1 of 10 categories" in n
                for n in notes.values())
+    # the same run as LaTeX (resumed: nothing recomputed), what a paper includes
+    code, tex, err = run_cli(monkeypatch, capsys, *args, "-f", "latex")
+    assert code == 0 and "0 ran" in err, err
+    check_latex(tex)
+    assert r"M3DM$^\dagger$ & " in tex and r"$^\dagger$ patchcore\_pointmae: " in tex
