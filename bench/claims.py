@@ -170,7 +170,10 @@ def decide(claim: Claim, low: float, high: float) -> str:
     return "does not hold" if (low > m or high < -m) else "undecided"
 
 
-def _published_effect(preset, claim: Claim, dataset: str) -> float:
+def _published_effect(preset, claim: Claim, dataset: str, ours: pd.DataFrame) -> float:
+    """The paper's A - B over the claim's conditions that ``ours`` (the cells tested) also holds:
+    a run of two of four corruptions compares with the paper's mean over those two (all of the
+    claim's conditions when ``ours`` is empty)."""
     from . import papers
 
     pub = papers.published(paper=preset.paper, table=preset.table, metric=claim.metric,
@@ -187,6 +190,9 @@ def _published_effect(preset, claim: Claim, dataset: str) -> float:
             sub = sub[sub["category"] == "even"]
         elif claim.domains:
             sub = sub[sub["category"] == ""]  # the class means, not the appendix's per-class rows
+        if len(ours):  # untested claims show the paper's effect over all of the claim's conditions
+            column = "domain" if claim.domains else "corruption"
+            sub = sub[sub[column].isin(set(ours[column]))]
         values[name] = sub.set_index(["domain", "corruption", "severity"])["value"]
     both = values[claim.a].index.intersection(values[claim.b].index)
     if not len(both):
@@ -194,7 +200,7 @@ def _published_effect(preset, claim: Claim, dataset: str) -> float:
     return float((values[claim.a][both] - values[claim.b][both]).mean())
 
 
-def _one_config(rows: pd.DataFrame, method: str, dataset: str) -> tuple[pd.DataFrame, str]:
+def one_config(rows: pd.DataFrame, method: str, dataset: str) -> tuple[pd.DataFrame, str]:
     """A method's rows of one config: its default one where the rows hold several (an
     ablation's readings); (rows, note)."""
     if "config_hash" not in rows.columns or rows["config_hash"].nunique() <= 1:
@@ -220,8 +226,11 @@ def evaluate_claims(preset, rows: pd.DataFrame, resamples: int = 1000, level: fl
     claims = CLAIMS.get(preset.name)
     if not claims:
         raise BenchError(f"preset {preset.name} states no claims yet (claims exist for {', '.join(CLAIMS)})")
-    ok = rows[rows["status"] == "ok"] if "status" in rows.columns else rows
+    from .results import with_domain
+
+    ok = with_domain(rows[rows["status"] == "ok"] if "status" in rows.columns else rows)
     dataset = str(ok["dataset"].iloc[0]) if len(ok) else next(iter(preset.datasets))
+    ok = ok[paper_severity(preset, ok)]
     present = set(ok["method"])
     out = []
     for claim in claims:
@@ -229,16 +238,22 @@ def evaluate_claims(preset, rows: pd.DataFrame, resamples: int = 1000, level: fl
         if claim.categories:
             sel = sel[sel["category"].isin(claim.categories)]
         a, b = (STAND_INS.get(m, m) if m not in present else m for m in (claim.a, claim.b))
-        (rows_a, note_a), (rows_b, note_b) = (_one_config(sel[sel["method"] == m], m, dataset) for m in (a, b))
+        (rows_a, note_a), (rows_b, note_b) = (one_config(sel[sel["method"] == m], m, dataset) for m in (a, b))
         notes = [n for n in (note_a, note_b) if n]
-        paper = _published_effect(preset, claim, dataset)
-        keys = [k for k in ("dataset", "category", "domain", "corruption", "severity", "seed") if k in sel]
+        keys = ["dataset", "category", "domain", "corruption", "severity", "seed"]
         shared = rows_a.merge(rows_b[keys], on=keys)
+        paper = _published_effect(preset, claim, dataset, shared)
         if shared.empty:
-            why = "; ".join(notes) if notes else f"no cells with both {a} and {b}"
+            why = "; ".join(notes) if notes else _no_cells(claim, a, b, present, preset)
             out.append(Verdict(claim, 0, np.nan, np.nan, np.nan, np.nan, np.nan, paper, f"untested ({why})"))
             continue
-        if has_per_image(rows_a) and has_per_image(rows_b):
+        if METRICS[claim.metric].resampled is None:
+            merged = rows_a.merge(rows_b, on=keys, suffixes=("_a", "_b"))
+            va, vb = (100 * float(merged[f"{claim.metric}_{s}"].mean()) for s in ("a", "b"))
+            eff, lo, hi = va - vb, np.nan, np.nan
+            verdict = "undecided"
+            notes.append(f"{METRICS[claim.metric].label} is not resampled over test images: the mean effect only")
+        elif has_per_image(rows_a) and has_per_image(rows_b):
             overall = paired_test(rows_a, rows_b, resamples, level, claim.metric)[-1]
             va, vb, eff, lo, hi = (100 * v for v in (overall.a, overall.b, overall.diff, overall.low, overall.high))
             verdict = decide(claim, lo, hi)
@@ -253,6 +268,24 @@ def evaluate_claims(preset, rows: pd.DataFrame, resamples: int = 1000, level: fl
             verdict += f" ({'; '.join(notes)})"
         out.append(Verdict(claim, len(shared), va, vb, eff, lo, hi, paper, verdict))
     return out
+
+
+def paper_severity(preset, rows: pd.DataFrame) -> pd.Series:
+    """Clean rows and corrupted rows at the paper's severity: the claims are the paper's, and
+    its effects are measured there (another severity is another experiment)."""
+    return (rows["corruption"] == "clean") | (rows["severity"].astype(int) == preset.severity)
+
+
+def _no_cells(claim: Claim, a: str, b: str, present: set, preset) -> str:
+    """Why a claim has no cell both methods ran, in the user's terms."""
+    missing = [m for m in (a, b) if m not in present]
+    if missing:
+        return f"no {' or '.join(missing)} rows"
+    if claim.domains:
+        return f"no rows of the test domains {', '.join(claim.domains)}"
+    cells = "corrupted cells" if claim.conditions == CORRUPTED else f"cells of {', '.join(claim.conditions)}"
+    at = "" if claim.conditions == CLEAN else f" at severity {preset.severity} (the paper's)"
+    return f"no {cells}{at} with both {a} and {b}"
 
 
 def _num(v: float, sign: bool = False) -> str:
@@ -270,6 +303,8 @@ def claims_text(preset, runs: Sequence, resamples: int = 1000, level: float = 0.
         raise BenchError("--resamples 0: the test needs resamples, e.g. 1000")
     rows = load_runs(runs)
     verdicts = evaluate_claims(preset, rows, resamples, level)
+    ok = rows[rows["status"] == "ok"] if "status" in rows.columns else rows
+    other = int((~paper_severity(preset, ok)).sum())
     pct = f"{round(level * 100, 2):g} %"
     datasets = sorted(set(rows["dataset"].astype(str)))
     paper_data = sorted(preset.datasets)
@@ -278,7 +313,9 @@ def claims_text(preset, runs: Sequence, resamples: int = 1000, level: float = 0.
         "effects are context, not a target.")
     lines = [f"Claims of {preset.summary}, tested on {', '.join(map(str, runs))}: paired bootstrap over test "
              f"images ({resamples} resamples, {pct} intervals); effect = mean of A - B over the cells both ran, "
-             f"in points; paper = the published A - B over the same conditions.{where}", "",
+             f"in points; paper = the published A - B over the same conditions.{where}"
+             + (f" {other} rows at other severities than the paper's ({preset.severity}) are left out." if other else ""),
+             "",
              f"| claim | metric | cells | A | B | A - B | {pct} interval | paper | verdict |",
              "|:---|:---|---:|---:|---:|---:|:---:|---:|:---|"]
     for v in verdicts:

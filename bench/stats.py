@@ -120,22 +120,48 @@ def _row_key(row) -> int:
     return cell_key(*(row[c] for c in _CELL))
 
 
+def _severity(row) -> int:
+    return 0 if row["corruption"] == "clean" else int(row["severity"])
+
+
+def joint_keys(rows: pd.DataFrame) -> dict:
+    """Row index -> resampling key, the same for every row of one test image set.
+
+    A category's conditions and seeds score the same test images (corrupted or not), so their
+    errors are correlated; a mean over them is resampled jointly - one draw of images per image
+    set - or its interval comes out too narrow. The set's key is that of its first cell (sorted
+    by corruption, severity, seed), so a lone cell keeps its own key and row interval."""
+    groups: dict[tuple, list] = {}
+    for idx, r in rows.iterrows():
+        groups.setdefault((r["dataset"], r["category"], r.get("domain", ""), tuple(r["image_ids"])), []).append(
+            (str(r["corruption"]), _severity(r), int(r["seed"]), idx))
+    keys = {}
+    for (dataset, category, _, _), members in groups.items():
+        corruption, severity, seed, _ = min(members, key=lambda m: m[:3])
+        key = cell_key(dataset, category, corruption, severity, seed)
+        keys.update({idx: key for *_, idx in members})
+    return keys
+
+
 def mean_interval(rows: pd.DataFrame, metric: str, resamples: int, level: float = LEVEL) -> tuple[float, float]:
     """Interval of a table value over ``rows``: per resample, the tables' own averaging (mean over
-    seeds within a category, then over categories, then over conditions), each cell resampled
-    on its own key. NaN when ``metric`` cannot be resampled or a row lacks per-image scores."""
+    seeds within a category, then over categories, then over conditions), the cells of one test
+    image set resampled jointly (``joint_keys``). NaN when ``metric`` cannot be resampled or a
+    row lacks per-image scores."""
     from .results import with_domain
 
     if METRICS[metric].resampled is None or rows.empty or not has_per_image(rows):
         return float("nan"), float("nan")
+    rows = with_domain(rows)
+    keys = joint_keys(rows)
     per_cond = []
-    for _, cond_rows in with_domain(rows).groupby(["domain", "corruption", "severity"], sort=False):
+    for _, cond_rows in rows.groupby(["domain", "corruption", "severity"], sort=False):
         per_cat = []
         for _, cat_rows in cond_rows.groupby("category", sort=False):
             reps = []
-            for _, r in cat_rows.iterrows():
+            for idx, r in cat_rows.iterrows():
                 labels, scores = _arrays(r)
-                reps.append(replicates(labels, [scores], _row_key(r), resamples, metric)[0])
+                reps.append(replicates(labels, [scores], keys[idx], resamples, metric)[0])
             per_cat.append(np.mean(reps, axis=0))
         per_cond.append(np.mean(per_cat, axis=0))
     return percentile_interval(np.mean(per_cond, axis=0), level)
@@ -179,34 +205,50 @@ def paired_difference(labels, scores_a, scores_b, key: int, resamples: int, leve
     return Difference(cell, len(np.asarray(labels).reshape(-1)), a, b, a - b, lo, hi, _p_value(d)), d
 
 
+def _by_cell(rows: pd.DataFrame, match: tuple[str, ...]) -> dict[tuple, pd.Series]:
+    """One row per cell; two rows of one cell (two configs of a method) would pair arbitrarily."""
+    out: dict[tuple, pd.Series] = {}
+    for idx, r in rows.iterrows():
+        k = tuple(r[c] for c in match)
+        if k in out:
+            method = r.get("method", "the method")
+            raise BenchError(f"{_label(r)}: {method} has several rows of this cell (several configs in these rows); "
+                             "compare rows of one config")
+        out[k] = r
+    return out
+
+
 def paired_test(rows_a: pd.DataFrame, rows_b: pd.DataFrame, resamples: int = DEFAULT_RESAMPLES,
                 level: float = LEVEL, metric: str = "image_auroc") -> list[Difference]:
     """Per matched cell (same dataset, category, domain, condition, seed and test images), then
-    "overall" (the mean difference over the matched cells, each weighing the same, resampled jointly)."""
+    "overall": the mean difference over the matched cells, each weighing the same, the cells of
+    one test image set resampled jointly (``joint_keys``; the per-cell lines use each cell's key)."""
     from .results import with_domain
 
     match = (*_CELL, "domain")
-    rows_a, rows_b = with_domain(rows_a), with_domain(rows_b)
-    keyed_b = {tuple(r[c] for c in match): r for _, r in rows_b.iterrows()}
+    cells_a, cells_b = _by_cell(with_domain(rows_a), match), _by_cell(with_domain(rows_b), match)
+    shared = [k for k in cells_a if k in cells_b]
+    if not shared:
+        raise BenchError("the two methods share no cell (dataset, category, domain, condition and seed) in these rows")
+    pairs = [(cells_a[k], cells_b[k]) for k in shared]
+    keys = joint_keys(pd.DataFrame([ra for ra, _ in pairs]).reset_index(drop=True))
     out, reps, a_vals, b_vals, n = [], [], [], [], 0
-    for _, ra in rows_a.iterrows():
-        k = tuple(ra[c] for c in match)
-        rb = keyed_b.get(k)
-        if rb is None:
-            continue
+    for i, (ra, rb) in enumerate(pairs):
         if list(ra["image_ids"]) != list(rb["image_ids"]):
             raise BenchError(f"{_label(ra)}: the two methods' rows were scored on different test images; "
                              "compare rows of one run (same --test-subset)")
         labels, sa = _arrays(ra)
         _, sb = _arrays(rb)
         diff, d = paired_difference(labels, sa, sb, _row_key(ra), resamples, level, metric, _label(ra))
+        if keys[i] != _row_key(ra):
+            joint = replicates(labels, [sa, sb], keys[i], resamples, metric)
+            d = joint[0] - joint[1]
+        else:
+            n += diff.n_images  # the image set's first cell: count its images once
         out.append(diff)
         reps.append(d)
         a_vals.append(diff.a)
         b_vals.append(diff.b)
-        n += diff.n_images
-    if not out:
-        raise BenchError("the two methods share no cell (dataset, category, domain, condition and seed) in these rows")
     d = np.nanmean(np.stack(reps), axis=0)
     a, b = float(np.nanmean(a_vals)), float(np.nanmean(b_vals))
     lo, hi = percentile_interval(d, level)

@@ -68,7 +68,12 @@ def test_conditions_select_the_cells_and_missing_methods_are_untested(monkeypatc
                                       Claim("corrupted", "good", "poor"), Claim("absent", "good", "nope")))
     clean, corrupted, absent = evaluate_claims(_PRESET, rows, resamples=100)
     assert clean.cells == 2 and corrupted.cells == 2 and absent.cells == 0
-    assert absent.verdict == "untested (no cells with both good and nope)"
+    assert absent.verdict == "untested (no nope rows)"
+    # corrupted rows at another severity than the paper's (5) are another experiment: left out
+    other = rows.assign(severity=rows["severity"].where(rows["corruption"] == "clean", 3))
+    clean, corrupted, _ = evaluate_claims(_PRESET, other, resamples=100)
+    assert clean.cells == 2 and corrupted.cells == 0
+    assert corrupted.verdict == "untested (no corrupted cells at severity 5 (the paper's) with both good and poor)"
 
 
 def test_rows_without_per_image_scores_give_the_mean_effect_undecided(monkeypatch):
@@ -95,9 +100,15 @@ def test_patchcore_is_stood_in_by_none_and_an_ablation_keeps_the_default_config(
 def test_the_papers_effect_comes_from_the_published_table():
     claim = Claim("TTAD beats PatchCore on the corruption mean", "ttad", "patchcore")
     # TTAD Table 1, MVTec AD: (89.21-77.34 + 96.75-90.43 + 96.71-91.19 + 85.45-62.72) / 4
-    assert _published_effect(PRESETS["ttad-table1"], claim, "mvtec_ad") == pytest.approx(11.61, abs=0.005)
+    every = pd.DataFrame({"corruption": ["gaussian_noise", "defocus_blur", "brightness", "contrast"], "domain": ""})
+    assert _published_effect(PRESETS["ttad-table1"], claim, "mvtec_ad", every) == pytest.approx(11.61, abs=0.005)
+    # a run of two of the four corruptions compares with the paper's mean over those two
+    two = every[every["corruption"].isin(["gaussian_noise", "contrast"])]
+    assert _published_effect(PRESETS["ttad-table1"], claim, "mvtec_ad", two) == pytest.approx(
+        (89.21 - 77.34 + 85.45 - 62.72) / 2, abs=0.005)
+    assert _published_effect(PRESETS["ttad-table1"], claim, "mvtec_ad", every.iloc[0:0]) == pytest.approx(11.61, abs=0.005)
     clean = Claim("equal on clean", "gnl", "rd4ad", "≈", ("clean",), 1.0)
-    assert _published_effect(PRESETS["gnl-table1"], clean, "mvtec_ad") == pytest.approx(97.99 - 98.64)
+    assert _published_effect(PRESETS["gnl-table1"], clean, "mvtec_ad", every.iloc[0:0]) == pytest.approx(97.99 - 98.64)
 
 
 def test_every_preset_claim_names_methods_of_its_preset():
@@ -108,14 +119,19 @@ def test_every_preset_claim_names_methods_of_its_preset():
 
 
 def test_bench_claims_prints_each_verdict(monkeypatch, capsys):
-    code, out, _ = run_cli(monkeypatch, capsys, "claims", "gnl-table1", "results/reference/textures_default",
+    code, out, _ = run_cli(monkeypatch, capsys, "claims", "ttad-table1", "results/reference/textures_default",
                            "--resamples", "100")
     assert code == 0
-    lines = [line for line in out.splitlines() if line.startswith("| GNL")]
-    assert len(lines) == len(CLAIMS["gnl-table1"])
+    lines = [line for line in out.splitlines() if line.startswith("| ") and ("beats" in line or "equals" in line)]
+    assert len(lines) == len(CLAIMS["ttad-table1"])
     assert all(line.rstrip(" |").split("| ")[-1].split(" (")[0] in ("holds", "does not hold", "undecided")
                for line in lines)
     assert "a stand-in" in out  # textures rows for an MVTec AD table
+    # GNL Table 1 is at severity 3; the main job's corrupted rows are at 5: said, and not tested
+    code, out, _ = run_cli(monkeypatch, capsys, "claims", "gnl-table1", "results/reference/textures_default",
+                           "--resamples", "100")
+    assert code == 0 and "rows at other severities than the paper's (3) are left out" in out
+    assert "| GNL beats RD4AD under contrast | I-AUROC | 0 |" in out
 
 
 def test_domain_claims_select_their_domains_categories_and_published_setting(monkeypatch):
@@ -135,3 +151,12 @@ def test_domain_claims_select_their_domains_categories_and_published_setting(mon
     assert a.verdict == b.verdict == "holds" and c.verdict == "does not hold"  # identical scores on MNIST
     # the paper's effects: Table 3's one-vs-all and multi-class GNL - RD4AD on MNIST-M
     assert (a.paper, b.paper) == (pytest.approx(70.87 - 58.09), pytest.approx(58.50 - 51.74))
+
+
+def test_a_pixel_claim_gives_the_mean_effect_undecided_not_an_error(monkeypatch):
+    """Pixel AUROC has no per-image resampling: `bench claims ttad-table3` stopped with an error."""
+    rows = _rows({"good": GOOD, "poor": POOR}).assign(pixel_auroc=lambda d: d["image_auroc"] - 0.1)
+    monkeypatch.setitem(CLAIMS, "x", (Claim("good beats poor (pixel)", "good", "poor", metric="pixel_auroc"),))
+    (v,) = evaluate_claims(_PRESET, rows, resamples=100)
+    assert v.cells == 2 and np.isnan(v.low) and v.effect > 20
+    assert v.verdict == "undecided (P-AUROC is not resampled over test images: the mean effect only)"

@@ -12,6 +12,7 @@ from test_results import make_row
 
 from bench import samples, stats
 from bench.cli import _spread_multi
+from bench.errors import BenchError
 from bench.metrics import METRICS
 from bench.results import RunStore
 from bench.tables import main_table
@@ -140,6 +141,35 @@ def test_table_interval_of_one_cell_is_the_rows_interval_and_std_is_over_seeds()
     assert "±" not in main_table(partial, "image_auroc", fmt="markdown")  # seed 0 has no cable
 
 
+def test_cells_of_one_image_set_are_resampled_jointly():
+    """A category's conditions and seeds score the same images: resampled independently, a mean
+    over two identical cells came out about sqrt(2) narrower than either cell (too sure)."""
+    rows = pd.DataFrame(synthetic_rows("patchcore", 1.0, seeds=(0,), categories=("brick",)))
+    clean = rows[rows["corruption"] == "clean"].iloc[0]
+    twin = rows.copy()
+    twin["image_scores"] = [clean["image_scores"]] * len(twin)  # fog@3 = clean's scores, same images
+    twin["image_auroc"] = clean["image_auroc"]
+    other = twin.assign(method="other", image_scores=[list(np.asarray(clean["image_scores"]) * 0.5
+                                                           + np.asarray(clean["image_labels"]))] * len(twin))
+    cells = stats.paired_test(twin, other, resamples=400)
+    assert [c.cell for c in cells] == ["brick / clean / seed 0", "brick / fog@3 / seed 0", "overall"]
+    assert (cells[-1].low, cells[-1].high) == (cells[0].low, cells[0].high)  # the first cell's draws
+    assert cells[-1].n_images == cells[0].n_images  # distinct test images, not their sum over cells
+    lone = stats.mean_interval(twin.iloc[[0]], "image_auroc", 200)
+    both = stats.mean_interval(twin, "image_auroc", 200)
+    assert lone == both  # the mean of two identical cells is as uncertain as one
+    assert lone == pytest.approx((clean["image_auroc_ci_low"], clean["image_auroc_ci_high"]))  # the row's own
+
+
+def test_a_cell_with_two_rows_of_one_method_is_refused():
+    rows = pd.DataFrame(synthetic_rows("patchcore", 1.0, seeds=(0,), categories=("brick",)))
+    two = pd.concat([rows, rows.assign(config_hash="another")], ignore_index=True)
+    with pytest.raises(BenchError, match="patchcore has several rows of this cell"):
+        stats.paired_test(two, rows.assign(method="b"), resamples=50)
+    with pytest.raises(BenchError, match="patchcore has several rows of this cell"):
+        stats.paired_test(rows.assign(method="b"), two, resamples=50)  # either side: A/B symmetric
+
+
 @pytest.fixture
 def two_methods_run(tmp_path):
     store = RunStore(tmp_path / "run")
@@ -175,6 +205,33 @@ def test_compare_methods_and_interval_refuse_in_one_line(two_methods_run, tmp_pa
     ):
         code, _, err = run_cli(monkeypatch, capsys, *args)
         assert code == 2 and says in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_compare_methods_with_several_configs_takes_the_default_or_refuses(tmp_path, monkeypatch, capsys):
+    from bench.grid import GridSpec
+
+    default = GridSpec(methods=["ttad"], dataset="textures").method_config("ttad").hash()
+    store = RunStore(tmp_path / "run")
+    for row in synthetic_rows("patchcore", 2.5) + synthetic_rows("ttad", 0.2):
+        store.write({**row, "config_hash": default} if row["method"] == "ttad" else row)
+    for row in synthetic_rows("ttad", 2.5):  # an ablation's second config of ttad, as good as patchcore
+        store.write({**row, "cell_id": row["cell_id"] + "-v2", "config_hash": "another"})
+    code, out, err = run_cli(monkeypatch, capsys, "compare-methods", store.run_dir, "ttad", "patchcore",
+                             "--resamples", "100")
+    assert code == 0, err
+    assert "Rows: ttad: its default config, of 2 in the rows." in out
+    overall = out.strip().splitlines()[-1]
+    assert "(mean of 8 cells) | 160 |" in overall and float(overall.split("|")[5]) < -20  # the default (poor) config
+    code, flipped, _ = run_cli(monkeypatch, capsys, "compare-methods", store.run_dir, "patchcore", "ttad",
+                               "--resamples", "100")
+    assert float(flipped.strip().splitlines()[-1].split("|")[5]) == -float(overall.split("|")[5])  # A/B symmetric
+    nodefault = RunStore(tmp_path / "nodefault")
+    for row in synthetic_rows("ttad", 0.2) + synthetic_rows("patchcore", 2.5):
+        nodefault.write(row)
+    for row in synthetic_rows("ttad", 2.5):
+        nodefault.write({**row, "cell_id": row["cell_id"] + "-v2", "config_hash": "another"})
+    code, _, err = run_cli(monkeypatch, capsys, "compare-methods", nodefault.run_dir, "ttad", "patchcore")
+    assert code == 2 and "2 configs of ttad, none its default; compare rows of one config" in err, err
 
 
 def test_table_interval_from_the_cli(two_methods_run, monkeypatch, capsys):
