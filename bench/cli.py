@@ -315,8 +315,10 @@ def list_(what: str = typer.Argument(..., help="methods, datasets, corruptions o
             typer.echo(f"{name:12s} {spec.summary}{domains}")
     elif what == "corruptions":
         from .datasets.corruptions import CORRUPTIONS, PRESETS
+        from .datasets.point_corruptions import POINT_CORRUPTIONS
 
         typer.echo("corruptions: " + ", ".join(CORRUPTIONS))
+        typer.echo("point-cloud corruptions (MVTec 3D-AD): " + ", ".join(sorted(POINT_CORRUPTIONS)))
         for name, items in PRESETS.items():
             typer.echo(f"preset {name}: {', '.join(items)}")
     elif what == "presets":
@@ -326,7 +328,7 @@ def list_(what: str = typer.Argument(..., help="methods, datasets, corruptions o
             sizes = []
             for ds in p.datasets:
                 n, cells, fits = cost(p, ds)
-                sizes.append(f"{ds}: {n} categories, {cells} cells, {fits} fits")
+                sizes.append(f"{ds}: {n} categor{'y' if n == 1 else 'ies'}, {cells} cells, {fits} fits")
             typer.echo(f"{name:12s} {p.summary}\n{'':12s} {', '.join(p.methods)}; backbone {p.backbone or 'each method its own'}; "
                        f"{'; '.join(sizes)}")
     else:

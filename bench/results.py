@@ -563,8 +563,12 @@ def load_rows(path: str | os.PathLike) -> pd.DataFrame:
 
 def export(run_dir: str | os.PathLike, out_file: str | os.PathLike) -> Path:
     """Merge every part of a run into one parquet file (for committing reference runs)."""
-    df = load_rows(run_dir)
     out = Path(out_file)
+    if out.is_dir():
+        raise BenchError(f"{out} is a folder: give the file to write, e.g. {out / 'rows.parquet'}")
+    if out.suffix != ".parquet":
+        raise BenchError(f"{out}: the export is Parquet; name it *.parquet, e.g. {out.with_suffix('.parquet')}")
+    df = load_rows(run_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(df, preserve_index=False)
     atomic_write(out, lambda fh: pq.write_table(table, fh, compression="zstd"))

@@ -285,8 +285,9 @@ def diff(reference: Sequence[Path], other: Sequence[Path], *, tol: float = 0.0,
         stored = {k: series[k] for k in series.index}
         other_row = new_by_id.loc[stored["cell_id"]]
         checked.append(check(stored, {"cell_id": stored["cell_id"], **other_row.to_dict()}))
+    only_other = len(set(new["cell_id"]) - set(ref["cell_id"]))
     echo(f"comparing {len(checked)} cells present in both ({len(ref) - len(checked)} of the reference's "
-         f"finished cells are not in the other run)")
+         f"finished cells are not in the other run, {only_other} of the other run's cells not in the reference)")
     for item in checked:
         if item.error or item.worst()[1] > 0:
             echo(_cell_line(item, tol, ("reference", "other")))

@@ -217,6 +217,9 @@ def test_list_presets_cli(monkeypatch, capsys):
     assert code == 0
     assert "ttad-table1" in out and "mvtec_ad: 15 categories, 450 cells, 60 fits" in out
     assert "realiad: 30 categories, 900 cells, 120 fits" in out
+    assert "pacs: 1 category, 2 cells, 2 fits" in out  # GNL Table 7
+    code, out, _ = run_cli(monkeypatch, capsys, "list", "corruptions")
+    assert code == 0 and "point-cloud corruptions (MVTec 3D-AD): point_gaussian_noise" in out
 
 
 def test_table2_marks_random_weights_and_names_the_rows_it_cannot_run():

@@ -333,6 +333,13 @@ def test_export_into_a_file_is_one_line(monkeypatch, capsys, tmp_path):
     blocker = _file(tmp_path / "taken")
     code, err, _ = bench(monkeypatch, capsys, "export", run.run_dir, blocker / "rows.parquet")
     assert (code, err) == (2, [f"error: {blocker}: file exists; a file is in the way: choose another path"])
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    code, err, _ = bench(monkeypatch, capsys, "export", run.run_dir, folder)
+    assert (code, err) == (2, [f"error: {folder} is a folder: give the file to write, e.g. {folder / 'rows.parquet'}"])
+    code, err, _ = bench(monkeypatch, capsys, "export", run.run_dir, tmp_path / "rows.csv")
+    assert (code, err) == (2, [f"error: {tmp_path / 'rows.csv'}: the export is Parquet; name it *.parquet, "
+                               f"e.g. {tmp_path / 'rows.parquet'}"])
 
 
 def test_a_second_grid_is_refused_while_one_holds_the_run(monkeypatch, capsys, tmp_path, root):

@@ -356,3 +356,16 @@ def test_cli_latex_caption_and_label_reach_every_layout(monkeypatch, capsys):
         assert code == 0, err
         check_latex(out)
         assert "\\caption{Ours, 50\\%}\n\\label{tab:ours}" in out, extra
+
+
+def test_every_registered_dataset_has_its_published_name_in_tables():
+    from bench.datasets.registry import DATASETS
+    from bench.tables.names import DATASET_NAMES
+
+    papers_datasets = {"mvtec_ad", "realiad", "visa", "btad", "mpdd", "cifar10", "mnist", "pacs", "mvtec3d"}
+    assert papers_datasets <= set(DATASETS)
+    assert {d: DATASET_NAMES.get(d) for d in papers_datasets} == {
+        "mvtec_ad": "MVTec AD", "realiad": "Real-IAD", "visa": "VisA", "btad": "BTAD", "mpdd": "MPDD",
+        "cifar10": "CIFAR-10", "mnist": "MNIST/MNIST-M", "pacs": "PACS", "mvtec3d": "MVTec 3D-AD"}
+    header = main_table(synthetic().assign(dataset="realiad"), fmt="markdown").splitlines()[0]
+    assert header.startswith("| Method | Real-IAD / Clean |")  # was "realiad / Clean"

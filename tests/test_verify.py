@@ -62,6 +62,7 @@ def test_diff_compares_the_cells_two_runs_share(tmp_path):
     lines: list[str] = []
     ok, checked = diff([reference_run()], [path], echo=lines.append)
     assert not ok and len(checked) == 2
+    assert "cells are not in the other run, 0 of the other run's cells not in the reference)" in lines[0]
     assert any(line.startswith("error: ") and cell in line and "aupro differs by 0.005" in line for line in lines)
     assert diff([reference_run()], [reference_run()], echo=lambda _: None)[0]
     assert diff([reference_run()], [path], tol=0.01, echo=lambda _: None)[0]

@@ -37,7 +37,8 @@ CORRUPTION_NAMES: dict[str, str] = {
 }
 DATASET_NAMES: dict[str, str] = {
     "mvtec_ad": "MVTec AD",
-    "real_iad": "Real-IAD",
+    "realiad": "Real-IAD",  # the registered dataset
+    "real_iad": "Real-IAD",  # its key in published_results.csv
     "visa": "VisA",
     "btad": "BTAD",
     "mpdd": "MPDD",
