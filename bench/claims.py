@@ -205,14 +205,9 @@ def one_config(rows: pd.DataFrame, method: str, dataset: str) -> tuple[pd.DataFr
     ablation's readings); (rows, note)."""
     if "config_hash" not in rows.columns or rows["config_hash"].nunique() <= 1:
         return rows, ""
-    from .datasets.registry import DATASETS
-    from .grid import GridSpec
+    from .grid import default_config_hash
 
-    ds = dataset if dataset in DATASETS else "folder"
-    try:
-        default = GridSpec(methods=[method], dataset=ds).method_config(method).hash()
-    except Exception:  # noqa: BLE001 - a method no longer registered
-        default = ""
+    default = default_config_hash(method, dataset)
     n = rows["config_hash"].nunique()
     if default not in set(rows["config_hash"]):
         return rows.iloc[0:0], f"{n} configs of {method}, none its default"

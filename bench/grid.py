@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .datasets.corruptions import CLEAN, PROTOCOLS, TestSets, check_severity, resolve_corruptions
-from .datasets.registry import get_dataset
+from .datasets.registry import DATASETS, get_dataset
 from .errors import BenchError, ConfigError, UnknownName
 from .methods import MethodConfig, get, registered
 from .methods.persist import stable_hash
@@ -202,6 +202,17 @@ class GridSpec:
             Cell(m, dataset_label, cat, c, s, seed, self.protocol, configs[m], self.test_subset, self.preset, d)
             for cat in cats for m in methods for seed in self.seeds for d in domains for c, s in conditions
         ]
+
+
+def default_config_hash(method: str, dataset: str) -> str:
+    """The hash of ``method``'s config with its defaults on ``dataset`` (a folder dataset where
+    the name is not registered), "" for a method no longer registered: which of an ablation's
+    configs is the method itself."""
+    try:
+        spec = GridSpec(methods=[method], dataset=dataset if dataset in DATASETS else "folder")
+        return spec.method_config(method).hash()
+    except BenchError:
+        return ""
 
 
 def corruption_sets(spec: GridSpec) -> list[TestSets]:

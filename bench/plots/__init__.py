@@ -3,8 +3,9 @@
 Nothing here re-runs a method: every figure reads the rows (metrics, per-image scores,
 ``diag_*`` columns) and the anomaly-map side files that ``bench grid`` stored.
 
-    common       loading a run, the style, saving PNG + PDF, one-line errors
-    severity     metric vs severity per method, one panel per corruption (GNL Fig. 4)
+    common       loading a run, one config per method, conditions (test domains apart), the
+                 style, saving PNG + PDF, one-line errors
+    severity     metric vs severity per method and test domain, one panel per corruption (GNL Fig. 4)
     maps         clean / corrupted / ground truth / each method's map (TTAD Fig. 4)
     histograms   image scores of normal vs anomalous test images per method and cell (GNL Fig. 2)
     assignments  OT assignments to anomalous patches per reading and augmentation (TTAD Fig. 5)

@@ -16,15 +16,18 @@ import numpy as np
 import pandas as pd
 
 from ..errors import BenchError
-from .common import cond_label, conditions_of, config_variants, method_order, ok_rows, pyplot, save, select
+from ..results import with_domain
+from .common import cond_label, conditions_of, config_variants, method_order, ok_rows, pyplot, save, select, style
 
 IN_MASK, TOTAL = "diag_ot_colmax_in_mask", "diag_ot_colmax_total"
 
 
 def counts(df: pd.DataFrame) -> pd.DataFrame:
-    """(series, corruption, severity) -> mean and std over seeds of the per-seed sums over categories."""
-    per_seed = df.groupby(["series", "corruption", "severity", "seed"], sort=False)[[IN_MASK, TOTAL]].sum()
-    g = per_seed.groupby(level=["series", "corruption", "severity"], sort=False)
+    """(series, domain, corruption, severity) -> mean and std over seeds of the per-seed sums over
+    categories (test domains apart, as the bars are)."""
+    keys = ["series", "domain", "corruption", "severity"]
+    per_seed = with_domain(df).groupby([*keys, "seed"], sort=False)[[IN_MASK, TOTAL]].sum()
+    g = per_seed.groupby(level=keys, sort=False)
     out = g.mean()
     out["std"] = g[IN_MASK].std(ddof=1).fillna(0.0)
     out["seeds"] = g[IN_MASK].count()
@@ -46,15 +49,17 @@ def plot(run: Path, out: Path, methods: Sequence[str] | None = None,
     conds = conditions_of(df, conditions, run, with_clean=True)
     plt = pyplot()
     width = 0.8 / len(order)
-    fig, ax = plt.subplots(figsize=(max(3.0, 1.3 * len(conds) * max(1.0, 0.6 * len(order))) + 2.2, 3.6),
+    legend_lines = sum(labels[k].count("\n") + 1.5 for k in order)  # the legend beside the axes fits their height
+    fig, ax = plt.subplots(figsize=(max(3.0, 1.3 * len(conds) * max(1.0, 0.6 * len(order))) + 2.2,
+                                    max(3.6, 0.12 * legend_lines + 0.8)),
                            layout="constrained")
-    colors = plt.get_cmap("tab10")
     n_seeds = int(df["seed"].nunique())
     top = 0.0
     for j, method in enumerate(order):
         xs, ys, es, shares = [], [], [], []
         for k, cond in enumerate(conds):
-            row = table[(table["series"] == method) & (table["corruption"] == cond[0]) & (table["severity"] == cond[1])]
+            row = table[(table["series"] == method) & (table["domain"] == cond[0]) & (table["corruption"] == cond[1])
+                        & (table["severity"] == cond[2])]
             if row.empty:
                 continue
             xs.append(k - 0.4 + width * (j + 0.5))
@@ -65,7 +70,9 @@ def plot(run: Path, out: Path, methods: Sequence[str] | None = None,
         es = np.array(es) if n_seeds > 1 else np.zeros(len(ys))
         # a count is never negative: the lower whisker stops at 0
         yerr = np.vstack([np.minimum(es, ys), es]) if n_seeds > 1 else None
-        bars = ax.bar(xs, ys, width * 0.92, yerr=yerr, capsize=2, color=colors(j % 10), label=labels[method])
+        look = style(j)
+        bars = ax.bar(xs, ys, width * 0.92, yerr=yerr, capsize=2, color=look["color"], hatch=look["hatch"] or None,
+                      edgecolor="white" if look["hatch"] else None, label=labels[method])
         top = max([top, *(np.asarray(ys) + es)])
         for bar, y, e, share in zip(bars, ys, es, shares):
             count = f"{y:.0f}" if float(y).is_integer() else f"{y:.1f}"  # a mean over seeds

@@ -15,7 +15,7 @@ _OUT = typer.Option(Path("plots"), "--out", "-o", help="Folder for the PNG and P
 _PLOT_METHODS = typer.Option(None, "--methods", help="Select and order methods (default: all in the run).")
 _CATEGORY = typer.Option(None, "--category", help="The category (default: the first).")
 _SEED = typer.Option(None, "--seed", help="The seed (default: the smallest).")
-_CONDITIONS = typer.Option(None, "--conditions", help="e.g. gaussian_noise@5,contrast,clean (default: each corruption at its highest severity).")
+_CONDITIONS = typer.Option(None, "--conditions", help="e.g. gaussian_noise@5,contrast,clean, each in every test domain that has it, or a test domain's name, e.g. mnist_m (default: each corruption at its highest severity, per domain).")
 
 
 def _wrote(paths) -> None:
@@ -28,7 +28,7 @@ def plot_severity(run: Path = _RUN, out: Path = _OUT,
                   metric: str = typer.Option("image_auroc", "--metric", help="Metric column."),
                   methods: Optional[List[str]] = _PLOT_METHODS,
                   categories: Optional[List[str]] = typer.Option(None, "--categories", "-c", help="Categories to average (default: all).")) -> None:
-    """Metric vs severity 1-5 per method, one panel per corruption (GNL Fig. 4)."""
+    """Metric vs severity 1-5 per method (and test domain), one panel per corruption (GNL Fig. 4)."""
     from . import severity
 
     _wrote(severity.plot(run, out, metric, split_list(methods), split_list(categories)))
