@@ -285,7 +285,8 @@ def comparison(preset: Preset, spec, rows, fmt: str = "markdown") -> str:
     def joined(parts: list[str]) -> str:
         if not notes:
             return "\n\n".join(parts)
-        return "\n\n".join(parts + [latex_notes(notes) if fmt == "latex" else "\n".join(notes)])
+        # Markdown: a hard line break (two trailing spaces) per note, or a viewer runs them together
+        return "\n\n".join(parts + [latex_notes(notes) if fmt == "latex" else "  \n".join(notes)])
 
     if preset.runtime:
         from .tables.published import runtime_comparison

@@ -208,6 +208,8 @@ def test_every_preset_writes_latex_that_compiles(name):
     assert r"$^\dagger$" in text and "\\begin{flushleft}\\footnotesize" in text  # the marked rows, and why
     markdown = comparison(p, spec, df)
     assert "†" in markdown and "\\begin{flushleft}" not in markdown
+    notes = [line for line in markdown.splitlines() if line.startswith(("† ", "‡ "))]
+    assert notes and all(line.endswith("  ") for line in notes[:-1])  # one line each in a Markdown viewer
     if p.not_run:
         assert r"Depth GAN$^\ddagger$" in text and r"$^\ddagger$ Depth GAN: not run" in text
 
