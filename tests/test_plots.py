@@ -411,3 +411,16 @@ def test_maps_column_titles_fit_clean_rows_and_line_up_without_a_mask(tmp_path, 
     clean_input, _, truth = fig.axes[:3]
     assert truth.texts[0].get_text() == "no mask"
     assert truth.get_position().y1 == pytest.approx(clean_input.get_position().y1)  # their titles in one line
+
+
+def test_many_assignment_bars_stay_within_a_page(monkeypatch, capsys, tmp_path):
+    """The committed ablation (11 series x 3 conditions) drew a 28-inch-wide figure."""
+    from PIL import Image
+
+    from bench.plots.common import DPI
+
+    rows = Path(__file__).resolve().parents[1] / "results" / "reference" / "ttad_ablation_magnetic_tile" / "rows.parquet"
+    code, _, err = run_cli(monkeypatch, capsys, "plot", "assignments", rows, "--out", tmp_path)
+    assert code == 0, err
+    width_in = Image.open(tmp_path / "ot_assignments.png").size[0] / DPI
+    assert width_in < 14.5, width_in  # 11 in of axes + the legend beside them

@@ -34,6 +34,9 @@ def counts(df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
+MAX_AXES_WIDTH = 11.0  # inches: a landscape page
+
+
 def plot(run: Path, out: Path, methods: Sequence[str] | None = None,
          categories: Sequence[str] | None = None, conditions: Sequence[str] | None = None) -> list[Path]:
     df = select(ok_rows(run), run, methods, categories)
@@ -50,9 +53,11 @@ def plot(run: Path, out: Path, methods: Sequence[str] | None = None,
     plt = pyplot()
     width = 0.8 / len(order)
     legend_lines = sum(labels[k].count("\n") + 1.5 for k in order)  # the legend beside the axes fits their height
-    fig, ax = plt.subplots(figsize=(max(3.0, 1.3 * len(conds) * max(1.0, 0.6 * len(order))) + 2.2,
-                                    max(3.6, 0.12 * legend_lines + 0.8)),
-                           layout="constrained")
+    # a page's width at most (an ablation's 11 series x 5 conditions asked for 45 in); narrow bars
+    # get their labels turned upright
+    axes_width = min(MAX_AXES_WIDTH, max(3.0, 1.3 * len(conds) * max(1.0, 0.6 * len(order))))
+    upright = axes_width * width / (len(conds) + 0.2) < 0.3  # inches per bar
+    fig, ax = plt.subplots(figsize=(axes_width + 2.2, max(3.6, 0.12 * legend_lines + 0.8)), layout="constrained")
     n_seeds = int(df["seed"].nunique())
     top = 0.0
     for j, method in enumerate(order):
@@ -76,11 +81,12 @@ def plot(run: Path, out: Path, methods: Sequence[str] | None = None,
         top = max([top, *(np.asarray(ys) + es)])
         for bar, y, e, share in zip(bars, ys, es, shares):
             count = f"{y:.0f}" if float(y).is_integer() else f"{y:.1f}"  # a mean over seeds
-            ax.annotate(f"{count}\n({share:.1f}%)", (bar.get_x() + bar.get_width() / 2, y + e), ha="center",
-                        va="bottom", fontsize=6, xytext=(0, 1), textcoords="offset points")
+            ax.annotate(f"{count}{' ' if upright else chr(10)}({share:.1f}%)", (bar.get_x() + bar.get_width() / 2, y + e),
+                        ha="center", va="bottom", fontsize=6, xytext=(0, 1), textcoords="offset points",
+                        rotation=90 if upright else 0)
     ax.set_xticks(range(len(conds)))
     ax.set_xticklabels([cond_label(*c).replace(" (", "\n(") for c in conds])
-    ax.set_ylim(0, 1.25 * top if top > 0 else 1.0)  # room for the labels above the bars
+    ax.set_ylim(0, (1.45 if upright else 1.25) * top if top > 0 else 1.0)  # room for the labels above the bars
     ax.set_ylabel("OT assignments to\nanomalous patches (count)")
     ax.grid(axis="y", alpha=0.3, lw=0.5)
     spread = f"; mean ± std over {n_seeds} seeds" if n_seeds > 1 else ""
