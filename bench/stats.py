@@ -152,7 +152,7 @@ def mean_interval(rows: pd.DataFrame, metric: str, resamples: int, level: float 
 
     if METRICS[metric].resampled is None or rows.empty or not has_per_image(rows):
         return float("nan"), float("nan")
-    rows = with_domain(rows)
+    rows = with_domain(rows).reset_index(drop=True)  # joint_keys is keyed by index label
     keys = joint_keys(rows)
     per_cond = []
     for _, cond_rows in rows.groupby(["domain", "corruption", "severity"], sort=False):
