@@ -395,7 +395,12 @@ def reproduce(
                    show_progress=progress)
     console.print(f"run {summary.run_dir}: {summary.total} cells, {summary.skipped} already done, {summary.ran} ran "
                   f"({summary.failed} failed) in {summary.seconds:.1f}s", highlight=False, soft_wrap=True, markup=False)
-    typer.echo(comparison(p, spec, load_rows(run_dir), fmt=fmt))
+    rows = load_rows(run_dir)
+    ours = rows["cell_id"].isin({c.cell_id for c in spec.cells()})
+    if not ours.all():  # an --out reused with other settings: its other rows are another protocol
+        console.print(f"warning: {run_dir}: {int((~ours).sum())} rows of other grids in this run directory "
+                      "are left out of the comparison", highlight=False, soft_wrap=True, markup=False)
+    typer.echo(comparison(p, spec, rows[ours], fmt=fmt))
 
 
 @app.command()

@@ -343,8 +343,11 @@ def new_method(cell: Cell, device: str) -> Method:
 def fit_identity(cell: Cell, ctx: RunContext) -> dict[str, Any]:
     """What determines the cell's fitted state; cells with equal identities share one fit."""
     cat = ctx.category(cell.category)
+    weights = getattr(cell.config, "weights", "")
     return {
         **get(cell.method).cls.fit_identity(cell.config),  # from the config: no method is built
+        # random weights are seeded since this field exists: fits of unseeded networks never match
+        **({"random_init": describe(cell.config.backbone, weights)} if weights == "random" else {}),
         "dataset": cell.dataset,
         "category": cell.category,
         "seed": cell.seed,

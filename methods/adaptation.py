@@ -143,6 +143,12 @@ class AdaptConfig(PatchCoreConfig):
     stats_batch_images: int = bounded(10, ge=1)  # TTT++ source self-discrepancy batches, in training images
     stats_max_patches: int = bounded(20000, ge=1)  # training patches sampled for NN-distance quantiles
 
+    def inert_fields(self) -> frozenset[str]:
+        """loss=none (TTAD Table 4's "none") never adapts: its adaptation settings do nothing."""
+        if self.loss != "none":
+            return frozenset()
+        return frozenset(self.fields_at(ADAPT)) - {"loss", "score_bank"}
+
 
 # ---------------------------------------------------------------------------------------------
 # augmentation on image batches and its inverse on patch grids

