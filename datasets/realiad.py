@@ -45,7 +45,8 @@ from pathlib import Path
 import numpy as np
 
 from ..methods.errors import BenchError
-from .base import Category, ImageSet, TestSplit, copies_note, image_files, mask_loader, require_root
+from .base import (Category, ImageSet, TestSplit, copies_note, image_files, mask_loader, require_root, standin,
+                   standin_notes)
 
 CATEGORIES = (
     "audiojack", "bottle_cap", "button_battery", "end_cap", "eraser", "fire_hood", "mint", "mounts",
@@ -151,10 +152,10 @@ def load_category(root: Path, category: str) -> Category:
         train=ImageSet.from_paths([s["image_path"] for s in train], train_paths),
         test=TestSplit(ImageSet.from_paths([s["image_path"] for s in test], test_paths),
                        np.array(labels, dtype=np.int64), types, mask_loader(test_paths, mask_paths, nonzero=True),
-                       files=image_files(test_paths, mask_paths)),
+                       source=standin(root), files=image_files(test_paths, mask_paths)),
         root=root,
         extra={"view": TOP_VIEW, "split_file": str(json_path), "single_view_json": single_view,
                "images": image_root.name},
         train_files=tuple(train_paths),  # ids are the json's paths, not files under root / category
-        notes=copies_note(category, train_paths, test_paths, root),
+        notes=copies_note(category, train_paths, test_paths, root) + standin_notes(root, "realiad"),
     )

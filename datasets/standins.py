@@ -10,6 +10,7 @@ the same library versions); another seed writes other images::
     python -m bench.datasets.standins pacs DIR [--per-class N] [--seed S]    # N images per class per domain
     python -m bench.datasets.standins mvtec_ad DIR [--categories C,..] [--workers W]  # timing stand-in
     python -m bench.datasets.standins mvtec3d DIR [--categories C,..] [--per-class N]  # point clouds
+    python -m bench.datasets.standins realiad DIR [--categories C,..] [--per-class N]  # Real-IAD layout
 
 - ``make_mnist``: ``MNIST/raw/`` with the four IDX files (gzipped) that ``datasets/mnist.py``
   reads: 28x28 gray digits 0-9 drawn from stroke templates (polylines and arcs, ~20 px high),
@@ -30,6 +31,9 @@ the same library versions); another seed writes other images::
 - ``make_mvtec_ad``: a *timing* stand-in for MVTec AD: its 15 categories with the published
   image, defect-type and mask counts, sides (700-1024 px) and channels, cut from the embedded
   textures, so a grid does MVTec AD's amount of work (``benchmarks/perf_table.py``).
+- ``make_realiad``: Real-IAD's single-view layout (top camera, 256 px copies, the JSON split) for
+  a few categories, textures with synthetic defects under three of its defect codes: TTAD Tables 1
+  and 3's Real-IAD half (one adaptation epoch) end to end, not its data.
 - ``make_mvtec3d``: MVTec 3D-AD's layout (xyz TIFFs, rgb, gt) for its 10 categories, each the
   64 x 64 synthetic cloud of ``datasets.mvtec3d.write_fixture`` (a half-ellipsoid on a tilted
   plane with dents and protrusions as defects): TTAD Table 2's protocol end to end, not its data.
@@ -633,18 +637,87 @@ TTAD Table 2's protocol end to end; its metrics are not MVTec 3D-AD's. Rewrite w
 # ------------------------------------------------------------------ command line
 
 
+REALIAD_TITLE = "Stand-in Real-IAD"
+REALIAD_SIDE = 256  # written as the 256 px copies (realiad_256), which the loader accepts
+REALIAD_CODES = ("BX", "HS", "QS")  # deformation, scratch, missing parts: three of Real-IAD's defect codes
+
+
+def make_realiad(root: Path, categories: list[str] | None = None, seed: int = 0, per_class: int = 20) -> Path:
+    """Real-IAD's single-view layout for ``categories`` (default: the first two): per category
+    ``per_class`` normal training images, half as many normal test images and a quarter as many
+    of each defect code (with masks), top camera C1, from the embedded textures with synthetic
+    defects; ``realiad_256/<cat>/{OK,NG/<code>}/<sample>/...`` and ``realiad_jsons_sv/<cat>.json``
+    as ``datasets/realiad.py`` reads them. TTAD Tables 1 and 3's Real-IAD protocol end to end
+    (one adaptation epoch), not its data."""
+    import json
+
+    from .realiad import CATEGORIES
+
+    wanted = list(categories or CATEGORIES[:2])
+    unknown = [c for c in wanted if c not in CATEGORIES]
+    if unknown:
+        raise BenchError(f"unknown Real-IAD categories {', '.join(unknown)}: use some of {', '.join(CATEGORIES)}")
+    root = _prepare(Path(root), REALIAD_TITLE)
+    photos = textures.scaled_photos()
+    for c, cat in enumerate(wanted):
+        shutil.rmtree(root / "realiad_256" / cat, ignore_errors=True)
+        texture = textures.CATEGORIES[c % len(textures.CATEGORIES)]
+        train, test, n = [], [], 0
+
+        def write(kind: str, code: str, split: list, defect: str | None) -> None:
+            nonlocal n
+            n += 1
+            rng = np.random.default_rng([seed, c, n])
+            img, mask = textures.normal_crop(photos, texture, rng), None
+            if defect is not None:
+                img, mask = textures.add_defect(defect, img, rng, photos, texture)
+            sample = f"S{n:04d}"
+            rel = f"{kind}/{code + '/' if kind == 'NG' else ''}{sample}/{cat}_{n:04d}_{kind}_C1_20231101{n:06d}.jpg"
+            (root / "realiad_256" / cat / rel).parent.mkdir(parents=True, exist_ok=True)
+            picture = Image.fromarray(np.clip(np.rint(img), 0, 255).astype(np.uint8)).convert("RGB")
+            _save(picture.resize((REALIAD_SIDE, REALIAD_SIDE), Image.Resampling.BILINEAR), root / "realiad_256" / cat / rel)
+            mrel = None
+            if mask is not None:
+                mrel = rel[:-4] + "_mask.png"
+                _save(Image.fromarray(mask.astype(np.uint8) * 255).resize((REALIAD_SIDE, REALIAD_SIDE),
+                                                                          Image.Resampling.NEAREST),
+                      root / "realiad_256" / cat / mrel)
+            split.append({"category": cat, "anomaly_class": code, "image_path": rel, "mask_path": mrel})
+
+        for _ in range(per_class):
+            write("OK", "OK", train, None)
+        for _ in range(max(1, per_class // 2)):
+            write("OK", "OK", test, None)
+        for k, code in enumerate(REALIAD_CODES):
+            for _ in range(max(1, per_class // 4)):
+                write("NG", code, test, textures.DEFECT_TYPES[k % len(textures.DEFECT_TYPES)])
+        doc = {"meta": {"prefix": f"{cat}/", "normal_class": "OK", "pre_transform": False}, "train": train, "test": test}
+        (root / "realiad_jsons_sv").mkdir(parents=True, exist_ok=True)
+        (root / "realiad_jsons_sv" / f"{cat}.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    _write_note(root, REALIAD_TITLE, seed, f"""Synthetic images in Real-IAD's single-view layout (top camera C1, the 256 px copies) for the
+categories {", ".join(wanted)}: {per_class} normal training images a category, cut from the embedded
+textures, and test images with synthetic defects under three of Real-IAD's defect codes
+({", ".join(REALIAD_CODES)}), with masks. It runs TTAD Tables 1 and 3's Real-IAD protocol end to end
+(`bench reproduce ttad-table1 --dataset realiad --root DIR`); its numbers are not Real-IAD's.
+Rewrite with `python -m bench.datasets.standins realiad DIR --seed {seed}`.
+""")
+    return root
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.datasets.standins",
         description="Write deterministic stand-in data (synthetic, no download) in a dataset's released layout.")
-    parser.add_argument("dataset", choices=("mnist", "pacs", "mvtec_ad", "mvtec3d"))
+    parser.add_argument("dataset", choices=("mnist", "pacs", "mvtec_ad", "mvtec3d", "realiad"))
     parser.add_argument("root", type=Path, help="the folder to write (new, empty, or an earlier stand-in)")
     parser.add_argument("--per-class", type=int, default=None,
                         help="mnist: training digits per class (test: half; default 100); "
-                             "pacs: images per class per domain (default 40); mvtec3d: training clouds (default 8)")
+                             "pacs: images per class per domain (default 40); mvtec3d: training clouds (default 8); "
+                             "realiad: training images per category (default 20)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--categories", default=None,
-                        help="mvtec_ad / mvtec3d: comma-separated categories to write (default: all)")
+                        help="mvtec_ad / mvtec3d / realiad: comma-separated categories to write "
+                             "(default: all; realiad: its first two)")
     parser.add_argument("--workers", type=int, default=1, help="mvtec_ad: categories written in parallel")
     args = parser.parse_args(argv)
     if args.per_class is not None and args.per_class < 1:
@@ -658,6 +731,11 @@ def main(argv: list[str] | None = None) -> int:
             cats = [c for c in (args.categories or "").split(",") if c] or None
             root = make_mvtec3d(args.root, cats, seed=args.seed, per_class=args.per_class or 8)
             print(f"stand-in MVTec 3D-AD (seed {args.seed}) is in {root}: bench reproduce ttad-table2 --root {root}")
+        elif args.dataset == "realiad":
+            cats = [c for c in (args.categories or "").split(",") if c] or None
+            root = make_realiad(args.root, cats, seed=args.seed, per_class=args.per_class or 20)
+            print(f"stand-in Real-IAD (seed {args.seed}) is in {root}: bench reproduce ttad-table1 --dataset realiad "
+                  f"--root {root}")
         elif args.dataset == "mnist":
             n = 100 if args.per_class is None else args.per_class
             root = make_mnist(args.root, per_class_train=n, per_class_test=max(1, n // 2), seed=args.seed)

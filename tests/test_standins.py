@@ -278,3 +278,18 @@ def test_mvtec3d_standin_has_the_layout_the_marker_and_refuses_unknown_categorie
     cat = load_category(root, "tire")
     assert len(cat.train) == 3 and cat.test.source.startswith("stand-in (bench.datasets.standins, seed 2)")
     assert main(["mvtec3d", str(tmp_path / "x"), "--categories", "potatoe"]) == 1
+
+
+def test_realiad_standin_reads_as_realiad_marked_and_byte_identical(tmp_path):
+    a = standins.make_realiad(tmp_path / "a", ["audiojack"], per_class=8)
+    b = standins.make_realiad(tmp_path / "b", ["audiojack"], per_class=8)
+
+    assert _tree(a) == _tree(b)  # the same seed: the same bytes
+    cat = get_dataset("realiad").load(a, "audiojack")
+    assert (len(cat.train), len(cat.test)) == (8, 4 + 3 * 2)  # half as many normal tests, a quarter per code
+    assert cat.test.labels.tolist() == [0] * 4 + [1] * 6
+    assert cat.test.source == standin_mark(0) and "not realiad itself" in cat.notes[-1]
+    assert all(cat.test.mask(i).any() for i in range(4, 10)) and cat.test.defect_types[4:] == ["BX", "BX", "HS", "HS",
+                                                                                              "QS", "QS"]
+    with pytest.raises(BenchError, match="unknown Real-IAD categories nope"):
+        standins.make_realiad(tmp_path / "c", ["nope"])
