@@ -37,7 +37,7 @@ import numpy as np
 
 from ..methods.errors import BenchError
 from .base import (Category, ImageSet, download_command, ensure_downloaded, one_vs_rest, per_file_version,
-                   reachable, torchvision_download)
+                   reachable, standin, standin_notes, torchvision_download)
 from .cache import cache_dir
 
 CATEGORIES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -136,8 +136,9 @@ def load_category(root: Path, category: str) -> Category:
         train=ImageSet(train_ids, lambda i: train_images[i].copy()),
         test=one_vs_rest(
             ImageSet([f"{TEST_FILE}/{i:05d}" for i in range(len(test_images))], lambda i: test_images[i].copy()),
-            [names[y] for y in test_labels], [category]),
+            [names[y] for y in test_labels], [category], source=standin(root)),
         root=root,
+        notes=standin_notes(root, "cifar10"),
         train_files=tuple(folder / name for name in TRAIN_FILES),  # the pickled batches the ids index
         extra={"normal_class": category, "normal_label": normal},
     )

@@ -11,6 +11,7 @@ the same library versions); another seed writes other images::
     python -m bench.datasets.standins mvtec_ad DIR [--categories C,..] [--workers W]  # timing stand-in
     python -m bench.datasets.standins mvtec3d DIR [--categories C,..] [--per-class N]  # point clouds
     python -m bench.datasets.standins realiad DIR [--categories C,..] [--per-class N]  # Real-IAD layout
+    python -m bench.datasets.standins cifar10 DIR [--per-class N]                       # CIFAR-10 batches
 
 - ``make_mnist``: ``MNIST/raw/`` with the four IDX files (gzipped) that ``datasets/mnist.py``
   reads: 28x28 gray digits 0-9 drawn from stroke templates (polylines and arcs, ~20 px high),
@@ -34,6 +35,8 @@ the same library versions); another seed writes other images::
 - ``make_realiad``: Real-IAD's single-view layout (top camera, 256 px copies, the JSON split) for
   a few categories, textures with synthetic defects under three of its defect codes: TTAD Tables 1
   and 3's Real-IAD half (one adaptation epoch) end to end, not its data.
+- ``make_cifar10``: CIFAR-10's python release (pickled 32 x 32 batches), a class being a texture
+  under its own tint: GNL Table 2's one-class protocol end to end, not its data.
 - ``make_mvtec3d``: MVTec 3D-AD's layout (xyz TIFFs, rgb, gt) for its 10 categories, each the
   64 x 64 synthetic cloud of ``datasets.mvtec3d.write_fixture`` (a half-ellipsoid on a tilted
   plane with dents and protrusions as defects): TTAD Table 2's protocol end to end, not its data.
@@ -704,16 +707,72 @@ Rewrite with `python -m bench.datasets.standins realiad DIR --seed {seed}`.
     return root
 
 
+CIFAR_TITLE = "Stand-in CIFAR-10"
+# a class's tint (R, G, B gains) over its texture: ten classes from three textures stay apart
+_CIFAR_TINTS = ((1.0, 0.6, 0.6), (0.6, 1.0, 0.6), (0.6, 0.6, 1.0), (1.0, 1.0, 0.5), (0.5, 1.0, 1.0),
+                (1.0, 0.5, 1.0), (0.9, 0.9, 0.9), (1.0, 0.8, 0.5), (0.5, 0.8, 1.0), (0.7, 0.5, 0.9))
+
+
+def make_cifar10(root: Path, per_class: int = 50, seed: int = 0) -> Path:
+    """CIFAR-10's python release (``cifar-10-batches-py/``: five training pickles, ``test_batch``,
+    ``batches.meta``, the real layout ``datasets/cifar10.py`` reads): ``per_class`` training and
+    ``per_class / 5`` test images of 32 x 32 per class, a class being one texture under its own
+    tint. GNL Table 2's one-class protocol end to end, not its data."""
+    import pickle
+
+    from .cifar10 import CATEGORIES, FOLDER, META_FILE, TEST_FILE, TRAIN_FILES
+
+    root = _prepare(Path(root), CIFAR_TITLE)
+    folder = root / FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    photos = textures.scaled_photos()
+
+    def images(split: int, n: int) -> tuple[np.ndarray, list[int]]:
+        data, labels = [], []
+        for i in range(n):
+            for k in range(len(CATEGORIES)):
+                rng = np.random.default_rng([seed, split, k, i])
+                crop = textures.normal_crop(photos, textures.CATEGORIES[k % len(textures.CATEGORIES)], rng)
+                small = np.asarray(Image.fromarray(np.clip(np.rint(crop), 0, 255).astype(np.uint8)).resize(
+                    (32, 32), Image.Resampling.BILINEAR), dtype=np.float64)
+                rgb = np.clip(np.rint(small[:, :, None] * np.asarray(_CIFAR_TINTS[k])), 0, 255).astype(np.uint8)
+                data.append(rgb.transpose(2, 0, 1).reshape(-1))  # the release's R, G, B planes, row-major
+                labels.append(k)
+        return np.stack(data), labels
+
+    def write(name: str, batch: tuple[np.ndarray, list[int]], label: str) -> None:
+        data, labels = batch
+        entry = {"batch_label": label, "labels": labels, "data": data,
+                 "filenames": [f"standin_{name}_{i:05d}.png" for i in range(len(labels))]}
+        with (folder / name).open("wb") as f:
+            pickle.dump(entry, f, protocol=2)
+
+    per_batch = max(1, per_class // len(TRAIN_FILES))
+    for b, name in enumerate(TRAIN_FILES):
+        write(name, images(1 + b, per_batch), f"training batch {b + 1} of {len(TRAIN_FILES)}")
+    write(TEST_FILE, images(0, max(1, per_class // 5)), "testing batch 1 of 1")
+    with (folder / META_FILE).open("wb") as f:
+        pickle.dump({"label_names": list(CATEGORIES), "num_cases_per_batch": per_batch * len(CATEGORIES),
+                     "num_vis": 3072}, f, protocol=2)
+    _write_note(root, CIFAR_TITLE, seed, f"""Synthetic 32 x 32 images in CIFAR-10's python release layout: {per_batch * len(TRAIN_FILES)} training and
+{max(1, per_class // 5)} test images per class, a class being one of the embedded textures under its own
+tint. It runs GNL Table 2's one-class protocol end to end (`bench reproduce gnl-table2 --root DIR`);
+its numbers are not CIFAR-10's. Rewrite with `python -m bench.datasets.standins cifar10 DIR --seed {seed}`.
+""")
+    return root
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.datasets.standins",
         description="Write deterministic stand-in data (synthetic, no download) in a dataset's released layout.")
-    parser.add_argument("dataset", choices=("mnist", "pacs", "mvtec_ad", "mvtec3d", "realiad"))
+    parser.add_argument("dataset", choices=("mnist", "pacs", "mvtec_ad", "mvtec3d", "realiad", "cifar10"))
     parser.add_argument("root", type=Path, help="the folder to write (new, empty, or an earlier stand-in)")
     parser.add_argument("--per-class", type=int, default=None,
                         help="mnist: training digits per class (test: half; default 100); "
                              "pacs: images per class per domain (default 40); mvtec3d: training clouds (default 8); "
-                             "realiad: training images per category (default 20)")
+                             "realiad: training images per category (default 20); "
+                             "cifar10: training images per class (default 50)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--categories", default=None,
                         help="mvtec_ad / mvtec3d / realiad: comma-separated categories to write "
@@ -736,6 +795,9 @@ def main(argv: list[str] | None = None) -> int:
             root = make_realiad(args.root, cats, seed=args.seed, per_class=args.per_class or 20)
             print(f"stand-in Real-IAD (seed {args.seed}) is in {root}: bench reproduce ttad-table1 --dataset realiad "
                   f"--root {root}")
+        elif args.dataset == "cifar10":
+            root = make_cifar10(args.root, per_class=args.per_class or 50, seed=args.seed)
+            print(f"stand-in CIFAR-10 (seed {args.seed}) is in {root}: bench reproduce gnl-table2 --root {root}")
         elif args.dataset == "mnist":
             n = 100 if args.per_class is None else args.per_class
             root = make_mnist(args.root, per_class_train=n, per_class_test=max(1, n // 2), seed=args.seed)

@@ -293,3 +293,12 @@ def test_realiad_standin_reads_as_realiad_marked_and_byte_identical(tmp_path):
                                                                                               "QS", "QS"]
     with pytest.raises(BenchError, match="unknown Real-IAD categories nope"):
         standins.make_realiad(tmp_path / "c", ["nope"])
+
+
+def test_cifar10_standin_reads_as_cifar10_marked_and_byte_identical(tmp_path):
+    a = standins.make_cifar10(tmp_path / "a", per_class=10)
+    assert _tree(a) == _tree(standins.make_cifar10(tmp_path / "b", per_class=10))
+    cat = get_dataset("cifar10").load(a, "dog")
+    assert (len(cat.train), len(cat.test.labels), int(cat.test.labels.sum())) == (10, 20, 18)  # 2 test images a class
+    assert cat.test.source == standin_mark(0) and "not cifar10 itself" in cat.notes[-1]
+    assert cat.train[0].shape == (32, 32, 3)
