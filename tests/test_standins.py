@@ -157,7 +157,7 @@ def test_cli_and_where_it_refuses(tmp_path, capsys):
     with pytest.raises(BenchError, match=r"holds another stand-in \(Stand-in PACS"):
         standins.make_mnist(tmp_path / "p", per_class_train=1, per_class_test=1)
     for bad, says in ((["mnist", str(tmp_path / "x"), "--per-class", "0"], "--per-class must be at least 1"),
-                      (["cifar10", str(tmp_path / "x")], "invalid choice: 'cifar10'")):
+                      (["visa", str(tmp_path / "x")], "invalid choice: 'visa'")):
         with pytest.raises(SystemExit) as exit_:
             standins.main(bad)
         assert exit_.value.code == 2 and says in capsys.readouterr().err
