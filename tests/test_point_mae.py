@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 
 from _grids import cache_env

@@ -1,6 +1,7 @@
 """What every figure shares: the run's rows, the style, PNG + PDF output, labels."""
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Sequence
@@ -38,10 +39,18 @@ def pyplot():
     return plt
 
 
+@functools.cache
+def _colors() -> tuple:
+    """tab20's dark shades (tab10's colours), then its light ones; read once, rcParams untouched."""
+    from matplotlib import colormaps
+
+    tab20 = colormaps["tab20"].colors
+    return tuple(tab20[0::2] + tab20[1::2])
+
+
 def style(i: int) -> dict:
     """Colour, marker and hatch of series ``i``: distinct for 140 lines or 80 bars."""
-    tab20 = pyplot().get_cmap("tab20").colors
-    colors = tab20[0::2] + tab20[1::2]
+    colors = _colors()
     return {"color": colors[i % len(colors)], "marker": MARKERS[i % len(MARKERS)],
             "hatch": HATCHES[i // len(colors) % len(HATCHES)]}
 
