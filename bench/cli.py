@@ -3,6 +3,7 @@ doctor; the figure commands (``bench plot``) are in ``bench.plots.cli``."""
 from __future__ import annotations
 
 import errno
+import faulthandler
 import os
 import sys
 import warnings
@@ -251,9 +252,12 @@ def table(
         ok = df[df["status"] == "ok"] if "status" in df.columns else df
         require_per_image(ok, f"--interval ({run})")
     if compare:
-        paper, _, num = compare.partition(":")
-        text = compare_published(df, paper=paper, table=int(num or 1), metric=metrics_[0], fmt=fmt, caption=caption,
-                                 label=label)
+        paper, num = _published_table(compare)
+        try:
+            text = compare_published(df, paper=paper, table=num, metric=metrics_[0], fmt=fmt, caption=caption,
+                                     label=label)
+        except KeyError as exc:  # the table publishes other metrics
+            raise BenchError(f"--compare {compare}: {exc.args[0]}; pass a --metric it publishes") from None
     else:
         text = main_table(df, metrics_ if len(metrics_) > 1 else metrics_[0], fmt=fmt, per_class=per_class,
                           methods=split_list(methods), caption=caption, label=label, std=std,
@@ -264,6 +268,23 @@ def table(
         console.print(f"wrote {output}")
     else:
         typer.echo(text)
+
+
+def _published_table(compare: str) -> tuple[str, int]:
+    """``--compare``'s paper:table (a preset's name stands for its table), checked against the
+    published numbers the harness holds."""
+    from .papers import published
+    from .presets import PRESETS
+
+    if compare in PRESETS:
+        return PRESETS[compare].paper, PRESETS[compare].table
+    pub = published()
+    tables = sorted(set(zip(pub["paper"], pub["table"])))
+    paper, _, num = compare.partition(":")
+    if num.strip().isdigit() and (paper, int(num)) in tables or not num and (paper, 1) in tables:
+        return paper, int(num or 1)
+    raise BenchError(f"--compare {compare}: no such published table; use one of "
+                     f"{', '.join(f'{p}:{t}' for p, t in tables)} (or a preset's name, e.g. ttad-table1)")
 
 
 def _require_ok_rows(df, run: str) -> None:
@@ -498,6 +519,10 @@ def _click_exceptions():
 
 
 def main() -> None:
+    try:  # a crash in native code (segfault) prints where Python was, not nothing
+        faulthandler.enable()
+    except (OSError, ValueError, AttributeError):  # a stderr without a file descriptor (captured)
+        pass
     sys.argv[1:] = _spread_multi(sys.argv[1:])
     exc_ = _click_exceptions()
     try:

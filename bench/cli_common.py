@@ -7,7 +7,7 @@ from rich.console import Console
 
 from .errors import BenchError
 
-console = Console(stderr=True)
+console = Console(stderr=True, emoji=False)  # ":x:" in a user's text is text, not an emoji
 
 
 def split_list(values: Optional[List[str]]) -> Optional[list[str]]:

@@ -40,9 +40,10 @@ import multiprocessing
 import os
 import pickle
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Protocol
+from typing import Any, Iterable, Iterator, Protocol
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -55,7 +56,8 @@ from .interrupts import GridInterrupted, signal_of
 from .methods.errors import warn
 from .results import GRIDS, QUARANTINE_DIR, RunStore
 from .driver import Driver, GridSummary
-from .runner import RunContext
+from .methods import get
+from .runner import METHOD_CODE, RunContext
 from .scheduler import FitGroup, Lost, Scheduler, plan_groups
 from .worker import CellJob, CellResult, FitJob, FitResult
 
@@ -168,7 +170,7 @@ def run_grid(
     ``interrupts.sigterm_raises``) becomes ``GridInterrupted`` with the counts written.
     """
     executor = executor or LocalExecutor()
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, emoji=False)
     cells = spec.cells()  # names, severities, root: one-line errors before anything is written
     ctx = RunContext(spec, fit_cache=fit_cache or FitCache())
     check_inputs(spec, cells, ctx)
@@ -180,6 +182,7 @@ def run_grid(
             warn(f"{run_dir}: this run directory also holds the cells of {len(others)} other grid spec(s) "
                  f"(listed in {run_dir / GRIDS}); bench table shows their rows together; pass another "
                  "--out to keep grids apart")
+        _report_unfinished(run_dir)
         statuses = store.quarantine_bad_parts()  # a torn part is moved aside and its cell runs again
         for cid in stale_cells(store, statuses, cells, ctx):  # computed on other test data: again too
             del statuses[cid]
@@ -206,24 +209,29 @@ def run_grid(
 
 def stale_cells(store: RunStore, statuses: dict[str, str], cells: list[Cell], ctx: RunContext) -> list[str]:
     """Finished cells of this grid whose rows were computed on another test split than the one
-    on disk now (images or masks added, removed, relabelled or rewritten: ``test_data`` differs).
-    Their parts are moved to quarantine/ with one line per category, so the grid runs them again;
-    parts written before rows recorded ``test_data`` are kept as they are."""
+    on disk now (images or masks added, removed, relabelled or rewritten: ``test_data`` differs),
+    or by other code of a plugin method (``method_code`` differs: its source was edited).
+    Their parts are moved to quarantine/ with one line per category or method, so the grid runs
+    them again; parts written before rows recorded the column are kept as they are."""
     mine = [c for c in cells if statuses.get(c.cell_id) == "ok"]
-    recorded = store.recorded([c.cell_id for c in mine], "test_data")
-    stale: dict[tuple[str, str], list[str]] = {}
+    ids = [c.cell_id for c in mine]
+    data, code = store.recorded(ids, "test_data"), store.recorded(ids, METHOD_CODE)
+    stale: dict[str, list[str]] = {}  # the warning's words -> cells
     for cell in mine:
-        value = recorded.get(cell.cell_id)
+        value = data.get(cell.cell_id)
         if value and value != ctx.test_data(cell.category, cell.domain):
-            stale.setdefault((cell.category, cell.domain), []).append(cell.cell_id)
-    for (category, domain), ids in stale.items():
-        for cid in ids:
+            where = f"{cell.category} ({cell.domain})" if cell.domain else cell.category
+            stale.setdefault(f"of {where} were computed on other test data than the dataset holds now "
+                             "(images or masks added, removed, relabelled or changed)", []).append(cell.cell_id)
+        elif cell.cell_id in code and code[cell.cell_id] != get(cell.method).code:
+            stale.setdefault(f"of {cell.method} were computed by other code of the method ({code[cell.cell_id]}; "
+                             f"now {get(cell.method).code})", []).append(cell.cell_id)
+    for why, cids in stale.items():
+        for cid in cids:
             store.quarantine_part(cid)
-        where = f"{category} ({domain})" if domain else category
-        warn(f"{store.run_dir}: {len(ids)} finished cell(s) of {where} were computed on other test data than "
-             f"the dataset holds now (images or masks added, removed, relabelled or changed); their parts are "
-             f"moved to {store.run_dir / QUARANTINE_DIR} and they run again")
-    return [cid for ids in stale.values() for cid in ids]
+        warn(f"{store.run_dir}: {len(cids)} finished cell(s) {why}; their parts are moved to "
+             f"{store.run_dir / QUARANTINE_DIR} and they run again")
+    return [cid for cids in stale.values() for cid in cids]
 
 
 def _identity(spec: dict[str, Any]) -> dict[str, Any]:
@@ -277,6 +285,31 @@ class LocalExecutor:
             backend.close()
 
 
+# The cell an in-process grid is running. A crash in native code (a segfault) or SIGKILL ends
+# the process without a row or a message; the next run of the directory reads this and says so.
+RUNNING = "running.txt"
+
+
+@contextmanager
+def _running(run_dir: Path, what: str) -> Iterator[None]:
+    marker = Path(run_dir) / RUNNING
+    marker.write_text(what + "\n", encoding="utf-8")
+    try:
+        yield
+    finally:  # an exception or Ctrl-C is reported where it happens; only a dead process leaves it
+        marker.unlink(missing_ok=True)
+
+
+def _report_unfinished(run_dir: Path) -> None:
+    marker = Path(run_dir) / RUNNING
+    if marker.is_file():
+        what = marker.read_text(encoding="utf-8", errors="replace").strip()
+        warn(f"{run_dir}: its last run ended during {what} (killed, or a crash in native code such as a "
+             "segfault, which leaves no row); it runs again now. If the process dies there again, rerun with "
+             "--workers 2: each cell then runs in a worker process and one that kills it becomes a failed row")
+        marker.unlink(missing_ok=True)
+
+
 class InProcess:
     """Backend: runs each job when it is submitted, in this process; the fitted state stays in memory."""
 
@@ -291,14 +324,16 @@ class InProcess:
 
     def submit_fit(self, job: FitJob) -> cf.Future:
         progress = lambda msg: self.driver.stage(job.cell, f"fit {msg}")  # noqa: E731
-        return _done(worker.fit(job, self.driver.ctx, keep_state=True, on_progress=progress))
+        with _running(self.driver.store.run_dir, f"the fit of {job.cell.label()}"):
+            return _done(worker.fit(job, self.driver.ctx, keep_state=True, on_progress=progress))
 
     def fit_ready(self, group: FitGroup, result: FitResult, future: Any) -> Any:
         return result.state
 
     def submit_eval(self, job: CellJob, state: Any) -> cf.Future:
-        return _done(worker.evaluate(job, state, self.driver.ctx,
-                                     on_stage=lambda name: self.driver.stage(job.cell, name)))
+        with _running(self.driver.store.run_dir, f"the cell {job.cell.label()}"):
+            return _done(worker.evaluate(job, state, self.driver.ctx,
+                                         on_stage=lambda name: self.driver.stage(job.cell, name)))
 
     def wait(self, futures: Iterable[cf.Future]) -> list[cf.Future]:
         return list(futures)

@@ -324,6 +324,8 @@ class Fitted:
 
 
 FIT_THREADS, FIT_DEVICE, FIT_OPS = "fit_threads", "fit_device", "fit_nondeterministic_ops"
+# a plugin method's code version (methods.registry.code_fingerprint); a resume reruns cells of other code
+METHOD_CODE = "method_code"
 
 
 def cached_fit(cache: FitCache, key: str, cached: bool = True) -> Fitted | None:
@@ -344,8 +346,10 @@ def fit_identity(cell: Cell, ctx: RunContext) -> dict[str, Any]:
     """What determines the cell's fitted state; cells with equal identities share one fit."""
     cat = ctx.category(cell.category)
     weights = getattr(cell.config, "weights", "")
+    method = get(cell.method)
     return {
-        **get(cell.method).cls.fit_identity(cell.config),  # from the config: no method is built
+        **method.cls.fit_identity(cell.config),  # from the config: no method is built
+        **({"code": method.code} if method.code else {}),  # a plugin's source: edited, fitted again
         # random weights are seeded since this field exists: fits of unseeded networks never match
         **({"random_init": describe(cell.config.backbone, weights)} if weights == "random" else {}),
         "dataset": cell.dataset,
@@ -450,6 +454,7 @@ def base_row(cell: Cell, device: str) -> dict[str, Any]:
         "preset": cell.preset,
         "device": device,
         "versions": json.dumps(versions(), sort_keys=True),
+        **({METHOD_CODE: code} if (code := get(cell.method).code) else {}),
     }
 
 
@@ -505,7 +510,8 @@ def run_cell(cell: Cell, ctx: RunContext, on_stage: Callable[[str], None] | None
             values, ops = twin
         row.update(values)
         row.update({"status": "ok", "error": ""})
-    except Exception as exc:  # noqa: BLE001 - a failed cell is a result, the grid goes on
+    # SystemExit too: a library that calls exit() fails its cell, not the grid (Ctrl-C still stops it)
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - a failed cell is a result, the grid goes on
         row.update({"status": "failed", "error": _error_text(exc)})
         failed = True
     if failed and device.startswith("cuda"):
@@ -540,7 +546,7 @@ def _evaluate(cell: Cell, ctx: RunContext, device: str, stage: Callable[[str], N
     stage("score")
     scores, shared_from = ctx.score(cell, method, target)
     t2 = time.perf_counter()
-    _check_finite(cell, scores)
+    _check_scores(cell, scores, len(target))
     stage("metrics")
     masks = None  # no pixel ground truth (e.g. CIFAR-10 one-class): pixel metrics are NaN
     if test.has_masks:
@@ -628,17 +634,25 @@ def patch_report_diagnostics(reports: dict[str, np.ndarray], masks: np.ndarray) 
     return out
 
 
-def _check_finite(cell: Cell, scores) -> None:
-    """NaN/inf scores make every metric meaningless: fail the cell with what went wrong."""
+def _check_scores(cell: Cell, scores, n_images: int) -> None:
+    """Scores that cannot be the test set's fail the cell with what went wrong: one per image, and
+    finite (NaN/inf make every metric meaningless). Constant image scores are legal but give an
+    image AUROC of exactly 50 that says nothing: a warning."""
+    cond = "clean" if cell.corruption == CLEAN else f"{cell.corruption}@{cell.severity}"
+    where = f"on {cell.dataset}/{cell.category} {cond} seed {cell.seed}"
+    if len(scores.image_scores) != n_images:
+        raise BenchError(f"{cell.method} returned {len(scores.image_scores)} image scores and maps for "
+                         f"{n_images} test images {where}; score() must return one per image, in order")
     for what, arr in (("image scores", scores.image_scores), ("anomaly-map values", scores.maps)):
         bad = ~np.isfinite(arr)
         if bad.any():
-            cond = "clean" if cell.corruption == CLEAN else f"{cell.corruption}@{cell.severity}"
             raise BenchError(
-                f"{cell.method} returned NaN/inf {what} ({int(bad.sum())} of {bad.size}) on "
-                f"{cell.dataset}/{cell.category} {cond} seed {cell.seed}; the cell is not scored: "
-                "the method diverged - check its hyperparameters (--set) or its numerics"
+                f"{cell.method} returned NaN/inf {what} ({int(bad.sum())} of {bad.size}) {where}; "
+                "the cell is not scored: the method diverged - check its hyperparameters (--set) or its numerics"
             )
+    if n_images > 1 and np.ptp(scores.image_scores) == 0:
+        warnings.warn(f"{cell.label()}: all {n_images} image scores are equal ({scores.image_scores[0]:g}); "
+                      "its image AUROC of 50 says nothing about the method", BenchWarning, stacklevel=2)
 
 
 def _error_text(exc: BaseException) -> str:
@@ -649,6 +663,8 @@ def _error_text(exc: BaseException) -> str:
                 "batch_size with --set batch_size=N or run on a larger GPU")
     last = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
     where = f" at {Path(last.filename).name}:{last.lineno}" if last else ""
+    if isinstance(exc, SystemExit):
+        return f"SystemExit: the method (or a library it calls) called exit({exc.code!r}){where}"
     return f"{type(exc).__name__}: {exc}{where}"
 
 

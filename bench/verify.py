@@ -193,12 +193,15 @@ def recompute(row: dict[str, Any], root: str | None, device: str | None,
 def _reproducibility(row: dict[str, Any]) -> dict[str, Any]:
     from .numerics import REPRODUCIBILITY_KEYS
 
-    return {k: row.get(k) for k in (*REPRODUCIBILITY_KEYS, "numerics", "versions") if row.get(k) is not None
-            and not (isinstance(row.get(k), float) and math.isnan(row[k]))}
+    out = {k: row.get(k) for k in (*REPRODUCIBILITY_KEYS, "numerics", "versions") if row.get(k) is not None
+           and not (isinstance(row.get(k), float) and math.isnan(row[k]))}
+    # a whole number read back as float (a column with a failed row's NaN) is still that number
+    return {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in out.items()}
 
 
 def _notes(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
     from .numerics import differences
+    from .runner import METHOD_CODE
 
     notes = differences(_reproducibility(stored), _reproducibility(new))
     try:
@@ -206,6 +209,8 @@ def _notes(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
     except (TypeError, ValueError):
         a, b = {}, {}
     notes += [f"{k}: {a[k]} -> {b[k]}" for k in sorted(a) if k in b and a[k] != b[k]]
+    if stored.get(METHOD_CODE) and stored.get(METHOD_CODE) != new.get(METHOD_CODE):  # an edited plugin
+        notes.append(f"{METHOD_CODE}: {stored[METHOD_CODE]} -> {new.get(METHOD_CODE)}")
     return notes
 
 

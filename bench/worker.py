@@ -73,7 +73,7 @@ def fit(job: FitJob, ctx: RunContext | None = None, *, keep_state: bool = False,
     ctx = ctx or _PROCESS["ctx"]
     try:
         fitted = obtain_fit(job.cell, ctx, resolve_device(ctx.spec.device), on_progress)
-    except Exception as exc:  # noqa: BLE001 - the group's cells fail, the grid goes on
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the group's cells fail, the grid goes on
         return FitResult(error=_error_text(exc))
     return FitResult(key=fitted.key, computed=not fitted.cached, fit_seconds=fitted.fit_seconds,
                      diagnostics=fitted.diagnostics, host=socket.gethostname(),

@@ -45,6 +45,12 @@ class Scores:
     maps: np.ndarray  # (N, H, W) float32, at the method's evaluation resolution
 
     def __post_init__(self) -> None:
+        import numpy as np  # here: listing methods imports no numpy
+
+        for what, value in (("image_scores", self.image_scores), ("maps", self.maps)):
+            if not isinstance(value, np.ndarray):  # a torch tensor would pass ndim and fail later, unclearly
+                raise TypeError(f"Scores takes numpy arrays; {what} is a {type(value).__module__}."
+                                f"{type(value).__name__} (for a torch tensor: .detach().cpu().numpy())")
         if self.image_scores.ndim != 1 or self.maps.ndim != 3:
             raise ValueError(
                 f"Scores needs image_scores (N,) and maps (N, H, W); got {self.image_scores.shape} "

@@ -63,7 +63,7 @@ from .augmix import OP_LISTS, augmix
 from .base import ADAPT, Method, MethodConfig, Scores, bounded
 from .distill import (JigsawHead, Student, Teacher, anomaly_maps, distill_loss, flat_cosine_distance,
                       jigsaw_permutations, shuffle_tiles, sorted_values, style_mixers)
-from .errors import BenchError
+from .errors import BenchError, warn
 from .persist import atomic_write, stable_hash
 from .backbones import normalization
 from .geometry import Geometry
@@ -345,8 +345,12 @@ class RD4AD(Method):
             "student": self.student.state_dict(), "optimizer": opt.state_dict(), **self._head_state(),
             "history": list(self.history), "epoch_seconds": list(self.epoch_seconds),
             "torch_rng": torch.get_rng_state(),
+            "computed_with": self._computed_with(),
         }
         atomic_write(path, lambda fh: torch.save(state, fh), durable=False)  # a checkpoint can be redone
+
+    def _computed_with(self) -> str:
+        return f"{torch.get_num_threads()} threads on {self.device}"
 
     def _resume(self, opt: torch.optim.Optimizer) -> int:
         """Load the last epoch checkpoint if there is one for this fit; return the epochs done."""
@@ -360,6 +364,13 @@ class RD4AD(Method):
             return 0
         if state.get("identity") != self._identity_hash() or not 0 < state["epoch"] <= self.config.epochs:
             log.warning("ignoring checkpoint %s: it belongs to another training", path)
+            return 0
+        if state.get("computed_with") != self._computed_with():
+            # the rows record one fit_threads / fit_device: a training split across two would not
+            # be what they say, and bench verify could not reproduce it
+            warn(f"{path}: epochs 1-{state['epoch']} were trained with {state.get('computed_with')}, this run "
+                 f"uses {self._computed_with()}; training again from epoch 0 (rerun with the checkpoint's "
+                 "--threads / --device to resume it)")
             return 0
         self.student.load_state_dict(state["student"])
         self._load_head_state(state)

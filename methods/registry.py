@@ -8,11 +8,15 @@ the ``bench.methods`` entry-point group (see docs/adding-a-method.md).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
+import inspect
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib.metadata import entry_points
+from importlib.metadata import PackageNotFoundError, entry_points, packages_distributions, version
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from .errors import UnknownName
@@ -51,6 +55,11 @@ class Registered:
         method.name = self.name  # a variant reports its own name
         return method
 
+    @property
+    def code(self) -> str:
+        """A plugin's code version (``code_fingerprint``); "" for the harness's own methods."""
+        return code_fingerprint(self.cls)
+
 
 @lru_cache(maxsize=None)
 def _import(target: str) -> type:
@@ -59,6 +68,61 @@ def _import(target: str) -> type:
     for part in qualname.split("."):
         obj = getattr(obj, part)
     return obj
+
+
+HARNESS_PACKAGE = "bench"
+
+
+@lru_cache(maxsize=None)
+def code_fingerprint(cls: type) -> str:
+    """What a method outside the harness computes with: the versions of its distributions and a hash
+    of the source of each top-level package (or single module) defining its class, its Method
+    bases or its config.
+
+    A user iterating on a plugin changes its code without changing its config (an editable
+    install keeps the version too): this joins the fit-cache key and the rows, so an edited plugin
+    is fitted again and its finished cells run again instead of coming back unchanged. The
+    harness's own methods give "" (their code goes with the harness's version).
+    """
+    from .base import Method, MethodConfig
+
+    # the method's own classes only (a base from torch or another library goes with its version)
+    ours = [c for c in (*cls.__mro__, *cls.Config.__mro__) if issubclass(c, (Method, MethodConfig))]
+    tops = sorted({c.__module__.partition(".")[0] for c in ours} - {HARNESS_PACKAGE})
+    if not tops:
+        return ""
+    digest, dists = hashlib.sha256(), set()
+    owners = packages_distributions()
+    for top in tops:
+        dists.update(f"{d} {_version(d)}" for d in owners.get(top, ()))
+        for name, text in _sources(top, [c for c in ours if c.__module__.partition(".")[0] == top]):
+            digest.update(name.encode() + b"\0" + text + b"\0")
+    return " ".join([*sorted(dists), f"sha256:{digest.hexdigest()[:16]}"])
+
+
+def _sources(top: str, classes: list[type]) -> list[tuple[str, bytes]]:
+    """The source of a top-level package (each of its .py files) or module; for one without a file
+    (a script's or a notebook's ``__main__``) the classes' own source, where Python has it."""
+    module = sys.modules.get(top)
+    if getattr(module, "__path__", None):  # a package: every module of it, in a stable order
+        return [(str(p.relative_to(loc)), p.read_bytes())
+                for loc in map(Path, module.__path__) for p in sorted(loc.rglob("*.py"))]
+    if getattr(module, "__file__", None) and Path(module.__file__).is_file():
+        return [(Path(module.__file__).name, Path(module.__file__).read_bytes())]
+    out = []
+    for cls in classes:
+        try:
+            out.append((cls.__qualname__, inspect.getsource(cls).encode()))
+        except (OSError, TypeError):  # no source anywhere: nothing to tell edits apart by
+            pass
+    return out
+
+
+def _version(dist: str) -> str:
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "?"
 
 
 def _check_overrides(name: str, cls: type, overrides: dict[str, Any]) -> None:

@@ -33,27 +33,35 @@ from bench.results import load_rows
 
 @dataclasses.dataclass(frozen=True)
 class FaultyConfig(ProbeConfig):
-    behaviour: str = "ok"  # ok | nan | oom
+    behaviour: str = "ok"  # ok | nan | oom | short | exit | const
 
 
 class ProbeMethod(GrayProbe):
-    """The shared probe (16 px), made to fail on demand: NaN scores or CUDA out of memory."""
+    """The shared probe (16 px), made to fail on demand: NaN scores, CUDA out of memory, one
+    image short, a library calling exit(), constant scores."""
 
     Config = FaultyConfig
 
     def score(self, images) -> Scores:
         if self.config.behaviour == "oom":
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0)")
+        if self.config.behaviour == "exit":
+            sys.exit(3)
         out = super().score(images)
         if self.config.behaviour == "nan":
             out.image_scores[::2] = np.nan
+        if self.config.behaviour == "short":  # scores and maps agree with each other, not with the images
+            return Scores(out.image_scores[:-1], out.maps[:-1])
+        if self.config.behaviour == "const":
+            return Scores(np.zeros_like(out.image_scores), out.maps)
         return out
 
 
 @pytest.fixture(scope="module", autouse=True)
 def probe_methods():
     with contextlib.ExitStack() as stack:
-        for name, behaviour in {"probe": "ok", "probe_nan": "nan", "probe_oom": "oom"}.items():
+        for name, behaviour in {"probe": "ok", "probe_nan": "nan", "probe_oom": "oom", "probe_short": "short",
+                                "probe_exit": "exit", "probe_const": "const"}.items():
             stack.enter_context(registered_temporarily(name, ProbeMethod, summary="test probe", behaviour=behaviour))
         yield
 
@@ -312,6 +320,30 @@ def test_nan_scores_fail_the_cell_and_the_grid_goes_on(monkeypatch, capsys, tmp_
     assert rows.loc["probe", "status"] == "ok" and np.isfinite(rows.loc["probe", "image_auroc"])
 
 
+def test_scores_of_another_length_exit_and_constant_scores(monkeypatch, capsys, tmp_path):
+    make_category(tmp_path / "data", "cat")
+    code, err, _ = bench(monkeypatch, capsys, "grid", "-m", "probe_short,probe_exit,probe_const,probe", "--root",
+                         tmp_path / "data", "--corruptions", "clean", "--out", tmp_path / "run", "--no-progress")
+    assert code == 1
+    rows = load_rows(tmp_path / "run").set_index("method")
+    assert rows.loc["probe_short", "error"] == (
+        "probe_short returned 3 image scores and maps for 4 test images on data/cat clean seed 0; score() must "
+        "return one per image, in order")
+    # a library's exit() fails its cell; the grid went on to the other methods
+    assert rows.loc["probe_exit", "error"].startswith(
+        "SystemExit: the method (or a library it calls) called exit(3) at test_bad_input.py:")
+    assert rows.loc["probe_const", "status"] == "ok" and rows.loc["probe_const", "image_auroc"] == 0.5
+    assert "probe_const / cat / clean / seed 0: all 4 image scores are equal (0); its image AUROC of 50 says " \
+           "nothing about the method" in " ".join(" ".join(err).split())
+    assert rows.loc["probe", "status"] == "ok"
+
+
+def test_scores_must_be_numpy_arrays():
+    with pytest.raises(TypeError, match=r"Scores takes numpy arrays; image_scores is a torch.Tensor \(for a "
+                                        r"torch tensor: .detach\(\).cpu\(\).numpy\(\)\)"):
+        Scores(torch.zeros(2), np.zeros((2, 4, 4), np.float32))
+
+
 def test_cuda_out_of_memory_fails_the_cell_not_the_grid(monkeypatch, capsys, tmp_path):
     make_category(tmp_path / "data", "cat")
     code, err, _ = bench(monkeypatch, capsys, "grid", "-m", "probe_oom,probe", "--root", tmp_path / "data",
@@ -322,3 +354,44 @@ def test_cuda_out_of_memory_fails_the_cell_not_the_grid(monkeypatch, capsys, tmp
         "CUDA out of memory in this cell (CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0)); lower the "
         "method's batch_size with --set batch_size=N or run on a larger GPU")
     assert rows.loc["probe", "status"] == "ok"
+
+
+CRASHING_GRID = """
+import ctypes, sys
+sys.path.insert(0, sys.argv[1])
+from _grids import GrayProbe
+from bench import cli
+from bench.methods import registered_temporarily
+
+
+class Crash(GrayProbe):
+    def score(self, images):
+        ctypes.string_at(0)  # a segfault, as a broken native library gives
+
+
+with registered_temporarily("probe", Crash):
+    sys.argv = ["bench", "grid", "-m", "probe", "--root", sys.argv[2], "--corruptions", "clean", "--out",
+                sys.argv[3], "--no-progress"]
+    cli.main()
+"""
+
+
+@pytest.mark.slow
+def test_a_segfault_in_process_is_said_where_it_happened_and_on_the_next_run(monkeypatch, capsys, tmp_path):
+    import os
+    import subprocess
+
+    make_category(tmp_path / "data", "cat")
+    env = {**os.environ, "ADSHIFT_BENCH_CACHE": str(tmp_path / "cache")}
+    died = subprocess.run([sys.executable, "-c", CRASHING_GRID, str(Path(__file__).parent), str(tmp_path / "data"),
+                           str(tmp_path / "run")], env=env, capture_output=True, text=True, timeout=300)
+    assert died.returncode < 0  # killed by the signal: no row, no Python exception
+    assert "Fatal Python error: Segmentation fault" in died.stderr and "in score" in died.stderr  # faulthandler
+    assert (tmp_path / "run" / "running.txt").read_text() == "the cell probe / cat / clean / seed 0\n"
+    code, err, _ = bench(monkeypatch, capsys, "grid", "-m", "probe", "--root", tmp_path / "data", "--corruptions",
+                         "clean", "--out", tmp_path / "run", "--no-progress")
+    assert code == 0
+    assert (f"{tmp_path / 'run'}: its last run ended during the cell probe / cat / clean / seed 0 (killed, or a "
+            "crash in native code such as a segfault, which leaves no row); it runs again now. If the process dies "
+            "there again, rerun with --workers 2") in " ".join(" ".join(err).split())
+    assert not (tmp_path / "run" / "running.txt").exists()

@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from bench.methods import augmix as A
+from bench.errors import BenchWarning
 from bench.methods import get
 from bench.methods import rd4ad as R
 from bench.methods.backbones import normalization
@@ -238,6 +239,33 @@ def test_checkpoint_of_another_training_is_ignored(images, tmp_path):
     longer.checkpoint_dir = tmp_path
     longer.fit(images)
     assert longer.resumed_from == 0 and len(longer.history) == 2
+
+
+@pytest.mark.slow
+def test_checkpoint_trained_with_other_threads_is_not_resumed(images, tmp_path):
+    """The rows record one fit_threads: a training split across two thread counts would not be it."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        first = get("rd4ad").create(**TINY, seed=3)
+        first.checkpoint_dir = tmp_path
+
+        def kill_after_epoch_2(msg):
+            if msg.startswith("epoch 2/"):
+                raise Killed
+
+        first.progress = kill_after_epoch_2
+        with pytest.raises(Killed):
+            first.fit(images)
+        torch.set_num_threads(2)
+        again = get("rd4ad").create(**TINY, seed=3)
+        again.checkpoint_dir = tmp_path
+        with pytest.warns(BenchWarning, match=r"epochs 1-2 were trained with 1 threads on cpu, this run uses "
+                                               r"2 threads on cpu; training again from epoch 0"):
+            again.fit(images)
+        assert again.resumed_from == 0 and len(again.history) == 3
+    finally:
+        torch.set_num_threads(before)
 
 
 # -- through the grid --------------------------------------------------------------------------

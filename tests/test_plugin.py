@@ -16,6 +16,7 @@ import sysconfig
 import venv
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench.results import load_rows
@@ -80,3 +81,17 @@ def test_a_method_in_its_own_package_runs_in_bench_grid(tmp_path, tiny_root):
     assert list(rows["fit_cached"]) == [False, True]  # one fit for the category
     table = _run([bench, "table", run, "--format", "markdown"], env, tmp_path).stdout
     assert "| Mean distance |" in table  # the display name given at registration
+    assert rows["method_code"].str.fullmatch(r"bench-mean-distance 0\.1\.0 sha256:[0-9a-f]{16}").all()
+
+    # the user edits the method (same version, same config) and reinstalls: its cells run again
+    source = package / "bench_mean_distance.py"
+    source.write_text(source.read_text().replace("return Scores(maps", "return Scores(-maps"))
+    _run([*pip, package], env, tmp_path)
+    again = _run([bench, "grid", "--methods", "mean_distance", "--root", tiny_root, "--corruptions", "gaussian_noise",
+                  "--severities", "3", "--set", "side=32", "--device", "cpu", "--no-progress", "--out", run],
+                 env, tmp_path)
+    assert "2 finished cell(s) of mean_distance were computed by other code of the method" in again.stderr
+    edited = load_rows(run).sort_values("corruption")
+    assert (edited["method_code"] != rows["method_code"].iloc[0]).all()
+    assert list(edited["fit_cached"]) == [False, True]  # fitted again, once
+    assert np.allclose(edited["image_auroc"].to_numpy() + rows["image_auroc"].to_numpy(), 1, rtol=0, atol=1e-12)

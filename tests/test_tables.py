@@ -369,3 +369,18 @@ def test_every_registered_dataset_has_its_published_name_in_tables():
         "cifar10": "CIFAR-10", "mnist": "MNIST/MNIST-M", "pacs": "PACS", "mvtec3d": "MVTec 3D-AD"}
     header = main_table(synthetic().assign(dataset="realiad"), fmt="markdown").splitlines()[0]
     assert header.startswith("| Method | Real-IAD / Clean |")  # was "realiad / Clean"
+
+
+def test_compare_takes_a_preset_name_and_says_which_tables_exist(monkeypatch, capsys):
+    ref = Path(__file__).resolve().parents[1] / "results" / "reference" / "textures_default"
+    code, by_preset, _ = run_cli(monkeypatch, capsys, "table", ref, "--compare", "ttad-table1")
+    assert code == 0
+    assert run_cli(monkeypatch, capsys, "table", ref, "--compare", "ttad:1")[1] == by_preset
+    for bad in ("ttad:9", "foo", "ttad:x"):  # ":x:" stays text (no emoji)
+        code, _, err = run_cli(monkeypatch, capsys, "table", ref, "--compare", bad)
+        assert code == 2 and "Traceback" not in err
+        assert " ".join(err.split()).startswith(f"error: --compare {bad}: no such published table; use one of gnl:1, ")
+    code, _, err = run_cli(monkeypatch, capsys, "table", ref, "--compare", "ttad:1", "--metric", "aupro")
+    assert code == 2
+    assert " ".join(err.split()) == ("error: --compare ttad:1: no published numbers for 'ttad' table 1 metric "
+                                     "'aupro'; pass a --metric it publishes")

@@ -1,0 +1,96 @@
+"""A plugin method's code is part of what a row was computed by: a user iterating on their method
+edits its source without changing its config, and must not get the old rows or fit back."""
+from __future__ import annotations
+
+import importlib
+import sys
+import textwrap
+
+import pytest
+
+from bench.errors import BenchWarning
+from bench.executors import run_local
+from bench.grid import GridSpec
+from bench.methods import get
+from bench.methods.registry import code_fingerprint, registered_temporarily
+from bench.results import load_rows
+from bench.verify import check
+
+PLUGIN = '''
+import numpy as np
+from bench.methods import Geometry, Method, MethodConfig, Scores
+
+
+class ProbeConfig(MethodConfig):
+    pass
+
+
+class Probe(Method):
+    """Brightness of the test image, on a small grid."""
+
+    geometry = Geometry(resize=32, square=True)
+
+    def fit(self, train):
+        self.level = 0.0
+
+    def score(self, images):
+        maps = np.stack([self.geometry.image(im).astype(np.float32).mean(-1) for im in images])
+        return Scores(SIGN * maps.reshape(len(maps), -1).mean(1).astype(np.float64), SIGN * maps)
+
+    def fitted_state(self):
+        return {"level": self.level}
+
+    def load_fitted_state(self, state):
+        self.level = state["level"]
+
+
+SIGN = 1.0
+'''
+
+
+@pytest.fixture
+def plugin(tmp_path, monkeypatch):
+    """A plugin module on sys.path; ``plugin(sign)`` (re)writes and (re)imports it."""
+    monkeypatch.syspath_prepend(str(tmp_path / "plugins"))
+    path = tmp_path / "plugins" / "adsb_probe_plugin.py"
+    path.parent.mkdir()
+
+    def load(sign: float):
+        path.write_text(textwrap.dedent(PLUGIN).replace("SIGN = 1.0", f"SIGN = {sign}"))
+        importlib.invalidate_caches()
+        module = sys.modules.get("adsb_probe_plugin")
+        module = importlib.reload(module) if module else importlib.import_module("adsb_probe_plugin")
+        return module.Probe
+
+    yield load
+    sys.modules.pop("adsb_probe_plugin", None)
+
+
+def test_the_fingerprint_follows_a_plugins_source_and_leaves_builtins_out(plugin):
+    first = code_fingerprint(plugin(1.0))
+    assert first.startswith("sha256:")  # a module on sys.path: no distribution, its source only
+    assert code_fingerprint(plugin(1.0)) == first  # rewritten with the same text
+    assert code_fingerprint(plugin(-1.0)) != first
+    assert get("patchcore").code == "" and get("ttad").code == ""  # the harness's own methods
+
+
+def test_an_edited_plugin_is_fitted_and_run_again(plugin, tiny_root, tmp_path):
+    spec = GridSpec(methods=["probe"], dataset="folder", root=str(tiny_root), corruptions=["clean"])
+    run = tmp_path / "run"
+    with registered_temporarily("probe", plugin(1.0)):
+        run_local(spec, run, show_progress=False)
+        before = load_rows(run)
+    with registered_temporarily("probe", plugin(-1.0)), \
+            pytest.warns(BenchWarning, match="computed by other code of the method"):  # same config, other code
+        summary = run_local(spec, run, show_progress=False)
+        after = load_rows(run)
+    assert summary.ran == len(before) and summary.skipped == 0
+    assert (after["method_code"] != before["method_code"]).all()
+    assert not after["fit_cached"].any()  # the fit cache did not serve the old code's fit
+    assert ((after["image_auroc"] + before["image_auroc"] - 1).abs() < 1e-9).all()  # scores negated
+    # bench verify of an old row says why it differs
+    notes = check(before.iloc[0].to_dict(), after.iloc[0].to_dict()).notes
+    assert any(n.startswith("method_code: sha256:") for n in notes), notes
+    # unchanged code: done cells stay done
+    with registered_temporarily("probe", plugin(-1.0)):
+        assert run_local(spec, run, show_progress=False).ran == 0
