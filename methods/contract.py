@@ -10,6 +10,8 @@ What it checks is what the harness relies on:
 - the config: builds from its fields, hashes the same when rebuilt (cell ids and fit keys are
   its hash), declares its evaluation geometry, and has a JSON-able fit identity;
 - fit / score on tiny images: ``Scores`` of the right shapes on the geometry's grid, finite;
+  a second fit with the same seed gives the same scores (``bench verify`` recomputes rows);
+  no call writes into its input images;
 - the fitted state: through a ``torch.save`` round trip into a fresh instance, the same scores;
 - ``adapt`` (on shifted images) never writes into the fitted state it was loaded from (every
   cell starts from the one cached state), and scores stay finite after it;
@@ -21,7 +23,8 @@ import copy
 import dataclasses
 import io
 import json
-from typing import Any, Sequence
+import random
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -129,8 +132,17 @@ def check_method(cls: type, *, seed: int = 0, device: str = "cpu", rtol: float =
     def create() -> Method:
         return cls(Config(**config), device=device, seed=seed)
 
+    def untouched(call: str, imgs, run: Callable[[], Any]) -> Any:
+        """``run()``, failing if it wrote into ``imgs``: the harness hands each call private copies,
+        so a write there is lost (and here it would be blamed on another check)."""
+        snapshot = [np.array(x, copy=True) for x in imgs]
+        out = run()
+        if any(not np.array_equal(a, b) for a, b in zip(imgs, snapshot)):
+            fail(call, "wrote into its input images; work on a copy (np.array(image), image.astype(...))")
+        return out
+
     def scored(method: Method, imgs, when: str) -> Scores:
-        s = method.score(imgs)
+        s = untouched(f"score ({when})", imgs, lambda: method.score(imgs))
         if not isinstance(s, Scores):
             fail(f"score ({when})", f"returned {type(s).__name__}, not bench.methods.Scores")
         grid = method.mask_transform(masks[0]).shape
@@ -142,11 +154,25 @@ def check_method(cls: type, *, seed: int = 0, device: str = "cpu", rtol: float =
                 fail(f"score ({when})", f"{int((~np.isfinite(arr)).sum())} NaN/inf {what}")
         return s
 
-    torch.manual_seed(seed)
-    method = create()
-    method.fit(train)
+    def fitted() -> Method:
+        random.seed(seed)  # as the harness seeds each fit
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        method = create()
+        untouched("fit", train, lambda: method.fit(train))
+        return method
+
+    method = fitted()
     before = scored(method, test, "after fit")
     ok("fit and score: shapes, finite")
+    repeat = scored(fitted(), test, "after a second fit")
+    for what, a, b in (("image scores", repeat.image_scores, before.image_scores), ("maps", repeat.maps, before.maps)):
+        if not np.allclose(a, b, rtol=rtol, atol=atol):
+            fail("same seed, same scores", f"a second fit with seed {seed} gives other {what} (max difference "
+                 f"{np.abs(np.asarray(a, float) - np.asarray(b, float)).max():.3g}); draw random numbers from a "
+                 "generator seeded with self.seed, or from random / numpy / torch's global ones, which the "
+                 "harness seeds per cell")
+    ok("same seed, same scores")
     state = method.fitted_state()
     if not isinstance(state, dict):
         fail("fitted_state", f"returned {type(state).__name__}; return a dict of tensors/arrays/plain values")
@@ -175,7 +201,7 @@ def check_method(cls: type, *, seed: int = 0, device: str = "cpu", rtol: float =
     # -- adapt from the cached state ---------------------------------------------------------------
     fresh.source_images = train  # as the harness sets it (some adaptations re-embed the source)
     torch.manual_seed(seed)
-    fresh.adapt(shifted)
+    untouched("adapt", shifted, lambda: fresh.adapt(shifted))
     where = _first_difference(cached, snapshot)
     if where is not None:
         fail("adapt", f"changed the fitted state it was loaded from (at {where}); copy what adapt updates "

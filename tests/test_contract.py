@@ -102,7 +102,7 @@ class MeanDistance(Method):
 
 
 def test_a_correct_method_passes():
-    assert len(check_method(MeanDistance)) == 8
+    assert len(check_method(MeanDistance)) == 9
 
 
 class AdaptsInPlace(MeanDistance):
@@ -145,7 +145,22 @@ class NaNScores(MeanDistance):
         return Scores(s.image_scores * np.nan, s.maps)
 
 
+class Unseeded(MeanDistance):
+    def fit(self, images):
+        super().fit(images)
+        self.mean = self.mean + np.random.default_rng().normal(size=self.mean.shape)  # a fresh, unseeded generator
+
+
+class WritesIntoImages(MeanDistance):
+    def score(self, images):
+        for im in images:
+            im[:] = 0  # "normalising" in place
+        return super().score(images)
+
+
 @pytest.mark.parametrize("cls, message", [
+    (Unseeded, r"same seed, same scores: a second fit with seed 0 gives other image scores"),
+    (WritesIntoImages, r"score \(after fit\): wrote into its input images; work on a copy"),
     (AdaptsInPlace, r"adapt: changed the fitted state it was loaded from \(at state\['mean'\]\)"),
     (ForgetsState, "fitted state round trip: .* other image scores"),
     (NoGeometry, "geometry: NoGeometryConfig must define geometry"),

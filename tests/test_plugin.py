@@ -68,7 +68,7 @@ def test_a_method_in_its_own_package_runs_in_bench_grid(tmp_path, tiny_root):
     assert re.search(r"^mean_distance +Mean distance: ", listed, flags=re.M), listed
     check = _run([python, "-c", "from bench.methods import check_method; from bench_mean_distance import "
                   "MeanDistance; print(len(check_method(MeanDistance, target_weight=0.5)))"], env, tmp_path)
-    assert check.stdout.strip() == "8"
+    assert check.stdout.strip() == "9"
 
     run = tmp_path / "run"
     _run([bench, "grid", "--methods", "mean_distance", "--root", tiny_root, "--corruptions", "gaussian_noise",
