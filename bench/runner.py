@@ -31,7 +31,7 @@ from .cache import FitCache, data_fingerprint, split_fingerprint
 from .datasets.base import Category, ImageSet, TestSplit
 from .datasets.corruptions import CLEAN, CacheStats, backend_version, corrupted_images
 from .datasets.registry import get_dataset
-from .errors import BenchError, BenchWarning
+from .errors import BenchError, BenchWarning, os_error_line
 from .grid import Cell, GridSpec
 from .methods import Method, get
 from .methods.backbones import describe, normalization
@@ -665,7 +665,15 @@ def _error_text(exc: BaseException) -> str:
     where = f" at {Path(last.filename).name}:{last.lineno}" if last else ""
     if isinstance(exc, SystemExit):
         return f"SystemExit: the method (or a library it calls) called exit({exc.code!r}){where}"
+    if isinstance(exc, OSError) and exc.filename:  # e.g. a read-only cache: the file and the fix
+        return os_error_line(exc) + (" (the cache: ADSHIFT_BENCH_CACHE)" if _in_cache(exc.filename) else "")
     return f"{type(exc).__name__}: {exc}{where}"
+
+
+def _in_cache(path: str) -> bool:
+    from .datasets.cache import cache_root
+
+    return Path(path).resolve().is_relative_to(cache_root().resolve())
 
 
 def _peak_memory_mb(device: str) -> float:

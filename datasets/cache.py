@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Iterator
 
 
-def cache_dir(*parts: str) -> Path:
+def cache_root() -> Path:
+    """``$ADSHIFT_BENCH_CACHE``, else ``$XDG_CACHE_HOME/adshift-bench`` (``~/.cache/adshift-bench``)."""
     base = os.environ.get("ADSHIFT_BENCH_CACHE")
-    if base:
-        root = Path(base)
-    else:
-        root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "adshift-bench"
-    path = root.joinpath(*parts)
+    return Path(base) if base else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "adshift-bench"
+
+
+def cache_dir(*parts: str) -> Path:
+    path = cache_root().joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -33,7 +33,7 @@ from bench.results import load_rows
 
 @dataclasses.dataclass(frozen=True)
 class FaultyConfig(ProbeConfig):
-    behaviour: str = "ok"  # ok | nan | oom | short | exit | const
+    behaviour: str = "ok"  # ok | nan | oom | short | exit | const | readonly
 
 
 class ProbeMethod(GrayProbe):
@@ -47,6 +47,10 @@ class ProbeMethod(GrayProbe):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0)")
         if self.config.behaviour == "exit":
             sys.exit(3)
+        if self.config.behaviour == "readonly":  # as writing into a read-only cache does
+            from bench.datasets.cache import cache_root
+
+            raise PermissionError(13, "Permission denied", str(cache_root() / "corrupted" / "58"))
         out = super().score(images)
         if self.config.behaviour == "nan":
             out.image_scores[::2] = np.nan
@@ -61,7 +65,7 @@ class ProbeMethod(GrayProbe):
 def probe_methods():
     with contextlib.ExitStack() as stack:
         for name, behaviour in {"probe": "ok", "probe_nan": "nan", "probe_oom": "oom", "probe_short": "short",
-                                "probe_exit": "exit", "probe_const": "const"}.items():
+                                "probe_exit": "exit", "probe_const": "const", "probe_readonly": "readonly"}.items():
             stack.enter_context(registered_temporarily(name, ProbeMethod, summary="test probe", behaviour=behaviour))
         yield
 
@@ -336,6 +340,16 @@ def test_scores_of_another_length_exit_and_constant_scores(monkeypatch, capsys, 
     assert "probe_const / cat / clean / seed 0: all 4 image scores are equal (0); its image AUROC of 50 says " \
            "nothing about the method" in " ".join(" ".join(err).split())
     assert rows.loc["probe", "status"] == "ok"
+
+
+def test_an_os_error_in_a_cell_names_the_file_and_the_fix(monkeypatch, capsys, tmp_path):
+    make_category(tmp_path / "data", "cat")
+    code, _, _ = bench(monkeypatch, capsys, "grid", "-m", "probe_readonly", "--root", tmp_path / "data",
+                       "--corruptions", "clean", "--out", tmp_path / "run", "--no-progress")
+    assert code == 1
+    assert load_rows(tmp_path / "run")["error"].tolist() == [
+        f"{tmp_path / 'cache' / 'corrupted' / '58'}: permission denied; check its permissions or choose another "
+        "path (the cache: ADSHIFT_BENCH_CACHE)"]
 
 
 def test_scores_must_be_numpy_arrays():
