@@ -66,7 +66,8 @@ class Driver:
         self._said: set[tuple] = set()  # (category, lost mask ids) already warned about
 
     def stage(self, cell: Cell, name: str) -> None:
-        self._progress.update(self._task, description=f"{cell.label()} [{name}]")
+        # escaped: rich reads "[score]" as a markup tag and shows nothing
+        self._progress.update(self._task, description=escape(f"{cell.label()} [{name}]"))
 
     def fit_done(self, cell: Cell, key: str, *, computed: bool, seconds: float) -> None:
         """A group's fit is available; ``computed``: fitted now (not from a cache)."""

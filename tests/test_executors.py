@@ -129,3 +129,25 @@ def test_corrupt_command_fills_the_cache_the_grid_reads(monkeypatch, capsys, tmp
         list(C.corrupted_images(cat.test.images, dataset=cell.dataset, category=cell.category,
                                 corruption=cell.corruption, severity=cell.severity, seed=cell.seed, stats=stats))
         assert (stats.hits, stats.misses) == (40, 0)
+
+
+def test_the_progress_bar_shows_the_cells_stage(tmp_path):
+    """rich reads "[score]" as a markup tag: unescaped, the stage vanished from the bar."""
+    import io
+
+    from rich.console import Console
+    from rich.progress import Progress, TextColumn
+
+    from bench.driver import Driver, GridSummary
+    from bench.grid import Cell
+    from bench.methods import get
+    from bench.results import RunStore
+
+    console = Console(file=io.StringIO(), width=200)
+    with Progress(TextColumn("[bold]{task.description}"), console=console) as progress:
+        task = progress.add_task("grid", total=1)
+        driver = Driver(RunStore(tmp_path), GridSummary(tmp_path, 1, 0), console, progress, task, None)
+        cell = Cell("patchcore", "textures", "brick", "clean", 0, 0, "native", get("patchcore").config())
+        driver.stage(cell, "score")
+        progress.refresh()
+    assert "patchcore / brick / clean / seed 0 [score]" in console.file.getvalue()
