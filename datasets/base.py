@@ -11,20 +11,24 @@ import os
 import re
 import socket
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..methods.errors import BenchError
+from ..methods.errors import BenchError, warn
 from ..methods.persist import array_digest, file_digest
 
 
 # EXIF orientations 5..8 turn the stored image by 90 degrees: width and height swap.
 _EXIF_ORIENTATION = 0x0112
 _SWAPS_AXES = {5, 6, 7, 8}
+
+FLOAT_ONE = 1.01  # the largest value of a float image read as 0..1 (see to_rgb_array)
+TWELVE_BIT = 4096  # a 16-bit image whose maximum is below this holds 12-bit data, most likely
 
 
 def _orientation(im: Image.Image) -> int:
@@ -41,18 +45,77 @@ def _upright(im: Image.Image) -> Image.Image:
     return ImageOps.exif_transpose(im)
 
 
+def text_name(path: Path) -> Path:
+    """``path`` when its name is text. Names holding bytes that are not UTF-8 (unzip of a Windows
+    archive writes them) cannot go into a row or a message: one line, the bytes escaped."""
+    try:
+        path.name.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+        raise BenchError(f"{shown}: this name is not UTF-8 text (its undecodable bytes are shown as \\xNN); "
+                         "rename it") from None
+    return path
+
+
+def entries(folder: Path) -> list[Path]:
+    """The entries of ``folder`` a loader reads, sorted: hidden ones (``.DS_Store``) left out, each
+    name checked by ``text_name``."""
+    return sorted(text_name(p) for p in Path(folder).iterdir() if not p.name.startswith("."))
+
+
+# Said once per process and file (catch_warnings below resets Python's own once-per-message memory).
+_SAID_FILES: set[str] = set()
+T = TypeVar("T")
+
+
+def _read(path: Path, use: Callable[[Image.Image], T], what: str = "image") -> T:
+    """``use(im)`` on the opened file; Pillow's failures are one line naming the file and the fix.
+
+    Pillow's decompression-bomb guard is said the same way: over 2 x ``Image.MAX_IMAGE_PIXELS``
+    (179 Mpx) an error (Pillow's names no file), over the limit itself one warning per file
+    (instead of Pillow's with its source lines), and the image is read.
+    """
+    fix = "replace or remove the file" if what == "image" else "replace the mask file"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            try:
+                with Image.open(path) as im:
+                    return use(im)
+            except Image.DecompressionBombWarning:
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(path) as im:
+                    if str(path) not in _SAID_FILES:
+                        _SAID_FILES.add(str(path))
+                        warn(f"{path}: {im.size[0]}x{im.size[1]} px, over Pillow's decompression-bomb limit of "
+                             f"{Image.MAX_IMAGE_PIXELS / 1e6:.3g} Mpx: read anyway, slowly and with much memory; "
+                             "downscale it unless it must be this large")
+                    return use(im)
+    except Image.DecompressionBombError as exc:
+        raise BenchError(f"{path}: too large to read safely ({str(exc).rstrip('.')}); downscale it "
+                         "(a few thousand px a side is plenty) or remove it") from None
+    except UnidentifiedImageError:
+        raise BenchError(f"{path}: not an image (no known image format inside); {fix}") from None
+    except (OSError, SyntaxError, ValueError) as exc:  # e.g. "image file is truncated"
+        raise BenchError(f"{path}: cannot decode this {what} ({exc}); {fix}") from None
+
+
+def warn_once(said: set[str] | None, kind: str, message: str) -> None:
+    """Warn about a ``kind`` of suspicious input once per ``said`` (the set a loader keeps for its
+    category), so the warning names the first file that shows it; ``None``: every time."""
+    if said is None or kind not in said:
+        if said is not None:
+            said.add(kind)
+        warn(message)
+
+
 def image_size(path: Path) -> tuple[int, int]:
     """(height, width) of an image file as a viewer shows it (EXIF orientation applied), unread."""
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-            if _orientation(im) in _SWAPS_AXES:
-                w, h = h, w
-    except UnidentifiedImageError:
-        raise BenchError(f"{path}: not an image (no known image format inside); replace or remove the file") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise BenchError(f"{path}: cannot decode this image ({exc}); replace or remove the file") from None
-    return h, w
+    def size(im: Image.Image) -> tuple[int, int]:
+        w, h = im.size
+        return (w, h) if _orientation(im) in _SWAPS_AXES else (h, w)
+
+    return _read(path, size)
 
 
 def to_rgb_array(im: Image.Image) -> np.ndarray:
@@ -60,7 +123,9 @@ def to_rgb_array(im: Image.Image) -> np.ndarray:
 
     16-bit and 32-bit grayscale (``I;16*``, ``I``) are scaled from 0..65535 to 0..255 (a 16-bit
     PNG is not clipped to white); float images (``F``) are read as 0..1 when every value lies in
-    that range, else as 0..255. Palette, alpha (dropped), CMYK, YCbCr, 1-bit: PIL's conversion.
+    [0, 1.01] (values a rounding step over 1 are clipped to white, so one such pixel does not flip
+    the image to the other reading), else as 0..255. Palette, alpha (dropped), CMYK, YCbCr, 1-bit:
+    PIL's conversion.
     """
     mode = im.mode
     if mode.startswith("I;16") or mode == "I":
@@ -69,7 +134,7 @@ def to_rgb_array(im: Image.Image) -> np.ndarray:
     elif mode == "F":
         g = np.asarray(im, dtype=np.float64)
         finite = g[np.isfinite(g)]
-        scale = 255.0 if finite.size and finite.min() >= 0 and finite.max() <= 1 else 1.0
+        scale = 255.0 if finite.size and finite.min() >= 0 and finite.max() <= FLOAT_ONE else 1.0
         g = np.clip(np.round(np.nan_to_num(g) * scale), 0, 255)
     else:
         if mode == "P" and "transparency" in im.info:
@@ -79,21 +144,26 @@ def to_rgb_array(im: Image.Image) -> np.ndarray:
     return np.repeat(g[:, :, None], 3, axis=2)
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    """Read an image file as (H, W, 3) uint8 as a viewer shows it; a clear error names a broken file."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-            arr = to_rgb_array(_upright(im))
-    except UnidentifiedImageError:
-        raise BenchError(f"{path}: not an image (no known image format inside); replace or remove the file") from None
-    except (OSError, SyntaxError, ValueError) as exc:  # e.g. "image file is truncated"
-        raise BenchError(f"{path}: cannot decode this image ({exc}); replace or remove the file") from None
-    return arr
+def read_rgb(path: Path, said: set[str] | None = None) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8 as a viewer shows it; a clear error names a broken file.
+
+    A 16-bit image whose maximum is below 4096 (a 12-bit camera's data) reads almost black after
+    the 0..65535 scaling: said once per ``said`` (see ``warn_once``)."""
+    def rgb(im: Image.Image) -> np.ndarray:
+        im.load()
+        if im.mode.startswith("I;16") or im.mode == "I":
+            top = im.getextrema()[1]
+            if 0 < top < TWELVE_BIT:
+                warn_once(said, "12-bit", f"{path}: maximum {top} of 65535: 12-bit data in a 16-bit file? It reads "
+                          "almost black (0..65535 is scaled to 0..255); convert the images to 8 bits first "
+                          "(said for the first such image of its category)")
+        return to_rgb_array(_upright(im))
+
+    return _read(path, rgb)
 
 
-def mask_array(im: Image.Image, raw: bool = False) -> np.ndarray:
-    """A mask image -> boolean (H, W): a pixel is a defect where any colour channel is non-zero.
+def mask_levels(im: Image.Image, raw: bool = False) -> np.ndarray:
+    """A mask image -> (H, W) strength per pixel: its largest colour channel, 0 where transparent.
 
     Works for 0 / 1, 0 / 255, 16-bit and coloured masks (red on black). Alpha is not a colour, but
     a transparent pixel (alpha 0) shows nothing: an overlay mask (red defects on a transparent white
@@ -110,9 +180,9 @@ def mask_array(im: Image.Image, raw: bool = False) -> np.ndarray:
     a = np.asarray(im)
     if a.ndim == 3:
         if im.mode in ("RGBA", "LA", "PA"):
-            return a[..., :-1].any(axis=2) & (a[..., -1] != 0)
-        return a.any(axis=2)
-    return a != 0
+            return np.where(a[..., -1] != 0, a[..., :-1].max(axis=2), 0)
+        return a.max(axis=2)
+    return a
 
 
 # A folder that ``bench.datasets.standins`` wrote holds this file; its first line names the seed.
@@ -244,14 +314,16 @@ def per_file_version(maxsize: int = 8):
 
 
 def mask_loader(image_paths: Sequence[Path], mask_paths: Sequence[Path | None],
-                nonzero: bool = False) -> Callable[[int], np.ndarray]:
+                nonzero: bool = False, said: set[str] | None = None) -> Callable[[int], np.ndarray]:
     """i -> the boolean mask of test image i at its size as a viewer shows it; all False for a
-    normal image (``mask_paths[i] is None``). ``nonzero``: as ``read_mask``."""
+    normal image (``mask_paths[i] is None``). ``nonzero``, ``said``: as ``read_mask``."""
+    said = set() if said is None else said
+
     def load(i: int) -> np.ndarray:
         shape = image_size(image_paths[i])
         if mask_paths[i] is None:
             return np.zeros(shape, dtype=bool)
-        return read_mask(mask_paths[i], shape, nonzero=nonzero)
+        return read_mask(mask_paths[i], shape, nonzero=nonzero, said=said)
 
     return load
 
@@ -279,22 +351,26 @@ def image_files(image_paths: Sequence[Path], mask_paths: Sequence[Path | None]) 
     return [(p,) if m is None else (p, m) for p, m in zip(image_paths, mask_paths)]
 
 
-def read_mask(path: Path, shape: tuple[int, int], nonzero: bool = False) -> np.ndarray:
+def read_mask(path: Path, shape: tuple[int, int], nonzero: bool = False, said: set[str] | None = None) -> np.ndarray:
     """Read a ground-truth mask as a boolean (H, W) array that must match its image's size.
 
-    A pixel is a defect where the mask is non-zero in any colour channel (``mask_array``), so
+    A pixel is a defect where the mask is non-zero in any colour channel (``mask_levels``), so
     0 / 255 (MVTec AD), 0 / 1 and coloured masks all work; the mask's EXIF orientation is
     applied like its image's. ``nonzero=True`` (VisA, Real-IAD) reads palette files by their
     stored values, before any palette conversion (VisA's raw masks hold small label values).
+    JPEG blurs a defect's edge into faint non-zero pixels, which this rule counts: a JPEG file is
+    refused (every released dataset ships PNG or BMP masks), a mask with many faint pixels (one
+    that went through JPEG, or soft-edged) is said once per ``said`` (see ``warn_once``).
     """
-    try:
-        with Image.open(path) as im:
-            im.load()
-            arr = mask_array(_upright(im), raw=nonzero)
-    except UnidentifiedImageError:
-        raise BenchError(f"{path}: not an image (no known image format inside); replace the mask file") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise BenchError(f"{path}: cannot decode this mask ({exc}); replace the mask file") from None
+    def levels(im: Image.Image) -> np.ndarray:
+        if im.format in ("JPEG", "MPO"):
+            raise BenchError(f"{path}: this mask is a JPEG file: JPEG blurs the defect's edge into faint non-zero "
+                             "pixels, which all count as defect; binarise the masks and save them as PNG")
+        im.load()
+        return mask_levels(_upright(im), raw=nonzero)
+
+    level = _read(path, levels, "mask")
+    arr = level != 0
     if arr.shape != tuple(shape):
         raise BenchError(
             f"{path}: mask is {arr.shape[1]}x{arr.shape[0]} but its image is "
@@ -308,18 +384,30 @@ def read_mask(path: Path, shape: tuple[int, int], nonzero: bool = False) -> np.n
             f"{path}: this mask marks {100 * arr.mean():.0f}% of its image as defect, its whole border "
             "included: it is inverted or not a mask; defects must be non-zero on a zero (black) background"
         )
+    # Faint pixels (under half the maximum) that grow the defect by half or more, in a mask drawn
+    # in intensities (maximum 128 or more: label masks such as VisA's hold 1, 2, ...).
+    if arr.any():
+        top = level.max()
+        strong = int((level >= top / 2).sum())
+        if top >= 128 and arr.sum() > 1.5 * strong:
+            warn_once(said, "faint mask", f"{path}: {arr.sum() - strong} of this mask's {arr.sum()} non-zero pixels "
+                      f"are faint (under half its maximum {top}), as JPEG or a soft edge leaves them: each counts as "
+                      f"defect, so the defect reads {arr.sum() / strong:.1f}x its size; binarise the masks "
+                      "(e.g. >= half the maximum -> 255, else 0) first (said for the first such mask of its category)")
     return arr
 
 
-def split_notes(where: str, labels: np.ndarray, normal: str = "good") -> list[str]:
-    """Warnings for a test split on which the image metrics are undefined (one class only)."""
+def split_notes(where: str, labels: np.ndarray, normal: str = "good",
+                add_anomalous: str = "add test/<defect type>/ folders", add_normal: str = "") -> list[str]:
+    """Warnings for a test split on which the image metrics are undefined (one class only); the
+    ``add_*`` fixes say what to add (default: the MVTec layout's folders)."""
     labels = np.asarray(labels)
     if labels.size and not labels.any():
         return [f"{where}: only normal ({normal}) test images, no anomalous ones: image AUROC, AP "
-                "and F1-max are undefined (NaN); add test/<defect type>/ folders"]
+                f"and F1-max are undefined (NaN); {add_anomalous}"]
     if labels.size and labels.all():
         return [f"{where}: no normal ({normal}) test images: image AUROC and AP are undefined (NaN); "
-                f"add test/{normal}/"]
+                f"{add_normal or f'add test/{normal}/'}"]
     return []
 
 
@@ -339,9 +427,10 @@ class ImageSet(Sequence[np.ndarray]):
         return self._digests[i]
 
     @classmethod
-    def from_paths(cls, ids: Sequence[str], paths: Sequence[Path]) -> "ImageSet":
-        paths = list(paths)
-        return cls(ids, lambda i: read_rgb(paths[i]))
+    def from_paths(cls, ids: Sequence[str], paths: Sequence[Path], said: set[str] | None = None) -> "ImageSet":
+        """Images read from ``paths``; ``said``: the category's (``warn_once``), else the set's own."""
+        paths, said = list(paths), set() if said is None else said
+        return cls(ids, lambda i: read_rgb(paths[i], said))
 
     @classmethod
     def from_arrays(cls, ids: Sequence[str], arrays: Sequence[np.ndarray]) -> "ImageSet":

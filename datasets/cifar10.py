@@ -93,12 +93,22 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(entry, dict) or "data" not in entry or "labels" not in entry:
         raise BenchError(f"{path}: not a CIFAR-10 batch (needs the keys data and labels); get "
                          f"cifar-10-python.tar.gz from {PAGE} again")
-    data = np.asarray(entry["data"], dtype=np.uint8)
-    labels = np.asarray(entry["labels"], dtype=np.int64)
-    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
+    data, labels = np.asarray(entry["data"]), np.asarray(entry["labels"])
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.ndim != 1 or len(labels) != len(data):
         raise BenchError(f"{path}: data is {data.shape} for {len(labels)} labels; a CIFAR-10 batch has "
                          "(N, 3072) rows and N labels")
-    return np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)), labels
+    # a cast would read floats 0..1 as black and wrap wider integers: only byte values pass
+    if data.dtype != np.uint8 and not (data.dtype.kind in "iu"
+                                       and (not data.size or 0 <= data.min() <= data.max() <= 255)):
+        span = f", {data.min():g}..{data.max():g}" if data.size and data.dtype.kind in "iuf" else ""
+        raise BenchError(f"{path}: data is {data.dtype}{span}; a CIFAR-10 batch holds uint8 pixel values 0..255; "
+                         f"get cifar-10-python.tar.gz from {PAGE} again")
+    bad = np.flatnonzero(~np.isin(labels, np.arange(10))) if labels.dtype.kind in "iu" else np.arange(len(labels))
+    if bad.size:
+        raise BenchError(f"{path}: label {labels[bad[0]].item()!r} (image {bad[0]}) is not a CIFAR-10 class index, an "
+                         f"integer 0..9; get cifar-10-python.tar.gz from {PAGE} again")
+    images = data.astype(np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(images), labels.astype(np.int64)
 
 
 def class_names(root: Path) -> list[str]:

@@ -35,7 +35,7 @@ from typing import Sequence
 import numpy as np
 
 from ..methods.errors import BenchError
-from .base import ImageSet, TestSplit, one_vs_rest, read_rgb, standin_source
+from .base import ImageSet, TestSplit, entries, one_vs_rest, read_rgb, standin_source
 
 DOMAIN = "mnist_m"
 FOLDER = "mnist_m"
@@ -178,7 +178,7 @@ def read_torch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def load_backgrounds(folder: Path) -> list[np.ndarray]:
     """The photographs of ``folder`` (sorted by name, so every file system gives the same order)."""
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+    files = [p for p in entries(folder) if p.suffix.lower() in PHOTO_SUFFIXES]
     photos = [read_rgb(p) for p in files]
     photos = [p for p in photos if p.shape[0] >= SIDE and p.shape[1] >= SIDE]
     if not photos:

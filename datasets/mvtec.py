@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from ..methods.errors import BenchError
-from .base import (Category, ImageSet, TestSplit, copies_note, image_files, mask_loader, split_notes, standin,
-                   standin_notes)
+from .base import (Category, ImageSet, TestSplit, copies_note, entries, image_files, mask_loader, split_notes,
+                   standin, standin_notes)
 
 MVTEC_CATEGORIES = (
     "bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut",
@@ -74,34 +74,33 @@ MASK_SUFFIXES = ("_mask.png", ".png", "_mask.bmp", ".bmp")  # MVTec AD, then BTA
 def _images(folder: Path) -> list[Path]:
     """The image files of one folder; anything else there that is not hidden is an error (a file
     the harness would skip without a word changes the split the rows describe)."""
-    entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
-    for p in entries:
+    found = entries(folder)
+    for p in found:
         if p.is_dir():
             raise BenchError(f"{p}: a folder inside {folder}; images in subfolders are not read: move "
                              f"them up into {folder.name}/ or the folder out of the dataset")
         if not p.is_file():
             what = "a broken link" if p.is_symlink() else "not a regular file"
             raise BenchError(f"{p}: {what}; restore the file it points to or remove it")
-    bad = [p for p in entries if p.suffix.lower() not in IMAGE_SUFFIXES]
+    bad = [p for p in found if p.suffix.lower() not in IMAGE_SUFFIXES]
     if bad:
         raise BenchError(
             f"{bad[0]}: not an image file (expected {', '.join(sorted(IMAGE_SUFFIXES))}); "
             "move it out of the dataset folder"
         )
-    return entries
+    return found
 
 
 def categories_in(root: Path) -> list[str]:
     """Category folders under ``root`` that look like the MVTec layout."""
-    return sorted(p.name for p in Path(root).iterdir()
-                  if any((p / "train" / n).is_dir() for n in NORMAL_NAMES))
+    return [p.name for p in entries(root) if any((p / "train" / n).is_dir() for n in NORMAL_NAMES)]
 
 
 def skipped_folders(root: Path, categories: list[str]) -> list[str]:
     """One line per folder under ``root`` that is not read as a category (no train/good/)."""
     out = []
-    for p in sorted(Path(root).iterdir()):
-        if p.is_dir() and not p.name.startswith(".") and p.name not in categories:
+    for p in entries(root):
+        if p.is_dir() and p.name not in categories:
             what = "empty" if not any(p.iterdir()) else "no train/good/ (or train/ok/) inside"
             out.append(f"{p}: skipped, not a category folder ({what}); the grid runs "
                        f"{', '.join(categories)}")
@@ -139,13 +138,23 @@ def load_category(root: Path, category: str, dataset: str = "mvtec_ad") -> Categ
 
     test_files: list[Path] = []
     types: list[str] = []
-    for entry in sorted(p for p in test_dir.iterdir() if not p.name.startswith(".")):  # .ipynb_checkpoints is no type
+    for entry in entries(test_dir):  # .ipynb_checkpoints is no type
         if not entry.is_dir():
             if entry.suffix.lower() in IMAGE_SUFFIXES:
                 raise BenchError(f"{entry}: an image directly in test/ has no defect type; move it into "
                                  f"test/{normal}/ or test/<defect type>/")
             continue
+        if entry.name.lower() in NORMAL_NAMES and entry.name != normal:
+            # read as a defect type, its images would need masks or count as anomalous
+            raise BenchError(f"{entry}: the normal folders differ, train/{normal}/ but test/{entry.name}/; "
+                             f"rename one so that both are {normal}/ (or both {entry.name}/)")
         files = _images(entry)
+        stems: dict[str, Path] = {}
+        for f in files:
+            if f.stem in stems:  # x.png and x.jpg: one image counted twice, both read with one mask
+                raise BenchError(f"{stems[f.stem]} and {f}: the same image stored twice (one stem); it would "
+                                 "count twice, read with one mask: remove one of them")
+            stems[f.stem] = f
         test_files += files
         types += [entry.name] * len(files)
     if not test_files:
@@ -162,12 +171,18 @@ def load_category(root: Path, category: str, dataset: str = "mvtec_ad") -> Categ
                      "metrics are computed, the pixel metrics (pixel AUROC, AUPRO, pixel AP) are NaN "
                      "in its rows (pixel_ground_truth = False)")
     mask_paths: list[Path | None] = []
+    masks: dict[str, dict[str, Path]] = {}  # defect type -> lower-case file name -> mask file
     for path, t in zip(test_files, types):
         if t == normal or not has_masks:
             mask_paths.append(None)
             continue
+        if t not in masks:
+            folder = gt_dir / t
+            masks[t] = {p.name.lower(): p for p in entries(folder) if p.is_file()} if folder.is_dir() else {}
         candidates = [gt_dir / t / (path.stem + s) for s in MASK_SUFFIXES]
-        found = next((c for c in candidates if c.is_file()), None)
+        # the suffix in any case (x_mask.PNG), as image suffixes; the stem as the image's
+        found = next((m for c in candidates if (m := masks[t].get(c.name.lower())) and m.name.startswith(path.stem)),
+                     None)
         if found is None:
             raise BenchError(
                 f"{path}: defect image without a mask (expected {candidates[0]}); add the mask "
@@ -178,14 +193,15 @@ def load_category(root: Path, category: str, dataset: str = "mvtec_ad") -> Categ
     def ids(files: list[Path]) -> list[str]:
         return [str(p.relative_to(base)) for p in files]
 
-    test_images = ImageSet.from_paths(ids(test_files), test_files)
+    said: set[str] = set()  # suspicious inputs are said once per category
+    test_images = ImageSet.from_paths(ids(test_files), test_files, said)
 
     return Category(
         dataset=dataset,
         name=category,
-        train=ImageSet.from_paths(ids(train_files), train_files),
+        train=ImageSet.from_paths(ids(train_files), train_files, said),
         # a stand-in's rows say so in domain_source ("" for real data, as before)
-        test=TestSplit(test_images, labels, types, mask_loader(test_files, mask_paths), has_masks=has_masks,
+        test=TestSplit(test_images, labels, types, mask_loader(test_files, mask_paths, said=said), has_masks=has_masks,
                        source=standin(root), files=image_files(test_files, mask_paths)),
         root=root,
         notes=notes + standin_notes(root, dataset),

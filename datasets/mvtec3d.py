@@ -40,8 +40,8 @@ from PIL import Image
 
 from ..methods.errors import BenchError
 from ..methods.point_features import valid_points
-from .base import (Category, ImageSet, TestSplit, image_size, read_mask, read_rgb, require_root, split_notes,
-                   standin, standin_notes)
+from .base import (Category, ImageSet, TestSplit, entries, image_size, read_mask, read_rgb, require_root,
+                   split_notes, standin, standin_notes)
 
 CATEGORIES = ("bagel", "cable_gland", "carrot", "cookie", "dowel", "foam", "peach", "potato", "rope", "tire")
 SOURCE = "MVTec 3D-AD is downloaded by hand from https://www.mvtec.com/company/research/datasets/mvtec-3d-ad"
@@ -73,8 +73,14 @@ def _tifffile():
     return tifffile
 
 
+MAX_DEPTH = 10.0  # metres: a larger median |z| is a cloud in millimetres (MVTec 3D-AD's sit at about 0.5 m)
+
+
 def read_xyz(path: Path) -> np.ndarray:
-    """One organised cloud as float32 (H, W, 3); non-finite values count as missing (zeros)."""
+    """One organised cloud as float32 (H, W, 3); non-finite values count as missing (zeros).
+
+    A cloud without valid points, or one in millimetres (median |z| over ``MAX_DEPTH``; the plane
+    removal's 5 mm would then be 5 um and remove nothing), is one line naming the file."""
     tifffile = _tifffile()
     try:
         xyz = tifffile.imread(path)
@@ -88,6 +94,14 @@ def read_xyz(path: Path) -> np.ndarray:
     if bad.any():
         xyz = xyz.copy()
         xyz[bad] = 0
+    valid = valid_points(xyz)
+    if not valid.any():
+        raise BenchError(f"{path}: no valid points (every point is NaN or has a zero coordinate): the file is "
+                         "damaged; extract it from the MVTec 3D-AD archive again")
+    depth = float(np.median(np.abs(xyz[..., 2][valid])))
+    if depth > MAX_DEPTH:
+        raise BenchError(f"{path}: median depth {depth:.4g}: looks like millimetres; MVTec 3D-AD stores metres: "
+                         "divide the coordinates by 1000 (or extract the file from the archive again)")
     return xyz
 
 
@@ -271,8 +285,13 @@ class PointSet(ImageSet):
 def _files(folder: Path, suffix: str) -> dict[str, Path]:
     if not folder.is_dir():
         return {}
-    return {p.stem: p for p in sorted(folder.iterdir())
-            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() == suffix}
+    return {p.stem: p for p in entries(folder) if p.is_file() and p.suffix.lower() == suffix}
+
+
+def _other(folder: Path, stem: str) -> str:
+    """Where a sample's file is missing: the files of that stem with another suffix, if any."""
+    found = [p.name for p in entries(folder) if p.stem == stem] if folder.is_dir() else []
+    return f"; found {', '.join(found)} there instead" if found else ""
 
 
 def _samples(type_dir: Path, masks: bool) -> list[tuple[Path, Path, Path | None]]:
@@ -281,11 +300,13 @@ def _samples(type_dir: Path, masks: bool) -> list[tuple[Path, Path, Path | None]
     for stem, path in rgb.items():
         if stem not in xyz:
             raise BenchError(f"{path}: colour image without its point cloud (expected "
-                             f"{type_dir / 'xyz' / (stem + '.tiff')}); add the xyz TIFF or move the image out")
+                             f"{type_dir / 'xyz' / (stem + '.tiff')}{_other(type_dir / 'xyz', stem)}); add the xyz "
+                             "TIFF or move the image out")
     for stem, path in xyz.items():
         if stem not in rgb:
             raise BenchError(f"{path}: point cloud without its colour image (expected "
-                             f"{type_dir / 'rgb' / (stem + '.png')}); add the rgb PNG or move the TIFF out")
+                             f"{type_dir / 'rgb' / (stem + '.png')}{_other(type_dir / 'rgb', stem)}); add the rgb "
+                             "PNG or move the TIFF out")
     out = []
     for stem in sorted(xyz):
         gt = None
@@ -304,6 +325,8 @@ def check_root(root: Path) -> Path:
 
 def _mask_loader(xyz_paths: list[Path], gt_paths: list[Path | None], opts: dict) -> Callable[[int], np.ndarray]:
     """i -> bool mask in the served cloud's geometry (padded and resized like the cloud)."""
+    said: set[str] = set()
+
     def load(i: int) -> np.ndarray:
         native = xyz_shape(xyz_paths[i])
         if gt_paths[i] is None:
@@ -312,7 +335,7 @@ def _mask_loader(xyz_paths: list[Path], gt_paths: list[Path | None], opts: dict)
         if (h, w) != native:
             raise BenchError(f"{gt_paths[i]}: mask is {w}x{h} but its point cloud {xyz_paths[i].name} is "
                              f"{native[1]}x{native[0]}; masks must have their cloud's size")
-        return reshape_like_cloud(read_mask(gt_paths[i], native), opts)
+        return reshape_like_cloud(read_mask(gt_paths[i], native, said=said), opts)
 
     return load
 
@@ -324,7 +347,7 @@ def load_category(root: Path, category: str, dataset: str = "mvtec3d", **options
     root = check_root(root)
     base = root / category
     if not base.is_dir():
-        found = sorted(p.name for p in root.iterdir() if (p / "train" / NORMAL / "xyz").is_dir())
+        found = [p.name for p in entries(root) if (p / "train" / NORMAL / "xyz").is_dir()]
         hint = f"categories found there: {', '.join(found)}" if found else "no category folders found there"
         raise BenchError(f"{base}: no such category folder ({hint}); check --root and --categories")
     train_dir, test_dir = base / "train" / NORMAL, base / "test"
@@ -343,7 +366,7 @@ def load_category(root: Path, category: str, dataset: str = "mvtec3d", **options
     validation = _samples(base / "validation" / NORMAL, masks=False)
     test: list[tuple[Path, Path, Path | None]] = []
     types: list[str] = []
-    for type_dir in sorted(p for p in test_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for type_dir in (p for p in entries(test_dir) if p.is_dir()):
         found = _samples(type_dir, masks=type_dir.name != NORMAL)
         test += found
         types += [type_dir.name] * len(found)

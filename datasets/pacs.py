@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..methods.errors import BenchError
-from .base import Category, ImageSet, LazySplits, TestSplit, one_vs_rest, standin_notes, standin_source
+from .base import Category, ImageSet, LazySplits, TestSplit, entries, one_vs_rest, standin_notes, standin_source
 
 DOMAINS = ("photo", "art_painting", "cartoon", "sketch")  # in-distribution first
 CLASSES = ("dog", "elephant", "giraffe", "guitar", "horse", "house", "person")  # label 1..7
@@ -98,8 +98,8 @@ def write_split_files(root: Path, lists: dict[tuple[str, str], list[str]]) -> li
     line each with the class's 1-based label. Returns the files written, in ``lists``' order."""
     (root / "pacs_label").mkdir(parents=True, exist_ok=True)
     written = []
-    for (domain, split), entries in lists.items():
-        lines = [f"{e} {CLASSES.index(Path(e).parts[-2]) + 1}" for e in entries]
+    for (domain, split), rels in lists.items():
+        lines = [f"{e} {CLASSES.index(Path(e).parts[-2]) + 1}" for e in rels]
         path = root / "pacs_label" / f"{domain}_{split}_kfold.txt"
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         written.append(path)
@@ -113,7 +113,7 @@ def list_domain(images: Path, domain: str) -> list[Entry]:
         folder = images / domain / cls
         if not folder.is_dir():
             raise BenchError(f"{folder}: no such folder; PACS has the classes {', '.join(CLASSES)} in every domain")
-        out += [(f"{domain}/{cls}/{p.name}", cls) for p in sorted(folder.iterdir()) if p.suffix.lower() in SUFFIXES]
+        out += [(f"{domain}/{cls}/{p.name}", cls) for p in entries(folder) if p.suffix.lower() in SUFFIXES]
     return out
 
 

@@ -45,8 +45,8 @@ from pathlib import Path
 import numpy as np
 
 from ..methods.errors import BenchError
-from .base import (Category, ImageSet, TestSplit, copies_note, image_files, mask_loader, require_root, standin,
-                   standin_notes)
+from .base import (Category, ImageSet, TestSplit, copies_note, image_files, mask_loader, require_root, split_notes,
+                   standin, standin_notes)
 
 CATEGORIES = (
     "audiojack", "bottle_cap", "button_battery", "end_cap", "eraser", "fire_hood", "mint", "mounts",
@@ -96,6 +96,13 @@ def _read_json(path: Path) -> dict:
     if not ok:
         raise BenchError(f"{path}: not a Real-IAD split file (needs meta, train and test lists of samples "
                          f"with {', '.join(sorted(SAMPLE_KEYS))}); extract realiad_jsons.zip again")
+    for split in ("train", "test"):
+        for k, s in enumerate(info[split]):  # a null or a number would fail later, without a file named
+            what = ("image_path must be a path" if not isinstance(s["image_path"], str) or not s["image_path"]
+                    else "" if isinstance(s["mask_path"], (str, type(None))) else "mask_path must be a path or null")
+            if what:
+                raise BenchError(f"{path}: {split} entry {k} ({json.dumps(s)}): {what}; fix the entry or extract "
+                                 "realiad_jsons.zip again")
     return info
 
 
@@ -142,20 +149,30 @@ def load_category(root: Path, category: str) -> Category:
     labels, types, mask_paths = [], [], []
     for s in test:
         normal = s["mask_path"] is None or s["anomaly_class"] == normal_class
+        if not normal and (not s["mask_path"] or (base / s["mask_path"]).is_dir()):
+            what = "a folder" if s["mask_path"] else "empty"
+            raise BenchError(f"{json_path}: the test entry of {s['image_path']} ({s['anomaly_class']}) has mask_path "
+                             f"{s['mask_path']!r}, {what}, not its mask file; fix the entry or extract "
+                             "realiad_jsons.zip again")
         labels.append(0 if normal else 1)
         types.append("good" if normal else str(s["anomaly_class"]))
         mask_paths.append(None if normal else existing(s["mask_path"], "mask"))
 
+    said: set[str] = set()  # suspicious inputs are said once per category
     return Category(
         dataset="realiad",
         name=category,
-        train=ImageSet.from_paths([s["image_path"] for s in train], train_paths),
-        test=TestSplit(ImageSet.from_paths([s["image_path"] for s in test], test_paths),
-                       np.array(labels, dtype=np.int64), types, mask_loader(test_paths, mask_paths, nonzero=True),
+        train=ImageSet.from_paths([s["image_path"] for s in train], train_paths, said),
+        test=TestSplit(ImageSet.from_paths([s["image_path"] for s in test], test_paths, said),
+                       np.array(labels, dtype=np.int64), types,
+                       mask_loader(test_paths, mask_paths, nonzero=True, said=said),
                        source=standin(root), files=image_files(test_paths, mask_paths)),
         root=root,
         extra={"view": TOP_VIEW, "split_file": str(json_path), "single_view_json": single_view,
                "images": image_root.name},
         train_files=tuple(train_paths),  # ids are the json's paths, not files under root / category
-        notes=copies_note(category, train_paths, test_paths, root) + standin_notes(root, "realiad"),
+        notes=split_notes(f"{category} ({json_path})", np.array(labels), add_anomalous="its test list has no "
+                          f"sample with a mask in view {TOP_VIEW}: use the official split",
+                          add_normal=f"its test list has no normal sample in view {TOP_VIEW}: use the official split")
+        + copies_note(category, train_paths, test_paths, root) + standin_notes(root, "realiad"),
     )

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..methods.errors import BenchError
-from .base import Category, ImageSet, TestSplit, copies_note, image_files, mask_loader, require_root
+from .base import Category, ImageSet, TestSplit, copies_note, image_files, mask_loader, require_root, split_notes
 
 CATEGORIES = (
     "candle", "capsules", "cashew", "chewinggum", "fryum", "macaroni1", "macaroni2",
@@ -82,7 +82,14 @@ def load_category(root: Path, category: str) -> Category:
     if not split_file.is_file():
         raise BenchError(f"{split_file}: no such file (VisA's 1-class split); pass --root the extracted "
                          f"VisA folder, which holds split_csv/1cls.csv; {SOURCE}")
-    rows = [r for r in _rows(split_file) if r["object"] == category]
+    every = _rows(split_file)
+    # a row of a misspelt object ('Candle') would be left out of its object's split without a word
+    unknown = next(((n, r) for n, r in enumerate(every, 2) if r["object"] not in CATEGORIES), None)
+    if unknown is not None:
+        n, r = unknown
+        raise BenchError(f"{split_file}: line {n} ({','.join(str(v) for v in r.values())}) has object "
+                         f"'{r['object']}', not a VisA object ({', '.join(CATEGORIES)}); fix that row")
+    rows = [r for r in every if r["object"] == category]
     if not rows:
         raise BenchError(f"{split_file}: no rows for object '{category}'; VisA's objects are "
                          f"{', '.join(CATEGORIES)}")
@@ -118,14 +125,19 @@ def load_category(root: Path, category: str) -> Category:
         else:
             mask_paths.append(existing(r["mask"], "mask"))
 
+    said: set[str] = set()  # suspicious inputs are said once per category
     return Category(
         dataset="visa",
         name=category,
-        train=ImageSet.from_paths([r["image"] for r in train], train_paths),
-        test=TestSplit(ImageSet.from_paths([r["image"] for r in test], test_paths), labels, types,
-                       mask_loader(test_paths, mask_paths, nonzero=True), files=image_files(test_paths, mask_paths)),
+        train=ImageSet.from_paths([r["image"] for r in train], train_paths, said),
+        test=TestSplit(ImageSet.from_paths([r["image"] for r in test], test_paths, said), labels, types,
+                       mask_loader(test_paths, mask_paths, nonzero=True, said=said),
+                       files=image_files(test_paths, mask_paths)),
         root=root,
         extra={"split_file": str(split_file)},
         train_files=tuple(train_paths),  # ids are the csv's paths, not files under root / category
-        notes=copies_note(category, train_paths, test_paths, root),
+        notes=split_notes(f"{category} ({split_file})", labels,
+                          add_anomalous=f"list anomalous test images of {category} in {split_file}",
+                          add_normal=f"list normal test images of {category} in {split_file}")
+        + copies_note(category, train_paths, test_paths, root),
     )
