@@ -204,7 +204,7 @@ def table(
     fmt: str = typer.Option("markdown", "--format", "-f", help="latex or markdown."),
     per_class: bool = typer.Option(False, "--per-class", help="Categories as rows (appendix layout)."),
     by: Optional[str] = typer.Option(None, "--by", help="defect_type: rows = (method, defect type), one of image_auroc, pixel_auroc, aupro."),
-    methods: Optional[List[str]] = typer.Option(None, "--methods", help="Select and order methods."),
+    methods: Optional[List[str]] = typer.Option(None, "--methods", help="Select and order methods (each with its variants: configs, protocols, test subsets)."),
     compare: Optional[str] = typer.Option(None, "--compare", help="Published table to compare with, e.g. ttad:1."),
     caption: Optional[str] = typer.Option(None, "--caption", help="The table's caption; with -f latex it is LaTeX as given (write \\% and \\_ for % and _)."),
     label: Optional[str] = typer.Option(None, "--label", help="LaTeX \\label of the table (e.g. tab:main), for \\ref."),
@@ -252,6 +252,16 @@ def table(
         ok = df[df["status"] == "ok"] if "status" in df.columns else df
         require_per_image(ok, f"--interval ({run})")
     if compare:
+        from .tables.aggregate import variants
+
+        # published numbers match one row per method: several variants of one are refused, not averaged
+        several, _ = variants(df)
+        if several:
+            said = "; ".join(f"{m} differ in {', '.join(cols)}" for m, cols in several.items())
+            raise BenchError(f"--compare: rows of {said}; a comparison with published numbers takes one variant "
+                             "per method: drop --compare (the table shows each variant as its own row) or pass a "
+                             f"Parquet file of one variant's rows (rows[rows.{next(iter(several.values()))[0]} == "
+                             "VALUE].to_parquet(FILE))")
         paper, num = _published_table(compare)
         try:
             text = compare_published(df, paper=paper, table=num, metric=metrics_[0], fmt=fmt, caption=caption,

@@ -49,6 +49,10 @@ def synthetic(extra_rows=()):
 
 
 HEADER = "| Method | MVTec AD / Clean | MVTec AD / Gaussian Noise | MVTec AD / Contrast | MVTec AD / Mean |"
+# PatchCore's bottle / Gaussian Noise seed 1 failed (synthetic's failed row): its Gaussian Noise
+# value and Mean lack a cell of the run, partial (†); the table says what † means under it
+NOTE = ("† partial: the mean lacks cells the run has for its column (a category or seed that failed or has not "
+        "run yet); never bold")
 
 
 def test_means_over_categories_and_seeds_exclude_failed_rows():
@@ -69,8 +73,9 @@ def test_markdown_exact_cells_and_bold_ties():
     lines = md.strip().splitlines()
     assert lines[0] == HEADER
     assert lines[1] == "|:---|---:|---:|---:|---:|"
-    assert lines[2] == "| PatchCore | **97.00** | 75.00 | 62.00 | 68.50 |"
+    assert lines[2] == "| PatchCore | **97.00** | 75.00† | 62.00 | 68.50† |"
     assert lines[3] == "| TTAD | **97.00** | **88.00** | **82.00** | **85.00** |"
+    assert lines[4:] == ["", NOTE]
 
 
 def test_latex_booktabs_and_bold():
@@ -79,7 +84,9 @@ def test_latex_booktabs_and_bold():
                   r"\label{tab:main}", r"\multicolumn{4}{c}{MVTec AD}", r"\cmidrule(lr){2-5}"):
         assert token in tex
     assert r"Method & Clean & Gaussian Noise & Contrast & Mean \\" in tex
-    assert r"PatchCore & \textbf{97.00} & 75.00 & 62.00 & 68.50 \\" in tex
+    assert r"PatchCore & \textbf{97.00} & 75.00$^\dagger$ & 62.00 & 68.50$^\dagger$ \\" in tex
+    assert tex.endswith("\\begin{flushleft}\\footnotesize\n$^\\dagger$ partial: the mean lacks cells the run has for "
+                        "its column (a category or seed that failed or has not run yet); never bold\n\\end{flushleft}")
     assert r"TTAD & \textbf{97.00} & \textbf{88.00} & \textbf{82.00} & \textbf{85.00} \\" in tex
     assert tex.index(r"\toprule") < tex.index(r"\midrule") < tex.index(r"\bottomrule")
 
@@ -126,7 +133,8 @@ def test_failed_rows_are_excluded_entirely():
     extra = [dict(cell_id="x", method="broken", dataset="mvtec_ad", category="bottle",
                   corruption="clean", severity=0, seed=0, image_auroc=0.99, status="failed", error="oom")]
     md = main_table(synthetic(extra), fmt="markdown")
-    assert "broken" not in md and "99.00" not in md
+    assert "99.00" not in md  # its value is not used; the method is shown as failed (test_table_mixed_rows)
+    assert "| broken | failed | – | – | – |" in md
 
 
 def test_missing_cells_render_as_dash_and_partial_means_are_marked():
@@ -137,7 +145,7 @@ def test_missing_cells_render_as_dash_and_partial_means_are_marked():
     df.loc[df.method == "patchcore", "pixel_auroc"] = np.nan
     md = main_table(df, fmt="markdown").strip().splitlines()
     assert md[3] == "| TTAD | **97.00** | **88.00** | 84.00† | 86.00† |"
-    assert md[2] == "| PatchCore | **97.00** | 75.00 | **62.00** | **68.50** |"
+    assert md[2] == "| PatchCore | **97.00** | 75.00† | **62.00** | 68.50† |"
     px = main_table(df, metric="pixel_auroc", fmt="markdown").strip().splitlines()
     assert px[2] == "| PatchCore | – | – | – | – |"
     tex = main_table(df, metric="pixel_auroc", fmt="latex")
@@ -160,16 +168,16 @@ def test_several_metrics_and_lower_is_better():
     assert md.splitlines()[0].startswith("| Method | MVTec AD / Clean / I-AUROC | MVTec AD / Clean / P-AUROC |")
     df = synthetic().assign(total_seconds=lambda d: np.where(d.method == "ttad", 3.0, 1.0))
     md = main_table(df, metric="total_seconds", fmt="markdown", decimals=1, mean=False)
-    assert md.strip().splitlines()[2] == "| PatchCore | **1.0** | **1.0** | **1.0** |"
+    assert md.strip().splitlines()[2] == "| PatchCore | **1.0** | 1.0† | **1.0** |"
 
 
 def test_per_class_layout_has_mean_row_and_bold_per_block():
     md = main_table(synthetic(), fmt="markdown", per_class=True).strip().splitlines()
     assert md[0] == ("| Category | Clean / PatchCore | Clean / TTAD | Gaussian Noise / PatchCore | "
                      "Gaussian Noise / TTAD | Contrast / PatchCore | Contrast / TTAD |")
-    assert md[2] == "| bottle | **98.00** | **98.00** | 80.00 | **90.00** | 60.00 | **84.00** |"
+    assert md[2] == "| bottle | **98.00** | **98.00** | 80.00† | **90.00** | 60.00 | **84.00** |"
     assert md[3] == "| cable | **96.00** | **96.00** | 70.00 | **86.00** | 64.00 | **80.00** |"
-    assert md[4] == "| Mean | **97.00** | **97.00** | 75.00 | **88.00** | 62.00 | **82.00** |"
+    assert md[4] == "| Mean | **97.00** | **97.00** | 75.00† | **88.00** | 62.00 | **82.00** |"
     tex = main_table(synthetic(), fmt="latex", per_class=True)
     assert "\\midrule\nMean & " in tex and r"\multicolumn{2}{c}{Gaussian Noise}" in tex
     assert r"Category & PatchCore & TTAD" in tex
@@ -186,7 +194,7 @@ def test_per_class_needs_one_dataset():
 def test_mixed_configs_warn():
     df = synthetic()
     df.loc[df.index[:2], "config_hash"] = "other"
-    with pytest.warns(BenchWarning, match="mix several configs"):
+    with pytest.warns(BenchWarning, match="patchcore differ in config_hash: shown as one table row per variant"):
         main_table(df, fmt="markdown")
 
 
@@ -243,7 +251,7 @@ def test_paper_table_uses_the_published_layout():
     lines = md.strip().splitlines()
     assert lines[0] == ("| Method | MVTec AD / Clean | MVTec AD / Gaussian Noise | MVTec AD / Defocus Blur | "
                         "MVTec AD / Brightness | MVTec AD / Contrast |")
-    assert lines[2] == "| PatchCore | **97.00** | 75.00 | – | – | 62.00 |"
+    assert lines[2] == "| PatchCore | **97.00** | 75.00† | – | – | 62.00 |"
     # GNL Table 1 is at severity 3: our severity-5 rows do not fill it
     gnl = paper_table(synthetic(), "gnl", 1, fmt="markdown").strip().splitlines()
     assert gnl[2] == "| PatchCore | **97.00** | – | – | – | – |"
@@ -289,15 +297,16 @@ def test_by_defect_type_markdown_and_latex_are_pinned():
     assert main_table(df, fmt="markdown", by="defect_type") == (
         "| Method / Defect type | MVTec AD / Clean | MVTec AD / Gaussian Noise | MVTec AD / Contrast | MVTec AD / Mean |\n"
         "|:---|---:|---:|---:|---:|\n"
-        "| PatchCore / crack | **97.00** | 75.00 | 62.00 | 68.50 |\n"
-        "| PatchCore / hole | **88.00** | 70.00 | 50.00 | 60.00 |\n"
+        "| PatchCore / crack | **97.00** | 75.00† | 62.00 | 68.50† |\n"
+        "| PatchCore / hole | **88.00** | 70.00† | 50.00 | 60.00† |\n"
         "| TTAD / crack | **97.00** | **88.00** | **82.00** | **85.00** |\n"
-        "| TTAD / hole | **88.00** | **80.00 ± 1.41** | **74.00** | **77.00** |\n")  # bold per type and column
+        "| TTAD / hole | **88.00** | **80.00 ± 1.41** | **74.00** | **77.00** |\n"
+        "\n" + NOTE + "\n")  # bold per type and column
     latex = main_table(df, "pixel_auroc", fmt="latex", by="defect_type")
     assert latex.splitlines()[4:11] == [
         r"Method / Defect type & Clean & Gaussian Noise & Contrast & Mean \\",
         r"\midrule",
-        r"PatchCore / crack & \textbf{77.00} & 55.00 & 42.00 & 48.50 \\",
+        r"PatchCore / crack & \textbf{77.00} & 55.00$^\dagger$ & 42.00 & 48.50$^\dagger$ \\",
         r"PatchCore / hole & -- & -- & -- & -- \\",
         r"\midrule",
         r"TTAD / crack & \textbf{77.00} & \textbf{68.00} & \textbf{62.00} & \textbf{65.00} \\",
@@ -343,7 +352,7 @@ def test_rows_without_the_breakdown_get_one_line(tmp_path, monkeypatch, capsys):
     for row in with_breakdown(synthetic()).to_dict("records"):
         store.write(row)
     code, out, err = run_cli(monkeypatch, capsys, "table", store.run_dir, "--by", "defect_type", "--metric", "aupro")
-    assert code == 0 and out.splitlines()[2].startswith("| PatchCore / crack | **67.00** | 45.00 |"), out
+    assert code == 0 and out.splitlines()[2].startswith("| PatchCore / crack | **67.00** | 45.00† |"), out
     code, _, err = run_cli(monkeypatch, capsys, "table", store.run_dir, "--by", "defect_type", "--metric", "image_ap")
     assert code == 2 and "pass one --metric of image_auroc, pixel_auroc, aupro" in err
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 from typing import Sequence
 
@@ -11,7 +10,7 @@ import pandas as pd
 from ..errors import BenchError
 from ..results import RunStore, load_rows
 from ..tables.aggregate import _norm_conditions, _resolve_labels, mixed_configs
-from ..tables.names import _condition_rank, _domain_rank, condition_label, method_display, method_rank
+from ..tables.names import _condition_rank, _domain_rank, condition_label, config_fields, method_display, method_rank
 
 DPI = 200  # PNG resolution; the PDF is vector
 # A condition: (test domain, corruption, severity); domain "" for a dataset's own test split.
@@ -120,26 +119,13 @@ def config_variants(df: pd.DataFrame, shown: Sequence[str] = ()) -> tuple[pd.Ser
                      index=df.index)
     labels = {}
     for method, rows in df.groupby("method", sort=False):
-        configs = {h: _config(c) for h, c in zip(rows["config_hash"], rows["config"])}
-        differing = [k for k in dict.fromkeys(k for c in configs.values() for k in c)
-                     if len({json.dumps(c.get(k), sort_keys=True) for c in configs.values()}) > 1]
-        # no cap on the fields: a variant left out of the label would share another's
-        fields = list(dict.fromkeys([*(k for k in shown if any(k in c for c in configs.values())), *differing]))
-        details = {h: [f"{k} {cfg.get(k)}" for k in fields] for h, cfg in configs.items()}
+        details = config_fields(dict(zip(rows["config_hash"], rows["config"])), shown)
         for h, detail in details.items():
             key = f"{method}#{h[:8]}" if method in several else method
             tag = f" #{h[:8]}" if method in several and sum(d == detail for d in details.values()) > 1 else ""
             lines = [", ".join(detail[i:i + 2]) for i in range(0, len(detail), 2)]  # two fields a line
             labels[key] = "\n".join([method_label(method) + tag, *lines])
     return keys, labels
-
-
-def _config(text: object) -> dict:
-    try:
-        cfg = json.loads(str(text))
-    except ValueError:
-        return {}
-    return cfg if isinstance(cfg, dict) else {}
 
 
 def one_config_each(df: pd.DataFrame, run: Path) -> tuple[pd.DataFrame, str]:

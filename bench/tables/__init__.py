@@ -6,8 +6,11 @@ categories (every category weighs the same, as in the papers' "averaged over all
 A condition is (test domain, corruption, severity): rows of a dataset with several test domains
 (MNIST / MNIST-M, PACS) get one column per domain ("MNIST-M", "Art", "Art + Contrast").
 
-A mean that covers fewer categories than the dataset has in the rows (a cell failed or has not
-run yet) is marked with a dagger and is not eligible for bold.
+A value that lacks a cell the run has (a category of its dataset, or a (category, seed) of its
+column: a cell failed or has not run yet) is marked with a dagger and is not eligible for bold; a
+value whose every cell failed reads "failed" ("–": no value). A note under the table says what
+each mark it shows means. Rows of one method that differ in config, protocol or test subset are
+one table row each, labelled by what differs: never one mean.
 
     names       display names and orders (metric headers from the metrics registry)
     aggregate   rows -> per-category seed means -> the table's values and partial marks

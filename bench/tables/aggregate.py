@@ -2,12 +2,16 @@
 
 A value is the mean over seeds within a category, then the plain mean over categories (every
 category weighs the same, as in the papers' "averaged over all classes"). Only rows with
-``status == "ok"`` count; a mean over fewer categories than the dataset has in the rows is
-marked partial (rendered with a dagger, never bold).
+``status == "ok"`` count. A value is partial (rendered with a dagger, never bold) when it lacks a
+cell the run has: a category of its dataset, or a (category, seed) of its column; a value whose
+every cell failed is "failed", not "–" (no value: not run, or no ground truth). A row label's
+rows that differ in what else identifies a cell (config, protocol, test subset) are split into
+one table row per variant: a mean over them would mix different measurements.
 """
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
@@ -16,8 +20,8 @@ import pandas as pd
 from .. import papers
 from ..errors import BenchWarning
 from ..results import with_domain
-from .names import (DATASET_NAMES, MEAN, METRIC_NAMES, _cond_labels, _condition_rank, _nice, is_reference,
-                    method_display, method_rank)
+from .names import (DATASET_NAMES, MEAN, METRIC_NAMES, _cond_labels, _condition_rank, _nice, config_fields,
+                    is_reference, method_display, method_rank)
 
 class LostMasksWarning(BenchWarning):
     """Rows whose evaluation grid lost whole defect masks (``masks_lost``)."""
@@ -74,8 +78,116 @@ def _resolve_labels(wanted: Iterable[str], present: Iterable[str]) -> list[str]:
     return out
 
 
-def _per_category(df, metrics, rows, datasets, methods, conditions, categories):
-    """Seed-averaged values per (row label, dataset, domain, corruption, severity, category)."""
+# A table column: a dataset and a condition (domain, corruption, severity).
+_COLUMN = ["dataset", "domain", "corruption", "severity"]
+# What identifies a cell (bench.grid.Cell.cell_id) besides the table's axes (row label, dataset,
+# condition) and the category and seed a value averages over: rows of one label that differ in
+# one of these measured different things (a --set, --protocol or --test-subset grid into the
+# same run directory), so they are never averaged.
+VARIANT = ("config_hash", "protocol", "test_subset")
+# split_variants' columns: a row key's label before the split, and its variant's place
+_BASE, _RANK = "_row_base", "_variant_rank"
+
+
+def variants(df: pd.DataFrame, rows: str = "method") -> tuple[dict[str, list[str]], pd.DataFrame]:
+    """The row labels whose rows hold several variants (VARIANT) in one dataset, each with the
+    columns that differ; and the rows' normalised VARIANT columns."""
+    cols = [c for c in VARIANT if c in df.columns]
+    ident = pd.DataFrame({c: _variant_values(df, rows, c) for c in cols}, index=df.index)
+    if not cols or df.empty:
+        return {}, ident
+    n = ident.groupby([df[rows], df["dataset"]], sort=False).nunique()
+    several = dict.fromkeys(label for (label, _), k in n.max(axis=1).items() if k > 1)
+    return {label: [c for c in cols if ident.loc[df[rows] == label, c].nunique() > 1] for label in several}, ident
+
+
+def split_variants(df: pd.DataFrame, rows: str, split: bool = True) -> pd.DataFrame:
+    """``df`` with the ``rows`` label relabelled "label (what differs)" wherever one label's rows
+    hold several variants (VARIANT) in one dataset: one table row per variant, labelled with the
+    config fields (bench.tables.names.config_fields, as the figures label them), protocol or test
+    subset that tell them apart, the method's default config first; a warning says so.
+    ``split=False`` (the published comparisons, matched by method name) keeps the labels and
+    warns that the variants are averaged."""
+    from ..grid import default_config_hash
+
+    df = df.copy()
+    if _BASE in df.columns:  # split already (the per-defect-type rows carry it)
+        return df
+    df[_BASE], df[_RANK] = df[rows], 0
+    several, ident = variants(df, rows)
+    vid = ident.astype(str).agg("\x1f".join, axis=1) if several else None  # a variant's id
+    for label, differ in several.items() if split else ():
+        sel = df[rows] == label
+        kinds = ident[sel].assign(vid=vid[sel]).drop_duplicates("vid").set_index("vid")
+        configs = dict(zip(ident.loc[sel, "config_hash"], df.loc[sel, "config"])) if "config" in df.columns else {}
+        fields = config_fields(configs) if "config_hash" in differ else {}
+        details = {i: [*fields.get(v.get("config_hash"), []),
+                       *([f"protocol {v['protocol']}"] if "protocol" in differ else []),
+                       *([f"test_subset {v['test_subset'] or 'all'}"] if "test_subset" in differ else [])]
+                   for i, v in kinds.iterrows()}
+        alike = [i for i, d in details.items() if not d or list(details.values()).count(d) > 1]
+        for i in alike:  # configs no field tells apart (or that do not parse): their hash does
+            details[i] = details[i] + [f"config {kinds.loc[i, 'config_hash'][:8]}"]
+        default = default_config_hash(str(label), str(df.loc[sel, "dataset"].iloc[0])) if rows == "method" else ""
+        ranked = sorted(kinds.index, key=lambda i: (kinds.loc[i].get("config_hash") != default,
+                                                    kinds.loc[i].get("protocol", "native") != "native",
+                                                    kinds.loc[i].get("test_subset", 0), details[i]))
+        df.loc[sel, rows] = [f"{label} ({', '.join(details[i])})" for i in vid[sel]]
+        df.loc[sel, _RANK] = [ranked.index(i) for i in vid[sel]]
+    if several:
+        how = ("shown as one table row per variant, labelled by what differs" if split else
+               "averaged in this comparison (bench table without --compare shows each as its own row)")
+        said = "; ".join(f"{label} differ in {', '.join(cols)}" for label, cols in several.items())
+        warnings.warn(f"rows of {said}: {how}", BenchWarning, stacklevel=4)
+    return df
+
+
+def _variant_values(df: pd.DataFrame, rows: str, column: str) -> pd.Series:
+    """A VARIANT column normalised: a missing test subset (rows written before it) is 0, every
+    test image; a missing config hash or protocol is not a variant of its own (its label's first)."""
+    if column == "test_subset":
+        return pd.to_numeric(df[column], errors="coerce").fillna(0).astype(int)
+    values = df[column].where(df[column].notna() & (df[column] != ""))
+    return values.fillna(values.groupby(df[rows], sort=False).transform("first")).fillna("").astype(str)
+
+
+def row_label(key: str, base: str, display: bool) -> str:
+    """The label a table shows for a row key: the method's display name and its variant."""
+    return method_display(base) + str(key)[len(str(base)):] if display else str(key)
+
+
+@dataclass
+class _Cells:
+    """What the layouts read, per (row key, dataset, condition, category): the seed means
+    (``per_cat``), the seeds with a finite value per metric (``n_seeds``), whether any row is ok
+    (``has_ok``: False where every row failed); per (dataset, condition, category) the seeds the
+    run has, any row and status (``seeds``); per dataset its categories (``n_expected``)."""
+
+    per_cat: pd.DataFrame
+    n_seeds: pd.DataFrame
+    has_ok: pd.Series
+    seeds: pd.Series
+    n_expected: dict
+    row_order: list
+    base: dict
+    ds_order: list
+    cond_order: dict
+    ok: pd.DataFrame
+
+    def short(self, metrics) -> pd.DataFrame:
+        """True where a category's seed mean covers fewer seeds than the run has for its column
+        (a seed's cell failed or has not run): a mean over it is partial."""
+        want = self.seeds.reindex(self.n_seeds.index.droplevel(0)).to_numpy()
+        n = self.n_seeds[list(metrics)]
+        return n.gt(0) & n.lt(want[:, None])
+
+    def labels(self, display: bool) -> list[str]:
+        return [row_label(r, self.base[r], display) for r in self.row_order]
+
+
+def _per_category(df, metrics, rows, datasets, methods, conditions, categories, split: bool = True) -> _Cells:
+    """Seed-averaged values per (row key, dataset, domain, corruption, severity, category), and
+    what the run has of each (``_Cells``)."""
     missing = [c for c in [rows, "dataset", "category", "corruption", *metrics] if c not in df.columns]
     if missing:
         raise KeyError(f"result rows lack column(s) {missing}")
@@ -84,41 +196,58 @@ def _per_category(df, metrics, rows, datasets, methods, conditions, categories):
         df = df[df["dataset"].isin(list(datasets))]
     if categories is not None:
         df = df[df["category"].isin(list(categories))]
-    # categories a dataset has in this run (any status): a mean over fewer is partial
+    if "seed" not in df.columns:
+        df = df.assign(seed=0)
+    # what the run has (any status, any row): a mean over fewer categories of its dataset, or
+    # over fewer seeds of a category than its column has, is partial
     n_expected = df.groupby("dataset", sort=False)["category"].nunique().to_dict()
+    seeds = df.groupby([*_COLUMN, "category"])["seed"].nunique()
+    df = split_variants(df, rows, split)
+    row_order = _selected(df, rows, methods)
+    df = df[df[rows].isin(row_order)]
     ok = _ok_rows(df)
-    if methods is not None:
-        methods = _resolve_labels(methods, ok[rows])
-        ok = ok[ok[rows].isin(methods)]
     _warn_rows(ok, rows)
-    keys = [rows, "dataset", "domain", "corruption", "severity", "category"]
+    keys = [rows, *_COLUMN, "category"]
     data = ok[keys + list(metrics)].copy()
     for m in metrics:
         data[m] = pd.to_numeric(data[m], errors="coerce").astype(float)
-    per_cat = data.groupby(keys, sort=False, dropna=False)[list(metrics)].mean().reset_index()
+    grouped = data.groupby(keys, sort=False, dropna=False)[list(metrics)]
+    per_cat = grouped.mean().reset_index()
+    status = df["status"] if "status" in df.columns else pd.Series("ok", index=df.index)
+    has_ok = (status == "ok").groupby([df[k] for k in keys]).any()
 
-    row_order = [r for r in _row_order(ok, rows, methods) if r in set(per_cat[rows])]
-    ds_order = list(datasets) if datasets is not None else list(dict.fromkeys(ok["dataset"]))
-    ds_order = [d for d in ds_order if d in set(per_cat["dataset"])]
+    # rows, datasets and conditions of any status: a method or condition whose every cell failed
+    # is shown as failed, not left out
+    ds_order = list(datasets) if datasets is not None else list(dict.fromkeys(df["dataset"]))
+    ds_order = [d for d in ds_order if d in set(df["dataset"])]
     cond_order = {
-        ds: _select_conditions(
-            zip(g["domain"], g["corruption"], g["severity"]), conditions
-        )
-        for ds, g in per_cat.groupby("dataset", sort=False)
+        ds: _select_conditions(zip(g["domain"], g["corruption"], g["severity"]), conditions)
+        for ds, g in df.groupby("dataset", sort=False)
     }
-    return per_cat, n_expected, row_order, ds_order, cond_order, ok
+    base = dict(zip(df[rows], df[_BASE]))
+    return _Cells(per_cat, grouped.count(), has_ok, seeds, n_expected, row_order, base, ds_order, cond_order, ok)
+
+
+def _selected(df: pd.DataFrame, rows: str, methods) -> list:
+    """The table's row keys in order. ``methods`` (names, matched as _resolve_labels does, or row
+    keys) selects and orders them, a name with each of its variants; else the registry's order of
+    the methods, then first appearance. A label's variants follow in split_variants' order."""
+    keys = list(dict.fromkeys(df[rows]))
+    base, rank = dict(zip(df[rows], df[_BASE])), dict(zip(df[rows], df[_RANK]))
+    bases = list(dict.fromkeys(base[k] for k in keys))
+    if methods is None:
+        order = method_rank() if rows == "method" else {}
+        wanted = sorted(bases, key=lambda b: (order.get(b, float("inf")), bases.index(b)))
+    else:
+        wanted = _resolve_labels(methods, bases + [k for k in keys if k not in bases])
+    out: list = []
+    for w in wanted:
+        out += [w] if w in rank and base[w] != w else sorted((k for k in keys if base[k] == w), key=rank.get)
+    return list(dict.fromkeys(out))
 
 
 def _warn_rows(ok: pd.DataFrame, rows: str) -> None:
-    """What the table's ok rows hide: several configs averaged, defects the grid lost."""
-    if rows == "method":
-        several = mixed_configs(ok)
-        if several:
-            warnings.warn(
-                f"rows of {several} mix several configs and are averaged together; "
-                "filter the rows or pass rows=<a column that tells the variants apart>",
-                BenchWarning, stacklevel=4,
-            )
+    """What the table's ok rows hide: defects the grid lost."""
     lost = masks_lost(ok, rows)
     if lost:
         warnings.warn(
@@ -128,65 +257,59 @@ def _warn_rows(ok: pd.DataFrame, rows: str) -> None:
         )
 
 
-def _row_order(ok: pd.DataFrame, rows: str, methods) -> list:
-    """``methods`` as given (already resolved to row labels), else the registry's order of the
-    methods, then first appearance."""
-    if methods is not None:
-        return list(methods)
-    seen = list(dict.fromkeys(ok[rows]))
-    rank = method_rank() if rows == "method" else {}
-    return sorted(seen, key=lambda m: (rank.get(m, float("inf")), seen.index(m)))
-
-
 class _Grid:
     """Raw values, a partial-coverage mask, and where horizontal rules go (before row i).
 
     ``std``: the std over seeds shown as "± s" (NaN: not shown); ``low`` / ``high``: an interval
-    shown as "[lo, hi]" (NaN: not shown); both unscaled, like ``values``."""
+    shown as "[lo, hi]" (NaN: not shown); both unscaled, like ``values``. ``failed``: True where
+    a value is missing because every cell of it failed (None: nowhere)."""
 
     def __init__(self, values: pd.DataFrame, partial: pd.DataFrame, corner: str, rules=(),
                  std: pd.DataFrame | None = None, low: pd.DataFrame | None = None,
-                 high: pd.DataFrame | None = None):
+                 high: pd.DataFrame | None = None, failed: pd.DataFrame | None = None):
         self.values = values
         self.partial = partial
         self.corner = corner
         self.rules = list(rules)
         self.std, self.low, self.high = std, low, high
+        self.failed = failed
 
 
 def _build_main(df, metrics, rows, datasets, methods, conditions, categories, mean, display,
                 std: bool = False, interval: int = 0, level: float = 0.95) -> _Grid:
     """``std``: add the std over seeds where the rows hold several seeds; ``interval``: add the
     bootstrap interval of each value at ``level`` from ``interval`` resamples (bench.stats)."""
-    per_cat, n_expected, row_order, ds_order, cond_order, ok = _per_category(
-        df, metrics, rows, datasets, methods, conditions, categories
-    )
+    cells = _per_category(df, metrics, rows, datasets, methods, conditions, categories)
+    row_order, ok = cells.row_order, cells.ok
     spread = Spread(ok, rows, metrics) if (std or interval) else None
-    gkeys = [rows, "dataset", "domain", "corruption", "severity"]
-    grouped = per_cat.groupby(gkeys, sort=False)[list(metrics)]
+    gkeys = [rows, *_COLUMN]
+    grouped = cells.per_cat.groupby(gkeys, sort=False)[list(metrics)]
     means, counts = grouped.mean(), grouped.count()
+    short = cells.short(metrics).groupby(level=gkeys).any()  # a category's seeds incomplete
+    failed_at = ~cells.has_ok.groupby(level=gkeys).any()
 
     multi_metric = len(metrics) > 1
-    col_tuples, values, partial = [], {}, {}
+    col_tuples, values, partial, failed = [], {}, {}, {}
     stds, lows, highs = {}, {}, {}
     col_pairs: dict = {}  # column -> the (dataset, conditions, metric) it averages
-    for ds in ds_order:
-        pairs = cond_order.get(ds, [])
+    for ds in cells.ds_order:
+        pairs = cells.cond_order.get(ds, [])
         labels = _cond_labels(pairs)
-        n_exp = n_expected.get(ds, 0)
+        n_exp = cells.n_expected.get(ds, 0)
         shifted_cols = {m: [] for m in metrics}
         for pair in pairs:
             for m in metrics:
                 col = (ds, labels[pair]) + ((m,) if multi_metric else ())
-                v, p = [], []
+                v, p, f = [], [], []
                 for r in row_order:
                     key = (r, ds, *pair)
                     val = means[m].get(key, np.nan) if key in means.index else np.nan
                     cnt = counts[m].get(key, 0) if key in counts.index else 0
                     v.append(val)
-                    p.append(bool(0 < cnt < n_exp))
+                    p.append(bool(cnt > 0 and (cnt < n_exp or short[m].get(key, False))))
+                    f.append(bool(failed_at.get(key, False)))
                 col_tuples.append(col)
-                values[col], partial[col] = v, p
+                values[col], partial[col], failed[col] = v, p, f
                 col_pairs[col] = (ds, [pair], m)
                 if not is_reference(ds, pair):
                     shifted_cols[m].append(col)
@@ -197,6 +320,7 @@ def _build_main(df, metrics, rows, datasets, methods, conditions, categories, me
                 # no mean over an incomplete set of conditions: it would not be comparable
                 values[col] = list(block.mean(axis=0)) if block.size else []
                 partial[col] = list(np.array([partial[c] for c in shifted_cols[m]]).any(axis=0))
+                failed[col] = list(np.array([failed[c] for c in shifted_cols[m]]).any(axis=0))
                 col_tuples.append(col)
                 col_pairs[col] = (ds, [p for p in pairs if not is_reference(ds, p)], m)
     if spread is not None:
@@ -206,7 +330,7 @@ def _build_main(df, metrics, rows, datasets, methods, conditions, categories, me
                       for r in row_order]
             lows[col], highs[col] = [b[0] for b in bounds], [b[1] for b in bounds]
 
-    index = [(method_display(r) if display else r) for r in row_order]
+    index = cells.labels(display)
     names = ["dataset", "condition"] + (["metric"] if multi_metric else [])
     disp_cols = [
         ((_nice(c[0], DATASET_NAMES) if display else c[0]), c[1])
@@ -216,10 +340,11 @@ def _build_main(df, metrics, rows, datasets, methods, conditions, categories, me
     columns = pd.MultiIndex.from_tuples(disp_cols, names=names) if disp_cols else pd.MultiIndex.from_tuples([], names=names)
     vals = pd.DataFrame({i: values[c] for i, c in enumerate(col_tuples)}, index=index, dtype=float)
     part = pd.DataFrame({i: partial[c] for i, c in enumerate(col_tuples)}, index=index, dtype=bool)
-    vals.columns = part.columns = columns
-    vals.index.name = part.index.name = rows
+    fail = pd.DataFrame({i: failed[c] for i, c in enumerate(col_tuples)}, index=index, dtype=bool)
+    vals.columns = part.columns = fail.columns = columns
+    vals.index.name = part.index.name = fail.index.name = rows
     corner = "Method" if rows == "method" else rows.replace("_", " ").capitalize()
-    extra = {}
+    extra = {"failed": fail}
     if spread is not None:
         for name, data in (("std", stds), ("low", lows), ("high", highs)):
             frame = pd.DataFrame({i: data[c] for i, c in enumerate(col_tuples)}, index=index, dtype=float)
@@ -300,40 +425,46 @@ class Spread:
 
 
 def _build_per_class(df, metric, rows, datasets, methods, conditions, categories, display) -> _Grid:
-    per_cat, n_expected, row_order, ds_order, cond_order, _ = _per_category(
-        df, [metric], rows, datasets, methods, conditions, categories
-    )
-    if len(ds_order) > 1:
+    cells = _per_category(df, [metric], rows, datasets, methods, conditions, categories)
+    if len(cells.ds_order) > 1:
         raise ValueError(
-            f"per-class tables are per dataset; rows hold {ds_order}: pass datasets=[one of them]"
+            f"per-class tables are per dataset; rows hold {cells.ds_order}: pass datasets=[one of them]"
         )
-    if not ds_order:
+    if not cells.ds_order:
         return _Grid(pd.DataFrame(), pd.DataFrame(), "Category")
-    ds = ds_order[0]
-    pairs = cond_order[ds]
+    ds = cells.ds_order[0]
+    pairs = cells.cond_order[ds]
     labels = _cond_labels(pairs)
-    cats = list(categories) if categories is not None else sorted(set(per_cat["category"]))
-    cats = [c for c in cats if c in set(per_cat["category"])]
-    n_exp = n_expected.get(ds, len(cats))
-    table = per_cat.set_index([rows, "domain", "corruption", "severity", "category"])[metric]
+    present = set(cells.has_ok.index.get_level_values("category"))  # any status
+    cats = list(categories) if categories is not None else sorted(present)
+    cats = [c for c in cats if c in present]
+    n_exp = cells.n_expected.get(ds, len(cats))
+    keys = [rows, *_COLUMN, "category"]
+    table = cells.per_cat.set_index(keys)[metric]
+    short = cells.short([metric])[metric]
 
-    col_tuples, values, partial = [], {}, {}
+    col_tuples, values, partial, failed = [], {}, {}, {}
     for pair in pairs:
-        for r in row_order:
-            col = (labels[pair], method_display(r) if display else r)
-            v = [table.get((r, *pair, c), np.nan) for c in cats]
+        for r, label in zip(cells.row_order, cells.labels(display)):
+            col = (labels[pair], label)
+            at = [(r, ds, *pair, c) for c in cats]
+            v = [table.get(k, np.nan) for k in at]
+            p = [bool(short.get(k, False)) for k in at]
+            f = [not cells.has_ok.get(k, True) for k in at]
             arr = np.array(v, dtype=float)
             n = int(np.isfinite(arr).sum())
             values[col] = v + [arr[np.isfinite(arr)].mean() if n else np.nan]
-            partial[col] = [False] * len(cats) + [bool(0 < n < n_exp)]
+            partial[col] = p + [bool(n and (n < n_exp or any(p)))]
+            failed[col] = f + [any(f) and not n]
             col_tuples.append(col)
     index = cats + [MEAN]
     columns = pd.MultiIndex.from_tuples(col_tuples, names=["condition", rows])
-    vals = pd.DataFrame({i: values[c] for i, c in enumerate(col_tuples)}, index=index, dtype=float)
-    part = pd.DataFrame({i: partial[c] for i, c in enumerate(col_tuples)}, index=index, dtype=bool)
-    vals.columns = part.columns = columns
-    vals.index.name = part.index.name = "category"
-    return _Grid(vals, part, "Category", rules=[len(cats)])
+    frames = [pd.DataFrame({i: d[c] for i, c in enumerate(col_tuples)}, index=index, dtype=t)
+              for d, t in ((values, float), (partial, bool), (failed, bool))]
+    for frame in frames:
+        frame.columns, frame.index.name = columns, "category"
+    vals, part, fail = frames
+    return _Grid(vals, part, "Category", rules=[len(cats)], failed=fail)
 
 
 def _as_list(x) -> list | None:

@@ -16,9 +16,8 @@ from ..errors import BenchError, BenchWarning
 from ..metrics import DEFECT_TYPE_METRICS
 from ..results import DEFECT_METRICS, decode_defect_metrics
 from ..results import with_domain
-from .aggregate import (_Grid, _build_main, _norm_conditions, _ok_rows, _resolve_labels, _row_order,
-                        _select_conditions, _warn_rows)
-from .names import method_display
+from .aggregate import (_BASE, _RANK, _Grid, _build_main, _norm_conditions, _ok_rows, _selected, _select_conditions,
+                        _warn_rows, row_label, split_variants)
 
 BY_DEFECT_TYPE = "defect_type"
 _KEEP = ("dataset", "category", "domain", "corruption", "severity", "seed")
@@ -40,6 +39,7 @@ def defect_type_rows(df: pd.DataFrame, rows: str = "method") -> pd.DataFrame:
     are left out with a warning (none has one: :func:`require_breakdown`'s error)."""
     require_breakdown(df)
     ok = with_domain(_ok_rows(df))
+    keep = [*_KEEP, *(c for c in (_BASE, _RANK) if c in ok.columns)]  # split_variants' labels
     decoded = ok[DEFECT_METRICS].map(decode_defect_metrics)
     missing = int(decoded.isna().sum())
     if missing:
@@ -49,9 +49,9 @@ def defect_type_rows(df: pd.DataFrame, rows: str = "method") -> pd.DataFrame:
     out = []
     for (_, row), breakdown in zip(ok.iterrows(), decoded):
         for name, values in (breakdown or {}).items():
-            out.append({rows: row[rows], **{k: row[k] for k in _KEEP}, "status": "ok", "defect_type": name,
+            out.append({rows: row[rows], **{k: row[k] for k in keep}, "status": "ok", "defect_type": name,
                         "n": values.get("n"), **{m: values.get(m, np.nan) for m in DEFECT_TYPE_METRICS}})
-    columns = [rows, *_KEEP, "status", "defect_type", "n", *DEFECT_TYPE_METRICS]
+    columns = [rows, *keep, "status", "defect_type", "n", *DEFECT_TYPE_METRICS]
     return pd.DataFrame(out, columns=columns)
 
 
@@ -60,16 +60,16 @@ def _build_by_type(df, metric, rows, datasets, methods, conditions, categories, 
     """The grid: index (row label, defect type), one block of rows per row label."""
     if metric not in DEFECT_TYPE_METRICS:
         raise ValueError(f"--by {BY_DEFECT_TYPE} shows one of {', '.join(DEFECT_TYPE_METRICS)}, not {metric}")
+    df = split_variants(df, rows)  # once, here: the long rows below carry the split, not the configs
+    _warn_failed(df, rows, methods)
     ok = _ok_rows(df)
-    _warn_rows(ok, rows)  # once: the long rows below carry neither configs nor lost masks
+    _warn_rows(ok, rows)  # once: the long rows below carry no lost masks
     long = _norm_conditions(defect_type_rows(df, rows))
     if datasets is not None:
         long = long[long["dataset"].isin(list(datasets))]
     if categories is not None:
         long = long[long["category"].isin(list(categories))]
-    if methods is not None:
-        methods = _resolve_labels(methods, long[rows])
-    order = [r for r in _row_order(long, rows, methods) if r in set(long[rows])]
+    order = _selected(long, rows, methods)
     # every type gets the same columns: the conditions of all its rows
     pairs = _select_conditions(zip(long["domain"], long["corruption"], long["severity"]), conditions)
     blocks = {}
@@ -78,8 +78,9 @@ def _build_by_type(df, metric, rows, datasets, methods, conditions, categories, 
         blocks[name] = _build_main(sub, [metric], rows, datasets, order, pairs, None, mean, display, std=std)
     frames = {k: [] for k in ("values", "partial", "std")}
     index = []
+    base = dict(zip(long[rows], long[_BASE]))
     for r in order:
-        label = method_display(r) if display else r  # as _build_main labels its rows
+        label = row_label(r, base[r], display)  # as _build_main labels its rows
         for name, grid in blocks.items():
             if label not in grid.values.index:
                 continue
@@ -97,6 +98,18 @@ def _build_by_type(df, metric, rows, datasets, methods, conditions, categories, 
     rules = [i for i in range(1, len(index)) if index[i][0] != index[i - 1][0]]
     corner = ("Method" if rows == "method" else rows.replace("_", " ").capitalize()) + " / Defect type"
     return _Grid(vals, part, corner, rules=rules, std=spread)
+
+
+def _warn_failed(df: pd.DataFrame, rows: str, methods) -> None:
+    """Failed cells have no breakdown: a row whose every cell failed is named, not just left out."""
+    if "status" not in df.columns:
+        return
+    sel = df[df[rows].isin(_selected(df, rows, methods))]
+    ok = (sel["status"] == "ok").groupby(sel[rows], sort=False).agg(["any", "size"])
+    gone = [f"{r} ({n} cells)" for r, (any_ok, n) in ok.iterrows() if not any_ok]
+    if gone:
+        warnings.warn(f"every cell failed of {', '.join(gone)}: no per-defect-type values, left out of this "
+                      "table (bench table without --by shows them as failed)", BenchWarning, stacklevel=4)
 
 
 def type_groups(frame: pd.DataFrame) -> list[tuple[list[int], list[int]]]:

@@ -93,7 +93,12 @@ def main_table(
     and (domain, corruption, severity) triples name one column. A domain's column is labelled with
     its published name ("MNIST-M", "Art"; "Art + Contrast" when corrupted); Mean leaves out the
     in-distribution domain's clean column as it leaves out Clean.
-    Missing values render as "–" (Markdown) / "--" (LaTeX).
+    Missing values render as "–" (Markdown) / "--" (LaTeX), values whose every cell failed as
+    "failed"; a partial value (it lacks a category, or a (category, seed), that the run has for
+    its column) gets a dagger and no bold; a note under the table says what the marks shown mean.
+    A method whose rows differ in config, protocol or test subset (``aggregate.VARIANT``) gets one
+    row per variant, labelled by what differs ("PatchCore (coreset_ratio 0.01)"); ``methods``
+    naming the method selects all of them, its row label one.
 
     ``std``: where a value averages several seeds, "± std over seeds" follows it (the std of the
     per-seed means over categories). ``interval`` (resamples, 0 = none): the bootstrap interval

@@ -5,8 +5,9 @@ from the metrics registry (``bench.metrics.METRICS``).
 """
 from __future__ import annotations
 
+import json
 from collections import Counter
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from ..methods import registered
 from ..metrics import METRICS
@@ -70,6 +71,26 @@ def method_rank() -> dict[str, float]:
     """Default row order: the ``order`` given at registration (methods without one follow, in the
     order their rows appear)."""
     return {n: r.order for n, r in registered().items() if r.order is not None}
+
+
+def config_fields(configs: Mapping[str, object], shown: Sequence[str] = ()) -> dict[str, list[str]]:
+    """Per config hash, "field value" for the ``shown`` fields its configs have, then for every
+    field whose value differs between them (no cap: a variant left out of the label would share
+    another's). ``configs``: config hash -> the rows' config (JSON text; unparsable: no fields).
+    The labels of one method's variants in tables and figures (bench.plots.common)."""
+    parsed = {h: _parse_config(c) for h, c in configs.items()}
+    differing = [k for k in dict.fromkeys(k for c in parsed.values() for k in c)
+                 if len({json.dumps(c.get(k), sort_keys=True) for c in parsed.values()}) > 1]
+    fields = list(dict.fromkeys([*(k for k in shown if any(k in c for c in parsed.values())), *differing]))
+    return {h: [f"{k} {cfg.get(k)}" for k in fields] for h, cfg in parsed.items()}
+
+
+def _parse_config(text: object) -> dict:
+    try:
+        cfg = json.loads(str(text))
+    except ValueError:
+        return {}
+    return cfg if isinstance(cfg, dict) else {}
 
 
 METRIC_NAMES: dict[str, str] = {name: m.label for name, m in METRICS.items()}

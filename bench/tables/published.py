@@ -103,7 +103,9 @@ def compare_published(
     have = [m for m in metrics if m in df.columns]
     keys = [rows, "dataset", "domain", "corruption", "severity"] + (["category"] if by_category else [])
     if have and rows in df.columns and len(_ok_rows(df)):
-        per_cat, n_expected, *_ = _per_category(df, have, rows, None, None, None, None)
+        # matched to the published rows by method name: variants are not split here (a warning
+        # says they are averaged; bench reproduce lists it among the departures)
+        per_cat = _per_category(df, have, rows, None, None, None, None, split=False).per_cat
         g = per_cat.groupby(keys, sort=False)[have]
         means = g.mean().reset_index().melt(id_vars=keys, var_name="metric", value_name="ours")
         counts = g.count().reset_index().melt(id_vars=keys, var_name="metric", value_name="n_categories")

@@ -12,8 +12,16 @@ from ..metrics import METRICS
 from .aggregate import _Grid
 
 _FRACTION_METRICS = {name for name, m in METRICS.items() if m.scale == 100}
-_NA = {"latex": "--", "markdown": "–"}
+_NA = {"latex": "--", "markdown": "–"}  # no value: not run, or nothing to measure (no ground truth)
 _DAGGER = {"latex": r"$^\dagger$", "markdown": "†"}
+FAILED = "failed"  # no value because every cell of it failed: not the same as "–"
+# What the marks mean, under every table that shows them (text; latex_notes writes the LaTeX)
+NOTES = {
+    "partial": "† partial: the mean lacks cells the run has for its column (a category or seed that "
+               "failed or has not run yet); never bold",
+    "failed": f"{FAILED}: every cell of the value failed (the rows' status and error say why; "
+              "bench grid --retry-failed reruns them)",
+}
 
 
 def _best_mask(shown: pd.DataFrame, partial: pd.DataFrame, groups, direction: str | None) -> pd.DataFrame:
@@ -40,14 +48,16 @@ _PM = {"latex": r" $\pm$ ", "markdown": " ± "}
 
 def _cells(shown: pd.DataFrame, partial: pd.DataFrame, decimals: int, fmt: str,
            std: pd.DataFrame | None = None, low: pd.DataFrame | None = None,
-           high: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Formatted cells: value, dagger when partial, "± std" and "[lo, hi]" where given (finite)."""
+           high: pd.DataFrame | None = None, failed: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Formatted cells: value, dagger when partial, "± std" and "[lo, hi]" where given (finite);
+    a missing value "failed" where every cell of it failed, else "–"."""
     nan = np.full(shown.shape, np.nan)
     s, lo, hi = ((x.to_numpy(float) if x is not None else nan) for x in (std, low, high))
+    f = failed.to_numpy(bool) if failed is not None else np.zeros(shown.shape, bool)
 
-    def one(v, p, sd, a, b):
+    def one(v, p, fl, sd, a, b):
         if v is None or not math.isfinite(v):
-            return _NA[fmt]
+            return FAILED if fl else _NA[fmt]
         text = f"{v:.{decimals}f}" + (_DAGGER[fmt] if p else "")
         if math.isfinite(sd):
             text += f"{_PM[fmt]}{sd:.{decimals}f}"
@@ -56,8 +66,16 @@ def _cells(shown: pd.DataFrame, partial: pd.DataFrame, decimals: int, fmt: str,
         return text
 
     data = [[one(*t) for t in zip(*rows)]
-            for rows in zip(shown.to_numpy(float), partial.to_numpy(bool), s, lo, hi)]
+            for rows in zip(shown.to_numpy(float), partial.to_numpy(bool), f, s, lo, hi)]
     return pd.DataFrame(data, index=shown.index, columns=shown.columns, dtype=object)
+
+
+def _notes(shown: pd.DataFrame, grid: _Grid) -> list[str]:
+    """The notes on the marks a table shows: a dagger (on a shown value), "failed"."""
+    finite = np.isfinite(shown.to_numpy(float))
+    marked = {"partial": (grid.partial.to_numpy(bool) & finite).any(),
+              "failed": grid.failed is not None and (grid.failed.to_numpy(bool) & ~finite).any()}
+    return [NOTES[k] for k, shown_ in marked.items() if shown_]
 
 
 _LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
@@ -157,10 +175,14 @@ def _render(grid: _Grid, fmt, scale, decimals, direction, groups, caption, label
     shown = (grid.values * scale).round(decimals)
     bold = _best_mask(shown, grid.partial, groups(shown), direction)
     extra = [None if x is None else x * scale for x in (grid.std, grid.low, grid.high)]
-    cells = _cells(shown, grid.partial, decimals, fmt, *extra)
+    cells = _cells(shown, grid.partial, decimals, fmt, *extra, failed=grid.failed)
+    notes = _notes(shown, grid)
     if fmt == "markdown":
-        return _to_markdown(cells, bold, grid.corner, caption)
-    return _to_latex(cells, bold, grid, caption, label, column_format)
+        text = _to_markdown(cells, bold, grid.corner, caption)
+        # a hard line break (two trailing spaces) per note, or a viewer runs them together
+        return text + ("\n" + "  \n".join(notes) + "\n" if notes else "")
+    text = _to_latex(cells, bold, grid, caption, label, column_format)
+    return text + ("\n" + latex_notes(notes) if notes else "")
 
 
 def _defaults(metrics: Sequence[str], scale, best):
