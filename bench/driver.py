@@ -20,7 +20,7 @@ from rich.progress import Progress
 from .datasets.corruptions import CLEAN, CacheStats
 from .grid import Cell
 from .metrics import METRICS
-from .methods.errors import warn
+from .methods.errors import SAID, warn
 from .results import RunStore
 from .runner import RunContext
 
@@ -81,6 +81,12 @@ class Driver:
                     f.write(line)
             else:
                 self.summary.fit_cache["hits"] += 1
+
+    def say(self, messages: list[str]) -> None:
+        """A worker process's warnings, each said once (not again when this process said it)."""
+        for message in messages:
+            if message not in SAID:
+                warn(message)
 
     def row(self, cell: Cell, row: dict[str, Any], stats: CacheStats | None = None) -> None:
         """Store a finished cell (atomically) and report it with its corrupted-image cache counts."""

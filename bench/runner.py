@@ -14,7 +14,6 @@ import resource
 import shutil
 import time
 import traceback
-import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -31,12 +30,13 @@ from .cache import FitCache, data_fingerprint, split_fingerprint
 from .datasets.base import Category, ImageSet, TestSplit
 from .datasets.corruptions import CLEAN, CacheStats, backend_version, corrupted_images
 from .datasets.registry import get_dataset
-from .errors import BenchError, BenchWarning, os_error_line
+from .errors import BenchError, os_error_line
 from .grid import Cell, GridSpec
 from .methods import Method, get
 from .methods.backbones import describe, normalization
 from .methods.capabilities import diagnostics_of, patch_reports_of, score_identity_of
 from .methods.base import Scores
+from .methods.errors import warn
 from .methods.persist import stable_hash
 
 
@@ -142,7 +142,7 @@ class RunContext:
                 cat.test = cat.test.subset(self.spec.test_subset)
             self._categories[name] = cat
             for note in cat.notes + _empty_mask_notes(cat):
-                warnings.warn(note, BenchWarning, stacklevel=2)
+                warn(note)
         return self._categories[name]
 
     def split(self, name: str, domain: str = "") -> TestSplit:
@@ -651,8 +651,8 @@ def _check_scores(cell: Cell, scores, n_images: int) -> None:
                 "the cell is not scored: the method diverged - check its hyperparameters (--set) or its numerics"
             )
     if n_images > 1 and np.ptp(scores.image_scores) == 0:
-        warnings.warn(f"{cell.label()}: all {n_images} image scores are equal ({scores.image_scores[0]:g}); "
-                      "its image AUROC of 50 says nothing about the method", BenchWarning, stacklevel=2)
+        warn(f"{cell.label()}: all {n_images} image scores are equal ({scores.image_scores[0]:g}); "
+             "its image AUROC of 50 says nothing about the method")
 
 
 def _error_text(exc: BaseException) -> str:

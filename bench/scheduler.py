@@ -143,6 +143,7 @@ class Scheduler:
 
                     self._fail(item, _error_text(exc))
                     continue
+                self.driver.say(result.warnings)
                 if isinstance(item, _Eval):
                     self.driver.row(item.job.cell, result.row, result.cache)
                 else:

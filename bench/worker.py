@@ -17,8 +17,9 @@ import pickle
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 if TYPE_CHECKING:
     from .datasets.corruptions import CacheStats
@@ -43,6 +44,7 @@ class FitResult:
     host: str = ""
     error: str | None = None  # the fit failed: every cell of the group fails with this text
     state: dict[str, Any] | None = None  # only when asked for (in-process, Ray)
+    warnings: list[str] = field(default_factory=list)  # a worker process's, for the driver to say
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class CellJob:
 class CellResult:
     row: dict[str, Any]
     cache: CacheStats
+    warnings: list[str] = field(default_factory=list)  # a worker process's, for the driver to say
 
 
 # --------------------------------------------------------------------------- the entry points
@@ -70,14 +73,17 @@ def fit(job: FitJob, ctx: RunContext | None = None, *, keep_state: bool = False,
     """The group's fit into the fit cache (or found there). ``ctx``: default this process's."""
     from .runner import _error_text, obtain_fit, resolve_device
 
-    ctx = ctx or _PROCESS["ctx"]
-    try:
-        fitted = obtain_fit(job.cell, ctx, resolve_device(ctx.spec.device), on_progress)
-    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the group's cells fail, the grid goes on
-        return FitResult(error=_error_text(exc))
+    with _recorded(in_worker=ctx is None) as said:
+        ctx = ctx or _PROCESS["ctx"]
+        try:
+            fitted, error = obtain_fit(job.cell, ctx, resolve_device(ctx.spec.device), on_progress), None
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - the group's cells fail, the grid goes on
+            fitted, error = None, _error_text(exc)
+    if error is not None:
+        return FitResult(error=error, warnings=said)
     return FitResult(key=fitted.key, computed=not fitted.cached, fit_seconds=fitted.fit_seconds,
                      diagnostics=fitted.diagnostics, host=socket.gethostname(),
-                     state=fitted.state if keep_state else None)
+                     state=fitted.state if keep_state else None, warnings=said)
 
 
 def evaluate(job: CellJob, state: dict[str, Any] | None = None, ctx: RunContext | None = None, *,
@@ -87,14 +93,36 @@ def evaluate(job: CellJob, state: dict[str, Any] | None = None, ctx: RunContext 
     from .datasets.corruptions import CacheStats
     from .runner import Fitted, cached_fit, run_cell
 
-    ctx = ctx or _PROCESS["ctx"]
-    if state is None:
-        fitted = cached_fit(ctx.fit_cache, job.key, job.cached)
-    else:  # run_cell copies the state before loading it (object-store arrays are read-only)
-        fitted = Fitted(job.key, state, job.fit_seconds, job.cached, copy.deepcopy(job.diagnostics))
-    stats = CacheStats()
-    row = run_cell(job.cell, ctx, on_stage=on_stage, fitted=fitted, cache_stats=stats)
-    return CellResult(row, stats)
+    with _recorded(in_worker=ctx is None) as said:
+        ctx = ctx or _PROCESS["ctx"]
+        if state is None:
+            fitted = cached_fit(ctx.fit_cache, job.key, job.cached)
+        else:  # run_cell copies the state before loading it (object-store arrays are read-only)
+            fitted = Fitted(job.key, state, job.fit_seconds, job.cached, copy.deepcopy(job.diagnostics))
+        stats = CacheStats()
+        row = run_cell(job.cell, ctx, on_stage=on_stage, fitted=fitted, cache_stats=stats)
+    return CellResult(row, stats, said)
+
+
+@contextmanager
+def _recorded(in_worker: bool) -> Iterator[list[str]]:
+    """In a worker process (pool or Ray), the job's BenchWarnings, recorded for the driver to say
+    (a worker's stderr is not the user's terminal, and the driver says each message once);
+    in-process they are said where they happen."""
+    said: list[str] = []
+    if not in_worker:
+        yield said
+        return
+    import warnings
+
+    from .errors import BenchWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", BenchWarning)
+        try:
+            yield said
+        finally:
+            said.extend(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, BenchWarning)))
 
 
 # --------------------------------------------------------------------------- worker processes
@@ -108,13 +136,9 @@ def use(spec: GridSpec, threads: int) -> None:
     The context has its own, node-local fit cache: a worker on the driver's machine (or one that
     fitted before) finds a state without fitting; no shared filesystem is assumed.
     """
-    import warnings
-
     from .cache import FitCache
-    from .errors import BenchWarning
     from .runner import RunContext, set_threads
 
-    warnings.simplefilter("ignore", BenchWarning)  # the driver already said each, once per category
     set_threads(threads)
     ident = repr(spec.to_dict())
     if _PROCESS.get("spec") != ident:

@@ -37,8 +37,14 @@ class BenchWarning(UserWarning):
     """
 
 
+# Every message ``warn`` issued in this process: the driver says a worker's warning only when
+# this process has not (the driver already read the dataset the worker reads again).
+SAID: set[str] = set()
+
+
 def warn(message: str) -> None:
     """Issue a :class:`BenchWarning` (printed once per message by Python's default filter)."""
     import warnings
 
+    SAID.add(message)
     warnings.warn(message, BenchWarning, stacklevel=2)

@@ -507,3 +507,23 @@ def test_warnings_come_once_from_the_driver_with_worker_processes(monkeypatch, c
                      "anomalous for the image metrics but add only normal pixels to the pixel metrics "
                      "(n_empty_masks in the rows)"]
     assert list(rows["n_empty_masks"]) == [1] and list(rows["status"]) == ["ok"]
+
+
+@pytest.mark.slow
+def test_a_warning_only_a_worker_process_meets_is_said_by_the_driver_once(monkeypatch, capsys, tmp_path):
+    """A test image is decoded in the worker that scores it: its warning reaches the user through
+    the driver (worker processes' own warnings used to be dropped)."""
+    root = build(tmp_path / "data")
+    twelve_bit = root / "part" / "test" / "good" / "000.png"
+    gray = np.asarray(Image.open(twelve_bit).convert("L")).astype(np.uint16) * 16  # max < 4096
+    twelve_bit.unlink()
+    Image.fromarray(gray).save(twelve_bit)  # uint16 -> a 16-bit PNG
+    code, errors, warns, rows = grid(monkeypatch, capsys, root, tmp_path / "run", "--workers", "2", "--corruptions",
+                                     "clean,gaussian_noise", "--set", "resize=32", "--set", "image_size=32",
+                                     method="patchcore")
+    assert (code, errors) == (0, [])
+    assert [w for w in warns if "12-bit" in w] == [
+        f"{twelve_bit}: maximum {gray.max()} of 65535: 12-bit data in a 16-bit file? It reads almost black "
+        "(0..65535 is scaled to 0..255); convert the images to 8 bits first (said for the first such image of "
+        "its category)"]
+    assert list(rows["status"]) == ["ok", "ok"]
