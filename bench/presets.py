@@ -194,8 +194,9 @@ def grid_spec(preset: Preset, *, dataset: str | None = None, root: str | None = 
               overrides: dict[str, Any] | None = None, device: str = "cpu", test_subset: int = 0,
               seeds: list[int] | None = None, methods: list[str] | None = None):
     """The preset's grid; the caller's options override it (and are reported as departures).
-    ``methods``: a subset of the preset's rows; the preset's settings that none of them has (e.g.
-    the TTA rows' ``adapt_epochs`` for ``rd4ad,gnl``) are left out, the caller's ``overrides`` never."""
+    ``methods``: instead of the preset's rows (a subset, or more: ``bench reproduce --add-methods``);
+    the preset's settings that none of them has (e.g. the TTA rows' ``adapt_epochs`` for
+    ``rd4ad,gnl``) are left out, the caller's ``overrides`` never."""
     from .grid import GridSpec
 
     ds = preset.dataset(dataset)
@@ -245,7 +246,7 @@ def departures(preset: Preset, spec, rows) -> dict[str, list[str]]:
 
     standard = set(preset.standard_categories(spec.dataset)) if spec.dataset in preset.datasets else set(
         get_dataset(spec.dataset).categories)
-    paper = {m: spec.method_config(m) for m in spec.method_names()}
+    paper = {m: spec.method_config(m) for m in spec.method_names() if m in preset.methods}
     out: dict[str, list[str]] = {}
     for method, sub in rows.groupby("method"):
         notes = []
@@ -294,14 +295,16 @@ def departures(preset: Preset, spec, rows) -> dict[str, list[str]]:
 
 def comparison(preset: Preset, spec, rows, fmt: str = "markdown") -> str:
     """Ours next to the published numbers, per metric; daggers on methods whose run departs
-    from the paper's protocol, the departures listed below."""
+    from the paper's protocol, the departures listed below. The spec's methods the preset does
+    not have (``bench reproduce --add-methods``) follow the paper's rows, without a published value."""
     from .tables.published import _render_comparison, compare_published
-    from .tables.names import METRIC_NAMES, _nice
+    from .tables.names import METRIC_NAMES, _nice, method_display
     from .tables.render import latex_notes, latex_text
 
     ok = rows[rows["status"] == "ok"].copy()
     if ok.empty:
         raise BenchError("no finished cells to compare (every cell failed or none ran)")
+    added = [m for m in spec.method_names() if m not in preset.methods]
     dep = departures(preset, spec, ok)
     ok["dataset"] = preset.paper_dataset(spec.dataset)
     dagger = "†"  # marks are text here; the LaTeX renderer writes them as $^\dagger$ / $^\ddagger$
@@ -327,7 +330,7 @@ def comparison(preset: Preset, spec, rows, fmt: str = "markdown") -> str:
             for per_class in _layouts(preset):
                 long = compare_published(sub, paper=preset.paper, table=preset.table, metric=metric,
                                          method_map=preset.method_map, setting=setting, per_class=per_class,
-                                         only_ours=not preset.not_run)
+                                         only_ours=not preset.not_run, extra=added)
                 if preset.not_run:  # the rows we cannot run stay, published value only, marked
                     long = long[long["ours_method"].notna() | long["method"].isin(preset.not_run)]
                 long["method"] = [f"{m}{dagger}" if dep.get(o) else f"{m}{NOT_RUN}" if m in preset.not_run else m
@@ -338,6 +341,9 @@ def comparison(preset: Preset, spec, rows, fmt: str = "markdown") -> str:
                 parts.append(_render_comparison(long, fmt, 2, latex_text(title) if fmt == "latex" else title, None))
     if preset.not_run:
         notes += [f"{NOT_RUN} {m}: not run ({why})" for m, why in preset.not_run.items()]
+    if added:
+        notes.append(f"{', '.join(method_display(m) for m in added)}: not in the paper; run under this table's "
+                     "protocol (its settings reach the fields a method has)")
     return joined(parts)
 
 

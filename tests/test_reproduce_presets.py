@@ -148,3 +148,24 @@ def test_a_reused_out_compares_this_grids_rows_only(standins, tmp_path, monkeypa
     code, out, err = run_cli(monkeypatch, capsys, *args, "--set", "epochs=2")
     assert code == 0 and "2 rows of other grids in this run directory are left out of the comparison" in err, err
     assert "epochs 2 (paper: 20)" in out and "epochs 1 (paper" not in out and "configs in the rows" not in out
+
+
+def test_your_method_runs_under_a_papers_protocol_next_to_its_rows(standins, tmp_path, monkeypatch, capsys):
+    """--add-methods: a method of the user's (here a test probe registered as a plugin would be)
+    in the table's grid and comparison, without a published value, named in a note."""
+    from _grids import GrayProbe
+    from bench.methods import registered_temporarily
+
+    with registered_temporarily("my_probe", GrayProbe, display="My probe"):
+        code, out, err = run_cli(monkeypatch, capsys, "reproduce", "ttad-table4", "--root", standins["mvtec_ad"],
+                                 *LITE0, "--categories", "toothbrush", *_sets("image_size=64", "resize=64",
+                                                                              "adapt_epochs=1"),
+                                 "--add-methods", "my_probe", "--test-subset", "8", "--device", "cpu",
+                                 "--no-progress", "--out", tmp_path / "run")
+    assert code == 0 and "(0 failed)" in err, err
+    # after the paper's rows, ours with no published value, in both metrics' tables
+    assert len(re.findall(r"^\| My probe† \| \d+\.\d+ \(–\) \|", out, flags=re.M)) == 2, out
+    assert out.index("| ot_discrete_augment†") < out.index("| My probe†")
+    assert "My probe: not in the paper; run under this table's protocol" in out
+    code, _, err = run_cli(monkeypatch, capsys, "reproduce", "ttad-table4", "--add-methods", "my_prob")
+    assert code == 2 and "my_prob" in err and "Traceback" not in err

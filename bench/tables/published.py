@@ -9,7 +9,7 @@ import pandas as pd
 from .. import papers
 from .aggregate import _Grid, _as_list, _ok_rows, _per_category
 from .layouts import main_table
-from .names import DATASET_NAMES, METRIC_NAMES, _cond_labels, _nice
+from .names import DATASET_NAMES, METRIC_NAMES, _cond_labels, _nice, method_display
 from .render import _NA, _to_latex, _to_markdown, latex_text
 
 def _match_rows(ours: Iterable[str], published_methods: Iterable[str], method_map) -> dict[str, str]:
@@ -71,6 +71,7 @@ def compare_published(
     fmt: str | None = None,
     caption: str | None = None,
     label: str | None = None,
+    extra: Sequence[str] = (),
 ) -> pd.DataFrame | str:
     """Our means next to a paper's published numbers for the same method and condition.
 
@@ -82,7 +83,9 @@ def compare_published(
     published methods we have rows for. ``setting`` keeps the published rows of one setting
     (GNL Table 3: one-vs-all or multi-class); ``per_class`` compares per category (the appendix
     tables) instead of the mean over the rows' categories. A published row of a named category
-    (MNIST's multi-class ``even``) compares with our rows of that category.
+    (MNIST's multi-class ``even``) compares with our rows of that category. ``extra``: our row
+    labels the paper has no row for (a method of the user's, run under the table's protocol),
+    appended with their display name and no published value, in the published conditions.
     """
     metrics = _as_list(metric)
     pub = papers.published(paper=paper, table=table)
@@ -122,6 +125,11 @@ def compare_published(
     if only_ours:
         pub = pub[pub["ours_method"].notna()]
     out = pub.merge(ours, how="left", on=on)
+    if len(extra):
+        conditions = out[on[1:]].drop_duplicates()  # the table's columns: the paper's conditions only
+        mine = ours[ours["ours_method"].isin(list(extra))].merge(conditions, on=on[1:])
+        out = pd.concat([out, mine.assign(method=mine["ours_method"].map(method_display), value=np.nan)],
+                        ignore_index=True)
     out = out.rename(columns={"value": "published"})
     out["ours"] = pd.to_numeric(out["ours"], errors="coerce").astype(float)
     out["delta"] = out["ours"] - out["published"]
@@ -168,7 +176,7 @@ def _render_comparison(out: pd.DataFrame, fmt: str, decimals: int, caption, labe
                         continue
                     o, p = r["ours"].iloc[0], r["published"].iloc[0]
                     o_txt = na if not np.isfinite(o) else f"{o:.{decimals}f}"
-                    col_cells.append(f"{o_txt} ({p:.{decimals}f})")
+                    col_cells.append(f"{o_txt} ({na if not np.isfinite(p) else f'{p:.{decimals}f}'})")
                 cols.append(col)
                 cells[col] = col_cells
     frame = pd.DataFrame({i: cells[c] for i, c in enumerate(cols)}, index=methods, dtype=object)
