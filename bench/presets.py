@@ -266,7 +266,7 @@ def departures(preset: Preset, spec, rows) -> dict[str, list[str]]:
         backbone = preset.backbone or default.get("backbone")  # "": each method's own (point features)
         if cfg.get("backbone") != backbone:
             notes.append(f"backbone {cfg.get('backbone')} (paper: {backbone})")
-        if str(cfg.get("weights")) == "random" and getattr(get_method(method).cls, "takes_weights", True):
+        if str(cfg.get("weights")) == "random" and get_method(method).cls.takes_weights:
             notes.append("random weights (paper: pretrained)")
         for key in ("image_size", "resize", "epochs", "adapt_epochs", "coreset_ratio"):
             if key in cfg and key in default and cfg[key] != default[key]:

@@ -434,6 +434,7 @@ def _pristine(cell: Cell, device: str) -> Method:
 
 def base_row(cell: Cell, device: str) -> dict[str, Any]:
     cfg = cell.config
+    network = get(cell.method).cls.takes_weights  # False: the config's backbone fields reach nothing
     return {
         "cell_id": cell.cell_id,
         "method": cell.method,
@@ -444,9 +445,9 @@ def base_row(cell: Cell, device: str) -> dict[str, Any]:
         "corruption": cell.corruption,
         "severity": cell.severity,
         "seed": cell.seed,
-        "backbone": cfg.backbone,
-        "weights": _weights_origin(cfg.backbone, cfg.weights),
-        "normalization": _normalization(cfg.backbone),
+        "backbone": cfg.backbone if network else "",
+        "weights": _weights_origin(cfg.backbone, cfg.weights) if network else "",
+        "normalization": _normalization(cfg.backbone) if network else "",
         "image_size": int(getattr(cfg, "image_size", 0)),
         "protocol": cell.protocol,
         "test_subset": cell.test_subset,

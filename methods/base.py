@@ -196,6 +196,9 @@ class Method:
 
     name: ClassVar[str] = "method"
     Config: ClassVar[type[MethodConfig]] = MethodConfig
+    # False for a method that runs no pretrained network (raw pixels, computed point features):
+    # its rows then name no backbone, weights or input normalisation, and --weights is no departure.
+    takes_weights: ClassVar[bool] = True
     # Set by the harness before ``fit`` (methods that train may use them; others ignore them):
     # a folder private to this fit (same key as the fit cache) for resume checkpoints, or None;
     # and a callback for one-line progress messages (e.g. "epoch 3/20 loss 0.12"), or None.

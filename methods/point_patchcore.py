@@ -44,7 +44,7 @@ class PointPatchCore(PatchCore):
     """PatchCore on computed per-cloud patch features: subclasses give ``point_patches``."""
 
     Config = PointPatchCoreConfig
-    takes_weights = False  # no network: --weights does not reach these features
+    takes_weights = False  # no network: no backbone, weights or normalisation reach these features
 
     def __init__(self, config: PointPatchCoreConfig | None = None, device: str = "cpu", seed: int = 0) -> None:
         # PatchCore's state without its CNN: the features are computed, not learned

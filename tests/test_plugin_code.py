@@ -94,3 +94,19 @@ def test_an_edited_plugin_is_fitted_and_run_again(plugin, tiny_root, tmp_path):
     # unchanged code: done cells stay done
     with registered_temporarily("probe", plugin(-1.0)):
         assert run_local(spec, run, show_progress=False).ran == 0
+
+
+def test_rows_of_a_method_without_a_network_name_no_backbone():
+    """A method that runs no pretrained network (takes_weights = False) must not be recorded as
+    an ImageNet EfficientNet because MethodConfig has backbone fields."""
+    from bench.grid import Cell
+    from bench.runner import base_row
+
+    def row(method: str) -> dict:
+        cell = Cell(method, "mvtec3d", "bagel", "clean", 0, 0, "native", get(method).config())
+        return base_row(cell, "cpu")
+
+    computed = row("patchcore_fpfh")  # FPFH point features
+    assert (computed["backbone"], computed["weights"], computed["normalization"]) == ("", "", "")
+    cnn = row("patchcore")
+    assert cnn["backbone"] == "tf_efficientnet_lite0" and "ImageNet" in cnn["weights"] and cnn["normalization"]

@@ -27,6 +27,7 @@ class MeanDistanceConfig(MethodConfig):
           display="Mean distance", order=100)
 class MeanDistance(Method):
     Config = MeanDistanceConfig
+    takes_weights = False  # raw pixels: its rows name no backbone, weights or normalisation
 
     def _gray(self, images) -> np.ndarray:
         return np.stack([self.geometry.image(im).astype(np.float32).mean(-1) for im in images])
