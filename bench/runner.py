@@ -547,7 +547,7 @@ def _evaluate(cell: Cell, ctx: RunContext, device: str, stage: Callable[[str], N
     stage("score")
     scores, shared_from = ctx.score(cell, method, target)
     t2 = time.perf_counter()
-    _check_scores(cell, scores, len(target))
+    _check_scores(cell, scores, len(target), test.has_masks)
     stage("metrics")
     masks = None  # no pixel ground truth (e.g. CIFAR-10 one-class): pixel metrics are NaN
     if test.has_masks:
@@ -635,10 +635,10 @@ def patch_report_diagnostics(reports: dict[str, np.ndarray], masks: np.ndarray) 
     return out
 
 
-def _check_scores(cell: Cell, scores, n_images: int) -> None:
+def _check_scores(cell: Cell, scores, n_images: int, pixel_metrics: bool) -> None:
     """Scores that cannot be the test set's fail the cell with what went wrong: one per image, and
-    finite (NaN/inf make every metric meaningless). Constant image scores are legal but give an
-    image AUROC of exactly 50 that says nothing: a warning."""
+    finite (NaN/inf make every metric meaningless). Constant image scores or maps are legal but
+    give a metric of exactly 50 that says nothing: a warning."""
     cond = "clean" if cell.corruption == CLEAN else f"{cell.corruption}@{cell.severity}"
     where = f"on {cell.dataset}/{cell.category} {cond} seed {cell.seed}"
     if len(scores.image_scores) != n_images:
@@ -654,6 +654,9 @@ def _check_scores(cell: Cell, scores, n_images: int) -> None:
     if n_images > 1 and np.ptp(scores.image_scores) == 0:
         warn(f"{cell.label()}: all {n_images} image scores are equal ({scores.image_scores[0]:g}); "
              "its image AUROC of 50 says nothing about the method")
+    if pixel_metrics and scores.maps.size > 1 and np.ptp(scores.maps) == 0:
+        warn(f"{cell.label()}: every anomaly-map value is {scores.maps.flat[0]:g}; its pixel AUROC of 50 and "
+             "its AUPRO say nothing about the method")
 
 
 def _error_text(exc: BaseException) -> str:

@@ -57,7 +57,7 @@ class ProbeMethod(GrayProbe):
         if self.config.behaviour == "short":  # scores and maps agree with each other, not with the images
             return Scores(out.image_scores[:-1], out.maps[:-1])
         if self.config.behaviour == "const":
-            return Scores(np.zeros_like(out.image_scores), out.maps)
+            return Scores(np.zeros_like(out.image_scores), np.ones_like(out.maps))
         return out
 
 
@@ -339,6 +339,8 @@ def test_scores_of_another_length_exit_and_constant_scores(monkeypatch, capsys, 
     assert rows.loc["probe_const", "status"] == "ok" and rows.loc["probe_const", "image_auroc"] == 0.5
     assert "probe_const / cat / clean / seed 0: all 4 image scores are equal (0); its image AUROC of 50 says " \
            "nothing about the method" in " ".join(" ".join(err).split())
+    assert "probe_const / cat / clean / seed 0: every anomaly-map value is 1; its pixel AUROC of 50 and its AUPRO " \
+           "say nothing about the method" in " ".join(" ".join(err).split())
     assert rows.loc["probe", "status"] == "ok"
 
 
