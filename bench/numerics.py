@@ -287,8 +287,16 @@ def differences(recorded: dict[str, Any], here: dict[str, Any]) -> list[str]:
         return out
     for key in NUMERICS_KEYS:
         if key in a and key in b and a[key] != b[key]:
-            out.append(f"{key}: {a[key]} -> {b[key]}")
+            out.append(f"{key}: {_changed(a[key], b[key])}")
     return out
+
+
+def _changed(a: Any, b: Any) -> str:
+    """'a -> b'; of two dicts (the pins) only the entries that differ, "unset" where one has none."""
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return f"{a} -> {b}"
+    return ", ".join(f"{k} {a.get(k, 'unset')} -> {b.get(k, 'unset')}" for k in sorted({*a, *b})
+                     if a.get(k) != b.get(k))
 
 
 # --------------------------------------------------------------------------- deterministic mode

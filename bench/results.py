@@ -424,8 +424,8 @@ class RunStore:
             if problem is None and side_problem is None:
                 statuses[path.stem] = status
                 continue
-            if problem is not None:
-                dest = self._quarantine(path)
+            if problem is not None:  # its side file (if any) goes along: the rerun writes a new one
+                dest = self._quarantine(path, side_path(path))
                 warn(f"{path}: unreadable result part ({problem}); moved to {dest}, its cell runs again")
                 continue
             side = side_path(path)

@@ -13,14 +13,20 @@ class BenchError(Exception):
     """An error caused by input the user can fix; its message is the whole story."""
 
 
+_PLURAL = {"category": "categories"}
+_LISTED = {"method": "methods", "dataset": "datasets", "corruption": "corruptions", "point corruption": "corruptions",
+           "preset": "presets"}
+
+
 class UnknownName(BenchError):
     def __init__(self, kind: str, name: str, known: Iterable[str]) -> None:
         known = list(known)
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
         hint = f"did you mean '{close[0]}'? " if close else ""
+        listed = _LISTED.get(kind)  # `bench list` lists these kinds; a dataset's categories are here
         super().__init__(
-            f"unknown {kind} '{name}': {hint}known {kind}s: {', '.join(known)} "
-            f"(see `bench list {kind}s`)"
+            f"unknown {kind} '{name}': {hint}known {_PLURAL.get(kind, kind + 's')}: {', '.join(known)}"
+            + (f" (see `bench list {listed}`)" if listed else "")
         )
         self.name = name
 

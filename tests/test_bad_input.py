@@ -168,6 +168,11 @@ def test_unknown_names_suggest_the_closest(monkeypatch, capsys, tmp_path, option
     assert text.endswith(f"(see `bench list {kind}`)")
 
 
+def test_an_unknown_category_lists_the_categories_in_plain_english(monkeypatch, capsys):
+    text = one_error(monkeypatch, capsys, "grid", "-m", "probe", "--categories", "brik")
+    assert text == "unknown category 'brik': did you mean 'brick'? known categories: brick, grass, gravel"
+
+
 @pytest.mark.parametrize("severity", ["0", "6"])
 def test_severity_out_of_range(monkeypatch, capsys, tmp_path, severity):
     make_category(tmp_path, "cat")

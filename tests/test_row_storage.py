@@ -277,3 +277,19 @@ def test_a_grid_resumes_past_a_torn_side_file_and_the_plots_leave_its_maps_out(t
             warnings.simplefilter("error", BenchWarning)
             assert run_grid(spec, without, LocalExecutor(workers=1, threads=1), show_progress=False).ran == 0
         assert not (without / "quarantine").exists()
+
+
+def test_a_torn_part_takes_its_sound_side_file_into_quarantine(tmp_path):
+    """The side file belongs to the torn part's cell: it goes along, not left for the rerun to
+    overwrite (the README says quarantine/ keeps parts with their map side files)."""
+    from bench.errors import BenchWarning
+
+    store = RunStore(tmp_path / "run")
+    blob, _ = packed()
+    store.write(make_row("a", map_sample_ids=["id0", "id1"], **{samples.SAMPLES_KEY: blob}))
+    part = torn(store.part_path("a"))
+    with pytest.warns(BenchWarning, match="unreadable result part"):
+        assert store.quarantine_bad_parts() == {}
+    quarantine = store.run_dir / "quarantine"
+    assert sorted(p.name for p in quarantine.iterdir()) == ["a.maps.npz", "a.parquet"]
+    assert not part.exists() and not store.samples_path("a").exists()
