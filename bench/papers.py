@@ -22,10 +22,12 @@ from importlib import resources
 
 import pandas as pd
 
-__all__ = ["published", "layout", "tables", "normalize_method"]
+__all__ = ["published", "layout", "tables", "normalize_method", "PAPER_DATASETS"]
 
 _COLUMNS = ["paper", "table", "metric", "dataset", "category", "domain", "setting", "method", "corruption",
             "severity", "value"]
+# The published numbers' dataset key of our dataset names, where they differ.
+PAPER_DATASETS = {"realiad": "real_iad"}
 _LAMBDAS = re.compile(r"lambda_ori=([\d.]+);lambda_abs=([\d.]+);lambda_lowf=([\d.]+)")
 
 

@@ -20,6 +20,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import papers
 from .errors import BenchError
 
 PAPER_BACKBONE = "wide_resnet50_2"  # both papers: torchvision WRN-50, ImageNet V1
@@ -102,7 +103,7 @@ _PACS = {**_AUGMIX_ALL, **_GNL_PACS_OPS}
 _MNIST = {**_AUGMIX_ALL, **_GNL_PACS_OPS, "image_size": "28", "epochs": "5", "gnl.efdm_alpha": "0.9"}
 
 _TTAD_DATASETS = {"mvtec_ad": {"adapt_epochs": "10"}, "realiad": {"adapt_epochs": "1"}}
-_TTAD_PAPER = {"real_iad": "realiad"}
+_TTAD_PAPER = {paper: ours for ours, paper in papers.PAPER_DATASETS.items()}
 # TTAD Table 2: MVTec 3D-AD under Gaussian point noise N(0, (1e-6)^2), per class. BTF's depth
 # baselines and FPFH, M3DM (Point-MAE PatchCore) and TTAD on Point-MAE; each row's features and
 # the harness's readings are in its method's module (methods/depth_features.py, point_features.py,

@@ -382,8 +382,10 @@ def test_every_registered_dataset_has_its_published_name_in_tables():
 
 def test_compare_takes_a_preset_name_and_says_which_tables_exist(monkeypatch, capsys):
     ref = Path(__file__).resolve().parents[1] / "results" / "reference" / "textures_default"
-    code, by_preset, _ = run_cli(monkeypatch, capsys, "table", ref, "--compare", "ttad-table1")
+    code, by_preset, err = run_cli(monkeypatch, capsys, "table", ref, "--compare", "ttad-table1")
     assert code == 0
+    assert ("warning: the rows are of textures; ttad table 1 publishes mvtec_ad, real_iad: no value of ours to "
+            "compare") in " ".join(err.split())
     assert run_cli(monkeypatch, capsys, "table", ref, "--compare", "ttad:1")[1] == by_preset
     for bad in ("ttad:9", "foo", "ttad:x"):  # ":x:" stays text (no emoji)
         code, _, err = run_cli(monkeypatch, capsys, "table", ref, "--compare", bad)
@@ -393,3 +395,13 @@ def test_compare_takes_a_preset_name_and_says_which_tables_exist(monkeypatch, ca
     assert code == 2
     assert " ".join(err.split()) == ("error: --compare ttad:1: no published numbers for 'ttad' table 1 metric "
                                      "'aupro'; pass a --metric it publishes")
+
+
+def test_real_iad_rows_meet_their_published_numbers():
+    """Our dataset is `realiad`, the published numbers' key `real_iad`: matched, not all '–'."""
+    rows = synthetic().assign(dataset="realiad")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", BenchWarning)  # no "no value of ours to compare"
+        out = compare_published(rows, paper="ttad", table=1, metric="image_auroc")
+    mine = out[(out["dataset"] == "real_iad") & (out["ours_method"] == "patchcore") & (out["corruption"] == "clean")]
+    assert len(mine) == 1 and np.isfinite(mine["ours"].iloc[0]) and np.isfinite(mine["published"].iloc[0])

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from .. import papers
+from ..methods.errors import warn
 from .aggregate import _Grid, _as_list, _ok_rows, _per_category
 from .layouts import main_table
 from .names import DATASET_NAMES, METRIC_NAMES, _cond_labels, _nice, method_display
@@ -89,6 +90,8 @@ def compare_published(
     """
     metrics = _as_list(metric)
     pub = papers.published(paper=paper, table=table)
+    if "dataset" in df.columns:  # our names as the published numbers spell them (realiad: real_iad)
+        df = df.assign(dataset=df["dataset"].replace(papers.PAPER_DATASETS))
     if metrics is not None:
         pub = pub[pub["metric"].isin(metrics)]
     if setting is not None:
@@ -100,6 +103,11 @@ def compare_published(
         pub = pub[pub["category"] != ""]
     if pub.empty:
         raise KeyError(f"no published numbers for {paper!r} table {table} metric {metric!r}")
+    ours_data = set(df["dataset"]) if "dataset" in df.columns else set()
+    if ours_data and not ours_data & set(pub["dataset"]):  # every "ours" would read "–"
+        warn(f"the rows are of {', '.join(sorted(ours_data))}; {paper} table {table} publishes "
+             f"{', '.join(sorted(set(pub['dataset'])))}: no value of ours to compare (bench reproduce runs "
+             "its protocol, a folder standing in for its dataset if need be)")
     metrics = list(dict.fromkeys(pub["metric"]))
     by_category = per_class or (pub["category"] != "").all()
 
