@@ -265,9 +265,10 @@ def departures(preset: Preset, spec, rows) -> dict[str, list[str]]:
         inert = paper_cfg.inert_fields() if paper_cfg is not None else frozenset()
         default = {k: v for k, v in paper_cfg.to_dict().items() if k not in inert} if paper_cfg is not None else {}
         backbone = preset.backbone or default.get("backbone")  # "": each method's own (point features)
-        if cfg.get("backbone") != backbone:
+        network = get_method(method).cls.takes_weights  # False: no backbone or weights reach it
+        if network and cfg.get("backbone") != backbone:
             notes.append(f"backbone {cfg.get('backbone')} (paper: {backbone})")
-        if str(cfg.get("weights")) == "random" and get_method(method).cls.takes_weights:
+        if network and str(cfg.get("weights")) == "random":
             notes.append("random weights (paper: pretrained)")
         for key in ("image_size", "resize", "epochs", "adapt_epochs", "coreset_ratio"):
             if key in cfg and key in default and cfg[key] != default[key]:

@@ -12,6 +12,7 @@ import platform
 import random
 import resource
 import shutil
+import sys
 import time
 import traceback
 from collections import OrderedDict
@@ -665,13 +666,21 @@ def _error_text(exc: BaseException) -> str:
     if isinstance(exc, torch.cuda.OutOfMemoryError):
         return ("CUDA out of memory in this cell (" + str(exc).split("\n")[0] + "); lower the method's "
                 "batch_size with --set batch_size=N or run on a larger GPU")
-    last = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
+    # the deepest frame outside the harness and generated code (a dataclass's __init__ is "<string>"):
+    # a plugin's line that built bad Scores, say; else the deepest
+    last = next((f for f in reversed(frames) if not f.filename.startswith((*_HARNESS_DIRS, "<"))),
+                frames[-1] if frames else None)
     where = f" at {Path(last.filename).name}:{last.lineno}" if last else ""
     if isinstance(exc, SystemExit):
         return f"SystemExit: the method (or a library it calls) called exit({exc.code!r}){where}"
     if isinstance(exc, OSError) and exc.filename:  # e.g. a read-only cache: the file and the fix
         return os_error_line(exc) + (" (the cache: ADSHIFT_BENCH_CACHE)" if _in_cache(exc.filename) else "")
     return f"{type(exc).__name__}: {exc}{where}"
+
+
+_HARNESS_DIRS = tuple(str(Path(m.__file__).parent) + "/" for m in (sys.modules["bench"], sys.modules["bench.methods"],
+                                                                     sys.modules["bench.datasets"]))
 
 
 def _in_cache(path: str) -> bool:

@@ -87,8 +87,9 @@ class _Fit:
 
 
 def lost_error(attempts: int) -> str:
-    return (f"a worker process died while running this cell ({attempts} attempts; killed or out of "
-            "memory?): retry with fewer --workers")
+    return (f"a worker process died while running this cell ({attempts} attempts): killed, out of memory (retry "
+            "with fewer --workers), or a crash in native code such as a segfault (--workers 1 runs it in-process "
+            "and prints where it crashed)")
 
 
 class Scheduler:

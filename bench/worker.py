@@ -117,12 +117,18 @@ def _recorded(in_worker: bool) -> Iterator[list[str]]:
 
     from .errors import BenchWarning
 
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings():  # restores showwarning and the filters on the way out
         warnings.simplefilter("always", BenchWarning)
-        try:
-            yield said
-        finally:
-            said.extend(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, BenchWarning)))
+        show = warnings.showwarning
+
+        def record(message, category, *args, **kwargs):  # noqa: ANN001 - warnings' own signature
+            if not issubclass(category, BenchWarning):  # a library's: the worker's stderr, as before
+                show(message, category, *args, **kwargs)
+            elif str(message) not in said:
+                said.append(str(message))
+
+        warnings.showwarning = record
+        yield said
 
 
 # --------------------------------------------------------------------------- worker processes

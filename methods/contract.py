@@ -141,7 +141,13 @@ def check_method(cls: type, *, seed: int = 0, device: str = "cpu", rtol: float =
             fail(call, "wrote into its input images; work on a copy (np.array(image), image.astype(...))")
         return out
 
+    def seeded() -> None:  # as the harness seeds each fit and each cell (random, numpy, torch)
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+
     def scored(method: Method, imgs, when: str) -> Scores:
+        seeded()  # a method may draw from the global generators while scoring: each scoring alike
         s = untouched(f"score ({when})", imgs, lambda: method.score(imgs))
         if not isinstance(s, Scores):
             fail(f"score ({when})", f"returned {type(s).__name__}, not bench.methods.Scores")
@@ -155,9 +161,7 @@ def check_method(cls: type, *, seed: int = 0, device: str = "cpu", rtol: float =
         return s
 
     def fitted() -> Method:
-        random.seed(seed)  # as the harness seeds each fit
-        np.random.seed(seed)
-        torch.manual_seed(seed)
+        seeded()
         method = create()
         untouched("fit", train, lambda: method.fit(train))
         return method
@@ -200,7 +204,7 @@ def check_method(cls: type, *, seed: int = 0, device: str = "cpu", rtol: float =
 
     # -- adapt from the cached state ---------------------------------------------------------------
     fresh.source_images = train  # as the harness sets it (some adaptations re-embed the source)
-    torch.manual_seed(seed)
+    seeded()
     untouched("adapt", shifted, lambda: fresh.adapt(shifted))
     where = _first_difference(cached, snapshot)
     if where is not None:

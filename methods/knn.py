@@ -36,6 +36,8 @@ if "faiss" not in sys.modules and "OPENBLAS_CORETYPE" not in os.environ:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from .errors import BenchError  # noqa: E402
+
 
 def _faiss():
     """faiss, imported on first use (a CUDA run without faiss-gpu never needs it)."""
@@ -65,6 +67,10 @@ class NearestNeighbours:
 
     def __init__(self, bank: np.ndarray, device: str = "cpu", backend: str | None = None) -> None:
         self.bank = np.ascontiguousarray(bank, dtype=np.float32)
+        bad = ~np.isfinite(self.bank).all(axis=1)
+        if bad.any():  # FAISS skips such rows without a word: a smaller bank than the method built
+            raise BenchError(f"{int(bad.sum())} of {len(self.bank)} memory-bank features are NaN/inf: the "
+                             "backbone or the adaptation diverged; check the method's settings (--set)")
         self.backend = backend or backend_for(device)  # a named backend: bench doctor compares them
         self.on_gpu = self.backend != "faiss"
         if self.backend == "torch":
@@ -87,6 +93,10 @@ class NearestNeighbours:
             return dist.cpu().numpy(), idx.cpu().numpy()
         q = np.ascontiguousarray(queries, dtype=np.float32)
         dist, idx = self.index.search(q, k)
+        missing = (idx < 0).any(axis=1)
+        if missing.any():  # FAISS answers a NaN/inf query with index -1 at float32's maximum distance
+            raise BenchError(f"{int(missing.sum())} of {len(q)} query features found no neighbour (NaN/inf "
+                             "features: the backbone or the adaptation diverged); check the method's settings (--set)")
         return np.maximum(dist, 0.0), idx
 
 

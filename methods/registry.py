@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib
-import inspect
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from importlib.metadata import PackageNotFoundError, entry_points, packages_dist
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from .errors import UnknownName
+from .errors import UnknownName, warn
 
 if TYPE_CHECKING:
     from .base import Method, MethodConfig
@@ -91,31 +90,30 @@ def code_fingerprint(cls: type) -> str:
     tops = sorted({c.__module__.partition(".")[0] for c in ours} - {HARNESS_PACKAGE})
     if not tops:
         return ""
-    digest, dists = hashlib.sha256(), set()
+    digest, dists, unread = hashlib.sha256(), set(), []
     owners = packages_distributions()
     for top in tops:
         dists.update(f"{d} {_version(d)}" for d in owners.get(top, ()))
-        for name, text in _sources(top, [c for c in ours if c.__module__.partition(".")[0] == top]):
-            digest.update(name.encode() + b"\0" + text + b"\0")
+        files = _source_files(top)
+        unread += [] if files else [top]
+        for path in files:
+            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    if unread:  # a script fed on stdin, a notebook: nothing to tell an edit by
+        warn(f"{cls.__qualname__}: defined in {', '.join(unread)} without a source file, so the harness cannot "
+             "tell an edited version from this one: after changing it, run with another --out and "
+             "ADSHIFT_BENCH_CACHE (or put it in a module)")
+        return " ".join([*sorted(dists), "source unread"])
     return " ".join([*sorted(dists), f"sha256:{digest.hexdigest()[:16]}"])
 
 
-def _sources(top: str, classes: list[type]) -> list[tuple[str, bytes]]:
-    """The source of a top-level package (each of its .py files) or module; for one without a file
-    (a script's or a notebook's ``__main__``) the classes' own source, where Python has it."""
+def _source_files(top: str) -> list[Path]:
+    """The .py files of a top-level package (each of its modules) or module; none for one without
+    a file (a script read from stdin, a notebook's ``__main__``)."""
     module = sys.modules.get(top)
-    if getattr(module, "__path__", None):  # a package: every module of it, in a stable order
-        return [(str(p.relative_to(loc)), p.read_bytes())
-                for loc in map(Path, module.__path__) for p in sorted(loc.rglob("*.py"))]
-    if getattr(module, "__file__", None) and Path(module.__file__).is_file():
-        return [(Path(module.__file__).name, Path(module.__file__).read_bytes())]
-    out = []
-    for cls in classes:
-        try:
-            out.append((cls.__qualname__, inspect.getsource(cls).encode()))
-        except (OSError, TypeError):  # no source anywhere: nothing to tell edits apart by
-            pass
-    return out
+    if getattr(module, "__path__", None):
+        return [p for loc in map(Path, module.__path__) for p in sorted(loc.rglob("*.py"))]
+    file = getattr(module, "__file__", None)
+    return [Path(file)] if file and Path(file).is_file() else []
 
 
 def _version(dist: str) -> str:

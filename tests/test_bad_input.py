@@ -33,7 +33,7 @@ from bench.results import load_rows
 
 @dataclasses.dataclass(frozen=True)
 class FaultyConfig(ProbeConfig):
-    behaviour: str = "ok"  # ok | nan | oom | short | exit | const | readonly
+    behaviour: str = "ok"  # ok | nan | oom | short | exit | const | readonly | tensor
 
 
 class ProbeMethod(GrayProbe):
@@ -56,6 +56,8 @@ class ProbeMethod(GrayProbe):
             out.image_scores[::2] = np.nan
         if self.config.behaviour == "short":  # scores and maps agree with each other, not with the images
             return Scores(out.image_scores[:-1], out.maps[:-1])
+        if self.config.behaviour == "tensor":
+            return Scores(torch.from_numpy(out.image_scores), out.maps)  # TENSOR_LINE
         if self.config.behaviour == "const":
             return Scores(np.zeros_like(out.image_scores), np.ones_like(out.maps))
         return out
@@ -65,7 +67,8 @@ class ProbeMethod(GrayProbe):
 def probe_methods():
     with contextlib.ExitStack() as stack:
         for name, behaviour in {"probe": "ok", "probe_nan": "nan", "probe_oom": "oom", "probe_short": "short",
-                                "probe_exit": "exit", "probe_const": "const", "probe_readonly": "readonly"}.items():
+                                "probe_exit": "exit", "probe_const": "const", "probe_readonly": "readonly",
+                                "probe_tensor": "tensor"}.items():
             stack.enter_context(registered_temporarily(name, ProbeMethod, summary="test probe", behaviour=behaviour))
         yield
 
@@ -357,6 +360,16 @@ def test_an_os_error_in_a_cell_names_the_file_and_the_fix(monkeypatch, capsys, t
     assert load_rows(tmp_path / "run")["error"].tolist() == [
         f"{tmp_path / 'cache' / 'corrupted' / '58'}: permission denied; check its permissions or choose another "
         "path (the cache: ADSHIFT_BENCH_CACHE)"]
+
+
+def test_a_plugins_error_names_its_own_line_not_the_harness(monkeypatch, capsys, tmp_path):
+    make_category(tmp_path / "data", "cat")
+    bench(monkeypatch, capsys, "grid", "-m", "probe_tensor", "--root", tmp_path / "data", "--corruptions", "clean",
+          "--out", tmp_path / "run", "--no-progress")
+    line = next(i for i, text in enumerate(Path(__file__).read_text().splitlines(), 1) if text.endswith("# TENSOR_LINE"))
+    assert load_rows(tmp_path / "run")["error"].tolist() == [
+        "TypeError: Scores takes numpy arrays; image_scores is a torch.Tensor (for a torch tensor: "
+        f".detach().cpu().numpy()) at test_bad_input.py:{line}"]
 
 
 def test_scores_must_be_numpy_arrays():

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from bench.methods import (ADAPT, Geometry, Method, MethodConfig, Scores, bounded, check_method, registered,
                            registered_temporarily)
@@ -149,6 +150,19 @@ class Unseeded(MeanDistance):
     def fit(self, images):
         super().fit(images)
         self.mean = self.mean + np.random.default_rng().normal(size=self.mean.shape)  # a fresh, unseeded generator
+
+
+class NoisyScores(MeanDistance):
+    """Draws from the global generators while scoring, which the harness seeds per cell: correct."""
+
+    def score(self, images):
+        s = super().score(images)
+        noise = torch.rand(len(s.image_scores)).numpy() + np.random.rand(len(s.image_scores))
+        return Scores(s.image_scores + noise, s.maps)
+
+
+def test_global_randomness_the_harness_seeds_is_no_false_alarm():
+    assert "fitted state through torch.save: same scores" in check_method(NoisyScores)
 
 
 class WritesIntoImages(MeanDistance):

@@ -151,3 +151,20 @@ def test_the_progress_bar_shows_the_cells_stage(tmp_path):
         driver.stage(cell, "score")
         progress.refresh()
     assert "patchcore / brick / clean / seed 0 [score]" in console.file.getvalue()
+
+
+def test_a_worker_records_bench_warnings_for_the_driver_and_shows_the_rest(monkeypatch):
+    """In a worker process a BenchWarning goes back with the job's result; a library's warning is
+    shown where it happens, as before (recording every warning lost those)."""
+    import warnings
+
+    from bench.errors import BenchWarning
+    from bench.worker import _recorded
+
+    shown = []
+    monkeypatch.setattr(warnings, "showwarning", lambda message, category, *a, **k: shown.append(str(message)))
+    with _recorded(in_worker=True) as said:
+        warnings.warn("a library's", UserWarning)
+        for _ in range(2):
+            warnings.warn("the harness's", BenchWarning)
+    assert said == ["the harness's"] and shown == ["a library's"]

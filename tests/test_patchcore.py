@@ -159,3 +159,21 @@ def test_numba_adaptive_pooling_equals_atens_in_value_and_gradient(n, length, si
     assert ours.grad_fn is not None and type(ours.grad_fn).__name__ != type(aten.grad_fn).__name__  # numba's
     assert torch.equal(ours, aten)
     assert torch.equal(torch.autograd.grad(ours, x, g)[0], torch.autograd.grad(aten, x, g)[0])
+
+
+def test_nan_features_are_an_error_not_a_far_neighbour():
+    """FAISS answers a NaN query with index -1 at float32's largest distance, and leaves NaN bank
+    rows out: a diverged adaptation would score every image 3.4e38 (AUROC 50) without a word.
+    (The torch search gives NaN distances, which the cell's finite check names.)"""
+    from bench.errors import BenchError
+    from bench.methods.knn import NearestNeighbours
+
+    rng = np.random.default_rng(0)
+    bank, queries = rng.random((50, 8), dtype=np.float32), rng.random((4, 8), dtype=np.float32)
+    assert (NearestNeighbours(bank, backend="faiss").search(queries, 2)[1] >= 0).all()
+    queries[1, 2] = np.nan
+    with pytest.raises(BenchError, match=r"^1 of 4 query features found no neighbour \(NaN/inf"):
+        NearestNeighbours(bank, backend="faiss").search(queries, 1)
+    bank[3] = np.inf
+    with pytest.raises(BenchError, match=r"^1 of 50 memory-bank features are NaN/inf"):
+        NearestNeighbours(bank, backend="faiss")

@@ -110,3 +110,21 @@ def test_rows_of_a_method_without_a_network_name_no_backbone():
     assert (computed["backbone"], computed["weights"], computed["normalization"]) == ("", "", "")
     cnn = row("patchcore")
     assert cnn["backbone"] == "tf_efficientnet_lite0" and "ImageNet" in cnn["weights"] and cnn["normalization"]
+
+
+def test_a_method_without_a_source_file_is_said_not_fingerprinted_as_empty():
+    """A class fed on stdin or typed in a notebook has no file: the harness cannot tell its edits
+    (it once hashed nothing and showed that as an ordinary fingerprint)."""
+    import types
+
+    from bench.errors import BenchWarning
+
+    module = types.ModuleType("adsb_nofile_plugin")  # like __main__ of `python - < script.py`
+    sys.modules[module.__name__] = module
+    try:
+        exec(textwrap.dedent(PLUGIN), module.__dict__)
+        with pytest.warns(BenchWarning, match=r"Probe: defined in adsb_nofile_plugin without a source file, so "
+                                               r"the harness cannot tell an edited version"):
+            assert code_fingerprint(module.Probe) == "source unread"
+    finally:
+        del sys.modules[module.__name__]

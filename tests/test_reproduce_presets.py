@@ -156,7 +156,10 @@ def test_your_method_runs_under_a_papers_protocol_next_to_its_rows(standins, tmp
     from _grids import GrayProbe
     from bench.methods import registered_temporarily
 
-    with registered_temporarily("my_probe", GrayProbe, display="My probe"):
+    class RawPixels(GrayProbe):
+        takes_weights = False  # no network: no backbone departure to name
+
+    with registered_temporarily("my_probe", RawPixels, display="My probe"):
         code, out, err = run_cli(monkeypatch, capsys, "reproduce", "ttad-table4", "--root", standins["mvtec_ad"],
                                  *LITE0, "--categories", "toothbrush", *_sets("image_size=64", "resize=64",
                                                                               "adapt_epochs=1"),
@@ -167,5 +170,7 @@ def test_your_method_runs_under_a_papers_protocol_next_to_its_rows(standins, tmp
     assert len(re.findall(r"^\| My probe† \| \d+\.\d+ \(–\) \|", out, flags=re.M)) == 2, out
     assert out.index("| ot_discrete_augment†") < out.index("| My probe†")
     assert "My probe: not in the paper; run under this table's protocol" in out
+    note = next(line for line in out.splitlines() if line.startswith("† my_probe: "))
+    assert "test subset of 8 images" in note and "backbone" not in note, note
     code, _, err = run_cli(monkeypatch, capsys, "reproduce", "ttad-table4", "--add-methods", "my_prob")
     assert code == 2 and "my_prob" in err and "Traceback" not in err

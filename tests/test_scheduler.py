@@ -27,6 +27,9 @@ class Driver:
     def fit_done(self, cell, key, *, computed, seconds) -> None:
         self.events.append(("fit_done", key, computed))
 
+    def say(self, messages) -> None:  # a worker's warnings
+        self.events += [("say", m) for m in messages]
+
     def row(self, cell, row, stats=None) -> None:
         self.events.append(("row", cell.cell_id))
         self.rows[cell.cell_id] = row
