@@ -6,19 +6,21 @@ methods; the difference's percentile interval at the stated level decides signif
 excludes 0). "overall" is the mean difference over those cells, every cell weighing the same,
 the cells that share their test images (a category's conditions and seeds) resampled jointly,
 since their errors are correlated. A method with several configs in the rows is compared on its
-default config (said in the output), or refused when none is its default.
+default config (said in the output), or refused when none is its default; a variant's label as
+``bench table`` shows it ("patchcore (coreset_ratio 0.01)") selects that variant.
 """
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Sequence
 
 from .claims import one_config
-from .errors import BenchError
+from .errors import BenchError, BenchWarning
 from .metrics import METRICS
 from .results import load_runs
 from .stats import check_level, check_resamples, paired_test, require_per_image, resampled_metrics
-from .tables.aggregate import _resolve_labels
+from .tables.aggregate import _resolve_labels, split_variants
 
 
 def compare_text(runs: Sequence[str | os.PathLike], a: str, b: str, metric: str = "image_auroc",
@@ -41,7 +43,12 @@ def compare_text(runs: Sequence[str | os.PathLike], a: str, b: str, metric: str 
         if df.empty:
             raise BenchError(f"--categories {','.join(categories)}: no ok rows of them in {where} "
                              f"(categories: {', '.join(known) or 'none'})")
-    present = list(dict.fromkeys(df["method"]))
+    # a method's variants (configs, protocols, test subsets) by the labels bench table gives them
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BenchWarning)  # the table's "shown as one row per variant"
+        variant = split_variants(df, "method")["method"]
+    methods = list(dict.fromkeys(df["method"]))
+    present = methods + [v for v in dict.fromkeys(variant) if v not in methods]
     a, b = _resolve_labels([a, b], present) if a != b else (a, b)
     for m in (a, b):
         if m not in present:
@@ -50,7 +57,10 @@ def compare_text(runs: Sequence[str | os.PathLike], a: str, b: str, metric: str 
         raise BenchError(f"compare-methods: A and B are both {a}; give two methods")
     picked = []
     for m in (a, b):
-        rows, note = one_config(df[df["method"] == m], m, str(df["dataset"].iloc[0]))
+        if m in methods:
+            rows, note = one_config(df[df["method"] == m], m, str(df["dataset"].iloc[0]))
+        else:  # one variant, named by its table label
+            rows, note = df[variant == m], ""
         if rows.empty:
             raise BenchError(f"compare-methods ({where}): {note}; compare rows of one config (a run per config)")
         require_per_image(rows, f"compare-methods ({where}, {m})")

@@ -225,6 +225,14 @@ def test_compare_methods_with_several_configs_takes_the_default_or_refuses(tmp_p
     code, flipped, _ = run_cli(monkeypatch, capsys, "compare-methods", store.run_dir, "patchcore", "ttad",
                                "--resamples", "100")
     assert float(flipped.strip().splitlines()[-1].split("|")[5]) == -float(overall.split("|")[5])  # A/B symmetric
+    # the other config, by the label bench table gives it
+    code, table, _ = run_cli(monkeypatch, capsys, "table", store.run_dir)
+    label = next(c.strip() for line in table.splitlines() for c in line.split("|")[1:2] if "another" in c)
+    assert label.startswith("TTAD (")
+    code, out, err = run_cli(monkeypatch, capsys, "compare-methods", store.run_dir, label, "patchcore",
+                             "--resamples", "100")
+    assert code == 0 and "Rows:" not in out, err
+    assert abs(float(out.strip().splitlines()[-1].split("|")[5])) < 5  # as good as patchcore, unlike the default
     nodefault = RunStore(tmp_path / "nodefault")
     for row in synthetic_rows("ttad", 0.2) + synthetic_rows("patchcore", 2.5):
         nodefault.write(row)
