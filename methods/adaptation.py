@@ -426,6 +426,13 @@ class AdaptedPatchCore(PatchCore):
         cfg, s, src = self.config, self.stats, self._src
         ppi = self.embedder.grid() ** 2
         if cfg.loss == "moment":
+            if s.get("src_batch_images", 0) >= s.get("src_images", np.inf):
+                # the scales divide by a source batch's distance from the source: 0 when the batch is
+                # the whole source, and the loss weights blow up (NaN features within a few steps)
+                raise BenchError(f"{self.name}: TTT++ scales its losses by how far batches of "
+                                 f"{s['src_batch_images']} training images lie from all {s['src_images']}; with no "
+                                 "more training images than a batch that distance is 0: --set "
+                                 f"stats_batch_images=N with N below {s['src_images']}")
             wc, wm = A.ttt_weights(cfg.moment_scale, s["coral_src"], s["mmd_src"])
 
             def moment(z: torch.Tensor, stateful: bool):
@@ -583,6 +590,7 @@ def source_statistics(flat: torch.Tensor, bank: np.ndarray, nn_index, patches_pe
         "cov": cov32.numpy(),
         "coral_src": float(np.mean(corals)),
         "mmd_src": float(np.mean(mmds)),
+        "src_images": n_img, "src_batch_images": b,  # b == n_img: every batch is the source (see _aligner)
         "centroids": centroids.numpy(),
         "comp_mean": comp_mean.float().numpy(),
         "comp_var": comp_var.float().numpy(),

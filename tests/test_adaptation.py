@@ -258,3 +258,23 @@ def test_adapted_cells_never_leak_and_order_does_not_matter(tmp_path):
         assert (r1["diag_ot_colmax_in_mask_patches"] <= r1["diag_ot_colmax_mask_patches"]
                 <= r1["diag_ot_colmax_patches"])
     assert first["clean"]["fit_cached"] is False and second["clean"]["fit_cached"] is True
+
+
+def test_ttt_with_no_more_training_images_than_a_batch_is_refused_not_diverged():
+    """TTT++ divides its loss weights by how far a source batch lies from the source: 0 when the
+    batch is the whole source, and the adaptation went to NaN (every image then scored 3.4e38)."""
+    from bench.errors import BenchError
+    from bench.methods import get
+    from bench.methods.contract import tiny_images
+
+    train, test, _, shifted = tiny_images(0)
+    small = {"resize": 64, "image_size": 64, "coreset_ratio": 0.25, "adapt_epochs": 1}
+    method = get("moment_matching").create(**small, stats_batch_images=len(train))
+    method.fit(train)
+    with pytest.raises(BenchError, match=rf"moment_matching: TTT\+\+ scales its losses by how far batches of "
+                                         rf"{len(train)} training images lie from all {len(train)}"):
+        method.adapt(shifted)
+    ok = get("moment_matching").create(**small, stats_batch_images=len(train) - 1)
+    ok.fit(train)
+    ok.adapt(shifted)
+    assert np.isfinite(ok.score(test).image_scores).all()

@@ -17,7 +17,8 @@ from bench.methods import (ADAPT, Geometry, Method, MethodConfig, Scores, bounde
 from bench.methods.contract import ContractError
 
 # Small budgets so every method runs in seconds; fields a method lacks are left out.
-TINY = {"resize": 64, "image_size": 64, "epochs": 1, "batch_size": 4, "coreset_ratio": 0.25, "adapt_epochs": 1}
+TINY = {"resize": 64, "image_size": 64, "epochs": 1, "batch_size": 4, "coreset_ratio": 0.25, "adapt_epochs": 1,
+        "stats_batch_images": 2}  # TTT++ scales its losses by batches of fewer images than the source
 
 
 def tiny_config(reg) -> dict:
