@@ -235,6 +235,23 @@ def test_several_configs_of_a_method_one_is_shown_and_named(with_default, tmp_pa
     assert "rows[rows.config_hash == HASH]" in err and "averaged" not in err
 
 
+def test_two_protocols_of_one_config_are_not_averaged_in_a_figure(tmp_path, monkeypatch):
+    """A second grid with --protocol resized into one run: the figure showed the mean of both
+    protocols (as the tables once did); now the native one, said."""
+    from bench.plots import histograms
+
+    rows = [scored(f"{p}-{c}", good=p == "native", protocol=p, corruption=c, severity=s)
+            for p in ("resized", "native") for c, s in (("clean", 0), ("contrast", 5))]
+    run = write_rows(tmp_path / "run", rows)
+    figs = drawn(monkeypatch, histograms)
+    with pytest.warns(BenchWarning, match="the rows of patchcore hold 2 values of protocol .*this figure shows "
+                                          "protocol native only"):
+        histograms.plot(run, tmp_path / "out")
+    words = texts(figs[0])
+    assert [t for t in words if t.startswith("AUROC")] == ["AUROC 100.0%", "AUROC 100.0%"]  # native's alone
+    assert "PatchCore: protocol native, 1 of 2" in words[0]
+
+
 def test_maps_of_several_configs_show_the_chosen_config(tmp_path, monkeypatch):
     import numpy as np
 

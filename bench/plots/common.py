@@ -9,7 +9,7 @@ import pandas as pd
 
 from ..errors import BenchError
 from ..results import RunStore, load_rows
-from ..tables.aggregate import _norm_conditions, _resolve_labels, mixed_configs
+from ..tables.aggregate import PREFERRED, _norm_conditions, _resolve_labels, _variant_values, mixed_configs
 from ..tables.names import _condition_rank, _domain_rank, condition_label, config_fields, method_display, method_rank
 
 DPI = 200  # PNG resolution; the PDF is vector
@@ -129,9 +129,10 @@ def config_variants(df: pd.DataFrame, shown: Sequence[str] = ()) -> tuple[pd.Ser
 
 
 def one_config_each(df: pd.DataFrame, run: Path) -> tuple[pd.DataFrame, str]:
-    """The rows of one config per method, and a note for the figure naming the kept ones ("" when
-    no method has several). A run can hold several configs of one method (an ablation's readings,
-    a second grid with ``--set``); a line or panel per method of their mean would be a wrong
+    """The rows of one config per method (and of one protocol and test subset), and a note for the
+    figure naming the kept ones ("" when no method has several). A run can hold several configs
+    of one method (an ablation's readings, a second grid with ``--set``); a line or panel per
+    method of their mean would be a wrong
     number. Kept: the method's default config on the rows' dataset where the rows have it, else
     the first in row order (the rows' order is the order they finished in). A warning says which,
     and how to plot another."""
@@ -152,6 +153,21 @@ def one_config_each(df: pd.DataFrame, run: Path) -> tuple[pd.DataFrame, str]:
         warn(f"{run}: the rows hold {len(hashes)} configs of {method}; this figure shows config {chosen} "
              f"only ({why}), not {others}; to plot another, give bench plot a Parquet file of that config's "
              "rows only (rows[rows.config_hash == HASH].to_parquet(FILE)) or a run directory of its grid alone")
+    # the other things that tell a method's rows apart (a second grid with --protocol or
+    # --test-subset into one run): one of them, as the tables show first, never their mean
+    for column, preferred in PREFERRED.items():
+        if column not in df.columns:
+            continue
+        values = _variant_values(df, "method", column)
+        for method, kept in values[keep].groupby(df["method"][keep], sort=False):
+            found = list(dict.fromkeys(kept))
+            if len(found) > 1:
+                chosen = preferred if preferred in found else found[0]
+                keep &= (df["method"] != method) | (values == chosen)
+                notes.append(f"{method_label(method)}: {column} {chosen}, 1 of {len(found)}")
+                warn(f"{run}: the rows of {method} hold {len(found)} values of {column} "
+                     f"({', '.join(map(str, found))}); this figure shows {column} {chosen} only; to plot "
+                     "another, give bench plot a run directory of its grid alone")
     return df[keep], "; ".join(notes)
 
 

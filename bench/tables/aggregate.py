@@ -85,6 +85,9 @@ _COLUMN = ["dataset", "domain", "corruption", "severity"]
 # one of these measured different things (a --set, --protocol or --test-subset grid into the
 # same run directory), so they are never averaged.
 VARIANT = ("config_hash", "protocol", "test_subset")
+# Of several protocols or test subsets, the one shown first (tables) or alone (figures): the
+# default protocol, every test image (0). A config's first is its method's default config.
+PREFERRED = {"protocol": "native", "test_subset": 0}
 # split_variants' columns: a row key's label before the split, and its variant's place
 _BASE, _RANK = "_row_base", "_variant_rank"
 
@@ -130,7 +133,7 @@ def split_variants(df: pd.DataFrame, rows: str, split: bool = True) -> pd.DataFr
             details[i] = details[i] + [f"config {kinds.loc[i, 'config_hash'][:8]}"]
         default = default_config_hash(str(label), str(df.loc[sel, "dataset"].iloc[0])) if rows == "method" else ""
         ranked = sorted(kinds.index, key=lambda i: (kinds.loc[i].get("config_hash") != default,
-                                                    kinds.loc[i].get("protocol", "native") != "native",
+                                                    kinds.loc[i].get("protocol", "native") != PREFERRED["protocol"],
                                                     kinds.loc[i].get("test_subset", 0), details[i]))
         df.loc[sel, rows] = [f"{label} ({', '.join(details[i])})" for i in vid[sel]]
         df.loc[sel, _RANK] = [ranked.index(i) for i in vid[sel]]
