@@ -212,8 +212,8 @@ def _by_cell(rows: pd.DataFrame, match: tuple[str, ...]) -> dict[tuple, pd.Serie
         k = tuple(r[c] for c in match)
         if k in out:
             method = r.get("method", "the method")
-            raise BenchError(f"{_label(r)}: {method} has several rows of this cell (several configs in these rows); "
-                             "compare rows of one config")
+            raise BenchError(f"{_label(r)}: {method} has several rows of this cell (several configs, protocols or "
+                             "test subsets in these rows); compare one of them: name it as bench table labels its row")
         out[k] = r
     return out
 
