@@ -215,7 +215,7 @@ def stale_cells(store: RunStore, statuses: dict[str, str], cells: list[Cell], ct
     them again; parts written before rows recorded the column are kept as they are."""
     mine = [c for c in cells if statuses.get(c.cell_id) == "ok"]
     ids = [c.cell_id for c in mine]
-    data, code = store.recorded(ids, "test_data"), store.recorded(ids, METHOD_CODE)
+    data, code = store.recorded(ids, "test_data", METHOD_CODE)
     stale: dict[str, list[str]] = {}  # the warning's words -> cells
     for cell in mine:
         value = data.get(cell.cell_id)

@@ -473,19 +473,20 @@ class RunStore:
 
     # reading -------------------------------------------------------------------------
 
-    def recorded(self, cell_ids: list[str], column: str) -> dict[str, Any]:
-        """``column``'s value in each of these cells' parts that has it (reads that column only)."""
-        def one(path: Path) -> Any:
+    def recorded(self, cell_ids: list[str], *columns: str) -> list[dict[str, Any]]:
+        """Per column, its value in each of these cells' parts that has it (one read of each part,
+        those columns only)."""
+        def one(path: Path) -> list[Any]:
             try:
                 with pq.ParquetFile(path) as pf:
-                    if column in pf.schema_arrow.names:
-                        return pf.read(columns=[column]).column(0)[0].as_py()
+                    have = [c for c in columns if c in pf.schema_arrow.names]
+                    row = pf.read(columns=have).to_pylist()[0] if have else {}
+                    return [row.get(c) for c in columns]
             except Exception:  # noqa: BLE001 - quarantine_bad_parts judged the parts already
-                pass
-            return None
+                return [None] * len(columns)
 
         values = _map(one, [self.part_path(c) for c in cell_ids])
-        return {c: v for c, v in zip(cell_ids, values) if v is not None}
+        return [{c: v[i] for c, v in zip(cell_ids, values) if v[i] is not None} for i in range(len(columns))]
 
     def quarantine_part(self, cell_id: str) -> Path:
         """Move a cell's part (and its map samples, if any) into ``quarantine/``; the cell is then

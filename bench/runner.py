@@ -434,8 +434,8 @@ def _pristine(cell: Cell, device: str) -> Method:
 
 
 def base_row(cell: Cell, device: str) -> dict[str, Any]:
-    cfg = cell.config
-    network = get(cell.method).cls.takes_weights  # False: the config's backbone fields reach nothing
+    cfg, method = cell.config, get(cell.method)
+    network = method.cls.takes_weights  # False: the config's backbone fields reach nothing
     return {
         "cell_id": cell.cell_id,
         "method": cell.method,
@@ -456,7 +456,7 @@ def base_row(cell: Cell, device: str) -> dict[str, Any]:
         "preset": cell.preset,
         "device": device,
         "versions": json.dumps(versions(), sort_keys=True),
-        **({METHOD_CODE: code} if (code := get(cell.method).code) else {}),
+        **({METHOD_CODE: method.code} if method.code else {}),
     }
 
 
