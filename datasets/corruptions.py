@@ -59,6 +59,8 @@ MIN_SIDE = 32  # imagecorruptions rejects anything smaller
 
 # Bump when anything that changes cached pixels changes outside the key's other fields.
 _CACHE_FORMAT = "1"
+# Per corruption, for a change that touches one corruption's pixels only (the rest stay cached).
+_REVISION = {"frost": "frost.texture5"}
 
 
 @dataclass
@@ -203,6 +205,50 @@ def _backend():
     return imagecorruptions.corrupt, takes_seed
 
 
+# ImageNet-C's code and imagecorruptions 1.1.2 list six frost textures but draw from the first
+# five; the fork draws randint(6) and gives 1 image in 6 frost6.jpg, far darker than the rest.
+FROST_TEXTURES = 5
+
+
+class _FrostRandom:
+    """``np.random`` for one frost call: its first draw (the texture) is ``randint(5)``; the later
+    draws (the crop) are numpy's own, so 1.1.2's pixels come out bit for bit."""
+
+    def __init__(self) -> None:
+        self.texture_drawn = False
+
+    def randint(self, high, *args, **kwargs):
+        if not self.texture_drawn:
+            self.texture_drawn = True
+            high = FROST_TEXTURES
+        return np.random.randint(high, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(np.random, name)
+
+
+class _FrostNumpy:
+    def __init__(self) -> None:
+        self.random = _FrostRandom()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(np, name)
+
+
+def _frost_as_released(img: np.ndarray, severity: int) -> np.ndarray:
+    import types
+
+    import imagecorruptions
+
+    frost = imagecorruptions.corruption_dict["frost"]
+    if "randint(6)" not in inspect.getsource(frost):  # a release that draws as ImageNet-C does
+        return imagecorruptions.corrupt(img, severity=severity, corruption_name="frost")
+    # A fresh function per call: the texture flag is this call's, whatever thread runs it.
+    frost = types.FunctionType(frost.__code__, {**frost.__globals__, "np": _FrostNumpy()},
+                               frost.__name__, frost.__defaults__, frost.__closure__)
+    return np.uint8(frost(Image.fromarray(img), severity))
+
+
 @lru_cache(maxsize=1)
 def backend_version() -> str:
     """Distribution and version of the corruption backend; part of every cache key."""
@@ -283,7 +329,10 @@ def corrupt_image(img: np.ndarray, corruption: str, severity: int, seed: int) ->
     state = np.random.get_state()
     try:
         np.random.seed(seed)
-        out = corrupt(img, severity=severity, corruption_name=corruption, **kwargs)
+        if corruption == "frost":
+            out = _frost_as_released(img, severity)
+        else:
+            out = corrupt(img, severity=severity, corruption_name=corruption, **kwargs)
     finally:
         np.random.set_state(state)
     out = np.asarray(out)
@@ -302,7 +351,7 @@ def cache_key(src_digest: str, corruption: str, severity: int, derived_seed: int
               protocol: str) -> str:
     """Content key of one corrupted image: what determines its pixels, and nothing else."""
     text = "\x1f".join([
-        _CACHE_FORMAT, src_digest, corruption, str(int(severity)), str(int(derived_seed)),
+        _CACHE_FORMAT, src_digest, _REVISION.get(corruption, corruption), str(int(severity)), str(int(derived_seed)),
         protocol, backend_version(),
     ])
     return hashlib.sha256(text.encode()).hexdigest()

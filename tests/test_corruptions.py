@@ -143,6 +143,38 @@ def test_random_corruptions_are_seeded(img, name):
     assert not np.array_equal(a, C.corrupt_image(img, name, 3, seed=12))
 
 
+def test_frost_draws_imagenet_c_textures(img, monkeypatch):
+    """ImageNet-C and imagecorruptions 1.1.2 draw frost's texture with randint(5); the fork's
+    randint(6) gave 1 image in 6 the much darker frost6.jpg. The texture read must be 1.1.2's for
+    every seed, and the crop draws after it must be numpy's own (the output is seeded)."""
+    import imagecorruptions.corruptions as IC
+
+    read = []
+    cv2 = IC.cv2
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(cv2, name)
+
+        @staticmethod
+        def imread(path, *args):
+            read.append(str(path))
+            return cv2.imread(path, *args)
+
+    monkeypatch.setattr(IC, "cv2", Spy())
+    for seed in range(24):
+        read.clear()
+        C.corrupt_image(img, "frost", 3, seed=seed)
+        expected = np.random.RandomState(seed).randint(5) + 1
+        assert len(read) == 1 and f"frost{expected}." in read[0], (seed, read)
+    # Seeds the fork sent to frost6: the harness reads another texture, as 1.1.2 does.
+    assert any(np.random.RandomState(s).randint(6) == 5 for s in range(24))
+    np.random.seed(3)
+    state = np.random.get_state()[1].copy()
+    C.corrupt_image(img, "frost", 3, seed=3)
+    np.testing.assert_array_equal(np.random.get_state()[1], state)  # global state left alone
+
+
 @pytest.mark.slow  # numba compiles glass blur on first use
 def test_glass_blur_ignores_numba_rng_state(img):
     a = C.corrupt_image(img, "glass_blur", 2, seed=5)
