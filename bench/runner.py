@@ -34,7 +34,7 @@ from .datasets.registry import get_dataset
 from .errors import BenchError, os_error_line
 from .grid import Cell, GridSpec
 from .methods import Method, get
-from .methods.backbones import describe, normalization
+from .methods.backbones import TAG_PINNED_LATER, describe, normalization, pretrained_tag
 from .methods.capabilities import diagnostics_of, patch_reports_of, score_identity_of
 from .methods.base import Scores
 from .methods.errors import warn
@@ -353,6 +353,10 @@ def fit_identity(cell: Cell, ctx: RunContext) -> dict[str, Any]:
         **({"code": method.code} if method.code else {}),  # a plugin's source: edited, fitted again
         # random weights are seeded since this field exists: fits of unseeded networks never match
         **({"random_init": describe(cell.config.backbone, weights)} if weights == "random" else {}),
+        # ResNet-18/34/50 took timm's default a1_in1k weights before their tv_in1k pin (WRN-50 was
+        # always pinned: its fits keep their keys)
+        **({"weights_tag": pretrained_tag(cell.config.backbone)}
+           if weights == "imagenet" and cell.config.backbone in TAG_PINNED_LATER else {}),
         "dataset": cell.dataset,
         "category": cell.category,
         "seed": cell.seed,

@@ -10,7 +10,10 @@ that yields the requested stages' feature maps. Weights:
   ``efficientnet_lite0`` (symmetric padding, eps 1e-5) accepts the same tensors but computes other
   features, and is kept only for comparison;
   ``wide_resnet50_2`` takes torchvision's V1 file (torch.hub cache, then timm's ``tv_in1k`` copy
-  in the Hugging Face cache, then a download); any other timm model uses timm's own pretrained tag.
+  in the Hugging Face cache, then a download); ``resnet18`` / ``resnet34`` / ``resnet50`` take
+  torchvision's V1 weights too, as timm's ``tv_in1k`` tag (RD4AD / ADShift load torchvision's
+  files; timm's default tag for them is ``a1_in1k``, another training recipe); any other timm
+  model uses timm's own default pretrained tag (``pretrained_tag``).
 - ``"random"``: timm's random init, only when asked for by name.
 - anything else: a path to a state dict (timm, torchvision or, for EfficientNet-Lite, lukemelas
   key names; an outer ``state_dict``/``model`` wrapper and a ``module.`` prefix are stripped).
@@ -49,8 +52,22 @@ _WRN = "wide_resnet50_2"
 _WRN_FILE = "wide_resnet50_2-95faca4d.pth"
 _WRN_URL = "https://download.pytorch.org/models/" + _WRN_FILE
 _WRN_HF_REPO = "models--timm--wide_resnet50_2.tv_in1k"
-# timm pretrained tag whose preprocessing matches the weights the harness loads for a name
-_PRETRAINED_TAG = {_WRN: "tv_in1k"}
+# timm pretrained tag of the weights the harness loads for a name (weights, normalisation and
+# describe() all follow it): torchvision's V1 ImageNet weights, as the papers' code loads them
+# (RD4AD / ADShift: torchvision's resnet18-f37072fd.pth etc.). Other names: timm's default tag.
+_PRETRAINED_TAG = {_WRN: "tv_in1k", "resnet18": "tv_in1k", "resnet34": "tv_in1k", "resnet50": "tv_in1k"}
+# Pinned after fits with timm's default weights were cached: the tag joins their fit identity.
+TAG_PINNED_LATER = frozenset({"resnet18", "resnet34", "resnet50"})
+
+
+def pretrained_tag(name: str) -> str | None:
+    """The timm pretrained tag pinned for ``name``'s ImageNet weights (None: timm's default)."""
+    return _PRETRAINED_TAG.get(name)
+
+
+def _pretrained_name(name: str) -> str:
+    tag = pretrained_tag(name)
+    return f"{name}.{tag}" if tag else name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -109,6 +126,48 @@ def stages_for(name: str, strides: Iterable[int]) -> tuple[int, ...]:
     return tuple(stages)
 
 
+@functools.lru_cache(maxsize=None)
+def resnet_blocks(name: str) -> tuple[str, tuple[int, ...]] | None:
+    """For a timm ResNet (torchvision's layout, stages ``layer1``..``layer4``): the type of its
+    residual blocks, ``"basic"`` (two 3x3 convs: ResNet-18 / 34) or ``"bottleneck"`` (1x1, 3x3,
+    1x1: ResNet-50, WRN-50), and the number of blocks of each stage. None for other networks.
+    (``bottleneck_divisor`` gives a bottleneck's output width over its inner width.)
+
+    Read from the network's modules (built on the meta device: no init, no memory).
+    """
+    import timm
+    from timm.models.resnet import BasicBlock, Bottleneck, ResNet
+
+    _check_name(name)
+    try:
+        with torch.device("meta"):
+            model = timm.create_model(name, pretrained=False)
+    except Exception:  # not buildable this way: certainly no plain timm ResNet
+        return None
+    if not isinstance(model, ResNet):
+        return None
+    stages = [getattr(model, f"layer{i}", None) for i in range(1, 5)]
+    if any(not isinstance(s, nn.Sequential) for s in stages):
+        return None
+    blocks = [b for s in stages for b in s]
+    for kind, cls in (("basic", BasicBlock), ("bottleneck", Bottleneck)):
+        if all(isinstance(b, cls) for b in blocks):
+            return kind, tuple(len(s) for s in stages)
+    return None
+
+
+def bottleneck_divisor(name: str) -> int | None:
+    """A timm bottleneck ResNet's output width over its blocks' inner width: 4 for ResNet-50, 2
+    for WRN-50-2 (twice as wide inside); None for other networks."""
+    import timm
+
+    if (resnet_blocks(name) or ("",))[0] != "bottleneck":
+        return None
+    with torch.device("meta"):
+        block = timm.create_model(name, pretrained=False).layer1[0]
+    return int(block.conv3.out_channels // block.conv1.out_channels)
+
+
 @dataclass(frozen=True)
 class Normalization:
     """Per-channel input normalisation ``(x / 255 - mean) / std`` of RGB images."""
@@ -129,8 +188,7 @@ def normalization(name: str) -> Normalization:
     import timm
 
     _check_name(name)
-    tag = _PRETRAINED_TAG.get(name)
-    cfg = timm.models.get_pretrained_cfg(f"{name}.{tag}" if tag else name)
+    cfg = timm.models.get_pretrained_cfg(_pretrained_name(name))
     if cfg is None or not cfg.mean or not cfg.std:
         raise BenchError(f"backbone '{name}': timm has no pretrained config with its input normalisation")
     return Normalization(tuple(float(v) for v in cfg.mean), tuple(float(v) for v in cfg.std))
@@ -261,12 +319,16 @@ def _wrn_v1_state_dict() -> dict[str, torch.Tensor]:
 def _timm_pretrained_state_dict(name: str) -> dict[str, torch.Tensor]:
     import timm
 
+    # With the pinned tag, if any: the weights are those whose config normalization() reads. timm
+    # caches each tag's download apart (Hugging Face repo timm/<name>.<tag>, or the url's file
+    # name in the torch hub cache), so another tag's cached file is never taken for this one.
     try:
-        model = timm.create_model(name, pretrained=True)
+        model = timm.create_model(_pretrained_name(name), pretrained=True)
     except Exception as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise BenchError(
-            f"ImageNet weights for backbone '{name}' could not be loaded through timm ({reason}): "
+            f"ImageNet weights for backbone '{name}' (timm {_pretrained_name(name)}) could not be loaded "
+            f"through timm ({reason}): "
             f"connect to the internet once so timm caches them, or pass --weights PATH"
         ) from None
     return model.state_dict()
@@ -347,7 +409,7 @@ def describe(name: str, weights: str = "imagenet") -> str:
         import timm
 
         _check_name(name)
-        cfg = timm.models.get_pretrained_cfg(name)
+        cfg = timm.models.get_pretrained_cfg(_pretrained_name(name))
         tag = f".{cfg.tag}" if cfg is not None and cfg.tag else ""
         return f"timm {name}{tag} (ImageNet)"
     _, path, mtime_ns, size = _source(weights)

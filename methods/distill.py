@@ -18,11 +18,21 @@ serves WRN-50 (256, 512, 1024; the official RD4AD network, wide bottlenecks) and
 such as EfficientNet-Lite0 (24, 40, 112). Block widths follow the wide ResNet rule of the
 official network: the inner width of a bottleneck is half its output width (WRN-50-2: 1024
 inside a 2048-wide block), and the bottleneck's output has ``2 * c3`` channels.
+
+The student's block type follows the teacher's, as in the official code (``student_layout``): a
+teacher whose stages are ResNet basic blocks (ResNet-18 / 34) gets RD4AD's basic-block student
+(OCBE = ``BN_layer(AttnBasicBlock, n)`` with n the teacher's fourth-stage block count, 2 for
+ResNet-18 and 3 for ResNet-34; decoder = ``de_resnet18`` / ``de_resnet34``, the teacher's first
+three stage counts [2, 2, 2] / [3, 4, 6] deepest first); a bottleneck ResNet gets bottlenecks as
+wide inside as its own (ResNet-50: a quarter of the output, as ``de_resnet50``; WRN-50: half);
+every other teacher (EfficientNet, ...) the wide-bottleneck student above (OCBE 3, decoder
+[3, 4, 6]).
 """
 from __future__ import annotations
 
 import functools
 import itertools
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -30,19 +40,51 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbones import DISTILL_STRIDES, feature_info, load_backbone, stages_for
+from .backbones import DISTILL_STRIDES, bottleneck_divisor, feature_info, load_backbone, resnet_blocks, stages_for
 from .errors import BenchError
 
 DECODER_BLOCKS = (3, 4, 6)  # blocks per decoder stage, deepest stage first (de_wide_resnet50_2)
 OCE_BLOCKS = 3  # bottleneck blocks in the one-class embedding stage
+BLOCK_TYPES = ("bottleneck", "basic")
+
+
+@dataclass(frozen=True)
+class StudentLayout:
+    """The student's block type and block counts (OCBE; decoder stages, deepest first)."""
+
+    block: str = "bottleneck"
+    oce_blocks: int = OCE_BLOCKS
+    decoder_blocks: tuple[int, ...] = DECODER_BLOCKS
+    inner_divisor: int = 2  # a bottleneck's output width over its inner width (WRN: 2, ResNet-50: 4)
+
+    def __post_init__(self) -> None:
+        if self.block not in BLOCK_TYPES:
+            raise ValueError(f"student block {self.block!r}: use one of {BLOCK_TYPES}")
+        if self.oce_blocks < 1 or len(self.decoder_blocks) != 3 or min(self.decoder_blocks) < 1:
+            raise ValueError(f"bad student layout {self}")
+
+
+def student_layout(backbone: str) -> StudentLayout:
+    """The official pairing of teacher and student: basic blocks for a teacher built of ResNet
+    basic blocks (as ``BN_layer`` + ``de_resnet18`` / ``de_resnet34``: OCBE blocks = the teacher's
+    fourth-stage count, which the bottleneck stands in for; decoder = the teacher's first three
+    stage counts, deepest first, as ``de_resnet``'s ``layers[0..2]``); the wide-bottleneck student
+    for every other teacher."""
+    blocks = resnet_blocks(backbone)
+    if blocks is None:
+        return StudentLayout()
+    kind, counts = blocks
+    if kind == "basic":
+        return StudentLayout("basic", counts[3], tuple(counts[:3]))
+    return StudentLayout("bottleneck", counts[3], tuple(counts[:3]), bottleneck_divisor(backbone) or 2)
 
 
 # ---------------------------------------------------------------------------------------------
 # blocks
 
 
-def _inner(out_ch: int) -> int:
-    return max(8, out_ch // 2)
+def _inner(out_ch: int, divisor: int = 2) -> int:
+    return max(8, out_ch // divisor)
 
 
 class Bottleneck(nn.Module):
@@ -66,11 +108,7 @@ class Bottleneck(nn.Module):
         self.conv3 = nn.Conv2d(width, out_ch, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(out_ch)
         self.relu = nn.ReLU(inplace=True)
-        self.shortcut: nn.Module | None = None
-        if stride != 1 or in_ch != out_ch:
-            proj = (nn.ConvTranspose2d(in_ch, out_ch, 2, stride=2, bias=False) if up and stride == 2
-                    else nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False))
-            self.shortcut = nn.Sequential(proj, nn.BatchNorm2d(out_ch))
+        self.shortcut = _shortcut(in_ch, out_ch, stride, up)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.shortcut is None else self.shortcut(x)
@@ -78,6 +116,52 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out)) + identity
         return self.relu(out) if self.final_relu else out
+
+
+def _shortcut(in_ch: int, out_ch: int, stride: int, up: bool) -> nn.Module | None:
+    """The projected shortcut of a block that changes grid or width (None: identity)."""
+    if stride == 1 and in_ch == out_ch:
+        return None
+    proj = (nn.ConvTranspose2d(in_ch, out_ch, 2, stride=2, bias=False) if up and stride == 2
+            else nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False))
+    return nn.Sequential(proj, nn.BatchNorm2d(out_ch))
+
+
+class BasicBlock(nn.Module):
+    """ResNet-18/34's block: 3x3 (or 2x2 transposed, stride 2, when ``up``) -> 3x3, both at the
+    output width, with a projected shortcut (RD4AD's ``AttnBasicBlock`` in the OCBE and
+    ``de_resnet``'s ``BasicBlock`` in the decoder).
+
+    ``stride=2`` halves the grid (3x3 stride-2 conv; 1x1 stride-2 conv + BN on the shortcut) or,
+    with ``up=True``, doubles it (2x2 stride-2 transposed convs on both paths).
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1, up: bool = False,
+                 final_relu: bool = True) -> None:
+        super().__init__()
+        self.final_relu = final_relu
+        if stride == 2 and up:
+            self.conv1: nn.Module = nn.ConvTranspose2d(in_ch, out_ch, 2, stride=2, bias=False)
+        else:
+            self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_ch)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut = _shortcut(in_ch, out_ch, stride, up)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.shortcut is None else self.shortcut(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out)) + identity
+        return self.relu(out) if self.final_relu else out
+
+
+def _block(kind: str, in_ch: int, out_ch: int, divisor: int = 2, **kwargs) -> nn.Module:
+    """A block of the student's type; a bottleneck's inner width is its output's / ``divisor``."""
+    if kind == "basic":
+        return BasicBlock(in_ch, out_ch, **kwargs)
+    return Bottleneck(in_ch, _inner(out_ch, divisor), out_ch, **kwargs)
 
 
 def _conv_bn_relu(cin: int, cout: int, stride: int) -> list[nn.Module]:
@@ -98,14 +182,15 @@ def _init(module: nn.Module) -> None:
 class OCBE(nn.Module):
     """One-class bottleneck: fuse levels (c1@4, c2@8, c3@16) into 2*c3 channels at stride 32."""
 
-    def __init__(self, channels: Sequence[int], blocks: int = OCE_BLOCKS) -> None:
+    def __init__(self, channels: Sequence[int], blocks: int = OCE_BLOCKS, block: str = "bottleneck",
+                 divisor: int = 2) -> None:
         super().__init__()
         c1, c2, c3 = channels
         self.fuse1 = nn.Sequential(*_conv_bn_relu(c1, c2, 2), *_conv_bn_relu(c2, c3, 2))
         self.fuse2 = nn.Sequential(*_conv_bn_relu(c2, c3, 2))
         out = 2 * c3
-        layers = [Bottleneck(3 * c3, _inner(out), out, stride=2)]
-        layers += [Bottleneck(out, _inner(out), out) for _ in range(blocks - 1)]
+        layers = [_block(block, 3 * c3, out, divisor, stride=2)]
+        layers += [_block(block, out, out, divisor) for _ in range(blocks - 1)]
         self.embed = nn.Sequential(*layers)
         self.out_channels = out
         _init(self)
@@ -125,13 +210,14 @@ class StudentDecoder(nn.Module):
     """
 
     def __init__(self, channels: Sequence[int], in_ch: int, blocks: Sequence[int] = DECODER_BLOCKS,
-                 signed: Sequence[bool] = (False, False, False)) -> None:
+                 signed: Sequence[bool] = (False, False, False), block: str = "bottleneck",
+                 divisor: int = 2) -> None:
         super().__init__()
         stages = []
         cin = in_ch
         for out, n, neg in zip(reversed(tuple(channels)), blocks, reversed(tuple(signed))):
-            layers = [Bottleneck(cin, _inner(out), out, stride=2, up=True, final_relu=n > 1 or not neg)]
-            layers += [Bottleneck(out, _inner(out), out, final_relu=i < n - 2 or not neg) for i in range(n - 1)]
+            layers = [_block(block, cin, out, divisor, stride=2, up=True, final_relu=n > 1 or not neg)]
+            layers += [_block(block, out, out, divisor, final_relu=i < n - 2 or not neg) for i in range(n - 1)]
             stages.append(nn.Sequential(*layers))
             cin = out
         self.stages = nn.ModuleList(stages)
@@ -146,12 +232,17 @@ class StudentDecoder(nn.Module):
 
 
 class Student(nn.Module):
-    """The trainable part: OCBE + decoder (what RD4AD's optimiser sees)."""
+    """The trainable part: OCBE + decoder (what RD4AD's optimiser sees); ``layout``: the block
+    type and counts (``student_layout(backbone)``; default the wide-bottleneck student)."""
 
-    def __init__(self, channels: Sequence[int], signed: Sequence[bool] = (False, False, False)) -> None:
+    def __init__(self, channels: Sequence[int], signed: Sequence[bool] = (False, False, False),
+                 layout: StudentLayout | None = None) -> None:
         super().__init__()
-        self.bottleneck = OCBE(channels)
-        self.decoder = StudentDecoder(channels, self.bottleneck.out_channels, signed=signed)
+        layout = layout or StudentLayout()
+        self.layout = layout
+        self.bottleneck = OCBE(channels, layout.oce_blocks, layout.block, layout.inner_divisor)
+        self.decoder = StudentDecoder(channels, self.bottleneck.out_channels, layout.decoder_blocks,
+                                      signed=signed, block=layout.block, divisor=layout.inner_divisor)
 
     def forward(self, feats: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         z = self.bottleneck(feats)
@@ -302,6 +393,7 @@ class Teacher(nn.Module):
         self.net = load_backbone(backbone, weights, stages)
         self.net.requires_grad_(False)
         self.net.eval()
+        self.layout = student_layout(backbone)  # the student that goes with this teacher
         info = {f["index"]: f for f in feature_info(backbone)}
         self.channels = tuple(int(info[s]["num_chs"]) for s in stages)
         self._stage_modules = [_submodule(self.net, info[s]["module"]) for s in stages]

@@ -2,8 +2,13 @@
 baselines of GNL's tables as one trainer.
 
 RD4AD: a frozen pretrained teacher (stages at strides 4/8/16), a trainable one-class bottleneck
-and a student decoder that reconstructs the teacher's three maps from the bottleneck. Loss: sum
-over scales of 1 - cosine between each sample's flattened maps (hq-deng/RD4AD's form). Adam
+and a student decoder that reconstructs the teacher's three maps from the bottleneck. The
+student's blocks follow the teacher's, as in the official code: a ResNet-18 / ResNet-34 teacher
+(basic blocks) gets RD4AD's basic-block student (OCBE of 2 / 3 basic blocks, decoder
+``de_resnet18`` [2, 2, 2] / ``de_resnet34`` [3, 4, 6]), every other teacher (WRN-50,
+EfficientNet, also ResNet-50) the wide-bottleneck student of WRN-50 (OCBE 3, decoder [3, 4, 6]);
+a basic-block student is named in the fit identity (``student_block``, see ``fit_identity``).
+Loss: sum over scales of 1 - cosine between each sample's flattened maps (hq-deng/RD4AD's form). Adam
 lr 0.005, betas (0.5, 0.999), batch 16, 200 epochs, images squashed to 256x256. Anomaly map:
 sum of the bilinearly upsampled per-pixel 1 - cos maps, Gaussian sigma 4; image score = max.
 
@@ -62,7 +67,7 @@ import torch.nn.functional as F
 from .augmix import OP_LISTS, augmix
 from .base import ADAPT, Method, MethodConfig, Scores, bounded
 from .distill import (JigsawHead, Student, Teacher, anomaly_maps, distill_loss, flat_cosine_distance,
-                      jigsaw_permutations, shuffle_tiles, sorted_values, style_mixers)
+                      jigsaw_permutations, shuffle_tiles, sorted_values, student_layout, style_mixers)
 from .errors import BenchError, warn
 from .persist import atomic_write, stable_hash
 from .backbones import normalization
@@ -145,7 +150,7 @@ class RD4AD(Method):
         self.jigsaw_head: JigsawHead | None = None
         with torch.random.fork_rng(devices=[]):  # same initial student for the same seed, always
             torch.manual_seed(seed)
-            self.student = Student(self.teacher.channels, self.teacher.signed)
+            self.student = Student(self.teacher.channels, self.teacher.signed, self.teacher.layout)
             if cfg.jigsaw_weight > 0:  # drawn after the student: the student is RD4AD's either way
                 self.jigsaw_head = JigsawHead(self.student.bottleneck.out_channels, cfg.jigsaw_classes + 1).to(device)
         if self.jigsaw_head is not None:  # row 0: the unshuffled order (class 0)
@@ -163,6 +168,23 @@ class RD4AD(Method):
         self._ref_sorted: list[torch.Tensor] | None = None
 
     # -- identity ----------------------------------------------------------------------------
+    @classmethod
+    def fit_identity(cls, config: RD4ADConfig) -> dict[str, Any]:
+        """The config's fit-time fields, and the student's layout where it is not the wide-bottleneck
+        student that every teacher got before (``student_block: "basic"`` for ResNet-18 / 34,
+        ``student_inner_divisor: 4`` for ResNet-50): their cached fits and checkpoints must not be
+        taken for these. A wide-bottleneck student's identity stays as it was, as does its network."""
+        ident = super().fit_identity(config)
+        try:
+            layout = student_layout(config.backbone)
+        except BenchError:  # unknown backbone: building the method reports it
+            return ident
+        if layout.block != "bottleneck":
+            ident = {**ident, "student_block": layout.block}
+        if layout.block == "bottleneck" and layout.inner_divisor != 2:
+            ident = {**ident, "student_inner_divisor": layout.inner_divisor}
+        return ident
+
     def _identity_hash(self) -> str:
         return stable_hash(self.fit_identity(self.config), 16)
 

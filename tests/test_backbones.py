@@ -83,6 +83,57 @@ def test_normalisation_comes_from_timm_pretrained_configs():
     assert B.normalization(LITE).describe() == "mean=(0.5,0.5,0.5) std=(0.5,0.5,0.5)"
 
 
+# torchvision's V1 files, which RD4AD / ADShift load for their ResNet teachers (timm's tv_in1k;
+# wide_resnet50_2 has its own loader, tested below)
+TV_V1 = {"resnet18": "resnet18-f37072fd.pth", "resnet34": "resnet34-b627a593.pth",
+         "resnet50": "resnet50-0676ba61.pth"}
+
+
+@pytest.mark.parametrize("name", sorted(TV_V1))
+def test_resnets_are_pinned_to_torchvisions_v1_weights(name):
+    """timm's default resnet18/34/50 tag is a1_in1k (another recipe): the harness pins tv_in1k,
+    and the weights, the normalisation and the rows' description all follow that tag."""
+    import timm
+
+    assert B.pretrained_tag(name) == "tv_in1k"
+    cfg = timm.models.get_pretrained_cfg(f"{name}.tv_in1k")
+    assert cfg.url == "https://download.pytorch.org/models/" + TV_V1[name]
+    assert timm.models.get_pretrained_cfg(name).tag != "tv_in1k"  # the pin is needed
+    assert B.normalization(name) == B.Normalization(tuple(cfg.mean), tuple(cfg.std))
+    assert B.describe(name) == f"timm {name}.tv_in1k (ImageNet)"  # was {name}.a1_in1k
+    assert B.pretrained_tag(LITE) is None  # not pinned: timm's own default (unused: packaged weights)
+
+
+def test_resnet18_weights_are_loaded_with_the_pinned_tag(monkeypatch):
+    """The loader asks timm for resnet18.tv_in1k, i.e. torchvision's resnet18-f37072fd.pth (timm
+    downloads nothing here: its weight loading is replaced by a recorder that fails)."""
+    import timm.models._builder as builder
+
+    seen = []
+
+    def record(model, pretrained_cfg=None, **kwargs):
+        seen.append(dict(pretrained_cfg))
+        raise RuntimeError("offline test: no download")
+
+    monkeypatch.setattr(builder, "load_pretrained", record)
+    B.clear_cache()
+    with pytest.raises(BenchError, match=r"'resnet18' \(timm resnet18\.tv_in1k\) could not be loaded"):
+        B.state_dict("resnet18")
+    assert len(seen) == 1
+    assert seen[0]["url"] == "https://download.pytorch.org/models/resnet18-f37072fd.pth"
+    assert seen[0]["hf_hub_id"] == "timm/resnet18.tv_in1k"  # its own cache entry, apart from a1_in1k's
+
+
+def test_resnet_block_types_are_read_from_the_network():
+    assert B.resnet_blocks("resnet18") == ("basic", (2, 2, 2, 2))
+    assert B.resnet_blocks("resnet34") == ("basic", (3, 4, 6, 3))
+    assert B.resnet_blocks("resnet50") == ("bottleneck", (3, 4, 6, 3))
+    assert B.resnet_blocks(WRN) == ("bottleneck", (3, 4, 6, 3))
+    assert B.resnet_blocks(LITE) is None  # not a ResNet
+    with pytest.raises(BenchError, match="unknown backbone"):
+        B.resnet_blocks("resnet_eighteen")
+
+
 # Photos with one unambiguous ImageNet label: Chelsea the cat (tabby/tiger/Persian/Siamese/
 # Egyptian cat), coffee (espresso), the cameraman (tripod).
 LABELLED = (("chelsea", range(281, 286)), ("coffee", [967]), ("camera", [872]))

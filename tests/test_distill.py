@@ -4,14 +4,20 @@ from __future__ import annotations
 import pytest
 import torch
 
+from torch import nn
+
 from bench.methods.distill import (
+    BasicBlock,
+    Bottleneck,
     Student,
+    StudentLayout,
     Teacher,
     anomaly_maps,
     distill_loss,
     efdm,
     flat_cosine_distance,
     sorted_values,
+    student_layout,
 )
 
 
@@ -25,12 +31,15 @@ def lite() -> Teacher:
 
 @pytest.mark.parametrize("backbone, weights, channels", [
     ("efficientnet_lite0", "imagenet", (24, 40, 112)),
+    ("resnet18", "random", (64, 128, 256)),  # GNL's MNIST teacher: RD4AD's basic-block student
     pytest.param("wide_resnet50_2", "random", (256, 512, 1024), marks=pytest.mark.slow),  # RD4AD's WRN-50 shapes
 ])
 def test_decoder_outputs_mirror_the_teacher(backbone, weights, channels):
     teacher = Teacher(backbone, weights)
     assert teacher.channels == channels
-    student = Student(teacher.channels, teacher.signed).eval()
+    student = Student(teacher.channels, teacher.signed, teacher.layout).eval()
+    blocks = [b for b in student.modules() if isinstance(b, (BasicBlock, Bottleneck))]
+    assert {type(b) for b in blocks} == {BasicBlock if backbone == "resnet18" else Bottleneck}
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         t = teacher(x)
@@ -38,9 +47,71 @@ def test_decoder_outputs_mirror_the_teacher(backbone, weights, channels):
     assert [tuple(f.shape) for f in t] == [(2, c, 64 // s, 64 // s) for c, s in zip(channels, (4, 8, 16))]
     assert [f.shape for f in d] == [f.shape for f in t]
     assert tuple(z.shape) == (2, 2 * channels[2], 2, 2)  # OCBE: 2*c3 channels at stride 32
-    if backbone == "wide_resnet50_2":
+    if backbone != "efficientnet_lite0":
         assert teacher.signed == (False, False, False)  # post-ReLU stages: decoder keeps its ReLUs
         assert all(b.final_relu for stage in student.decoder.stages for b in stage)
+
+
+def _params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_student_block_type_follows_the_teacher_as_in_rd4ads_code():
+    """RD4AD pairs ResNet-18 with BN_layer(AttnBasicBlock, 2) + de_resnet18 (BasicBlock [2, 2, 2]),
+    ResNet-34 with 3 basic blocks + de_resnet34 ([3, 4, 6]), WRN-50 with 3 wide bottlenecks +
+    de_wide_resnet50_2 ([3, 4, 6]). Parameter counts: the official modules built from
+    hq-deng/RD4AD's resnet.py / de_resnet.py, all parameters of BN_layer but its unused conv4 / bn4
+    (no gradient reaches them), and all of the decoder's (BN running statistics not counted)."""
+    assert student_layout("resnet18") == StudentLayout("basic", 2, (2, 2, 2))
+    assert student_layout("resnet34") == StudentLayout("basic", 3, (3, 4, 6))
+    for other in ("wide_resnet50_2", "tf_efficientnet_lite0"):
+        assert student_layout(other) == StudentLayout("bottleneck", 3, (3, 4, 6))
+    # ResNet-50's bottlenecks are a quarter of their output wide inside (de_resnet50), WRN-50's half
+    assert student_layout("resnet50") == StudentLayout("bottleneck", 3, (3, 4, 6), 4)
+    r50 = Student((256, 512, 1024), layout=student_layout("resnet50"))
+    assert (_params(r50.bottleneck), _params(r50.decoder)) == (30_829_568, 15_821_824)
+
+    r18 = Student((64, 128, 256), layout=student_layout("resnet18"))
+    assert (_params(r18.bottleneck), _params(r18.decoder)) == (11_680_000, 3_703_168)
+    r34 = Student((64, 128, 256), layout=student_layout("resnet34"))
+    assert (_params(r34.bottleneck), _params(r34.decoder)) == (16_400_640, 5_770_624)
+    wrn = Student((256, 512, 1024), layout=student_layout("wide_resnet50_2"))
+    assert (_params(wrn.bottleneck), _params(wrn.decoder)) == (58_885_120, 24_917_504)
+
+    # the OCBE's first basic block: 3x3 stride 2 from the fused 3 * c3 channels to 2 * c3, 1x1
+    # stride-2 projection; the second: 2 * c3 -> 2 * c3, identity shortcut
+    first, second = r18.bottleneck.embed
+    assert isinstance(first.conv1, nn.Conv2d) and first.conv1.kernel_size == (3, 3) and first.conv1.stride == (2, 2)
+    assert (first.conv1.in_channels, first.conv1.out_channels) == (768, 512)
+    assert first.shortcut[0].kernel_size == (1, 1) and first.shortcut[0].stride == (2, 2)
+    assert second.shortcut is None and second.conv1.in_channels == 512
+    # de_resnet18: each stage's first block upsamples with 2x2 stride-2 transposed convs (conv1
+    # and shortcut), then 3x3; every block ends with ReLU (ResNet teachers are unsigned)
+    for stage, (cin, out) in zip(r18.decoder.stages, ((512, 256), (256, 128), (128, 64))):
+        up, plain = stage
+        for conv in (up.conv1, up.shortcut[0]):
+            assert isinstance(conv, nn.ConvTranspose2d) and conv.kernel_size == (2, 2) and conv.stride == (2, 2)
+            assert (conv.in_channels, conv.out_channels) == (cin, out)
+        assert isinstance(up.conv2, nn.Conv2d) and up.conv2.kernel_size == (3, 3)
+        assert plain.shortcut is None and isinstance(plain.conv1, nn.Conv2d)
+        assert up.final_relu and plain.final_relu
+    z, d = r18.eval()([torch.randn(2, c, 32 // s, 32 // s) for c, s in ((64, 4), (128, 8), (256, 16))])
+    assert tuple(z.shape) == (2, 512, 1, 1)
+    assert [tuple(f.shape) for f in d] == [(2, 64, 8, 8), (2, 128, 4, 4), (2, 256, 2, 2)]
+
+
+def test_basic_block_student_is_named_in_the_fit_identity():
+    """A ResNet-18 student cached (fit or checkpoint) when it was built of bottlenecks is not
+    reused; the bottleneck students keep their identity, and their cached fits."""
+    from bench.methods.rd4ad import RD4AD
+
+    for backbone, extra in (("resnet18", {"student_block": "basic"}), ("resnet34", {"student_block": "basic"}),
+                            ("resnet50", {"student_inner_divisor": 4}),
+                            ("wide_resnet50_2", {}), ("tf_efficientnet_lite0", {})):
+        cfg = RD4AD.Config(backbone=backbone)
+        assert RD4AD.fit_identity(cfg) == {"fit": "RD4AD", **cfg.fit_fields(), **extra}
+    # a backbone name that does not exist leaves the identity alone (building the method says why)
+    assert "student_block" not in RD4AD.fit_identity(RD4AD.Config(backbone="resnet_eighteen"))
 
 
 def test_decoder_can_reach_signed_teacher_levels(lite):

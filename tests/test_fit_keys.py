@@ -6,6 +6,9 @@ fixed training-set fingerprint. A change that moves any key invalidates every ca
 every interrupted run's fits, so it must be deliberate (and this file regenerated). Methods
 registered later (GNL's baselines and Table 5 / 6 rows) were added with RD4AD's cases, computed
 when they were registered; the fields they brought are ``omit_default``, so no earlier key moved.
+The ResNet-18 cases' keys moved on purpose when ResNet-18/34/50 were pinned to torchvision's
+weights (``weights_tag``) and RD4AD's ResNet students became RD4AD's own (``student_block``):
+fits on timm's default weights, or of the old students, must not be taken for the new ones.
 """
 from __future__ import annotations
 
@@ -69,3 +72,19 @@ def test_ttad_on_point_mae_shares_one_fit_across_its_adaptation_settings():
     assert PINNED['ttad_pointmae|{"adapt_epochs": 1}|0'] == PINNED["ttad_pointmae|{}|0"]
     assert PINNED['ttad_pointmae|{"adapt_norms": "bn+ln"}|0'] == PINNED["ttad_pointmae|{}|0"]
     assert PINNED['patchcore_pointmae|{"num_group": 64}|0'] != PINNED["patchcore_pointmae|{}|0"]
+
+
+def test_resnet_weights_pinned_later_name_their_tag_in_the_fit_identity():
+    """ResNet-18/34/50 loaded timm's default a1_in1k weights before their tv_in1k pin: a fit cached
+    then is not taken for one on torchvision's weights. WRN-50 (always pinned) and other weights
+    (random, a path) keep their keys."""
+    def ident(backbone, weights="imagenet", method="patchcore"):
+        cell = Cell(method, "textures", "carpet", "clean", 0, 0, "native",
+                    registered()[method].config(backbone=backbone, weights=weights))
+        return runner.fit_identity(cell, _Context())
+
+    for name in ("resnet18", "resnet34", "resnet50"):
+        assert ident(name)["weights_tag"] == "tv_in1k"
+        assert ident(name, method="rd4ad")["weights_tag"] == "tv_in1k"
+        assert "weights_tag" not in ident(name, weights="random")
+    assert "weights_tag" not in ident("wide_resnet50_2") and "weights_tag" not in ident("tf_efficientnet_lite0")
