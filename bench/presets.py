@@ -7,11 +7,13 @@
 A preset pins what the paper ran: dataset(s), categories (the dataset's standard list),
 corruptions and severity, methods, backbone, and the per-dataset settings the paper states
 (TTAD: 10 adaptation epochs on MVTec AD, 1 on Real-IAD). Everything else is each method's
-defaults (the papers' values). ``reproduce`` runs the preset's grid, then prints ours next to the
-published numbers; a value whose run departs from the paper's protocol (another backbone,
-resolution, severity, corruption protocol, a category subset or test subset, a changed
-hyperparameter) carries a dagger and the departures are listed under the table. The preset's
-name is recorded in every row (``preset``).
+defaults (the papers' values, except the fields ``bench.papers.PAPER_CONFIG`` lists: harness
+defaults that depart from what the paper states). ``reproduce`` runs the preset's grid, then
+prints ours next to the published numbers; a value whose run departs from the paper's protocol
+(another backbone, resolution, severity, corruption protocol, a category subset or test subset, a
+changed hyperparameter, a field of ``PAPER_CONFIG`` not at the paper's value, harness default or
+not) carries a dagger and the departures are listed under the table. The preset's name is
+recorded in every row (``preset``).
 """
 from __future__ import annotations
 
@@ -240,7 +242,11 @@ def cost(preset: Preset, dataset: str | None = None) -> tuple[int, int, int]:
 
 
 def departures(preset: Preset, spec, rows) -> dict[str, list[str]]:
-    """Per method in ``rows``: how its cells depart from the paper's protocol (empty: none)."""
+    """Per method in ``rows``: how its cells depart from the paper's protocol (empty: none).
+
+    A method of the preset is compared with its harness config under the preset's settings, except
+    the fields ``papers.PAPER_CONFIG`` states for it: those with the paper's value ("ot_reduction=mean
+    (paper: sum)"), so a harness default that departs from the paper is marked too."""
     from .datasets.base import standin_of
     from .datasets.registry import get_dataset
     from .methods import get as get_method
@@ -264,6 +270,10 @@ def departures(preset: Preset, spec, rows) -> dict[str, list[str]]:
         paper_cfg = grid_spec(preset, dataset=spec.dataset).method_config(method) if method in paper else None
         inert = paper_cfg.inert_fields() if paper_cfg is not None else frozenset()
         default = {k: v for k, v in paper_cfg.to_dict().items() if k not in inert} if paper_cfg is not None else {}
+        # the fields whose paper value (bench.papers.PAPER_CONFIG) may differ from the harness
+        # default: compared with the paper's value, not the default, and left out of 'changed'
+        stated = {k: v for k, v in _stated(preset, spec.dataset, method).items()
+                  if k in default and k in cfg} if paper_cfg is not None else {}
         backbone = preset.backbone or default.get("backbone")  # "": each method's own (point features)
         network = get_method(method).cls.takes_weights  # False: no backbone or weights reach it
         if network and cfg.get("backbone") != backbone:
@@ -271,9 +281,10 @@ def departures(preset: Preset, spec, rows) -> dict[str, list[str]]:
         if network and str(cfg.get("weights")) == "random":
             notes.append("random weights (paper: pretrained)")
         for key in ("image_size", "resize", "epochs", "adapt_epochs", "coreset_ratio"):
-            if key in cfg and key in default and cfg[key] != default[key]:
+            if key in cfg and key in default and key not in stated and cfg[key] != default[key]:
                 notes.append(f"{key} {cfg[key]} (paper: {default[key]})")
-        changed = sorted(k for k in cfg if k in default and cfg[k] != default[k]
+        notes += [n for k, v in stated.items() if (n := _stated_departure(k, cfg[k], v, sub))]
+        changed = sorted(k for k in cfg if k in default and cfg[k] != default[k] and k not in stated
                          and k not in ("backbone", "weights", "image_size", "resize", "epochs", "adapt_epochs",
                                        "coreset_ratio"))
         if changed:
@@ -293,6 +304,44 @@ def departures(preset: Preset, spec, rows) -> dict[str, list[str]]:
         notes += generated  # e.g. MNIST-M made from MNIST and photographs, not the release
         out[method] = notes
     return out
+
+
+# A size cap whose paper value is papers.NO_CAP (the whole set) -> the rows' diagnostics of the
+# items it used and of the set's size, and what it cuts: a cap that cut nothing is no departure.
+_CAPS = {"ot_bank_cap": ("diag_ot_bank_used", "diag_bank_size", "the bank")}
+
+
+def _stated(preset: Preset, dataset: str, method: str) -> dict[str, Any]:
+    """``papers.PAPER_CONFIG``'s values for ``method``: the fields its Config has (a field not
+    there yet is skipped) that the preset's own settings do not set (those are the paper's too)."""
+    from .methods import get
+
+    fields = {f.name for f in dataclasses.fields(get(method).cls.Config)}
+    set_here = {name for scope, _, name in (k.rpartition(".") for k in preset.settings(dataset))
+                if scope in ("", method)}
+    return {k: v for k, v in papers.PAPER_CONFIG.get(method, {}).items() if k in fields and k not in set_here}
+
+
+def _shown(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)  # as --set takes it
+
+
+def _stated_departure(key: str, value: Any, paper: Any, rows) -> str | None:
+    """The note for a run's ``key=value`` where the paper states ``paper`` (None: the same)."""
+    if key in _CAPS and paper == papers.NO_CAP:
+        if not isinstance(value, (int, float)) or value <= 0:  # 0: no cap
+            return None
+        used, size, what = _CAPS[key]
+        seen = rows[rows[used].notna()] if used in rows else rows.iloc[:0]
+        if seen.empty:  # no diagnostics (the rows of an older version, or no cell adapted): the config says it
+            return f"{key}={_shown(value)} (paper: no cap)"
+        cut = seen[used] >= value
+        if size in seen:
+            cut &= seen[size].fillna(float("inf")) > value
+        n = seen.loc[cut, "category"].nunique()
+        return f"{key}={_shown(value)} (paper: no cap; it cut {what} in {n} of {seen['category'].nunique()} " \
+               "categories)" if n else None
+    return None if value == paper else f"{key}={_shown(value)} (paper: {_shown(paper)})"
 
 
 def comparison(preset: Preset, spec, rows, fmt: str = "markdown") -> str:

@@ -532,6 +532,12 @@ def run_cell(cell: Cell, ctx: RunContext, on_stage: Callable[[str], None] | None
     return row
 
 
+def target_shifted(cell: Cell, cat: Category) -> bool:
+    """Whether the cell's test images are shifted: corrupted, or a test domain other than the
+    in-distribution one (``Category.domains`` lists it first; the training images come from it)."""
+    return cell.corruption != CLEAN or bool(cell.domain and cell.domain != next(iter(cat.domains), cell.domain))
+
+
 def _evaluate(cell: Cell, ctx: RunContext, device: str, stage: Callable[[str], None],
               fitted: Fitted | None, cache_stats: CacheStats | None = None) -> dict[str, Any]:
     """fitted state -> adapt -> score -> metrics: the row's values (raises on any failure)."""
@@ -545,6 +551,7 @@ def _evaluate(cell: Cell, ctx: RunContext, device: str, stage: Callable[[str], N
     stage("adapt")
     seed_everything(cell.seed)
     method.source_images = cat.train
+    method.target_shifted = target_shifted(cell, cat)
     t0 = time.perf_counter()
     method.adapt(target)
     t1 = time.perf_counter()

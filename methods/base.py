@@ -208,6 +208,11 @@ class Method:
     # saw; normal and unlabeled), for adaptations that need the source again (e.g. re-embedding
     # the memory bank through an adapted backbone). Most methods ignore it.
     source_images: Sequence[np.ndarray] | None = None
+    # Set by the harness before ``adapt``: False when the cell's test images are the dataset's
+    # own clean split (no corruption, the in-distribution domain), True when they are shifted;
+    # None outside the harness. A protocol fact, not a label: the papers' tables adapt on shifted
+    # sets only, and a method may follow them (AdaptedPatchCore's ``adapt_clean``).
+    target_shifted: bool | None = None
 
     def __init__(self, config: MethodConfig | None = None, device: str = "cpu", seed: int = 0) -> None:
         self.config = config if config is not None else self.Config()

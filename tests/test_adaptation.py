@@ -39,13 +39,17 @@ def test_named_methods_are_configs_of_one_class_sharing_one_fit():
         identities.add(repr(sorted(AdaptedPatchCore.fit_identity(cfg).items())))
     assert len(identities) == 1  # every variant reuses one fit of the category
     assert table["ttad"].config().assignment == TTAD_ASSIGNMENT
-    assert table["ttad"].config().score_bank == "adapted" == TTAD_SCORE_BANK
+    # the paper keeps the bank fixed (no training data at inference); the re-embedded reading is named apart
+    assert table["ttad"].config().score_bank == "source" == TTAD_SCORE_BANK
+    assert table["ttad_reembed"].config() == dataclasses.replace(table["ttad"].config(), score_bank="adapted")
+    assert not table["ttad_reembed"].in_all
     assert table["ot_discrete_augment"].config().score_bank == "source"
     for name in ("ot_discrete", "ot_discrete_copy", "ot_discrete_augment"):
         assert table[name].config().assignment == "or"  # Eq. 6 as printed
     # TTT++ / TTAC equal Table 4's moment matching / KL-div rows (as the paper's tables are)
     assert table["ttt++"].config() == table["moment_matching"].config()
     assert table["ttac"].config() == table["kl_div"].config()
+    assert table["ttad"].config() == table["ot_discrete_augment"].config()  # Table 1's TTAD = Table 4's last row
     assert table["ot_hungarian"].config().assignment == "hungarian"
     # the paper's values are the defaults
     cfg = AdaptConfig()
@@ -164,7 +168,7 @@ def test_adapt_moves_only_bn_affine_and_reports(fitted_state, name, extra):
         assert not others, sorted(others)[:5]
     if method.config.score_bank == "source":
         assert np.array_equal(method.bank, bank)
-    else:  # "adapted" (ttad's default): the same coreset patches re-embedded by the adapted backbone
+    else:  # "adapted" (ttad_reembed): the same coreset patches re-embedded by the adapted backbone
         assert method.bank.shape == bank.shape and not np.array_equal(method.bank, bank)
     assert not any(p.requires_grad for p in method.embedder.parameters()) and not method.embedder.training
     d = method.diagnostics()
@@ -236,7 +240,7 @@ def test_adapted_cells_never_leak_and_order_does_not_matter(tmp_path):
     from bench.runner import RunContext, run_cell
 
     overrides = {k: str(v) for k, v in {**SMALL, "adapt_max_images": 6, "adapt_batch_size": 3,
-                                        "adapt_epochs": 1}.items()}
+                                        "adapt_epochs": 1, "adapt_clean": "true"}.items()}
     spec = GridSpec(methods=["ttad"], dataset="textures", categories=["brick"],
                     corruptions=["gaussian_noise"], overrides=overrides)
     cells = spec.cells()  # clean, then gaussian_noise@5
@@ -262,7 +266,8 @@ def test_adapted_cells_never_leak_and_order_does_not_matter(tmp_path):
 
 def test_ttt_with_no_more_training_images_than_a_batch_is_refused_not_diverged():
     """TTT++ divides its loss weights by how far a source batch lies from the source: 0 when the
-    batch is the whole source, and the adaptation went to NaN (every image then scored 3.4e38)."""
+    batch is the whole source (the adaptation went to NaN, every image scored 3.4e38), small when
+    it is most of it: at least two batches' worth of training images are needed."""
     from bench.errors import BenchError
     from bench.methods import get
     from bench.methods.contract import tiny_images
@@ -274,7 +279,60 @@ def test_ttt_with_no_more_training_images_than_a_batch_is_refused_not_diverged()
     with pytest.raises(BenchError, match=rf"moment_matching: TTT\+\+ scales its losses by how far batches of "
                                          rf"{len(train)} training images lie from all {len(train)}"):
         method.adapt(shifted)
-    ok = get("moment_matching").create(**small, stats_batch_images=len(train) - 1)
+    # just above one batch the distance is tiny and the weights ~9x too large: refused as well
+    near = get("moment_matching").create(**small, stats_batch_images=len(train) // 2 + 1)
+    near.fit(train)
+    with pytest.raises(BenchError, match=rf"stats_batch_images=N with N at most {len(train) // 2}"):
+        near.adapt(shifted)
+    ok = get("moment_matching").create(**small, stats_batch_images=len(train) // 2)
     ok.fit(train)
     ok.adapt(shifted)
     assert np.isfinite(ok.score(test).image_scores).all()
+
+
+def test_clean_test_sets_are_not_adapted_unless_asked():
+    """The papers' clean TTT++ / TTAC / TTAD entries equal PatchCore's: a clean in-distribution
+    test set is scored as the fit left it (adapt_clean=False); shifted sets, or adapt_clean=True,
+    are adapted."""
+    from bench.methods.contract import tiny_images
+
+    train, test, _, shifted = tiny_images(0, n_train=8)
+    small = {"resize": 64, "image_size": 64, "coreset_ratio": 0.25, "adapt_epochs": 1, "adapt_batch_size": 2,
+             "sinkhorn_iters": 5}
+    base = get("ttad").create(**small)
+    base.fit(train)
+    state = base.fitted_state()
+    reference = base.score(test).image_scores  # never adapted
+
+    def run(shift, **extra):
+        m = get("ttad").create(**small, **extra)
+        m.load_fitted_state(copy.deepcopy(state))
+        m.target_shifted = shift
+        m.adapt(test)
+        return m.score(test).image_scores, m.diagnostics()
+
+    scores, diag = run(False)
+    assert np.array_equal(scores, reference) and diag["adapt_skipped_clean"] == 1.0 and "loss_before" not in diag
+    for shift, extra in ((True, {}), (False, {"adapt_clean": True}), (None, {})):  # None: outside the harness
+        scores, diag = run(shift, **extra)
+        assert not np.array_equal(scores, reference) and "adapt_skipped_clean" not in diag, (shift, extra)
+
+
+def test_runner_tells_a_method_whether_its_test_set_is_shifted():
+    from types import SimpleNamespace
+
+    from bench.grid import Cell
+    from bench.runner import target_shifted
+
+    cfg = get("ttad").config()
+
+    def cell(corruption, domain=""):
+        return Cell("ttad", "d", "c", corruption, 5 if corruption != "clean" else 0, 0, "native", cfg, domain=domain)
+
+    one_split = SimpleNamespace(domains={})
+    two = SimpleNamespace(domains={"mnist": None, "mnist_m": None})  # in-distribution first
+    assert not target_shifted(cell("clean"), one_split)
+    assert target_shifted(cell("gaussian_noise"), one_split)
+    assert not target_shifted(cell("clean", "mnist"), two)
+    assert target_shifted(cell("clean", "mnist_m"), two)
+    assert target_shifted(cell("contrast", "mnist"), two)

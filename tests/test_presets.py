@@ -13,6 +13,10 @@ from _grids import preset_rows, run_cli
 from _latex import check_latex
 from bench.tables.render import latex_text
 
+# the harness defaults of TTAD's OT rows that depart from the paper's text (bench.papers.PAPER_CONFIG):
+# Eq. 6 sums over the pairs, Eq. 4 uses the whole memory bank
+TTAD_HARNESS = ["ot_reduction=mean (paper: sum)", "ot_bank_cap=16384 (paper: no cap)"]
+
 
 def test_presets_pin_the_papers_protocols():
     assert list(PRESETS) == ["ttad-table1", "ttad-table2", "ttad-table3", "ttad-table4", "gnl-table1", "gnl-table2",
@@ -100,15 +104,85 @@ def test_departures_name_each_difference():
     cats = list(get_dataset("mvtec_ad").categories)
     df = preset_rows(p, grid_spec(p), cats, lambda c: 0.9, backbone="tf_efficientnet_lite0")
     dep = departures(p, spec, df)
-    assert dep["ttad"] == ["backbone tf_efficientnet_lite0 (paper: wide_resnet50_2)"]
+    assert dep["ttad"] == ["backbone tf_efficientnet_lite0 (paper: wide_resnet50_2)", *TTAD_HARNESS]
     df2 = preset_rows(p, grid_spec(p), cats, lambda c: 0.9, adapt_epochs=1)
-    assert departures(p, grid_spec(p), df2)["ttad"] == ["adapt_epochs 1 (paper: 10)"]
-    assert departures(p, grid_spec(p), preset_rows(p, grid_spec(p), cats, lambda c: 0.9))["ttad"] == []
-    standin = preset_rows(p, grid_spec(p), cats, lambda c: 0.9)
+    assert departures(p, grid_spec(p), df2)["ttad"] == ["adapt_epochs 1 (paper: 10)", *TTAD_HARNESS]
+    assert departures(p, grid_spec(p), preset_rows(p, grid_spec(p), cats, lambda c: 0.9))["ttad"] == TTAD_HARNESS
+    # the paper's own settings: nothing marked
+    paper = dict(ot_reduction="sum", ot_bank_cap=0)
+    assert departures(p, grid_spec(p), preset_rows(p, grid_spec(p), cats, lambda c: 0.9, **paper))["ttad"] == []
+    standin = preset_rows(p, grid_spec(p), cats, lambda c: 0.9, **paper)
     standin["domain_source"] = "stand-in (bench.datasets.standins, seed 3): PACS photo: ..."
     assert departures(p, grid_spec(p), standin)["ttad"] == ["stand-in (bench.datasets.standins, seed 3) data for mvtec_ad"]
     standin["domain_source"] = "MNIST test set (/data/MNIST/raw/t10k-images-idx3-ubyte.gz)"  # real data: no mark
     assert departures(p, grid_spec(p), standin)["ttad"] == []
+
+
+def _table1_rows(**changes):
+    p = get_preset("ttad-table1")
+    spec = grid_spec(p)
+    return p, spec, preset_rows(p, spec, ["bottle", "cable"], lambda c: 0.9, **changes)
+
+
+def test_a_harness_default_that_departs_from_the_paper_is_marked():
+    """The named ttad at the harness defaults: TTAD's Eq. 6 is a sum over the pairs and Eq. 4 takes
+    the whole memory bank; its run was compared with the harness default and came out unmarked."""
+    p, spec, df = _table1_rows()
+    dep = departures(p, spec, df)
+    assert dep["ttad"] == [*TTAD_HARNESS, "2 of 15 categories"]
+    assert dep["patchcore"] == dep["ttt++"] == dep["ttac"] == dep["gnl"] == ["2 of 15 categories"]
+    assert "| TTAD† |" in comparison(p, spec, df)
+    assert "† ttad: ot_reduction=mean (paper: sum); ot_bank_cap=16384 (paper: no cap); 2 of 15 categories" in \
+        comparison(p, spec, df)
+    # a stated field set off the paper's value by the user: named once, with the paper's value, not under 'changed'
+    p, spec, df = _table1_rows(score_bank="adapted", adapt_clean=True, bn_mode="batch")
+    dep = departures(p, spec, df)
+    assert dep["ttad"] == ["score_bank=adapted (paper: source)", *TTAD_HARNESS, "adapt_clean=true (paper: false)",
+                           "changed: bn_mode=batch", "2 of 15 categories"]
+    assert dep["ttt++"] == ["adapt_clean=true (paper: false)", "changed: bn_mode=batch, score_bank=adapted",
+                            "2 of 15 categories"]
+
+
+def test_a_run_at_the_papers_values_is_not_marked_for_them():
+    """ot_reduction=sum and no bank cap differ from the harness defaults but are the paper's: no mark
+    (the old comparison with the harness default listed them under 'changed')."""
+    p, spec, df = _table1_rows(ot_reduction="sum", ot_bank_cap=0, score_bank="source", adapt_clean=False)
+    dep = departures(p, spec, df)
+    assert dep["ttad"] == ["2 of 15 categories"]
+    # a cap the rows show never cut the bank (the bank no larger than the cap) is the whole bank
+    p, spec, df = _table1_rows(ot_reduction="sum")
+    ttad = df["method"] == "ttad"
+    df.loc[ttad, "diag_ot_bank_used"] = 4000.0
+    df.loc[ttad, "diag_bank_size"] = 4000.0
+    df.loc[ttad & (df["corruption"] == "clean"), ["diag_ot_bank_used", "diag_bank_size"]] = float("nan")  # not adapted
+    assert departures(p, spec, df)["ttad"] == ["2 of 15 categories"]
+    df.loc[ttad & (df["category"] == "cable") & (df["corruption"] != "clean"),
+           ["diag_ot_bank_used", "diag_bank_size"]] = [16384.0, 20000.0]
+    assert departures(p, spec, df)["ttad"] == [
+        "ot_bank_cap=16384 (paper: no cap; it cut the bank in 1 of 2 categories)", "2 of 15 categories"]
+
+
+def test_a_stated_field_a_config_lacks_or_the_preset_sets_is_skipped(monkeypatch):
+    from bench import papers
+
+    monkeypatch.setattr(papers, "PAPER_CONFIG", {
+        "ttad": {"no_such_field": 3, "ot_reduction": "sum", "adapt_epochs": 1},  # adapt_epochs: the preset sets 10
+        "patchcore": {"no_such_field": 3}})
+    p, spec, df = _table1_rows()
+    dep = departures(p, spec, df)
+    assert dep["ttad"] == ["ot_reduction=mean (paper: sum)", "2 of 15 categories"]
+    assert dep["patchcore"] == ["2 of 15 categories"]
+
+
+def test_methods_without_a_paper_entry_are_compared_with_their_defaults_as_before():
+    p, spec, df = _table1_rows(coreset_ratio=0.01, bn_mode="batch", sinkhorn_reg=0.05)
+    dep = departures(p, spec, df)
+    assert dep["patchcore"] == ["coreset_ratio 0.01 (paper: 0.1)", "2 of 15 categories"]
+    assert dep["ttt++"] == ["coreset_ratio 0.01 (paper: 0.1)", "changed: bn_mode=batch, sinkhorn_reg=0.05",
+                            "2 of 15 categories"]
+    assert dep["ttad"] == ["coreset_ratio 0.01 (paper: 0.1)", *TTAD_HARNESS,
+                           "changed: bn_mode=batch, sinkhorn_reg=0.05", "2 of 15 categories"]
+    assert "gnl" in dep and dep["rd4ad"] == ["2 of 15 categories"]
 
 
 _GNL12 = ["DeepSVDD‡", "f-AnoGAN‡", "KDAD‡", "RD4AD", "AugMix", "MixStyle", "EFDM", "AugMix+MixStyle", "AugMix+EFDM",
@@ -156,6 +230,10 @@ LAYOUTS.update({
 })
 
 
+HARNESS_MARKED = {"ttad-table1": {"TTAD"}, "ttad-table2": {"TTAD (Ours)"}, "ttad-table3": {"TTAD"},
+                  "ttad-table4": {"ot_hungarian", "ot_discrete", "ot_discrete_copy", "ot_discrete_augment"}}
+
+
 @pytest.mark.parametrize("name", [n for n in PRESETS if not PRESETS[n].runtime])
 def test_every_preset_renders_its_published_layout(name):
     p = get_preset(name)
@@ -171,8 +249,13 @@ def test_every_preset_renders_its_published_layout(name):
     lines = text.splitlines()
     assert [line for line in lines if line.startswith("| Method")] == headers * (tables // len(headers))
     body = [line.split("|")[1].strip() for line in lines if line.startswith("| ") and not line.startswith("| Method")]
-    assert body == methods * (tables // len(p.metrics) if p.per_class and p.not_run else len(p.metrics))
-    assert "80.00 (" in text and "†" not in text  # the paper's own protocol: nothing marked
+    assert [b.removesuffix("†") for b in body] == methods * (tables // len(p.metrics) if p.per_class and p.not_run
+                                                             else len(p.metrics))
+    # the paper's own protocol: marked only where a harness default departs from the paper (TTAD's OT rows)
+    assert "80.00 (" in text and {b[:-1] for b in body if b.endswith("†")} == HARNESS_MARKED.get(name, set())
+    notes = [line for line in lines if line.startswith("† ")]
+    assert len(notes) == len(HARNESS_MARKED.get(name, ())) and all(
+        line.strip().endswith(": " + "; ".join(TTAD_HARNESS)) for line in notes), notes
     assert f"@{p.severity}" in p.summary or p.domains
 
 
@@ -242,7 +325,7 @@ def test_settings_a_method_ignores_are_no_departure_and_mixed_configs_are_said()
     p = get_preset("ttad-table4")
     spec = grid_spec(p)
     dep = departures(p, spec, preset_rows(p, spec, ["bottle"], lambda c: 0.8, adapt_epochs=1))
-    assert dep["ot_discrete"] == ["adapt_epochs 1 (paper: 10)", "1 of 15 categories"]
+    assert dep["ot_discrete"] == ["adapt_epochs 1 (paper: 10)", *TTAD_HARNESS, "1 of 15 categories"]
     assert dep["none"] == ["1 of 15 categories"]  # loss none never adapts: its adapt_epochs does nothing
     two = pd.concat([preset_rows(p, spec, ["bottle"], lambda c: 0.8),
                      preset_rows(p, spec, ["bottle"], lambda c: 0.8, adapt_epochs=1)], ignore_index=True)
@@ -253,7 +336,9 @@ def test_table2_marks_random_weights_and_names_the_rows_it_cannot_run():
     p = get_preset("ttad-table2")
     spec = grid_spec(p)
     df = preset_rows(p, spec, ["bagel"], lambda c: 0.7)
-    assert all(v == ["1 of 10 categories"] for v in departures(p, spec, df).values())  # no backbone mark: each its own
+    dep = departures(p, spec, df)
+    assert dep.pop("ttad_pointmae") == [*TTAD_HARNESS, "1 of 10 categories"]
+    assert all(v == ["1 of 10 categories"] for v in dep.values())  # no backbone mark: each its own
     pm = df[df["method"] == "patchcore_pointmae"].copy()
     pm["config"] = [json.dumps({**json.loads(c), "weights": "random"}) for c in pm["config"]]
     assert departures(p, spec, pm)["patchcore_pointmae"] == ["random weights (paper: pretrained)", "1 of 10 categories"]
