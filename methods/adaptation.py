@@ -34,8 +34,8 @@ settings by ``benchmarks/ttad_ablation.py``):
   gamma/beta move); ``batch`` normalises with each batch's statistics as TENT and the official
   TTT++/TTAC code do, re-estimating the running statistics (cumulative) for scoring.
 - ``ot_reduction``: Eq. 6's ``sum`` over pairs, or the ``mean`` (sum / sum(pi)). With unit
-  pairs, ``sum`` at lr / P is the step ``mean`` takes at lr (P = pairs per step, recorded as
-  diag_ot_pairs); ``sum`` at lr 0.003 diverges here.
+  pairs, ``sum`` at lr / P is about the step ``mean`` takes at lr (P = pairs per step, recorded
+  as diag_ot_pairs; exactly where P is constant); ``sum`` at lr 0.003 diverges here.
 - ``score_bank``, ``adapt_epochs`` (the paper: 10 on MVTec AD, 1 on Real-IAD).
 - ``adapt_clean``: whether clean in-distribution test sets are adapted too (default: no, as the
   papers' tables, whose clean TTA entries equal PatchCore's; such cells record
@@ -128,9 +128,9 @@ class AdaptConfig(PatchCoreConfig):
     ot_bank_cap: int = bounded(16384, ge=0, stage=ADAPT)  # bank items used for alignment (seeded subset above this; 0 = the whole bank, as Eq. 4)
     ot_cost: str = bounded("euclidean", choices=A.COSTS, stage=ADAPT)  # TTAD Eq. 4: C_ij = ||z_i - m_j||
     # TTAD Eq. 6 is the sum over pairs; "mean" divides it by the pairs' total weight (sum(pi)).
-    # For unit-weight pairs, "sum" at lr / P takes the same SGD step as "mean" at lr, where
-    # P = pairs per step (the row's diag_ot_pairs: ~N + M for "or", M for "column"; the plan's
-    # mass is 1 for "continuous", so both are equal there). "sum" at lr 0.003 is a step P times
+    # For unit-weight pairs, "sum" at lr / P takes about the SGD step "mean" takes at lr (exactly
+    # where P is constant), where P = pairs per step (the row's diag_ot_pairs: ~N + M for "or", M
+    # for "column"; the plan's mass is 1 for "continuous", so both are equal there). "sum" at lr 0.003 is a step P times
     # larger (textures, 4 steps: loss 2e6 -> 4e10, diverged).
     ot_reduction: str = bounded("mean", choices=A.REDUCTIONS, stage=ADAPT)
     # moment (TTT++)

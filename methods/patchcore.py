@@ -47,7 +47,7 @@ class PatchCoreConfig(MethodConfig):
     coreset_ratio: float = bounded(0.1, gt=0, le=1)
     coreset_algorithm: str = bounded("auto", choices=("auto", "fused", "torch"))  # auto | fused | torch (the same selection)
     num_neighbours: int = bounded(1, ge=1)  # the reference runs use k = 1
-    reweight: bool = False  # the paper's softmax re-weighting; not in the official code
+    reweight: bool = False  # the paper's softmax re-weighting (Eq. 7, Euclidean); not in the official code
     reweight_support: int = bounded(9, ge=1)
     smoothing_sigma: float = bounded(4.0, ge=0)
     batch_size: int = bounded(16, ge=1)
@@ -217,7 +217,9 @@ class PatchCore(Method):
         top = patch.max(axis=1)
         if not self.config.reweight:
             return top
-        # paper Eq. 7: damp the max score when its nearest bank item sits in a dense region
+        # paper Eq. 7: damp the max score when its nearest bank item sits in a dense region. Eq. 7
+        # is in Euclidean distances throughout; the patch scores are FAISS's squared distances (as
+        # the official code scores), so s* is their square root here.
         out = np.empty_like(top)
         b = self.config.reweight_support
         for i in range(len(top)):
@@ -227,7 +229,7 @@ class PatchCore(Method):
             q = feats[i, p].numpy()
             d = np.sqrt(((self.bank[support[0]] - q) ** 2).sum(1))
             w = np.exp(d - d.max())
-            out[i] = (1.0 - w[0] / w.sum()) * top[i]
+            out[i] = (1.0 - w[0] / w.sum()) * np.sqrt(max(float(top[i]), 0.0))
         return out
 
     def _maps(self, patch: np.ndarray) -> np.ndarray:
