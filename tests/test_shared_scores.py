@@ -39,8 +39,11 @@ def test_none_shares_patchcore_scoring_and_equals_its_own(tmp_path):
     for corruption in ("clean", "gaussian_noise"):
         none, pc = rows[("none", corruption)], rows[("patchcore", corruption)]
         assert by_id[none["scores_shared_from"]] == ("patchcore", corruption)
-        assert pc["scores_shared_from"] == "" and rows[("ttad", corruption)]["scores_shared_from"] == ""
-        assert {k: none[k] for k in METRICS} == {k: pc[k] for k in METRICS}
+        assert pc["scores_shared_from"] == "" and {k: none[k] for k in METRICS} == {k: pc[k] for k in METRICS}
+    # ttad adapts on the shifted set (its own scores) but not on the clean one (PatchCore's scoring)
+    assert rows[("ttad", "gaussian_noise")]["scores_shared_from"] == ""
+    assert by_id[rows[("ttad", "clean")]["scores_shared_from"]] == ("patchcore", "clean")
+    assert rows[("ttad", "clean")]["diag_adapt_skipped_clean"] == 1
     # alone, `none` computes its scores itself: the same numbers, bit for bit
     alone = RunContext(spec, fit_cache=FitCache(tmp_path / "fits"))
     for cell in (c for c in cells if c.method == "none"):
