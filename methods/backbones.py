@@ -126,19 +126,52 @@ def stages_for(name: str, strides: Iterable[int]) -> tuple[int, ...]:
     return tuple(stages)
 
 
-@functools.lru_cache(maxsize=None)
+# The ResNets the harness names, read once from timm's modules (tests/test_backbones.py checks
+# them against timm): listing presets or keying a fit needs no timm import for these.
+_RESNETS = {  # name -> (block type, blocks per stage, bottleneck output / inner width)
+    "resnet18": ("basic", (2, 2, 2, 2), 1),
+    "resnet34": ("basic", (3, 4, 6, 3), 1),
+    "resnet50": ("bottleneck", (3, 4, 6, 3), 4),
+    _WRN: ("bottleneck", (3, 4, 6, 3), 2),
+}
+_NOT_TIMM_RESNETS = ("efficientnet", "lite", "point_mae")  # name fragments of no timm ResNet
+
+
 def resnet_blocks(name: str) -> tuple[str, tuple[int, ...]] | None:
     """For a timm ResNet (torchvision's layout, stages ``layer1``..``layer4``): the type of its
     residual blocks, ``"basic"`` (two 3x3 convs: ResNet-18 / 34) or ``"bottleneck"`` (1x1, 3x3,
     1x1: ResNet-50, WRN-50), and the number of blocks of each stage. None for other networks.
     (``bottleneck_divisor`` gives a bottleneck's output width over its inner width.)
-
-    Read from the network's modules (built on the meta device: no init, no memory).
     """
+    found = _resnet_layout(name)
+    return None if found is None else found[:2]
+
+
+def bottleneck_divisor(name: str) -> int | None:
+    """A timm bottleneck ResNet's output width over its blocks' inner width: 4 for ResNet-50, 2
+    for WRN-50-2 (twice as wide inside); None for other networks."""
+    found = _resnet_layout(name)
+    return found[2] if found is not None and found[0] == "bottleneck" else None
+
+
+def _resnet_layout(name: str) -> tuple[str, tuple[int, ...], int] | None:
+    if name in _RESNETS:
+        return _RESNETS[name]
+    if any(part in name for part in _NOT_TIMM_RESNETS):
+        return None
+    return resnet_layout_from_timm(name)
+
+
+@functools.lru_cache(maxsize=None)
+def resnet_layout_from_timm(name: str) -> tuple[str, tuple[int, ...], int] | None:
+    """``resnet_blocks`` and ``bottleneck_divisor`` read from the network's modules (built on the
+    meta device: no init, no memory)."""
     import timm
     from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 
     _check_name(name)
+    if timm.models.model_entrypoint(name).__module__ != ResNet.__module__:  # no build for the others
+        return None
     try:
         with torch.device("meta"):
             model = timm.create_model(name, pretrained=False)
@@ -150,22 +183,12 @@ def resnet_blocks(name: str) -> tuple[str, tuple[int, ...]] | None:
     if any(not isinstance(s, nn.Sequential) for s in stages):
         return None
     blocks = [b for s in stages for b in s]
-    for kind, cls in (("basic", BasicBlock), ("bottleneck", Bottleneck)):
-        if all(isinstance(b, cls) for b in blocks):
-            return kind, tuple(len(s) for s in stages)
+    counts = tuple(len(s) for s in stages)
+    if all(isinstance(b, BasicBlock) for b in blocks):
+        return "basic", counts, 1
+    if all(isinstance(b, Bottleneck) for b in blocks):
+        return "bottleneck", counts, int(blocks[0].conv3.out_channels // blocks[0].conv1.out_channels)
     return None
-
-
-def bottleneck_divisor(name: str) -> int | None:
-    """A timm bottleneck ResNet's output width over its blocks' inner width: 4 for ResNet-50, 2
-    for WRN-50-2 (twice as wide inside); None for other networks."""
-    import timm
-
-    if (resnet_blocks(name) or ("",))[0] != "bottleneck":
-        return None
-    with torch.device("meta"):
-        block = timm.create_model(name, pretrained=False).layer1[0]
-    return int(block.conv3.out_channels // block.conv1.out_channels)
 
 
 @dataclass(frozen=True)

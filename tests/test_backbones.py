@@ -132,6 +132,12 @@ def test_resnet_block_types_are_read_from_the_network():
     assert B.resnet_blocks(LITE) is None  # not a ResNet
     with pytest.raises(BenchError, match="unknown backbone"):
         B.resnet_blocks("resnet_eighteen")
+    # the names the harness keeps without building them are what timm's modules say
+    for name, layout in B._RESNETS.items():
+        assert B.resnet_layout_from_timm(name) == layout, name
+    assert (B.bottleneck_divisor("resnet50"), B.bottleneck_divisor(WRN), B.bottleneck_divisor("resnet18")) == (4, 2, None)
+    assert B.resnet_blocks("resnet101") == ("bottleneck", (3, 4, 23, 3))  # any other: read from timm
+    assert B.resnet_layout_from_timm(LITE) is None
 
 
 # Photos with one unambiguous ImageNet label: Chelsea the cat (tabby/tiger/Persian/Siamese/
