@@ -125,13 +125,14 @@ class AdaptConfig(PatchCoreConfig):
     sinkhorn_reg: float = bounded(0.1, gt=0, stage=ADAPT)  # entropic reg on the cost normalised by the source NN scale
     sinkhorn_iters: int = bounded(100, ge=1, stage=ADAPT)  # at most; stops earlier once the marginal error < sinkhorn_tol
     sinkhorn_tol: float = bounded(1e-3, ge=0, stage=ADAPT)  # L1 error of the plan's marginals (total mass 1)
-    ot_bank_cap: int = bounded(16384, ge=0, stage=ADAPT)  # bank items used for alignment (seeded subset above this; 0 = the whole bank, as Eq. 4)
+    # bank items used for alignment (a seeded subset above this); 0 = the whole bank, as Eq. 4
+    ot_bank_cap: int = bounded(16384, ge=0, stage=ADAPT)
     ot_cost: str = bounded("euclidean", choices=A.COSTS, stage=ADAPT)  # TTAD Eq. 4: C_ij = ||z_i - m_j||
     # TTAD Eq. 6 is the sum over pairs; "mean" divides it by the pairs' total weight (sum(pi)).
     # For unit-weight pairs, "sum" at lr / P takes about the SGD step "mean" takes at lr (exactly
     # where P is constant), where P = pairs per step (the row's diag_ot_pairs: ~N + M for "or", M
-    # for "column"; the plan's mass is 1 for "continuous", so both are equal there). "sum" at lr 0.003 is a step P times
-    # larger (textures, 4 steps: loss 2e6 -> 4e10, diverged).
+    # for "column"; the plan's mass is 1 for "continuous", so both are equal there). "sum" at lr
+    # 0.003 is a step P times larger (textures, 4 steps: loss 2e6 -> 4e10, diverged).
     ot_reduction: str = bounded("mean", choices=A.REDUCTIONS, stage=ADAPT)
     # moment (TTT++)
     moment_scale: float = bounded(0.05, ge=0, stage=ADAPT)  # TTT++ scale_ext
