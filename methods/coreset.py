@@ -4,6 +4,8 @@ The official sampler projects the bank to 128 dims with a fresh bias-free ``nn.L
 (seeded torch RNG), starts from 10 random points (numpy RNG) whose mean Euclidean distance is
 every point's initial "distance to the coreset", then repeatedly takes the farthest point and
 lowers every point's distance with the distance to it. Memory is O(N * d); no N x N matrix.
+Features of 128 dims or fewer are used as they are (the official sampler projects every width
+but 128, so it would map, e.g., 33-d FPFH features onto 128 random directions).
 
 The loop reads the whole projected bank once per step, so it is memory-bandwidth bound:
 
