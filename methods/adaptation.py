@@ -88,7 +88,7 @@ from . import alignment as A
 from .base import ADAPT, FIT, bounded
 from .knn import torch_knn
 from .patchcore import PatchCore, PatchCoreConfig
-from .errors import BenchError
+from .errors import BenchError, warn
 
 LOSSES = ("none", "moment", "gaussian_kl", "sinkhorn")
 # xyz_flip_rot: the point-cloud counterpart of flip_rot90, on coordinates (see xyz_dihedral)
@@ -446,6 +446,14 @@ class AdaptedPatchCore(PatchCore):
                                  "than two batches' worth of training images that distance shrinks towards 0 and "
                                  f"the loss weights blow up: --set stats_batch_images=N with N at most "
                                  f"{s['src_images'] // 2}")
+            aligned = cfg.adapt_batch_size * (1 + (cfg.augment_views if cfg.augment != "none" else 0))
+            if s.get("src_batch_images") and aligned != s["src_batch_images"]:
+                # the scales are a batch's expected distance from the source at the source batch's
+                # size; a target batch of another size has another noise level (TTT++'s code
+                # measures both at one size)
+                warn(f"{self.name}: TTT++'s loss scales were measured on batches of {s['src_batch_images']} "
+                     f"training images, but each step aligns {aligned} images: --set stats_batch_images={aligned} "
+                     "to measure them at that size")
             wc, wm = A.ttt_weights(cfg.moment_scale, s["coral_src"], s["mmd_src"])
 
             def moment(z: torch.Tensor, stateful: bool):

@@ -336,3 +336,31 @@ def test_runner_tells_a_method_whether_its_test_set_is_shifted():
     assert not target_shifted(cell("clean", "mnist"), two)
     assert target_shifted(cell("clean", "mnist_m"), two)
     assert target_shifted(cell("contrast", "mnist"), two)
+
+
+def test_ttt_says_when_its_scales_were_measured_at_another_batch_size():
+    """TTT++'s loss weights are a source batch's distance at stats_batch_images; a step that aligns
+    another number of images (another adapt_batch_size, or augmented views) is said, not silent."""
+    import warnings
+
+    from bench.methods.contract import tiny_images
+    from bench.methods.errors import BenchWarning
+
+    train, _, _, shifted = tiny_images(0, n_train=8)
+    small = {"resize": 64, "image_size": 64, "coreset_ratio": 0.25, "adapt_epochs": 1, "stats_batch_images": 2}
+    base = get("moment_matching").create(**small, adapt_batch_size=2)
+    base.fit(train)
+    state = base.fitted_state()
+
+    def said(**extra):
+        m = get("moment_matching").create(**{**small, **extra})
+        m.load_fitted_state(copy.deepcopy(state))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            m.adapt(shifted)
+        return [str(w.message) for w in caught if issubclass(w.category, BenchWarning)]
+
+    assert said(adapt_batch_size=2) == []
+    assert any("measured on batches of 2 training images, but each step aligns 3 images: "
+               "--set stats_batch_images=3" in w for w in said(adapt_batch_size=3))
+    assert any("each step aligns 4 images" in w for w in said(adapt_batch_size=2, augment="flip_rot90"))
