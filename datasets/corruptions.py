@@ -235,14 +235,23 @@ class _FrostNumpy:
         return getattr(np, name)
 
 
-def _frost_as_released(img: np.ndarray, severity: int) -> np.ndarray:
-    import types
-
+@lru_cache(maxsize=1)
+def _fork_frost() -> Callable | None:
+    """The backend's frost when it draws its texture with randint(6) (the fork), else None (a
+    release that draws as ImageNet-C does). Its source is read once, not once per image."""
     import imagecorruptions
 
     frost = imagecorruptions.corruption_dict["frost"]
-    if "randint(6)" not in inspect.getsource(frost):  # a release that draws as ImageNet-C does
-        return imagecorruptions.corrupt(img, severity=severity, corruption_name="frost")
+    return frost if "randint(6)" in inspect.getsource(frost) else None
+
+
+def _frost_as_released(img: np.ndarray, severity: int) -> np.ndarray:
+    import types
+
+    frost = _fork_frost()
+    if frost is None:
+        corrupt, _ = _backend()
+        return corrupt(img, severity=severity, corruption_name="frost")
     # A fresh function per call: the texture flag is this call's, whatever thread runs it.
     frost = types.FunctionType(frost.__code__, {**frost.__globals__, "np": _FrostNumpy()},
                                frost.__name__, frost.__defaults__, frost.__closure__)
