@@ -8,14 +8,22 @@ Why a command and not only a pip extra: every FAISS wheel ships the same ``faiss
 other's files in an order pip does not promise. The GPU wheel also holds the CPU code, so it
 replaces ``faiss-cpu``: uninstall one, install the other.
 
-The choice, by the CUDA major version torch was built with (``torch.version.cuda``):
+The choice, by the CUDA major version torch was built with (``torch.version.cuda``), best first:
 
-- CUDA 12: ``faiss-gpu-cu12`` (NVIDIA's CUDA 12 wheels on PyPI; kernels for sm_70 ... sm_90).
-- CUDA 13: ``faiss-gpu-cu13-cuvs`` where the index has it (its wheels need Python >= 3.12), else
-  ``faiss-gpu-cu12``: a CUDA 12 wheel brings its own CUDA 12 runtime libraries (the
-  ``nvidia-*-cu12`` wheels) and runs on the newer driver a CUDA 13 torch needs, since NVIDIA
-  drivers run binaries built for older CUDA versions.
+- CUDA 12: ``faiss-gpu-cu12`` (CUDA 12 wheels on PyPI; kernels for sm_70 ... sm_90).
+- CUDA 13: ``faiss-gpu-cu13-cuvs`` (NVIDIA's cuVS build: Python 3.12, glibc >= 2.39), then
+  ``faiss-cuda==1.14.1.post4`` (a CUDA 13 build of FAISS 1.14.1 that loads the ``nvidia-cublas`` /
+  ``nvidia-cuda-runtime`` torch already has; later ``faiss-cuda`` releases are CUDA 12.8 builds),
+  then ``faiss-gpu-cu12``: a CUDA 12 wheel brings its own CUDA 12 libraries (the
+  ``nvidia-*-cu12`` wheels, ~600 MB) and runs on the newer driver a CUDA 13 torch needs, since
+  NVIDIA drivers run binaries built for older CUDA versions.
 - no CUDA (a CPU build of torch): nothing to do; the GPU search would not be used.
+
+Every install runs with a pip constraints file that pins torch and the CUDA libraries installed
+beside it (``torch``, ``triton``, ``nvidia-*``, ``cuda-*``) at their installed versions: a FAISS
+wheel that pins other versions of them (the cuVS build pins ``cuda-toolkit==13.0.0`` and an older
+NCCL than torch 2.11's) is refused by pip and the next candidate is tried, instead of pip
+replacing the libraries torch runs on with a warning.
 """
 from __future__ import annotations
 
@@ -25,6 +33,7 @@ import sys
 
 CU12 = "faiss-gpu-cu12"
 CU13 = "faiss-gpu-cu13-cuvs"
+CU13_TORCH_LIBS = "faiss-cuda==1.14.1.post4"
 
 
 def candidates(cuda: str | None, python: tuple[int, int] | None = None) -> list[str]:
@@ -34,15 +43,28 @@ def candidates(cuda: str | None, python: tuple[int, int] | None = None) -> list[
     major = int(str(cuda).split(".")[0])
     python = python or sys.version_info[:2]
     if major >= 13:
-        return [CU13, CU12] if python >= (3, 12) else [CU12]
+        return ([CU13] if python >= (3, 12) else []) + [CU13_TORCH_LIBS, CU12]
     if major == 12:
         return [CU12]
     return []  # CUDA 11 and older: no maintained FAISS wheel on PyPI
 
 
-def commands(wheel: str) -> list[list[str]]:
+def torch_pins() -> list[str]:
+    """``name==version`` of torch and the CUDA libraries installed beside it (a constraints file)."""
+    import importlib.metadata as md
+
+    pins = {}
+    for dist in md.distributions():
+        name = (dist.metadata["Name"] or "").lower().replace("_", "-")
+        if name in ("torch", "triton") or name.startswith(("nvidia-", "cuda-")):  # what torch runs on
+            pins[name] = f"{name}=={dist.version}"
+    return sorted(pins.values())
+
+
+def commands(wheel: str, constraints: str | None = None) -> list[list[str]]:
+    """Uninstall faiss-cpu, install ``wheel`` (under ``constraints``, a pip constraints file)."""
     pip = [sys.executable, "-m", "pip"]
-    return [[*pip, "uninstall", "-y", "faiss-cpu"], [*pip, "install", wheel]]
+    return [[*pip, "uninstall", "-y", "faiss-cpu"], [*pip, "install", *(["-c", constraints] if constraints else []), wheel]]
 
 
 def gpu_search_works() -> tuple[bool, str]:
@@ -75,10 +97,17 @@ def main(argv: list[str] | None = None) -> int:
         for cmd in commands(wheels[0]):
             print("  python " + " ".join(cmd[1:]))
         return 0
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", prefix="torch-pins-", delete=False) as f:
+        f.write("\n".join(torch_pins()) + "\n")
+    print(f"keeping torch and its CUDA libraries where they are ({f.name}: {len(torch_pins())} pins)")
     subprocess.run(commands(wheels[0])[0], check=False)
     for wheel in wheels:
-        if subprocess.run(commands(wheel)[1]).returncode == 0:
+        if subprocess.run(commands(wheel, f.name)[1]).returncode == 0:
             break
+        print(f"{wheel}: not installable here without moving torch's libraries (or no wheel for this "
+              "platform); trying the next", file=sys.stderr)
     else:  # leave the CPU search working
         subprocess.run([sys.executable, "-m", "pip", "install", "faiss-cpu"], check=False)
         print(f"error: none of {', '.join(wheels)} could be installed; faiss-cpu is back (CPU search)",

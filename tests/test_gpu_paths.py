@@ -19,8 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize("cuda, python, wheels", [
     ("12.8", (3, 11), [faiss_gpu.CU12]),
-    ("13.0", (3, 11), [faiss_gpu.CU12]),  # no cu13 wheel for 3.11: the CUDA 12 one runs on the newer driver
-    ("13.0", (3, 12), [faiss_gpu.CU13, faiss_gpu.CU12]),
+    # no cuVS wheel for 3.11; the CUDA 12 one, last, runs on the newer driver with its own libraries
+    ("13.0", (3, 11), [faiss_gpu.CU13_TORCH_LIBS, faiss_gpu.CU12]),
+    ("13.0", (3, 12), [faiss_gpu.CU13, faiss_gpu.CU13_TORCH_LIBS, faiss_gpu.CU12]),
     ("11.8", (3, 11), []),
     (None, (3, 11), []),  # a CPU build of torch
 ])
@@ -29,8 +30,21 @@ def test_faiss_wheel_follows_the_cuda_major_of_torch(cuda, python, wheels):
 
 
 def test_faiss_gpu_commands_replace_faiss_cpu():
-    uninstall, install = faiss_gpu.commands(faiss_gpu.CU12)
-    assert uninstall[-3:] == ["uninstall", "-y", "faiss-cpu"] and install[-2:] == ["install", faiss_gpu.CU12]
+    uninstall, install = faiss_gpu.commands(faiss_gpu.CU12, "pins.txt")
+    assert uninstall[-3:] == ["uninstall", "-y", "faiss-cpu"]
+    assert install[-4:] == ["install", "-c", "pins.txt", faiss_gpu.CU12]
+
+
+def test_faiss_gpu_installs_never_move_torch_or_its_cuda_libraries():
+    """The constraints file pins every installed distribution torch runs on, and nothing else."""
+    import importlib.metadata as md
+
+    pins = dict(p.split("==") for p in faiss_gpu.torch_pins())
+    assert pins["torch"] == md.version("torch")
+    assert all(n in ("torch", "triton") or n.startswith(("nvidia-", "cuda-")) for n in pins)
+    assert "numpy" not in pins and "faiss-cpu" not in pins
+    installed = {(d.metadata["Name"] or "").lower().replace("_", "-") for d in md.distributions()}
+    assert {n for n in installed if n.startswith("nvidia-")} <= set(pins)
     out = subprocess.run([sys.executable, "-m", "bench.faiss_gpu"], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert ("faiss-gpu" in out.stdout) == bool(torch.version.cuda)
