@@ -10,8 +10,11 @@
 #   5. pointmae (only when named in STEPS): TTAD on Point-MAE at Table 2's size (1,024 groups x 128
 #      points, 30 epochs, batch 10) on the MVTec 3D-AD stand-in; random weights unless POINTMAE_WEIGHTS=shapenet
 #      (the ShapeNet file in torch hub's checkpoint folder) or a path
-# Usage: bash benchmarks/gpu_check.sh [quick]   (quick: smaller steps 3-4, for a short lease)
+# Usage: bash benchmarks/gpu_check.sh [quick]   (quick: the TTA table on 2 categories, projected to 15)
 #        STEPS="install doctor" bash benchmarks/gpu_check.sh   (some steps: calls of at most 10 minutes)
+# A lent machine that reaches no package index: `python benchmarks/device_wheels.py table` here packs
+# the wheels it lacks into .whl/call1, .whl/call2 and prints the two calls to make (install then
+# reassembles and installs what was carried); without .whl the install step uses the index.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-check}; mkdir -p "$OUT"
@@ -23,17 +26,17 @@ step() { local name=$1 limit=$2; shift 2; [[ " $STEPS " == *" $name "* ]] || ret
          echo "   rc $rc in $((SECONDS - t0)) s" | tee -a "$OUT/summary.txt"; tail -25 "$OUT/$name.log"; }
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
-step install 300 bash -c "pip install -q -e '.[ray,3d]' && python -m bench.faiss_gpu --install"
-step doctor 240 bench doctor --device cuda --epochs 3
-if [ "$QUICK" = quick ]; then
-  step table_tta 420 python benchmarks/perf_table.py --device cuda --categories toothbrush,metal_nut \
-       --methods patchcore,ttt++,ttac,ttad --json "$OUT/table_tta.json"
+if [ -d .whl ] || [ -d "${ADSHIFT_WHEELHOUSE:-/tmp/adshift-wheels}" ]; then
+  step install 300 python benchmarks/device_wheels.py --install
 else
-  step table_tta 600 python benchmarks/perf_table.py --device cuda --categories all \
-       --methods patchcore,ttt++,ttac,ttad --json "$OUT/table_tta.json"
-  step table_trained 600 python benchmarks/perf_table.py --device cuda --categories toothbrush,metal_nut \
-       --methods rd4ad,gnl --json "$OUT/table_trained.json"
+  step install 300 bash -c "pip install -q -e '.[ray,3d]' && python -m bench.faiss_gpu --install"
 fi
+step doctor 240 bench doctor --device cuda --epochs 3
+if [ "$QUICK" = quick ]; then TTA_CATEGORIES=toothbrush,metal_nut; TTA_LIMIT=420; else TTA_CATEGORIES=all; TTA_LIMIT=600; fi
+step table_tta $TTA_LIMIT python benchmarks/perf_table.py --device cuda --categories $TTA_CATEGORIES \
+     --methods patchcore,ttt++,ttac,ttad --json "$OUT/table_tta.json"
+step table_trained 540 python benchmarks/perf_table.py --device cuda --categories toothbrush,metal_nut \
+     --methods rd4ad,gnl --json "$OUT/table_trained.json"
 step ray 420 python benchmarks/ray_nodes.py --device cuda --gpus-per-cell 0.25 --cpus-per-node 4 \
      --cpus-per-cell 1 --threads 1
 M3D=$ADSHIFT_BENCH_CACHE/mvtec3d_standin
