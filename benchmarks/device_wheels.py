@@ -43,14 +43,15 @@ PROFILES = {
     # a rehearsal of "table" on a machine without a GPU: the CPU wheel, split with --limit-mib 30
     "cpu": HARNESS + ["faiss-cpu==1.15.1"],
 }
-# The gpu_check.sh steps each profile's calls run: the first call what needs no part of the
-# split wheel (on CUDA the PatchCore search falls back to exact torch search without FAISS).
+# The gpu_check.sh steps each profile's calls run, with the call's timeout_s: the first call
+# what needs no part of the split wheel (on CUDA, PatchCore searches with exact torch until FAISS
+# is installed). A lease is 15 minutes with the machine's start: these leave a few for it.
 PLANS = {
-    "table": ['STEPS="install table_tta" bash benchmarks/gpu_check.sh quick',
-              'STEPS="install doctor table_trained" bash benchmarks/gpu_check.sh quick'],
-    "ray": ['STEPS="install table_trained" bash benchmarks/gpu_check.sh quick',
-            'STEPS="install ray" bash benchmarks/gpu_check.sh quick'],
-    "cpu": ["python benchmarks/device_wheels.py --install"] * 2,
+    "table": [('STEPS="install table_tta" bash benchmarks/gpu_check.sh quick', 480),
+              ('STEPS="install doctor table_trained" bash benchmarks/gpu_check.sh quick', 420)],
+    "ray": [('STEPS="install table_trained" bash benchmarks/gpu_check.sh quick', 360),
+            ('STEPS="install ray" bash benchmarks/gpu_check.sh quick', 480)],
+    "cpu": [("python benchmarks/device_wheels.py --install", 120)] * 2,
 }
 PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64",
              "manylinux2014_x86_64", "manylinux1_x86_64"]
@@ -213,10 +214,10 @@ def main(argv: list[str] | None = None) -> int:
     dirs = build(args.profile, args.python, int(args.limit_mib * 2**20))
     tree = tree_bytes()
     print(f"{args.profile}: {len(dirs)} calls (working tree {tree / 2**20:.1f} MiB each)")
-    plans = PLANS[args.profile] + ['STEPS="install" bash benchmarks/gpu_check.sh'] * max(0, len(dirs) - len(PLANS[args.profile]))
-    for d, command in zip(dirs, plans):
+    plans = PLANS[args.profile] + [('STEPS="install" bash benchmarks/gpu_check.sh', 120)] * max(0, len(dirs) - len(PLANS[args.profile]))
+    for d, (command, timeout) in zip(dirs, plans):
         size = sum(f.stat().st_size for f in d.iterdir())
-        print(f"  run(carry=[\"{d.relative_to(ROOT)}\"], command='{command}')   # {size / 2**20:.1f} MiB carried")
+        print(f"  run(carry=[\"{d.relative_to(ROOT)}\"], timeout_s={timeout}, command='{command}')   # {size / 2**20:.1f} MiB carried")
     print("Make each call as soon as the one before returns (the machine goes back after 30 s idle); "
           "the first call's figures stand alone if the lease ends there.")
     return 0

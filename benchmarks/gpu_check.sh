@@ -10,7 +10,7 @@
 #   5. pointmae (only when named in STEPS): TTAD on Point-MAE at Table 2's size (1,024 groups x 128
 #      points, 30 epochs, batch 10) on the MVTec 3D-AD stand-in; random weights unless POINTMAE_WEIGHTS=shapenet
 #      (the ShapeNet file in torch hub's checkpoint folder) or a path
-# Usage: bash benchmarks/gpu_check.sh [quick]   (quick: the TTA table on 2 categories, projected to 15)
+# Usage: bash benchmarks/gpu_check.sh [quick]   (quick: step 3's TTA rows on 2 categories, trained rows on 1)
 #        STEPS="install doctor" bash benchmarks/gpu_check.sh   (some steps: calls of at most 10 minutes)
 # A lent machine that reaches no package index: `python benchmarks/device_wheels.py table` here packs
 # the wheels it lacks into .whl/call1, .whl/call2 and prints the two calls to make (install then
@@ -31,11 +31,14 @@ if [ -d .whl ] || [ -d "${ADSHIFT_WHEELHOUSE:-/tmp/adshift-wheels}" ]; then
 else
   step install 300 bash -c "pip install -q -e '.[ray,3d]' && python -m bench.faiss_gpu --install"
 fi
-step doctor 240 bench doctor --device cuda --epochs 3
-if [ "$QUICK" = quick ]; then TTA_CATEGORIES=toothbrush,metal_nut; TTA_LIMIT=420; else TTA_CATEGORIES=all; TTA_LIMIT=600; fi
+# quick (one 15-minute lease): TTA rows on 2 categories, trained rows on toothbrush (60 training images)
+# (limits within device_wheels.py's call timeouts: 480 s for install + TTA, 420 s for install + doctor + trained)
+if [ "$QUICK" = quick ]; then TTA_CATEGORIES=toothbrush,metal_nut; TTA_LIMIT=420; TRAINED_CATEGORIES=toothbrush; TRAINED_LIMIT=240
+else TTA_CATEGORIES=all; TTA_LIMIT=600; TRAINED_CATEGORIES=toothbrush,metal_nut; TRAINED_LIMIT=540; fi
+step doctor 120 bench doctor --device cuda --epochs 3
 step table_tta $TTA_LIMIT python benchmarks/perf_table.py --device cuda --categories $TTA_CATEGORIES \
      --methods patchcore,ttt++,ttac,ttad --json "$OUT/table_tta.json"
-step table_trained 540 python benchmarks/perf_table.py --device cuda --categories toothbrush,metal_nut \
+step table_trained $TRAINED_LIMIT python benchmarks/perf_table.py --device cuda --categories $TRAINED_CATEGORIES \
      --methods rd4ad,gnl --json "$OUT/table_trained.json"
 step ray 420 python benchmarks/ray_nodes.py --device cuda --gpus-per-cell 0.25 --cpus-per-node 4 \
      --cpus-per-cell 1 --threads 1
