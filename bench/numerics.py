@@ -72,9 +72,14 @@ AVX2_PINS = {
 #   the one branch that gives the same bits on every x86 processor (about 3x slower GEMMs).
 PORTABLE_PINS = {**AVX2_PINS, "ONEDNN_MAX_CPU_ISA": "AVX", "DNNL_MAX_CPU_ISA": "AVX", "MKL_CBWR": "COMPATIBLE"}
 MODES = {"portable": PORTABLE_PINS, "fast": AVX2_PINS, "native": {}}
-# Dispatch targets above AVX2 that numpy (>= 2.4 names) and OpenCV would pick; each is disabled
-# only where the host has it (both libraries complain about features the host lacks).
+# Dispatch targets above AVX2 that numpy and OpenCV would pick; each is disabled only where the
+# host has it (both libraries complain about features the host lacks). numpy 2.4 renamed its
+# groups (X86_V4 for AVX512F + CD + SKX); before it, each group has its own name, and a name that
+# version does not know is passed over without a word (so the wrong spelling pins nothing).
 _NUMPY_ABOVE_AVX2 = {"avx512f": "X86_V4", "avx512_vbmi2": "AVX512_ICL", "avx512_fp16": "AVX512_SPR"}
+_NUMPY_ABOVE_AVX2_BEFORE_2_4 = {"avx512f": "AVX512F", "avx512cd": "AVX512CD", "avx512bw": "AVX512_SKX",
+                                "avx512_vnni": "AVX512_CLX", "avx512vbmi": "AVX512_CNL",
+                                "avx512_vbmi2": "AVX512_ICL", "avx512_fp16": "AVX512_SPR"}
 _OPENCV_ABOVE_AVX2 = {"avx_vnni": "AVX_VNNI", "avx512f": "AVX512-SKX", "avx512_vnni": "AVX512-CLX"}
 
 _APPLIED: dict[str, str] = {}  # what pin_cpu_kernels set or found, for the rows
@@ -167,9 +172,10 @@ def pin_cpu_kernels(environ: MutableMapping[str, str] | None = None) -> dict[str
     if MODES[mode] and has_avx2():
         pins = dict(MODES[mode])
         flags = host_flags()
-        numpy_off = [v for f, v in _NUMPY_ABOVE_AVX2.items() if f in flags]
+        names = _NUMPY_ABOVE_AVX2 if _numpy_at_least(2, 4) else _NUMPY_ABOVE_AVX2_BEFORE_2_4
+        numpy_off = [v for f, v in names.items() if f in flags]
         opencv_off = [v for f, v in _OPENCV_ABOVE_AVX2.items() if f in flags]
-        if numpy_off and _numpy_at_least(2, 4):
+        if numpy_off:
             pins["NPY_DISABLE_CPU_FEATURES"] = " ".join(numpy_off)
         if opencv_off:
             pins["OPENCV_CPU_DISABLE"] = ",".join(opencv_off)

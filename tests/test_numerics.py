@@ -44,6 +44,11 @@ def test_avx512_paths_are_disabled_only_where_the_host_has_them(monkeypatch):
     assert env["OPENCV_CPU_DISABLE"] == "AVX512-SKX,AVX512-CLX"
     if numerics._numpy_at_least(2, 4):
         assert env["NPY_DISABLE_CPU_FEATURES"] == "X86_V4"
+    # numpy before 2.4 (the newest for Python 3.10 is 2.2) spells each AVX-512 group on its own
+    monkeypatch.setattr(numerics, "_numpy_at_least", lambda major, minor: False)
+    env = {}
+    numerics.pin_cpu_kernels(env)
+    assert env["NPY_DISABLE_CPU_FEATURES"] == "AVX512F AVX512_CLX"
 
 
 def test_fast_kernels_cap_everything_at_avx2(avx2_host):
