@@ -501,6 +501,20 @@ def diff_(
         raise typer.Exit(code=1)
 
 
+@app.command()
+def constraints(
+    run: Path = typer.Argument(..., help="A run directory or rows.parquet (e.g. results/reference/textures_default)."),
+) -> None:
+    """Print a pip constraints file of the library versions RUN's rows were computed with
+    (pip install -e . -c FILE reinstalls them; the rows are bit for bit only with the same)."""
+    from .results import load_rows
+    from .verify import library_pins
+
+    pins, python = library_pins(load_rows(run), str(run))
+    typer.echo(f"# the libraries the rows were computed with (Python {python}); to install them in a fresh venv:\n"
+               "#   pip install -e . -c <this file>\n" + "\n".join(pins))
+
+
 # options that take several values after one flag (`--seeds 0 1 2`): click options take one
 # value each, so the extra values are given back to the option before click parses the line
 _MULTI = ("--seeds", "--severities", "-s")

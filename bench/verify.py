@@ -296,7 +296,42 @@ def diff(reference: Sequence[Path], other: Sequence[Path], *, tol: float = 0.0,
     for item in checked:
         if item.error or item.worst()[1] > 0:
             echo(_cell_line(item, tol, ("reference", "other")))
+    _versions_hint(reference, ref, new, echo)
     return _summary(checked, tol, echo, "agree", ("reference", "other")), checked
+
+
+CONSTRAINTS = "constraints.txt"  # beside a published run: the library versions its rows were computed with
+
+
+def library_pins(rows: pd.DataFrame, where: str = "the rows") -> tuple[list[str], str]:
+    """``(["name==version", ...], python)`` from the rows' ``versions`` column: a pip constraints
+    file that installs the libraries the rows were computed with. Rows computed with two versions
+    of one library are refused (no single file reproduces them)."""
+    found: dict[str, set[str]] = {}
+    for text in rows["versions"].dropna().unique() if "versions" in rows else []:
+        for name, version in json.loads(text).items():
+            found.setdefault(name, set()).add(version)
+    if not found:
+        raise BenchError(f"{where}: no row records its library versions (rows written before the versions column)")
+    mixed = {k: sorted(v) for k, v in found.items() if len(v) > 1}
+    if mixed:
+        raise BenchError(f"{where}: rows computed with several versions of "
+                         + "; ".join(f"{k} ({', '.join(v)})" for k, v in sorted(mixed.items()))
+                         + ": select the rows of one installation first")
+    one = {k: next(iter(v)) for k, v in found.items()}
+    python = one.pop("python", "?")
+    one.pop("adshift-bench", None)  # the checkout itself
+    # "corruptions" holds the corruption backend as a requirement already ("imagecorruptions-imaug==1.1.5")
+    return sorted(v if k == "corruptions" else f"{k}=={v}" for k, v in one.items()), python
+
+
+def _versions_hint(reference: Sequence[Path], ref: pd.DataFrame, new: pd.DataFrame, echo: Callable[[str], None]) -> None:
+    """Where the two runs' library versions differ, name the reference's constraints file."""
+    a, b = (set(df["versions"].dropna().unique()) if "versions" in df else set() for df in (ref, new))
+    files = [p / CONSTRAINTS if p.is_dir() else p.parent / CONSTRAINTS for p in map(Path, reference)]
+    files = [f for f in files if f.is_file()]
+    if a and b and a != b and files:
+        echo(f"the reference's library versions: pip install -e . -c {files[0]} (in a fresh venv)")
 
 
 def _check_tol(tol: float) -> None:

@@ -68,3 +68,48 @@ def test_diff_compares_the_cells_two_runs_share(tmp_path):
     assert diff([reference_run()], [path], tol=0.01, echo=lambda _: None)[0]
     with pytest.raises(BenchError, match="--tol -1"):
         diff([reference_run()], [path], tol=-1)
+
+
+def test_constraints_name_the_library_versions_the_rows_were_computed_with(tmp_path, monkeypatch, capsys):
+    import json
+    from pathlib import Path
+
+    from bench.verify import library_pins
+
+    rows = reference_rows()
+    pins, python = library_pins(rows)
+    recorded = json.loads(rows["versions"].iloc[0])
+    assert f"torch=={recorded['torch']}" in pins and f"numpy=={recorded['numpy']}" in pins
+    assert python == recorded["python"] and not any(p.startswith(("python", "adshift-bench")) for p in pins)
+    assert recorded["corruptions"] in pins  # already a requirement: imagecorruptions-imaug==...
+    code, out, _ = run_cli(monkeypatch, capsys, "constraints", str(reference_run()))
+    assert code == 0 and [line for line in out.splitlines() if not line.startswith("#")] == pins
+    # the committed reference's file is the one its rows give (regenerated with the reference)
+    published = Path(__file__).resolve().parents[1] / "results" / "reference" / "textures_default"
+    code, out, _ = run_cli(monkeypatch, capsys, "constraints", str(published))
+    assert code == 0 and out == (published / "constraints.txt").read_text()
+    # rows of two installations: no single file reproduces them
+    mixed = rows.copy()
+    mixed.loc[mixed.index[0], "versions"] = json.dumps({**recorded, "numpy": "1.0"})
+    with pytest.raises(BenchError, match=r"several versions of numpy \(1.0, "):
+        library_pins(mixed, "mixed")
+
+
+def test_diff_names_the_references_constraints_where_the_versions_differ(tmp_path):
+    import json
+
+    ref_dir = tmp_path / "ref"
+    ref_dir.mkdir()
+    rows = reference_rows()
+    rows.to_parquet(ref_dir / "rows.parquet")
+    (ref_dir / "constraints.txt").write_text("torch==1\n")
+    other = rows.copy()
+    other["versions"] = [json.dumps({**json.loads(v), "torch": "0.0"}) for v in other["versions"]]
+    other.to_parquet(tmp_path / "other.parquet")
+    lines: list[str] = []
+    assert diff([ref_dir], [tmp_path / "other.parquet"], echo=lines.append)[0]  # same metrics, other torch
+    assert f"the reference's library versions: pip install -e . -c {ref_dir / 'constraints.txt'} (in a fresh venv)" in lines
+    assert any("torch: " in line and "-> 0.0" in line for line in lines)
+    lines.clear()
+    diff([ref_dir], [ref_dir], echo=lines.append)
+    assert not any("constraints" in line for line in lines)
