@@ -99,9 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import tempfile
 
+    pins = torch_pins()
     with tempfile.NamedTemporaryFile("w", suffix=".txt", prefix="torch-pins-", delete=False) as f:
-        f.write("\n".join(torch_pins()) + "\n")
-    print(f"keeping torch and its CUDA libraries where they are ({f.name}: {len(torch_pins())} pins)")
+        f.write("\n".join(pins) + "\n")
+    print(f"keeping torch and its CUDA libraries where they are ({f.name}: {len(pins)} pins)")
     subprocess.run(commands(wheels[0])[0], check=False)
     for wheel in wheels:
         if subprocess.run(commands(wheel, f.name)[1]).returncode == 0:
