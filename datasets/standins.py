@@ -781,20 +781,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.per_class is not None and args.per_class < 1:
         parser.error("--per-class must be at least 1")
+    cats = [c for c in (args.categories or "").split(",") if c] or None
+    # a stand-in of some categories: the command it suggests must ask for those alone
+    only = f" --categories {','.join(cats)}" if cats else ""
     try:
         if args.dataset == "mvtec_ad":
-            cats = [c for c in (args.categories or "").split(",") if c] or None
             root = make_mvtec_ad(args.root, cats, seed=args.seed, workers=args.workers)
-            print(f"timing stand-in MVTec AD (seed {args.seed}) is in {root}: bench grid --dataset mvtec_ad --root {root}")
+            print(f"timing stand-in MVTec AD (seed {args.seed}) is in {root}: bench grid --dataset mvtec_ad --root {root}{only}")
         elif args.dataset == "mvtec3d":
-            cats = [c for c in (args.categories or "").split(",") if c] or None
             root = make_mvtec3d(args.root, cats, seed=args.seed, per_class=args.per_class or 8)
-            print(f"stand-in MVTec 3D-AD (seed {args.seed}) is in {root}: bench reproduce ttad-table2 --root {root}")
+            print(f"stand-in MVTec 3D-AD (seed {args.seed}) is in {root}: bench reproduce ttad-table2 --root {root}{only}")
         elif args.dataset == "realiad":
-            cats = [c for c in (args.categories or "").split(",") if c] or None
+            from .realiad import CATEGORIES
+
             root = make_realiad(args.root, cats, seed=args.seed, per_class=args.per_class or 20)
             print(f"stand-in Real-IAD (seed {args.seed}) is in {root}: bench reproduce ttad-table1 --dataset realiad "
-                  f"--root {root}")
+                  f"--root {root} --categories {','.join(cats or CATEGORIES[:2])}")
         elif args.dataset == "cifar10":
             root = make_cifar10(args.root, per_class=args.per_class or 50, seed=args.seed)
             print(f"stand-in CIFAR-10 (seed {args.seed}) is in {root}: bench reproduce gnl-table2 --root {root}")

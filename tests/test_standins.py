@@ -302,3 +302,13 @@ def test_cifar10_standin_reads_as_cifar10_marked_and_byte_identical(tmp_path):
     assert (len(cat.train), len(cat.test.labels), int(cat.test.labels.sum())) == (10, 20, 18)  # 2 test images a class
     assert cat.test.source == standin_mark(0) and "not cifar10 itself" in cat.notes[-1]
     assert cat.train[0].shape == (32, 32, 3)
+
+
+def test_the_suggested_command_asks_for_the_categories_written(tmp_path, capsys):
+    """A stand-in of some categories: the command printed after it must not ask for the rest."""
+    assert standins.main(["mvtec3d", str(tmp_path / "m3d"), "--categories", "bagel", "--per-class", "1"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(f"bench reproduce ttad-table2 --root {tmp_path / 'm3d'} --categories bagel")
+    assert standins.main(["realiad", str(tmp_path / "riad"), "--per-class", "2"]) == 0  # its default: the first two
+    from bench.datasets.realiad import CATEGORIES
+
+    assert capsys.readouterr().out.rstrip().endswith(f"--categories {','.join(CATEGORIES[:2])}")
