@@ -3,7 +3,7 @@
     python benchmarks/perf_table.py --device cuda                       # TTAD Table 1, MVTec half, 2 categories projected to 15
     python benchmarks/perf_table.py --device cuda --categories all      # every category (the whole table)
     python benchmarks/perf_table.py --device cpu --categories toothbrush --corruptions clean,gaussian_noise \\
-        --set image_size=64 --set resize=64 --set epochs=1 --set adapt_epochs=1 --test-subset 8   # a smoke run
+        --methods patchcore,ttad --set image_size=64 --set resize=64 --set adapt_epochs=1 --test-subset 8   # a smoke run
 
 Runs a preset's grid (default ``ttad-table1``) at the paper's settings (the preset's and the
 methods' defaults: WRN-50, coreset 10 %, TTA 10 epochs, RD4AD 200 / GNL 20 epochs) on the MVTec
