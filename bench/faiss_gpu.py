@@ -100,16 +100,20 @@ def main(argv: list[str] | None = None) -> int:
     import tempfile
 
     pins = torch_pins()
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", prefix="torch-pins-", delete=False) as f:
-        f.write("\n".join(pins) + "\n")
-    print(f"keeping torch and its CUDA libraries where they are ({f.name}: {len(pins)} pins)")
+    print(f"keeping torch and its CUDA libraries where they are ({len(pins)} pins)")
     subprocess.run(commands(wheels[0])[0], check=False)
-    for wheel in wheels:
-        if subprocess.run(commands(wheel, f.name)[1]).returncode == 0:
-            break
-        print(f"{wheel}: not installable here without moving torch's libraries (or no wheel for this "
-              "platform); trying the next", file=sys.stderr)
-    else:  # leave the CPU search working
+    with tempfile.TemporaryDirectory(prefix="torch-pins-") as tmp:
+        constraints = f"{tmp}/constraints.txt"
+        with open(constraints, "w") as f:
+            f.write("\n".join(pins) + "\n")
+        installed = None
+        for wheel in wheels:
+            if subprocess.run(commands(wheel, constraints)[1]).returncode == 0:
+                installed = wheel
+                break
+            print(f"{wheel}: not installable here without moving torch's libraries (or no wheel for this "
+                  "platform); trying the next", file=sys.stderr)
+    if installed is None:  # leave the CPU search working
         subprocess.run([sys.executable, "-m", "pip", "install", "faiss-cpu"], check=False)
         print(f"error: none of {', '.join(wheels)} could be installed; faiss-cpu is back (CPU search)",
               file=sys.stderr)

@@ -28,6 +28,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # bench.faiss_gpu (standard library only) before the project is installed
+from bench import faiss_gpu  # noqa: E402
 OUT = ROOT / ".whl"
 WHEELHOUSE = Path(os.environ.get("ADSHIFT_WHEELHOUSE", "/tmp/adshift-wheels"))  # on the lent machine
 MANIFEST = "MANIFEST.json"
@@ -182,8 +184,9 @@ def install() -> int:
         return 1
     wheels, missing = reassemble(sources, WHEELHOUSE)
     todo = [w for w in wheels if not installed(w)]
-    if any(w.name.startswith("faiss_cuda-") for w in todo):  # one `faiss` package: the GPU wheel replaces the CPU one
-        subprocess.run([sys.executable, "-m", "pip", "uninstall", "-q", "-y", "faiss-cpu"], check=False)
+    gpu_faiss = next((w for w in todo if w.name.startswith("faiss_cuda-")), None)
+    if gpu_faiss:  # one `faiss` package: the GPU wheel replaces the CPU one, as bench.faiss_gpu does it
+        subprocess.run(faiss_gpu.commands(str(gpu_faiss))[0], check=False)
     if todo:
         subprocess.run([*pip, *map(str, todo)], check=True)
     subprocess.run([*pip, "-e", str(ROOT)], check=True)

@@ -645,6 +645,13 @@ REALIAD_SIDE = 256  # written as the 256 px copies (realiad_256), which the load
 REALIAD_CODES = ("BX", "HS", "QS")  # deformation, scratch, missing parts: three of Real-IAD's defect codes
 
 
+def realiad_categories(categories: list[str] | None) -> list[str]:
+    """The Real-IAD stand-in's categories: those named, else Real-IAD's first two."""
+    from .realiad import CATEGORIES
+
+    return list(categories or CATEGORIES[:2])
+
+
 def make_realiad(root: Path, categories: list[str] | None = None, seed: int = 0, per_class: int = 20) -> Path:
     """Real-IAD's single-view layout for ``categories`` (default: the first two): per category
     ``per_class`` normal training images, half as many normal test images and a quarter as many
@@ -656,7 +663,7 @@ def make_realiad(root: Path, categories: list[str] | None = None, seed: int = 0,
 
     from .realiad import CATEGORIES
 
-    wanted = list(categories or CATEGORIES[:2])
+    wanted = realiad_categories(categories)
     unknown = [c for c in wanted if c not in CATEGORIES]
     if unknown:
         raise BenchError(f"unknown Real-IAD categories {', '.join(unknown)}: use some of {', '.join(CATEGORIES)}")
@@ -792,11 +799,9 @@ def main(argv: list[str] | None = None) -> int:
             root = make_mvtec3d(args.root, cats, seed=args.seed, per_class=args.per_class or 8)
             print(f"stand-in MVTec 3D-AD (seed {args.seed}) is in {root}: bench reproduce ttad-table2 --root {root}{only}")
         elif args.dataset == "realiad":
-            from .realiad import CATEGORIES
-
             root = make_realiad(args.root, cats, seed=args.seed, per_class=args.per_class or 20)
             print(f"stand-in Real-IAD (seed {args.seed}) is in {root}: bench reproduce ttad-table1 --dataset realiad "
-                  f"--root {root} --categories {','.join(cats or CATEGORIES[:2])}")
+                  f"--root {root} --categories {','.join(realiad_categories(cats))}")
         elif args.dataset == "cifar10":
             root = make_cifar10(args.root, per_class=args.per_class or 50, seed=args.seed)
             print(f"stand-in CIFAR-10 (seed {args.seed}) is in {root}: bench reproduce gnl-table2 --root {root}")

@@ -189,6 +189,11 @@ def xyz_dihedral(cloud: torch.Tensor, t: int) -> torch.Tensor:
     return torch.stack([x, y, z])
 
 
+def views_per_image(mode: str, views: int) -> int:
+    """How many images ``augment_batch`` makes of each: the original and its extra views."""
+    return 1 if mode == "none" or views <= 0 else 1 + views
+
+
 def augment_batch(x: torch.Tensor, mode: str, views: int, rng: np.random.Generator) -> tuple[torch.Tensor, list[int]]:
     """(B, 3, S, S) -> (B * (1 + views), 3, S, S) and the dihedral element of every image's grid.
 
@@ -198,7 +203,7 @@ def augment_batch(x: torch.Tensor, mode: str, views: int, rng: np.random.Generat
     ``copy`` repeats the originals; ``none`` returns the batch alone.
     """
     b = x.shape[0]
-    if mode == "none" or views <= 0:
+    if views_per_image(mode, views) == 1:
         return x, [0] * b
     if mode == "copy":
         return torch.cat([x] * (1 + views)), [0] * (b * (1 + views))
@@ -446,7 +451,7 @@ class AdaptedPatchCore(PatchCore):
                                  "than two batches' worth of training images that distance shrinks towards 0 and "
                                  f"the loss weights blow up: --set stats_batch_images=N with N at most "
                                  f"{s['src_images'] // 2}")
-            aligned = cfg.adapt_batch_size * (1 + (cfg.augment_views if cfg.augment != "none" else 0))
+            aligned = cfg.adapt_batch_size * views_per_image(cfg.augment, cfg.augment_views)
             if s.get("src_batch_images") and aligned != s["src_batch_images"]:
                 # the scales are a batch's expected distance from the source at the source batch's
                 # size; a target batch of another size has another noise level (TTT++'s code
