@@ -201,7 +201,7 @@ def _reproducibility(row: dict[str, Any]) -> dict[str, Any]:
 
 def _notes(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
     from .numerics import differences
-    from .runner import METHOD_CODE
+    from .runner import CORRUPTION_CODE, METHOD_CODE
 
     notes = differences(_reproducibility(stored), _reproducibility(new))
     try:
@@ -209,8 +209,9 @@ def _notes(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
     except (TypeError, ValueError):
         a, b = {}, {}
     notes += [f"{k}: {a[k]} -> {b[k]}" for k in sorted(a) if k in b and a[k] != b[k]]
-    if stored.get(METHOD_CODE) and stored.get(METHOD_CODE) != new.get(METHOD_CODE):  # an edited plugin
-        notes.append(f"{METHOD_CODE}: {stored[METHOD_CODE]} -> {new.get(METHOD_CODE)}")
+    for column in (METHOD_CODE, CORRUPTION_CODE):  # an edited plugin
+        if stored.get(column) and stored.get(column) != new.get(column):
+            notes.append(f"{column}: {stored[column]} -> {new.get(column)}")
     return notes
 
 
@@ -326,8 +327,14 @@ def library_pins(rows: pd.DataFrame, where: str = "the rows") -> tuple[list[str]
 
 
 def _versions_hint(reference: Sequence[Path], ref: pd.DataFrame, new: pd.DataFrame, echo: Callable[[str], None]) -> None:
-    """Where the two runs' library versions differ, name the reference's constraints file."""
-    a, b = (set(df["versions"].dropna().unique()) if "versions" in df else set() for df in (ref, new))
+    """Where the two runs' library versions differ, name the reference's constraints file (not
+    for another Python or another checkout alone: the file pins neither)."""
+    def libraries(df: pd.DataFrame) -> set[str]:
+        texts = df["versions"].dropna().unique() if "versions" in df else []
+        return {json.dumps({k: v for k, v in json.loads(t).items() if k not in ("python", "adshift-bench")},
+                           sort_keys=True) for t in texts}
+
+    a, b = libraries(ref), libraries(new)
     files = [p / CONSTRAINTS if p.is_dir() else p.parent / CONSTRAINTS for p in map(Path, reference)]
     files = [f for f in files if f.is_file()]
     if a and b and a != b and files:

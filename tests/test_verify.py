@@ -113,3 +113,10 @@ def test_diff_names_the_references_constraints_where_the_versions_differ(tmp_pat
     lines.clear()
     diff([ref_dir], [ref_dir], echo=lines.append)
     assert not any("constraints" in line for line in lines)
+    # another Python alone (the rows equal on 3.13): the file pins libraries, so it is not named
+    other["versions"] = [json.dumps({**json.loads(v), "python": "3.99.0"}) for v in rows["versions"]]
+    other.to_parquet(tmp_path / "other.parquet")
+    lines.clear()
+    diff([ref_dir], [tmp_path / "other.parquet"], echo=lines.append)
+    assert any("python: " in line and "-> 3.99.0" in line for line in lines)
+    assert not any("constraints" in line for line in lines)
