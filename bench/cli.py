@@ -352,6 +352,13 @@ def list_(what: str = typer.Argument(..., help="methods, datasets, corruptions o
         typer.echo("point-cloud corruptions (MVTec 3D-AD): " + ", ".join(sorted(POINT_CORRUPTIONS)))
         for name, items in PRESETS.items():
             typer.echo(f"preset {name}: {', '.join(items)}")
+        from .datasets.custom_corruptions import ENTRY_POINT_GROUP, custom_corruptions
+
+        mine = custom_corruptions()
+        typer.echo(f"your own ({ENTRY_POINT_GROUP} entry points; docs/adding-a-corruption.md):"
+                   + ("" if mine else " none"))
+        for name, c in mine.items():
+            typer.echo(f"  {name:20s} {c.summary} [{c.code or 'harness'}]")
     elif what == "presets":
         from .presets import PRESETS, cost
 

@@ -50,6 +50,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import run_lock, worker
 from .cache import FitCache
+from .datasets.custom_corruptions import corruption_code
 from .errors import BenchError
 from .grid import Cell, GridSpec
 from .interrupts import GridInterrupted, signal_of
@@ -57,7 +58,7 @@ from .methods.errors import warn
 from .results import GRIDS, QUARANTINE_DIR, RunStore
 from .driver import Driver, GridSummary
 from .methods import get
-from .runner import METHOD_CODE, RunContext
+from .runner import CORRUPTION_CODE, METHOD_CODE, RunContext
 from .scheduler import FitGroup, Lost, Scheduler, plan_groups
 from .worker import CellJob, CellResult, FitJob, FitResult
 
@@ -210,12 +211,13 @@ def run_grid(
 def stale_cells(store: RunStore, statuses: dict[str, str], cells: list[Cell], ctx: RunContext) -> list[str]:
     """Finished cells of this grid whose rows were computed on another test split than the one
     on disk now (images or masks added, removed, relabelled or rewritten: ``test_data`` differs),
-    or by other code of a plugin method (``method_code`` differs: its source was edited).
+    or by other code of a plugin method or of a corruption of your own (``method_code`` /
+    ``corruption_code`` differs: its source was edited).
     Their parts are moved to quarantine/ with one line per category or method, so the grid runs
     them again; parts written before rows recorded the column are kept as they are."""
     mine = [c for c in cells if statuses.get(c.cell_id) == "ok"]
     ids = [c.cell_id for c in mine]
-    data, code = store.recorded(ids, "test_data", METHOD_CODE)
+    data, code, corruption = store.recorded(ids, "test_data", METHOD_CODE, CORRUPTION_CODE)
     stale: dict[str, list[str]] = {}  # the warning's words -> cells
     for cell in mine:
         value = data.get(cell.cell_id)
@@ -226,6 +228,9 @@ def stale_cells(store: RunStore, statuses: dict[str, str], cells: list[Cell], ct
         elif cell.cell_id in code and code[cell.cell_id] != get(cell.method).code:
             stale.setdefault(f"of {cell.method} were computed by other code of the method ({code[cell.cell_id]}; "
                              f"now {get(cell.method).code})", []).append(cell.cell_id)
+        elif cell.cell_id in corruption and corruption[cell.cell_id] != (now := corruption_code(cell.corruption)):
+            stale.setdefault(f"of {cell.corruption} were computed by other code of the corruption "
+                             f"({corruption[cell.cell_id]}; now {now})", []).append(cell.cell_id)
     for why, cids in stale.items():
         for cid in cids:
             store.quarantine_part(cid)

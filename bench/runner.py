@@ -30,6 +30,7 @@ from .results import DEFECT_METRICS, encode_defect_metrics
 from .cache import FitCache, data_fingerprint, split_fingerprint
 from .datasets.base import Category, ImageSet, TestSplit
 from .datasets.corruptions import CLEAN, CacheStats, backend_version, corrupted_images
+from .datasets.custom_corruptions import corruption_code
 from .datasets.registry import get_dataset
 from .errors import BenchError, os_error_line
 from .grid import Cell, GridSpec
@@ -325,8 +326,9 @@ class Fitted:
 
 
 FIT_THREADS, FIT_DEVICE, FIT_OPS = "fit_threads", "fit_device", "fit_nondeterministic_ops"
-# a plugin method's code version (methods.registry.code_fingerprint); a resume reruns cells of other code
-METHOD_CODE = "method_code"
+# a plugin method's / your own corruption's code version (methods.registry.source_fingerprint); a
+# resume reruns cells of other code
+METHOD_CODE, CORRUPTION_CODE = "method_code", "corruption_code"
 
 
 def cached_fit(cache: FitCache, key: str, cached: bool = True) -> Fitted | None:
@@ -461,6 +463,7 @@ def base_row(cell: Cell, device: str) -> dict[str, Any]:
         "device": device,
         "versions": json.dumps(versions(), sort_keys=True),
         **({METHOD_CODE: method.code} if method.code else {}),
+        **({CORRUPTION_CODE: code} if (code := corruption_code(cell.corruption)) else {}),
     }
 
 

@@ -27,6 +27,7 @@ from PIL import Image
 
 from ..methods.errors import BenchError, UnknownName
 from ..methods.persist import array_digest, atomic_write
+from . import custom_corruptions as custom
 from .base import ImageSet
 from .cache import cache_dir
 
@@ -101,15 +102,14 @@ def resolve_corruptions(spec: str | Iterable[str]) -> list[str]:
             f"no corruption given in {spec!r}: name one or more of {', '.join(CORRUPTIONS)}, "
             f"'{CLEAN}', or a preset ({', '.join(PRESETS)})"
         )
-    known = [*CORRUPTIONS, *sorted(_point_names()), CLEAN, *PRESETS]
     out: list[str] = []
     for name in names:
         if name in PRESETS:
             expanded = PRESETS[name]
-        elif name in CORRUPTIONS or name == CLEAN or name in _point_names():
+        elif _is_known(name):
             expanded = [name]
         else:
-            raise UnknownName("corruption", name, known)
+            raise UnknownName("corruption", name, [*_known(), *PRESETS])
         out.extend(n for n in expanded if n not in out)
     return out
 
@@ -121,10 +121,19 @@ def _point_names() -> frozenset[str]:
     return POINT_CORRUPTIONS
 
 
+def _known() -> list[str]:
+    """Every corruption name: the built-ins, the point family's, clean, and your own (custom_corruptions)."""
+    return [*CORRUPTIONS, *sorted(_point_names()), CLEAN, *custom.custom_corruptions()]
+
+
+def _is_known(name: str) -> bool:
+    return name in CORRUPTIONS or name == CLEAN or name in _point_names() or custom.get_custom(name) is not None
+
+
 def _check_corruption(name: str) -> str:
     n = _norm(name) if isinstance(name, str) else name
-    if n != CLEAN and n not in CORRUPTIONS and n not in _point_names():
-        raise UnknownName("corruption", str(name), [*CORRUPTIONS, *sorted(_point_names()), CLEAN])
+    if not _is_known(n):
+        raise UnknownName("corruption", str(name), _known())
     return n
 
 
@@ -323,13 +332,16 @@ def corrupt_image(img: np.ndarray, corruption: str, severity: int, seed: int) ->
     if corruption == CLEAN:
         return img.copy()
     severity = check_severity(severity)
+    seed = int(seed) & 0xFFFFFFFF
+    mine = custom.get_custom(corruption)
+    if mine is not None:
+        return custom.apply(mine, img, severity, seed)
     h, w = img.shape[:2]
     if h < MIN_SIDE or w < MIN_SIDE:
         raise ImageTooSmall(
             f"image is {w}x{h} px: imagecorruptions needs at least {MIN_SIDE} px on each side "
             "(use a larger image or --protocol resized)"
         )
-    seed = int(seed) & 0xFFFFFFFF
     corrupt, takes_seed = _backend()
     kwargs = {"seed": seed} if corruption in takes_seed else {}
     if corruption == "glass_blur" and "glass_blur" not in takes_seed:
@@ -359,9 +371,10 @@ def corrupt_image(img: np.ndarray, corruption: str, severity: int, seed: int) ->
 def cache_key(src_digest: str, corruption: str, severity: int, derived_seed: int,
               protocol: str) -> str:
     """Content key of one corrupted image: what determines its pixels, and nothing else."""
+    mine = custom.get_custom(corruption)
     text = "\x1f".join([
         _CACHE_FORMAT, src_digest, _REVISION.get(corruption, corruption), str(int(severity)), str(int(derived_seed)),
-        protocol, backend_version(),
+        protocol, backend_version() if mine is None else f"custom {mine.code}",
     ])
     return hashlib.sha256(text.encode()).hexdigest()
 

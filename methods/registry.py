@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, entry_points, packages_distributions, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from .errors import UnknownName, warn
 
@@ -87,7 +87,15 @@ def code_fingerprint(cls: type) -> str:
 
     # the method's own classes only (a base from torch or another library goes with its version)
     ours = [c for c in (*cls.__mro__, *cls.Config.__mro__) if issubclass(c, (Method, MethodConfig))]
-    tops = sorted({c.__module__.partition(".")[0] for c in ours} - {HARNESS_PACKAGE})
+    return source_fingerprint({c.__module__.partition(".")[0] for c in ours}, cls.__qualname__)
+
+
+def source_fingerprint(tops: Iterable[str], what: str) -> str:
+    """The versions of the distributions owning the top-level packages (or single modules) ``tops``
+    and a hash of their source files; "" when all of them are the harness's own. ``what`` names
+    the plugin in the warning given when a source cannot be read. Methods and corruptions from
+    plugins share it."""
+    tops = sorted(set(tops) - {HARNESS_PACKAGE})
     if not tops:
         return ""
     digest, dists, unread = hashlib.sha256(), set(), []
@@ -99,7 +107,7 @@ def code_fingerprint(cls: type) -> str:
         for path in files:
             digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     if unread:  # a script fed on stdin, a notebook: nothing to tell an edit by
-        warn(f"{cls.__qualname__}: defined in {', '.join(unread)} without a source file, so the harness cannot "
+        warn(f"{what}: defined in {', '.join(unread)} without a source file, so the harness cannot "
              "tell an edited version from this one: after changing it, run with another --out and "
              "ADSHIFT_BENCH_CACHE (or put it in a module)")
         return " ".join([*sorted(dists), "source unread"])

@@ -1,8 +1,10 @@
-"""The new-method path end to end: a method in its own package, installed into a fresh
-environment, found through the ``bench.methods`` entry points and run by ``bench grid``.
+"""The plugin paths end to end: a method, and a corruption, each in its own package, installed
+into a fresh environment, found through the ``bench.methods`` / ``bench.corruptions`` entry points
+and run by ``bench grid``.
 
-The package is docs/adding-a-method.md's example (docs/example_plugin), copied to a temporary
-folder; the guide's code blocks must be these files, so the guide is what is proven here.
+The packages are docs/adding-a-method.md's and docs/adding-a-corruption.md's examples
+(docs/example_plugin, docs/example_corruption), copied to a temporary folder; the guides' code
+blocks must be these files, so the guides are what is proven here.
 """
 from __future__ import annotations
 
@@ -24,14 +26,18 @@ from bench.results import load_rows
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "docs" / "example_plugin"
 GUIDE = REPO / "docs" / "adding-a-method.md"
+CORRUPTION_EXAMPLE = REPO / "docs" / "example_corruption"
+CORRUPTION_GUIDE = REPO / "docs" / "adding-a-corruption.md"
 
 
-def test_the_guide_shows_the_example_package_as_it_is():
-    blocks = re.findall(r"```(?:python|toml)\n# (\S+)\n(.*?)```", GUIDE.read_text(), flags=re.S)
+@pytest.mark.parametrize("guide, example, module", [(GUIDE, EXAMPLE, "bench_mean_distance.py"),
+                                                    (CORRUPTION_GUIDE, CORRUPTION_EXAMPLE, "bench_uneven_light.py")])
+def test_the_guide_shows_the_example_package_as_it_is(guide, example, module):
+    blocks = re.findall(r"```(?:python|toml)\n# (\S+)\n(.*?)```", guide.read_text(), flags=re.S)
     shown = {name: body for name, body in blocks}
-    assert set(shown) >= {"bench_mean_distance.py", "pyproject.toml"}
-    for name in ("bench_mean_distance.py", "pyproject.toml"):
-        assert shown[name] == (EXAMPLE / name).read_text(), f"{GUIDE.name} shows another {name} than {EXAMPLE}"
+    assert set(shown) >= {module, "pyproject.toml"}
+    for name in (module, "pyproject.toml"):
+        assert shown[name] == (example / name).read_text(), f"{guide.name} shows another {name} than {example}"
 
 
 def _run(args, env, cwd) -> subprocess.CompletedProcess:
@@ -40,9 +46,8 @@ def _run(args, env, cwd) -> subprocess.CompletedProcess:
     return out
 
 
-@pytest.mark.slow
-def test_a_method_in_its_own_package_runs_in_bench_grid(tmp_path, tiny_root):
-    package = shutil.copytree(EXAMPLE, tmp_path / "bench-mean-distance")
+def _environment(tmp_path: Path) -> tuple[Path, Path, dict, list]:
+    """A fresh environment holding this checkout: (python, bench, env vars, pip install command)."""
     env_dir = tmp_path / "env"
     # torch, numpy, setuptools, ... come from the environment running this test (a virtual
     # environment's site-packages, not its base interpreter's: system_site_packages would give
@@ -62,6 +67,13 @@ def test_a_method_in_its_own_package_runs_in_bench_grid(tmp_path, tiny_root):
     _run([*pip, "-e", REPO], env, tmp_path)
     where = _run([python, "-c", "import bench.methods; print(bench.methods.__file__)"], env, tmp_path).stdout
     assert Path(where.strip()).resolve() == (REPO / "methods" / "__init__.py").resolve()
+    return python, bench, env, pip
+
+
+@pytest.mark.slow
+def test_a_method_in_its_own_package_runs_in_bench_grid(tmp_path, tiny_root):
+    package = shutil.copytree(EXAMPLE, tmp_path / "bench-mean-distance")
+    python, bench, env, pip = _environment(tmp_path)
     _run([*pip, package], env, tmp_path)
 
     listed = _run([bench, "list", "methods"], env, tmp_path).stdout
@@ -95,3 +107,39 @@ def test_a_method_in_its_own_package_runs_in_bench_grid(tmp_path, tiny_root):
     assert (edited["method_code"] != rows["method_code"].iloc[0]).all()
     assert list(edited["fit_cached"]) == [False, True]  # fitted again, once
     assert np.allclose(edited["image_auroc"].to_numpy() + rows["image_auroc"].to_numpy(), 1, rtol=0, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_a_corruption_in_its_own_package_runs_in_bench_grid(tmp_path, tiny_root):
+    package = shutil.copytree(CORRUPTION_EXAMPLE, tmp_path / "bench-uneven-light")
+    python, bench, env, pip = _environment(tmp_path)
+    _run([*pip, package], env, tmp_path)
+
+    listed = _run([bench, "list", "corruptions"], env, tmp_path).stdout
+    assert re.search(r"^  uneven_light +Uneven light: .* \[bench-uneven-light 0\.1\.0 sha256:[0-9a-f]{16}\]$",
+                     listed, flags=re.M), listed
+    check = _run([python, "-c", "from bench.datasets.custom_corruptions import check_corruption; "
+                  "print(len(check_corruption('uneven_light')))"], env, tmp_path)  # the entry point registers it
+    assert check.stdout.strip() == "2"
+
+    run = tmp_path / "run"
+    grid = [bench, "grid", "--methods", "patchcore", "--root", tiny_root, "--corruptions", "clean,uneven_light",
+            "--severities", "5", "--set", "image_size=64", "--set", "resize=64", "--device", "cpu", "--no-progress",
+            "--workers", "2", "--out", run]  # worker processes import the entry points themselves
+    _run(grid, env, tmp_path)
+    rows = load_rows(run).set_index("corruption")
+    assert sorted(rows.index) == ["clean", "uneven_light"] and (rows["status"] == "ok").all()
+    assert rows.loc["uneven_light", "pixel_auroc"] < rows.loc["clean", "pixel_auroc"]  # other pixels
+    assert re.fullmatch(r"bench-uneven-light 0\.1\.0 sha256:[0-9a-f]{16}", rows.loc["uneven_light", "corruption_code"])
+    table = _run([bench, "table", run, "--format", "markdown"], env, tmp_path).stdout
+    assert "Uneven Light" in table
+
+    # the user edits the corruption and reinstalls: new images, and its cell runs again
+    source = package / "bench_uneven_light.py"
+    source.write_text(source.read_text().replace("LOSS = (0.2, 0.35, 0.5, 0.65, 0.8)", "LOSS = (0.2, 0.35, 0.5, 0.65, 0.3)"))
+    _run([*pip, package], env, tmp_path)
+    again = _run(grid, env, tmp_path)
+    assert "1 finished cell(s) of uneven_light were computed by other code of the corruption" in again.stderr
+    edited = load_rows(run).set_index("corruption")
+    assert edited.loc["uneven_light", "corruption_code"] != rows.loc["uneven_light", "corruption_code"]
+    assert edited.loc["clean", "image_auroc"] == rows.loc["clean", "image_auroc"]  # the clean cell stayed done
