@@ -165,11 +165,15 @@ def corrupt(
     protocol: str = _PROTOCOL,
     workers: int = typer.Option(0, "--workers", "-w", help="Processes (default: one per CPU core)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+    preview: bool = typer.Option(False, "--preview", help="Instead: draw one test image at every corruption and severity (OUT/corruptions.png, .pdf)."),
+    image: Optional[str] = typer.Option(None, "--image", help="With --preview: the test image id (default: the first anomalous)."),
+    out: Path = typer.Option(Path("plots"), "--out", "-o", help="With --preview: the folder for the figure."),
 ) -> None:
     """Generate and cache the corrupted test sets of a grid in parallel (a one-time cost).
 
     Takes the grid's data options; the cells of `bench grid` with the same options then read
-    every corrupted image from the cache, in any process or worker on this machine.
+    every corrupted image from the cache, in any process or worker on this machine. With
+    --preview, draws one image of the first category as those cells will see it instead.
     """
     import time
 
@@ -179,6 +183,12 @@ def corrupt(
     from .grid import corruption_sets
 
     spec = _grid_spec(["all"], dataset, root, categories, corruptions, severities, seeds, protocol, domains=domains)
+    if preview:
+        from .plots.corruptions import plot
+
+        for path in plot(spec, out, image):
+            console.print(f"wrote {path}", highlight=False, soft_wrap=True, markup=False)
+        return
     sets = corruption_sets(spec)
     t0 = time.perf_counter()
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),

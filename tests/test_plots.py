@@ -441,3 +441,48 @@ def test_many_assignment_bars_stay_within_a_page(monkeypatch, capsys, tmp_path):
     assert code == 0, err
     width_in = Image.open(tmp_path / "ot_assignments.png").size[0] / DPI
     assert width_in < 14.5, width_in  # 11 in of axes + the legend beside them
+
+
+def test_corrupt_preview_draws_the_pixels_the_cells_read(tiny_root, tmp_path, monkeypatch, capsys):
+    """`bench corrupt --preview`: one test image at each corruption and severity, made through the
+    cells' own seeded cache (the grid then reads them as hits), the first anomalous by default."""
+    import numpy as np
+
+    from bench.datasets import custom_corruptions as custom
+    from bench.datasets.corruptions import CacheStats, corrupted_images
+    from bench.datasets.registry import get_dataset
+    from bench.plots import corruptions as preview
+
+    drawn: list[tuple[str, int, int]] = []
+    real = preview.corrupted_images
+
+    def spy(images, **kw):
+        got = real(images, **kw)
+        return type(got)(got.ids, lambda i: (drawn.append((kw["corruption"], kw["severity"], i)), got[i])[1])
+
+    monkeypatch.setattr(preview, "corrupted_images", spy)
+    with custom.registered_temporarily("adsb_invert", lambda image, severity, rng: 255 - image):
+        code, out, err = run_cli(monkeypatch, capsys, "corrupt", "--root", tiny_root, "--corruptions",
+                                 "clean,adsb_invert,contrast", "--severities", "2,4", "--preview", "--out", tmp_path)
+        assert code == 0, err
+        assert (tmp_path / "corruptions.png").stat().st_size > 0 and (tmp_path / "corruptions.pdf").is_file()
+        split = get_dataset("folder").load(tiny_root, "widget").split("")
+        first_bad = int(np.flatnonzero(split.labels == 1)[0])
+        assert sorted(drawn) == sorted([("clean", 0, first_bad)] + [(c, s, first_bad) for c in ("adsb_invert", "contrast")
+                                                                     for s in (2, 4)])
+        stats = CacheStats()
+        for corruption in ("adsb_invert", "contrast"):
+            corrupted_images(split.images, dataset=tiny_root.name, category="widget", corruption=corruption, severity=4,
+                             seed=0, stats=stats)[first_bad]
+        assert (stats.hits, stats.misses) == (2, 0)  # what the preview drew is what the cells read
+
+        drawn.clear()
+        code, _, err = run_cli(monkeypatch, capsys, "corrupt", "--root", tiny_root, "--corruptions", "contrast",
+                               "--preview", "--image", split.images.ids[1], "--out", tmp_path)
+        assert code == 0 and {i for *_, i in drawn} == {1}
+    code, _, err = run_cli(monkeypatch, capsys, "corrupt", "--root", tiny_root, "--corruptions", "contrast",
+                           "--preview", "--image", "nope.png", "--out", tmp_path)
+    assert code == 2 and f"--image nope.png: not a test image of {tiny_root.name} / widget (8 images: " in err
+    code, _, err = run_cli(monkeypatch, capsys, "corrupt", "--root", tiny_root, "--corruptions", "clean",
+                           "--preview", "--out", tmp_path)
+    assert code == 2 and "name at least one corruption besides clean" in err

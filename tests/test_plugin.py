@@ -133,6 +133,9 @@ def test_a_corruption_in_its_own_package_runs_in_bench_grid(tmp_path, tiny_root)
     assert re.fullmatch(r"bench-uneven-light 0\.1\.0 sha256:[0-9a-f]{16}", rows.loc["uneven_light", "corruption_code"])
     table = _run([bench, "table", run, "--format", "markdown"], env, tmp_path).stdout
     assert "Uneven Light" in table
+    _run([bench, "corrupt", "--root", tiny_root, "--preview", "--corruptions", "contrast,uneven_light",
+          "--severities", "1,5", "--out", tmp_path / "plots"], env, tmp_path)
+    assert (tmp_path / "plots" / "corruptions.png").is_file()
 
     # the user edits the corruption and reinstalls: new images, and its cell runs again
     source = package / "bench_uneven_light.py"
