@@ -414,6 +414,7 @@ def reproduce(
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="One of the preset's datasets (default: its first)."),
     categories: Optional[List[str]] = typer.Option(None, "--categories", "-c", help="A category subset (marked in the table)."),
     add_methods: Optional[List[str]] = typer.Option(None, "--add-methods", help="Your methods (e.g. a plugin's), run under the table's protocol next to the paper's rows, comma-separated."),
+    add_corruptions: Optional[List[str]] = typer.Option(None, "--add-corruptions", help="Your corruptions (or built-in ones the paper lacks), run at the table's severity as columns after the paper's, comma-separated."),
     backbone: Optional[str] = typer.Option(None, "--backbone", help="Another backbone than the paper's (marked)."),
     weights: Optional[str] = typer.Option(None, "--weights", help="imagenet, random, or a state-dict path."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="FIELD=VALUE departures from the paper (marked)."),
@@ -430,7 +431,8 @@ def reproduce(
     from .executors import make_executor, run_grid
     from .grid import default_run_dir
     from .methods import get as get_method
-    from .presets import comparison, get_preset, grid_spec
+    from .datasets.corruptions import resolve_corruptions
+    from .presets import added_corruptions, check_added_corruptions, comparison, get_preset, grid_spec
     from .results import load_rows
     from .runner import resolve_device
 
@@ -438,9 +440,12 @@ def reproduce(
     added = [get_method(m).name for m in split_list(add_methods) or []]  # UnknownName: one line, the closest names
     if p.runtime and added:
         raise BenchError(f"--add-methods: {p.name} compares run times, not metrics; run your method with bench grid")
+    shifts = added_corruptions(p, resolve_corruptions(split_list(add_corruptions)) if add_corruptions else [])
+    check_added_corruptions(p, shifts)
     spec = grid_spec(p, dataset=dataset, root=str(root) if root else None, categories=split_list(categories),
                      backbone=backbone, weights=weights, overrides=parse_overrides(set_), device=resolve_device(device),
-                     test_subset=test_subset, methods=[*p.methods, *(m for m in added if m not in p.methods)])
+                     test_subset=test_subset, methods=[*p.methods, *(m for m in added if m not in p.methods)],
+                     corruptions=[*p.corruptions, *shifts])
     spec.preset = p.name
     spec.deterministic = not nondeterministic
     run_dir = out or default_run_dir(spec).with_name(f"{p.name}-{default_run_dir(spec).name}")

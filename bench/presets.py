@@ -195,9 +195,11 @@ def get_preset(name: str) -> Preset:
 def grid_spec(preset: Preset, *, dataset: str | None = None, root: str | None = None,
               categories: list[str] | None = None, backbone: str | None = None, weights: str | None = None,
               overrides: dict[str, Any] | None = None, device: str = "cpu", test_subset: int = 0,
-              seeds: list[int] | None = None, methods: list[str] | None = None):
+              seeds: list[int] | None = None, methods: list[str] | None = None,
+              corruptions: list[str] | None = None):
     """The preset's grid; the caller's options override it (and are reported as departures).
     ``methods``: instead of the preset's rows (a subset, or more: ``bench reproduce --add-methods``);
+    ``corruptions``: instead of the preset's columns (more: ``bench reproduce --add-corruptions``);
     the preset's settings that none of them has (e.g. the TTA rows' ``adapt_epochs`` for
     ``rd4ad,gnl``) are left out, the caller's ``overrides`` never."""
     from .grid import GridSpec
@@ -210,7 +212,7 @@ def grid_spec(preset: Preset, *, dataset: str | None = None, root: str | None = 
     return GridSpec(
         methods=methods, dataset=ds, root=root, categories=categories,
         domains=list(preset.domains) if preset.domains and ds in preset.datasets else None,
-        corruptions=list(preset.corruptions), severities=[preset.severity], seeds=seeds or [0],
+        corruptions=list(corruptions or preset.corruptions), severities=[preset.severity], seeds=seeds or [0],
         protocol=preset.protocol, backbone=backbone or preset.backbone, weights=weights,
         overrides={**settings, **(overrides or {})}, device=device, test_subset=test_subset,
     )
@@ -347,15 +349,17 @@ def _stated_departure(key: str, value: Any, paper: Any, rows) -> str | None:
 def comparison(preset: Preset, spec, rows, fmt: str = "markdown") -> str:
     """Ours next to the published numbers, per metric; daggers on methods whose run departs
     from the paper's protocol, the departures listed below. The spec's methods the preset does
-    not have (``bench reproduce --add-methods``) follow the paper's rows, without a published value."""
+    not have (``bench reproduce --add-methods``) follow the paper's rows, and its corruptions the
+    preset does not have (``--add-corruptions``) the paper's columns, without a published value."""
     from .tables.published import _render_comparison, compare_published
-    from .tables.names import METRIC_NAMES, _nice, method_display
+    from .tables.names import METRIC_NAMES, _nice, condition_label, method_display
     from .tables.render import latex_notes, latex_text
 
     ok = rows[rows["status"] == "ok"].copy()
     if ok.empty:
         raise BenchError("no finished cells to compare (every cell failed or none ran)")
     added = [m for m in spec.method_names() if m not in preset.methods]
+    shifts = added_corruptions(preset, spec.corruptions)
     dep = departures(preset, spec, ok)
     ok["dataset"] = preset.paper_dataset(spec.dataset)
     dagger = "†"  # marks are text here; the LaTeX renderer writes them as $^\dagger$ / $^\ddagger$
@@ -381,7 +385,7 @@ def comparison(preset: Preset, spec, rows, fmt: str = "markdown") -> str:
             for per_class in _layouts(preset):
                 long = compare_published(sub, paper=preset.paper, table=preset.table, metric=metric,
                                          method_map=preset.method_map, setting=setting, per_class=per_class,
-                                         only_ours=not preset.not_run, extra=added)
+                                         only_ours=not preset.not_run, extra=added, extra_corruptions=shifts)
                 if preset.not_run:  # the rows we cannot run stay, published value only, marked
                     long = long[long["ours_method"].notna() | long["method"].isin(preset.not_run)]
                 long["method"] = [f"{m}{dagger}" if dep.get(o) else f"{m}{NOT_RUN}" if m in preset.not_run else m
@@ -395,7 +399,25 @@ def comparison(preset: Preset, spec, rows, fmt: str = "markdown") -> str:
     if added:
         notes.append(f"{', '.join(method_display(m) for m in added)}: not in the paper; run under this table's "
                      "protocol (its settings reach the fields a method has)")
+    if shifts:
+        notes.append(f"{', '.join(condition_label(c) for c in shifts)}: not in the paper; run at severity "
+                     f"{preset.severity} under this table's protocol")
     return joined(parts)
+
+
+def added_corruptions(preset: Preset, corruptions: list[str]) -> list[str]:
+    """The corruptions of ``corruptions`` that ``preset`` has no column for (``--add-corruptions``)."""
+    return [c for c in corruptions if c not in preset.corruptions and c != "clean"]
+
+
+def check_added_corruptions(preset: Preset, corruptions: list[str]) -> None:
+    """``--add-corruptions`` needs a table whose columns are corruptions at one severity: one line otherwise."""
+    why = ("compares run times, not metrics" if preset.runtime else
+           "has test domains for columns" if preset.domains else
+           "has a column per class" if preset.per_class else "")
+    if corruptions and why:
+        raise BenchError(f"--add-corruptions: {preset.name} {why}; run your corruption with bench grid "
+                         f"--corruptions {','.join(corruptions)}")
 
 
 NOT_RUN = "‡"  # a published row the harness cannot run

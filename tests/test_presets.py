@@ -345,3 +345,23 @@ def test_table2_marks_random_weights_and_names_the_rows_it_cannot_run():
     text = comparison(p, spec, df)
     assert "| M3DM† | 70.00 (74.10) |" in text and "| Depth GAN‡ | – (47.50) |" in text
     assert "‡ Depth VM: not run (the MVTec 3D-AD paper's depth-only VM baseline" in text
+
+
+@pytest.mark.parametrize("preset, why", [("gnl-table3", "has test domains for columns"),
+                                         ("gnl-table7", "compares run times, not metrics"),
+                                         ("ttad-table2", "has a column per class")])
+def test_added_corruptions_need_a_table_whose_columns_are_corruptions(preset, why, monkeypatch, capsys):
+    code, _, err = run_cli(monkeypatch, capsys, "reproduce", preset, "--add-corruptions", "fog")
+    assert code == 2 and f"--add-corruptions: {preset} {why}; run your corruption with bench grid --corruptions fog" \
+        in err, err
+    code, _, err = run_cli(monkeypatch, capsys, "reproduce", "ttad-table1", "--add-corruptions", "foggy")
+    assert code == 2 and "unknown corruption 'foggy'" in err and "Traceback" not in err
+
+
+def test_added_corruptions_join_the_grid_at_the_tables_severity_after_its_own():
+    from bench.presets import added_corruptions
+
+    p = get_preset("gnl-table1")
+    spec = grid_spec(p, corruptions=[*p.corruptions, "fog", "contrast"])
+    assert spec.conditions() == [("clean", 0), *((c, 3) for c in p.corruptions), ("fog", 3)]
+    assert added_corruptions(p, spec.corruptions) == ["fog"]

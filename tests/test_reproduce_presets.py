@@ -150,26 +150,35 @@ def test_a_reused_out_compares_this_grids_rows_only(standins, tmp_path, monkeypa
     assert "epochs 2 (paper: 20)" in out and "epochs 1 (paper" not in out and "configs in the rows" not in out
 
 
-def test_your_method_runs_under_a_papers_protocol_next_to_its_rows(standins, tmp_path, monkeypatch, capsys):
+def test_your_method_and_shift_run_under_a_papers_protocol_next_to_its_rows(standins, tmp_path, monkeypatch, capsys):
     """--add-methods: a method of the user's (here a test probe registered as a plugin would be)
-    in the table's grid and comparison, without a published value, named in a note."""
+    in the table's grid and comparison, without a published value, named in a note;
+    --add-corruptions: a corruption of the user's, a column after the paper's for every row."""
     from _grids import GrayProbe
+    from bench.datasets.custom_corruptions import registered_temporarily as corruption_registered
     from bench.methods import registered_temporarily
 
     class RawPixels(GrayProbe):
         takes_weights = False  # no network: no backbone departure to name
 
-    with registered_temporarily("my_probe", RawPixels, display="My probe"):
+    with registered_temporarily("my_probe", RawPixels, display="My probe"), \
+            corruption_registered("my_invert", lambda image, severity, rng: 255 - image):
         code, out, err = run_cli(monkeypatch, capsys, "reproduce", "ttad-table4", "--root", standins["mvtec_ad"],
                                  *LITE0, "--categories", "toothbrush", *_sets("image_size=64", "resize=64",
                                                                               "adapt_epochs=1"),
-                                 "--add-methods", "my_probe", "--test-subset", "8", "--device", "cpu",
-                                 "--no-progress", "--out", tmp_path / "run")
+                                 "--add-methods", "my_probe", "--add-corruptions", "my_invert", "--test-subset", "8",
+                                 "--device", "cpu", "--no-progress", "--out", tmp_path / "run")
     assert code == 0 and "(0 failed)" in err, err
     # after the paper's rows, ours with no published value, in both metrics' tables
     assert len(re.findall(r"^\| My probe† \| \d+\.\d+ \(–\) \|", out, flags=re.M)) == 2, out
     assert out.index("| ot_discrete_augment†") < out.index("| My probe†")
     assert "My probe: not in the paper; run under this table's protocol" in out
+    # the shift: the last column of both tables, a value of ours for each of the 8 rows, none published
+    headers = [line for line in out.splitlines() if line.startswith("| Method")]
+    assert len(headers) == 2 and all(h.rstrip(" |").endswith("My Invert") for h in headers), headers
+    ends = re.findall(r"^\| \S.*\| (\d+\.\d+) \(–\) \|$", out, flags=re.M)
+    assert len(ends) == 2 * 8, out
+    assert "My Invert: not in the paper; run at severity 5 under this table's protocol" in out
     note = next(line for line in out.splitlines() if line.startswith("† my_probe: "))
     assert "test subset of 8 images" in note and "backbone" not in note, note
     code, _, err = run_cli(monkeypatch, capsys, "reproduce", "ttad-table4", "--add-methods", "my_prob")

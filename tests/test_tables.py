@@ -246,6 +246,27 @@ def test_compare_published_ttad_table1():
     assert len(compare_published(df, paper="ttad", table=1, only_ours=False)["method"].unique()) == 10
 
 
+
+def test_compare_published_appends_corruptions_the_paper_lacks_as_columns_without_a_published_value():
+    """bench reproduce --add-corruptions: the user's shift as a column after the paper's, for
+    every method shown, "ours (–)"; rows of a corruption not asked for stay out."""
+    extra = [dict(cell_id=f"{m}-bottle-{c}", method=m, config_hash=m, dataset="mvtec_ad", category="bottle",
+                  corruption=c, severity=5, seed=0, image_auroc=v, pixel_auroc=v, status="ok", error="")
+             for m, c, v in (("ttad", "uneven_light", 0.625), ("patchcore", "uneven_light", 0.5),
+                             ("ttad", "fog", 0.1))]
+    df = synthetic(extra)
+    df["severity"] = np.where(df.corruption == "clean", 0, 5)
+    out = compare_published(df, paper="ttad", table=1, metric="image_auroc", extra_corruptions=["uneven_light"])
+    mine = out[out.corruption == "uneven_light"].set_index("method")
+    assert sorted(mine.index) == ["PatchCore", "TTAD"] and mine["published"].isna().all()
+    assert mine.loc["TTAD", "ours"] == 62.5 and mine.loc["PatchCore", "ours"] == 50.0
+    assert "fog" not in set(out.corruption)
+    md = compare_published(df, paper="ttad", table=1, metric="image_auroc", extra_corruptions=["uneven_light"],
+                           fmt="markdown")
+    header = next(line for line in md.splitlines() if line.startswith("| Method"))
+    assert header.index("MVTec AD / Contrast") < header.index("MVTec AD / Uneven Light")  # after the paper's
+    assert "62.50 (–)" in md
+
 def test_paper_table_uses_the_published_layout():
     md = paper_table(synthetic(), "ttad", 1, fmt="markdown")
     lines = md.strip().splitlines()

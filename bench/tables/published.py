@@ -73,6 +73,7 @@ def compare_published(
     caption: str | None = None,
     label: str | None = None,
     extra: Sequence[str] = (),
+    extra_corruptions: Sequence[str] = (),
 ) -> pd.DataFrame | str:
     """Our means next to a paper's published numbers for the same method and condition.
 
@@ -87,6 +88,8 @@ def compare_published(
     (MNIST's multi-class ``even``) compares with our rows of that category. ``extra``: our row
     labels the paper has no row for (a method of the user's, run under the table's protocol),
     appended with their display name and no published value, in the published conditions.
+    ``extra_corruptions``: corruptions the paper has no column for (the user's shift, run under the
+    table's protocol), appended as columns for every method shown, without a published value.
     """
     metrics = _as_list(metric)
     pub = papers.published(paper=paper, table=table)
@@ -138,6 +141,11 @@ def compare_published(
         mine = ours[ours["ours_method"].isin(list(extra))].merge(conditions, on=on[1:])
         out = pd.concat([out, mine.assign(method=mine["ours_method"].map(method_display), value=np.nan)],
                         ignore_index=True)
+    if len(extra_corruptions):
+        shown = out.dropna(subset=["ours_method"]).drop_duplicates("ours_method").set_index("ours_method")["method"]
+        mine = ours[ours["ours_method"].isin(shown.index) & ours["corruption"].isin(list(extra_corruptions))
+                    & ours["metric"].isin(set(out["metric"])) & ours["dataset"].isin(set(out["dataset"]))]
+        out = pd.concat([out, mine.assign(method=mine["ours_method"].map(shown), value=np.nan)], ignore_index=True)
     out = out.rename(columns={"value": "published"})
     out["ours"] = pd.to_numeric(out["ours"], errors="coerce").astype(float)
     out["delta"] = out["ours"] - out["published"]
