@@ -21,13 +21,12 @@ import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib.metadata import entry_points
 from typing import Callable, Iterator
 
 import numpy as np
 
-from ..methods.errors import BenchError, warn
-from ..methods.registry import source_fingerprint
+from ..methods.errors import BenchError
+from ..methods.registry import load_entry_points, source_fingerprint
 
 ENTRY_POINT_GROUP = "bench.corruptions"
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
@@ -115,14 +114,7 @@ def _load_entry_points() -> None:
     if _entry_points_loaded:
         return
     _entry_points_loaded = True
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            obj = ep.load()  # importing the module runs its registrations
-        except Exception as exc:  # one broken package must not take the built-in corruptions with it
-            warn(f"the {ENTRY_POINT_GROUP} entry point {ep.name} = {ep.value!r} ({getattr(ep.dist, 'name', '?')}) "
-                 f"does not import ({type(exc).__name__}: {exc}); its corruptions are left out: fix or uninstall "
-                 "that package")
-            continue
+    for ep, obj in load_entry_points(ENTRY_POINT_GROUP):
         if callable(obj) and ep.name not in _REGISTRY:  # `name = "pkg.module:function"` registers it
             add_corruption(ep.name, obj)
 

@@ -14,7 +14,7 @@ import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib.metadata import PackageNotFoundError, entry_points, packages_distributions, version
+from importlib.metadata import EntryPoint, PackageNotFoundError, entry_points, packages_distributions, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
@@ -188,13 +188,25 @@ def registered_temporarily(name: str, cls: type[Method] | str, summary: str = ""
             _REGISTRY[name] = before
 
 
+def load_entry_points(group: str) -> Iterator[tuple[EntryPoint, Any]]:
+    """Import each entry point of ``group`` (importing a module runs its registrations) and yield it
+    with what it names. One that does not import is left out with one warning naming its package:
+    a broken plugin must not take the harness's own methods or corruptions with it."""
+    for ep in entry_points(group=group):
+        try:
+            yield ep, ep.load()
+        except Exception as exc:
+            warn(f"the {group} entry point {ep.name} = {ep.value!r} ({getattr(ep.dist, 'name', '?')}) does not "
+                 f"import ({type(exc).__name__}: {exc}); it is left out: fix or uninstall that package")
+
+
 def _load_entry_points() -> None:
     global _entry_points_loaded
     if _entry_points_loaded:
         return
     _entry_points_loaded = True
-    for ep in entry_points(group="bench.methods"):
-        ep.load()  # importing the module runs its registrations
+    for _ in load_entry_points("bench.methods"):
+        pass
 
 
 def registered() -> dict[str, Registered]:

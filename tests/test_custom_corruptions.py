@@ -16,6 +16,7 @@ from bench.datasets.corruptions import corrupt_image, corrupted_images, image_se
 from bench.errors import BenchError, BenchWarning
 from bench.executors import run_local
 from bench.grid import GridSpec
+from bench.methods import registry
 from bench.methods.registry import registered_temporarily as method_registered
 from bench.results import load_rows
 from bench.verify import check
@@ -205,9 +206,18 @@ def test_entry_points_register_and_a_broken_one_is_left_out_with_a_warning(tmp_p
     group = custom.ENTRY_POINT_GROUP
     points = [importlib.metadata.EntryPoint("adsb_halve", "adsb_ep_module:halve", group),
               importlib.metadata.EntryPoint("adsb_broken", "adsb_no_such_module", group)]
-    monkeypatch.setattr(custom, "entry_points", lambda group: points)
-    with pytest.warns(BenchWarning, match=r"entry point adsb_broken = 'adsb_no_such_module' .*does not import "
-                                          r"\(ModuleNotFoundError.*fix or uninstall that package"):
+    monkeypatch.setattr(registry, "entry_points", lambda group: points)
+    with pytest.warns(BenchWarning, match=r"bench.corruptions entry point adsb_broken = 'adsb_no_such_module' .*does "
+                                          r"not import \(ModuleNotFoundError.*fix or uninstall that package"):
         assert resolve_corruptions("adsb_halve,contrast") == ["adsb_halve", "contrast"]
     assert custom.custom_corruptions()["adsb_halve"].summary == "Half as bright."
     assert np.array_equal(corrupt_image(_img(), "adsb_halve", 1, seed=0), _img() // 2)
+
+
+def test_a_method_plugin_that_does_not_import_is_left_out_and_the_builtins_stay(monkeypatch):
+    points = [importlib.metadata.EntryPoint("adsb_gone", "adsb_no_such_method_module", "bench.methods")]
+    monkeypatch.setattr(registry, "entry_points", lambda group: points)
+    monkeypatch.setattr(registry, "_entry_points_loaded", False)
+    with pytest.warns(BenchWarning, match=r"bench.methods entry point adsb_gone = 'adsb_no_such_method_module' .*does "
+                                          r"not import \(ModuleNotFoundError"):
+        assert "patchcore" in registry.registered()
