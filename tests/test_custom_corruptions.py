@@ -221,3 +221,22 @@ def test_a_method_plugin_that_does_not_import_is_left_out_and_the_builtins_stay(
     with pytest.warns(BenchWarning, match=r"bench.methods entry point adsb_gone = 'adsb_no_such_method_module' .*does "
                                           r"not import \(ModuleNotFoundError"):
         assert "patchcore" in registry.registered()
+
+
+def test_a_compound_shift_composes_the_builtins_deterministically(monkeypatch):
+    """The guide's compound example: built-in corruptions called inside a corruption of your own,
+    each with a seed drawn from the rng, give the same pixels for the same seed."""
+    monkeypatch.setattr(custom, "_REGISTRY", {})
+
+    def noisy_blur(image, severity, rng):
+        blurred = corrupt_image(image, "defocus_blur", severity, seed=int(rng.integers(2**32)))
+        return corrupt_image(blurred, "gaussian_noise", severity, seed=int(rng.integers(2**32)))
+
+    img = _img(shape=(48, 64, 3))
+    with custom.registered_temporarily("adsb_noisy_blur", noisy_blur):
+        assert len(custom.check_corruption("adsb_noisy_blur")) == 2
+        a = corrupt_image(img, "adsb_noisy_blur", 3, seed=9)
+        assert np.array_equal(a, corrupt_image(img, "adsb_noisy_blur", 3, seed=9))
+        assert not np.array_equal(a, corrupt_image(img, "adsb_noisy_blur", 3, seed=10))
+    blurred = corrupt_image(img, "defocus_blur", 3, seed=0)
+    assert not np.array_equal(a, blurred) and np.abs(a.astype(int) - blurred).mean() > 5  # noise on the blur
