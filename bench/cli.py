@@ -223,6 +223,7 @@ def table(
     interval: bool = typer.Option(False, "--interval", help="Show each value's bootstrap interval over test images [lo, hi] (image AUROC)."),
     resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples for --interval."),
     level: float = typer.Option(0.95, "--level", help="Confidence level of --interval."),
+    relative: Optional[str] = typer.Option(None, "--relative", help="Differences in points, paired per category and seed: clean (each shifted value minus the method's own clean one: what the shift costs) or a method (each row minus that method's: what it wins back), e.g. patchcore."),
 ) -> None:
     """Render a run's rows as a LaTeX (booktabs, best bold) or Markdown table."""
     from .metrics import METRICS
@@ -249,6 +250,9 @@ def table(
         if per_class or compare or interval:
             raise BenchError(f"--by {BY_DEFECT_TYPE}: the main layout only (drop --per-class / --compare / --interval)")
         require_breakdown(df, run)
+    if relative is not None and (compare or interval or by):
+        raise BenchError("--relative: differences are shown in the main and per-class layouts only "
+                         "(drop --compare / --interval / --by)")
     if interval:
         from .stats import check_level, check_resamples, require_per_image, resampled_metrics
 
@@ -281,7 +285,7 @@ def table(
     else:
         text = main_table(df, metrics_ if len(metrics_) > 1 else metrics_[0], fmt=fmt, per_class=per_class,
                           methods=split_list(methods), caption=caption, label=label, std=std,
-                          interval=resamples if interval else 0, level=level, by=by)
+                          interval=resamples if interval else 0, level=level, by=by, relative=relative)
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text + "\n")

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from bench import papers
-from bench.errors import BenchWarning
+from bench.errors import BenchError, BenchWarning
 from bench.results import RunStore
 from bench.tables import compare_published, condition_label, main_table, paper_table, table_frame
 from _grids import run_cli
@@ -266,6 +266,43 @@ def test_compare_published_appends_corruptions_the_paper_lacks_as_columns_withou
     header = next(line for line in md.splitlines() if line.startswith("| Method"))
     assert header.index("MVTec AD / Contrast") < header.index("MVTec AD / Uneven Light")  # after the paper's
     assert "62.50 (–)" in md
+
+
+def test_relative_tables_pair_each_cell_with_its_clean_cell_or_the_reference_methods():
+    """bench table --relative: what the shift costs (minus the method's own clean cell) and what a
+    method wins back (minus PatchCore's cell), paired per category and seed before any mean: a
+    cell without its partner (TTAD's bottle noise seed 1 has no clean seed 1; PatchCore's is
+    failed) gives no difference and its value is partial."""
+    df = synthetic()
+
+    def row(md: str, label: str) -> list[str]:
+        return next(line for line in md.splitlines() if line.startswith(f"| {label} |")).split(" | ")[1:]
+
+    drop = main_table(df, "image_auroc", fmt="markdown", relative="clean", std=False)
+    assert row(drop, "PatchCore") == ["**97.00**", "-22.00†", "-35.00", "-28.50† |"]
+    assert row(drop, "TTAD") == ["**97.00**", "-9.50†", "**-15.00**", "-12.25† |"]
+    assert "Δ: each shifted value is the method's value minus its own clean value on the same category and seed" \
+        in drop
+    gain = main_table(df, "image_auroc", fmt="markdown", relative="PatchCore", std=False)
+    assert row(gain, "PatchCore") == ["97.00", "75.00†", "62.00", "68.50† |"]  # the reference itself, not bold
+    assert row(gain, "TTAD") == ["0.00", "12.50†", "20.00", "16.25† |"]
+    assert "minus PatchCore's on the same condition, category and seed" in gain and "**" not in gain
+    with pytest.raises(BenchError, match=r"--relative gnl: no rows of that method here \(methods: patchcore, ttad\)"):
+        main_table(df, "image_auroc", fmt="markdown", relative="gnl")
+    two = synthetic([dict(cell_id="pc-other", method="patchcore", config_hash="other", dataset="mvtec_ad",
+                          category="bottle", corruption="clean", severity=0, seed=0, image_auroc=0.5,
+                          pixel_auroc=0.4, status="ok", error="")])
+    with pytest.raises(BenchError, match="its rows hold 2 configs"):
+        main_table(two, "image_auroc", fmt="markdown", relative="patchcore")
+
+
+def test_bench_table_relative_refuses_layouts_it_does_not_fill(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "rows.parquet"
+    synthetic().to_parquet(path)
+    code, out, _ = run_cli(monkeypatch, capsys, "table", path, "--relative", "clean")
+    assert code == 0 and "| TTAD | **97.00** | -9.50† | **-15.00** | -12.25† |" in out
+    code, _, err = run_cli(monkeypatch, capsys, "table", path, "--relative", "clean", "--compare", "ttad:1")
+    assert code == 2 and "--relative: differences are shown in the main and per-class layouts only" in err
 
 def test_paper_table_uses_the_published_layout():
     md = paper_table(synthetic(), "ttad", 1, fmt="markdown")

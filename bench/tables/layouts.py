@@ -72,6 +72,7 @@ def main_table(
     interval: int = 0,
     level: float = 0.95,
     by: str | None = None,
+    relative: str | None = None,
 ) -> str:
     """Render result rows as a LaTeX (booktabs) or Markdown table.
 
@@ -108,8 +109,23 @@ def main_table(
     ``by="defect_type"``: rows = (method, defect type) from the rows' per-defect-type breakdown
     (``defect_metrics``; one of image_auroc, pixel_auroc, aupro), columns as the main layout;
     bold marks the best method per defect type and column (``bench.tables.defects``).
+
+    ``relative``: differences instead of values (``bench.tables.relative``), each shifted value
+    minus the method's own clean one (``"clean"``: what the shift costs), or each method minus the
+    named method (e.g. ``"patchcore"``: what adaptation wins back, that row unbold); a note under
+    the table says which. Main and per-class layouts.
     """
     metrics = _as_list(metric)
+    notes: list[str] = []
+    if relative is not None:
+        if by is not None or interval:
+            raise ValueError("relative tables take the main or per-class layout, without intervals")
+        from .relative import CLEAN, relative_rows
+
+        df, note = relative_rows(df, metrics, relative)
+        notes.append(note)
+        if relative != CLEAN:  # a value and differences in one column: no best to mark
+            best = None
     scale, direction = _defaults(metrics, scale, best)
     datasets = _as_list(datasets)
     _check_by(by, metrics, per_class, interval)
@@ -141,4 +157,4 @@ def main_table(
 
     if grid.values.empty:
         raise ValueError("no ok rows match the selection; nothing to tabulate")
-    return _render(grid, fmt, scale, decimals, direction, groups, caption, label, column_format)
+    return _render(grid, fmt, scale, decimals, direction, groups, caption, label, column_format, notes)

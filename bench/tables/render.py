@@ -169,14 +169,15 @@ def _to_markdown(cells, bold, corner: str, caption: str | None) -> str:
     return "\n".join(out) + "\n"
 
 
-def _render(grid: _Grid, fmt, scale, decimals, direction, groups, caption, label, column_format) -> str:
+def _render(grid: _Grid, fmt, scale, decimals, direction, groups, caption, label, column_format,
+            notes: Sequence[str] = ()) -> str:
     if fmt not in ("latex", "markdown"):
         raise ValueError(f"fmt must be 'latex' or 'markdown', not {fmt!r}")
     shown = (grid.values * scale).round(decimals)
     bold = _best_mask(shown, grid.partial, groups(shown), direction)
     extra = [None if x is None else x * scale for x in (grid.std, grid.low, grid.high)]
     cells = _cells(shown, grid.partial, decimals, fmt, *extra, failed=grid.failed)
-    notes = _notes(shown, grid)
+    notes = [*_notes(shown, grid), *notes]
     if fmt == "markdown":
         text = _to_markdown(cells, bold, grid.corner, caption)
         # a hard line break (two trailing spaces) per note, or a viewer runs them together
