@@ -281,8 +281,9 @@ def test_relative_tables_pair_each_cell_with_its_clean_cell_or_the_reference_met
     drop = main_table(df, "image_auroc", fmt="markdown", relative="clean", std=False)
     assert row(drop, "PatchCore") == ["**97.00**", "-22.00†", "-35.00", "-28.50† |"]
     assert row(drop, "TTAD") == ["**97.00**", "-9.50†", "**-15.00**", "-12.25† |"]
-    assert "Δ: each shifted value is the method's value minus its own clean value on the same category and seed" \
-        in drop
+    assert "Differences: each shifted value is the method's value minus its own clean value on the same category " \
+        "and seed" in drop
+    check_latex(main_table(df, "image_auroc", fmt="latex", relative="clean"))  # the note is LaTeX too
     gain = main_table(df, "image_auroc", fmt="markdown", relative="PatchCore", std=False)
     assert row(gain, "PatchCore") == ["97.00", "75.00†", "62.00", "68.50† |"]  # the reference itself, not bold
     assert row(gain, "TTAD") == ["0.00", "12.50†", "20.00", "16.25† |"]

@@ -38,8 +38,8 @@ def relative_rows(df: pd.DataFrame, metrics: Sequence[str], to: str) -> tuple[pd
         reference = ok & pd.Series([is_reference(ds, (d, c)) for ds, d, c in
                                     zip(df["dataset"], df["domain"], df["corruption"])], index=df.index)
         keys = pd.concat([df[["method", "dataset", "category", "seed"]], ident], axis=1)
-        note = ("Δ: each shifted value is the method's value minus its own clean value on the same category "
-                "and seed (points); the clean column is the value itself.")
+        note = ("Differences: each shifted value is the method's value minus its own clean value on the same "
+                "category and seed; the clean column is the value itself.")
     else:
         methods = list(dict.fromkeys(df["method"]))
         base = _resolve_labels([to], methods)[0]  # "PatchCore" -> "patchcore"
@@ -53,8 +53,8 @@ def relative_rows(df: pd.DataFrame, metrics: Sequence[str], to: str) -> tuple[pd
         reference = ok & (df["method"] == base)
         keys = pd.concat([df[["dataset", "domain", "corruption", "severity", "category", "seed"]],
                           ident[["protocol", "test_subset"]]], axis=1)
-        note = (f"Δ: each method's value minus {method_display(base)}'s on the same condition, category and seed "
-                f"(points); {method_display(base)}'s row is the value itself.")
+        note = (f"Differences: each method's value minus {method_display(base)}'s on the same condition, category "
+                f"and seed; {method_display(base)}'s row is the value itself.")
     key = keys.astype(str).agg("\x1f".join, axis=1)
     partner = df.loc[reference, list(metrics)].groupby(key[reference]).mean()  # one cell each, unless runs merged
     shifted = ok & ~reference
