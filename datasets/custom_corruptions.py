@@ -152,18 +152,26 @@ def check_corruption(name: str, size: tuple[int, int] = (48, 64)) -> list[str]:
     """Run a registered corruption on a small synthetic image at every severity and return the
     checks that passed, or raise BenchError naming the one that failed: uint8 of the input's
     shape; the same pixels again from the same seed (every method must see identical pixels);
-    the input left as it was. Put it in your package's tests."""
+    some pixel changed; and the severities told apart (five equal columns otherwise). Put it in
+    your package's tests."""
     custom = get_custom(name)
     if custom is None:
         raise BenchError(f"{name!r} is not a registered corruption (bench list corruptions)")
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+    outputs = []
     for severity in range(1, 6):
-        first = apply(custom, img, severity, 1234)
-        if not np.array_equal(first, apply(custom, img, severity, 1234)):
+        outputs.append(apply(custom, img, severity, 1234))
+        if not np.array_equal(outputs[-1], apply(custom, img, severity, 1234)):
             raise BenchError(f"corruption {name} (severity {severity}) gave other pixels for the same seed: draw "
                              "all randomness from the rng argument (or np.random), never from an unseeded generator")
-    return ["uint8 output of the input's shape at severities 1-5", "same pixels from the same seed"]
+    if all(np.array_equal(out, img) for out in outputs):
+        raise BenchError(f"corruption {name} returned its input unchanged at every severity")
+    if all(np.array_equal(out, outputs[0]) for out in outputs[1:]):
+        raise BenchError(f"corruption {name} gave the same pixels at severities 1-5: make its strength depend on "
+                         "the severity argument")
+    return ["uint8 output of the input's shape at severities 1-5", "same pixels from the same seed",
+            "pixels changed", "severities told apart"]
 
 
 def corruption_code(name: str) -> str:

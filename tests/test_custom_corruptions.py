@@ -153,8 +153,14 @@ def test_check_corruption_catches_an_unseeded_generator(monkeypatch):
     with custom.registered_temporarily("adsb_unseeded", unseeded):
         with pytest.raises(BenchError, match="gave other pixels for the same seed"):
             custom.check_corruption("adsb_unseeded")
-    with custom.registered_temporarily("adsb_ok", lambda image, severity, rng: image // severity):
-        assert len(custom.check_corruption("adsb_ok")) == 2
+    with custom.registered_temporarily("adsb_ok", lambda image, severity, rng: image // (severity + 1)):
+        assert len(custom.check_corruption("adsb_ok")) == 4
+    with custom.registered_temporarily("adsb_identity", lambda image, severity, rng: image):
+        with pytest.raises(BenchError, match="returned its input unchanged at every severity"):
+            custom.check_corruption("adsb_identity")
+    with custom.registered_temporarily("adsb_flat", lambda image, severity, rng: image // 2):
+        with pytest.raises(BenchError, match="gave the same pixels at severities 1-5: make its strength depend"):
+            custom.check_corruption("adsb_flat")
 
 
 def test_an_edited_corruption_makes_new_images_not_the_cached_ones(plugin):
@@ -234,7 +240,7 @@ def test_a_compound_shift_composes_the_builtins_deterministically(monkeypatch):
 
     img = _img(shape=(48, 64, 3))
     with custom.registered_temporarily("adsb_noisy_blur", noisy_blur):
-        assert len(custom.check_corruption("adsb_noisy_blur")) == 2
+        assert len(custom.check_corruption("adsb_noisy_blur")) == 4
         a = corrupt_image(img, "adsb_noisy_blur", 3, seed=9)
         assert np.array_equal(a, corrupt_image(img, "adsb_noisy_blur", 3, seed=9))
         assert not np.array_equal(a, corrupt_image(img, "adsb_noisy_blur", 3, seed=10))

@@ -120,7 +120,7 @@ def test_a_corruption_in_its_own_package_runs_in_bench_grid(tmp_path, tiny_root)
                      listed, flags=re.M), listed
     check = _run([python, "-c", "from bench.datasets.custom_corruptions import check_corruption; "
                   "print(len(check_corruption('uneven_light')))"], env, tmp_path)  # the entry point registers it
-    assert check.stdout.strip() == "2"
+    assert check.stdout.strip() == "4"
 
     run = tmp_path / "run"
     grid = [bench, "grid", "--methods", "patchcore", "--root", tiny_root, "--corruptions", "clean,uneven_light",
