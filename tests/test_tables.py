@@ -464,3 +464,17 @@ def test_real_iad_rows_meet_their_published_numbers():
         out = compare_published(rows, paper="ttad", table=1, metric="image_auroc")
     mine = out[(out["dataset"] == "real_iad") & (out["ours_method"] == "patchcore") & (out["corruption"] == "clean")]
     assert len(mine) == 1 and np.isfinite(mine["ours"].iloc[0]) and np.isfinite(mine["published"].iloc[0])
+
+
+def test_relative_to_clean_reads_a_test_domain_against_the_in_distribution_clean_cell():
+    """With test domains (GNL Table 3: MNIST in distribution, MNIST-M out), the shift is the
+    domain: MNIST-M's clean column is a difference from MNIST's clean cell, not a value."""
+    rows = []
+    for m, vals in (("rd4ad", (0.9, 0.6, 0.5)), ("gnl", (0.92, 0.7, 0.66))):
+        for (dom, cor, sev), v in zip((("mnist", "clean", 0), ("mnist_m", "clean", 0), ("mnist_m", "contrast", 5)),
+                                      vals):
+            rows.append(dict(cell_id=f"{m}-{dom}-{cor}", method=m, config_hash=m, dataset="mnist", domain=dom,
+                             category="0", corruption=cor, severity=sev, seed=0, image_auroc=v, status="ok", error=""))
+    md = main_table(pd.DataFrame(rows), "image_auroc", fmt="markdown", relative="clean")
+    assert "| RD4AD | 90.00 | -30.00 | -40.00 | -35.00 |" in md
+    assert "| GNL | **92.00** | **-22.00** | **-26.00** | **-24.00** |" in md
