@@ -215,15 +215,20 @@ def default_config_hash(method: str, dataset: str) -> str:
         return ""
 
 
+def one_method_cells(spec: GridSpec) -> list[Cell]:
+    """The grid's cells of its first registered method: every (category, domain, condition, seed)
+    once, which is all the corrupted pixels depend on."""
+    return dataclasses.replace(spec, methods=[next(iter(registered()))]).cells()
+
+
 def corruption_sets(spec: GridSpec) -> list[TestSets]:
     """The corrupted test sets a grid's cells read (same dataset label, image ids and seeds), per
     (category, domain, seed); pixels do not depend on the method. Loads each category once
     (one-line errors for a bad layout, as ``bench grid``)."""
-    probe = dataclasses.replace(spec, methods=[next(iter(registered()))])
     ds = get_dataset(spec.dataset)
     loaded: dict[str, Any] = {}
     sets: dict[tuple[str, str, str, int], TestSets] = {}
-    for c in probe.cells():
+    for c in one_method_cells(spec):
         if c.category not in loaded:
             loaded[c.category] = ds.load(ds.root(spec.root), c.category)
         if c.corruption == CLEAN:

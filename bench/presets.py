@@ -407,7 +407,9 @@ def comparison(preset: Preset, spec, rows, fmt: str = "markdown") -> str:
 
 def added_corruptions(preset: Preset, corruptions: list[str]) -> list[str]:
     """The corruptions of ``corruptions`` that ``preset`` has no column for (``--add-corruptions``)."""
-    return [c for c in corruptions if c not in preset.corruptions and c != "clean"]
+    from .datasets.corruptions import CLEAN
+
+    return [c for c in corruptions if c not in preset.corruptions and c != CLEAN]
 
 
 def check_added_corruptions(preset: Preset, corruptions: list[str]) -> None:

@@ -7,7 +7,6 @@ strength, a corruption of your own beside the built-ins before a whole grid runs
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +15,7 @@ from ..datasets.corruptions import CLEAN, corrupted_images
 from ..datasets.point_corruptions import is_points
 from ..datasets.registry import get_dataset
 from ..errors import BenchError
-from ..grid import GridSpec
-from ..methods import registered
+from ..grid import GridSpec, one_method_cells
 from ..tables.names import condition_label
 from .common import pyplot, save
 
@@ -27,8 +25,7 @@ PANEL = 1.6  # inches per panel
 def plot(spec: GridSpec, out: Path, image: str | None = None) -> list[Path]:
     """Draw ``image`` (a test image id; default: the first anomalous one) of the grid's first
     category, test domain and seed into ``out/corruptions.png`` and ``.pdf``."""
-    one_method = dataclasses.replace(spec, methods=[next(iter(registered()))])  # pixels do not depend on it
-    cells = [c for c in one_method.cells() if c.corruption != CLEAN]
+    cells = [c for c in one_method_cells(spec) if c.corruption != CLEAN]
     if not cells:
         raise BenchError("--preview draws corrupted images: name at least one corruption besides clean")
     first = cells[0]

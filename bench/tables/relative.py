@@ -15,11 +15,10 @@ from typing import Sequence
 
 import pandas as pd
 
+from ..datasets.corruptions import CLEAN
 from ..errors import BenchError
 from .aggregate import VARIANT, _norm_conditions, _resolve_labels, _variant_values
 from .names import is_reference, method_display
-
-CLEAN = "clean"
 
 
 def relative_rows(df: pd.DataFrame, metrics: Sequence[str], to: str) -> tuple[pd.DataFrame, str]:
