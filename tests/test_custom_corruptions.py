@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -22,6 +21,7 @@ from bench.results import load_rows
 from bench.verify import check
 
 from _grids import GrayProbe, run_cli
+from _plugins import module_writer
 
 PLUGIN = '''
 import numpy as np
@@ -42,17 +42,12 @@ FACTOR = 0.1
 @pytest.fixture
 def plugin(tmp_path, monkeypatch):
     """A corruption module on sys.path; ``plugin(factor)`` (re)writes and (re)imports it."""
-    monkeypatch.syspath_prepend(str(tmp_path / "plugins"))
-    path = tmp_path / "plugins" / "adsb_dim_plugin.py"
-    path.parent.mkdir()
+    write = module_writer(tmp_path, monkeypatch, "adsb_dim_plugin")
     monkeypatch.setattr(custom, "_REGISTRY", {})
 
     def load(factor: float):
         custom._REGISTRY.pop("adsb_dim", None)  # an edited module registers its new function
-        path.write_text(textwrap.dedent(PLUGIN).replace("FACTOR = 0.1", f"FACTOR = {factor}"))
-        importlib.invalidate_caches()
-        module = sys.modules.get("adsb_dim_plugin")
-        return importlib.reload(module) if module else importlib.import_module("adsb_dim_plugin")
+        return write(PLUGIN.replace("FACTOR = 0.1", f"FACTOR = {factor}"))
 
     yield load
     sys.modules.pop("adsb_dim_plugin", None)

@@ -46,8 +46,9 @@ def _run(args, env, cwd) -> subprocess.CompletedProcess:
     return out
 
 
-def _environment(tmp_path: Path) -> tuple[Path, Path, dict, list]:
-    """A fresh environment holding this checkout: (python, bench, env vars, pip install command)."""
+def _environment(tmp_path: Path, example: Path) -> tuple[Path, Path, Path, dict, list]:
+    """A fresh environment holding this checkout and a copy of ``example`` installed: (the copy,
+    python, bench, env vars, pip install command)."""
     env_dir = tmp_path / "env"
     # torch, numpy, setuptools, ... come from the environment running this test (a virtual
     # environment's site-packages, not its base interpreter's: system_site_packages would give
@@ -67,14 +68,14 @@ def _environment(tmp_path: Path) -> tuple[Path, Path, dict, list]:
     _run([*pip, "-e", REPO], env, tmp_path)
     where = _run([python, "-c", "import bench.methods; print(bench.methods.__file__)"], env, tmp_path).stdout
     assert Path(where.strip()).resolve() == (REPO / "methods" / "__init__.py").resolve()
-    return python, bench, env, pip
+    package = shutil.copytree(example, tmp_path / example.name)
+    _run([*pip, package], env, tmp_path)
+    return package, python, bench, env, pip
 
 
 @pytest.mark.slow
 def test_a_method_in_its_own_package_runs_in_bench_grid(tmp_path, tiny_root):
-    package = shutil.copytree(EXAMPLE, tmp_path / "bench-mean-distance")
-    python, bench, env, pip = _environment(tmp_path)
-    _run([*pip, package], env, tmp_path)
+    package, python, bench, env, pip = _environment(tmp_path, EXAMPLE)
 
     listed = _run([bench, "list", "methods"], env, tmp_path).stdout
     assert re.search(r"^mean_distance +Mean distance: ", listed, flags=re.M), listed
@@ -111,9 +112,7 @@ def test_a_method_in_its_own_package_runs_in_bench_grid(tmp_path, tiny_root):
 
 @pytest.mark.slow
 def test_a_corruption_in_its_own_package_runs_in_bench_grid(tmp_path, tiny_root):
-    package = shutil.copytree(CORRUPTION_EXAMPLE, tmp_path / "bench-uneven-light")
-    python, bench, env, pip = _environment(tmp_path)
-    _run([*pip, package], env, tmp_path)
+    package, python, bench, env, pip = _environment(tmp_path, CORRUPTION_EXAMPLE)
 
     listed = _run([bench, "list", "corruptions"], env, tmp_path).stdout
     assert re.search(r"^  uneven_light +Uneven light: .* \[bench-uneven-light 0\.1\.0 sha256:[0-9a-f]{16}\]$",

@@ -2,7 +2,6 @@
 edits its source without changing its config, and must not get the old rows or fit back."""
 from __future__ import annotations
 
-import importlib
 import sys
 import textwrap
 
@@ -15,6 +14,8 @@ from bench.methods import get
 from bench.methods.registry import code_fingerprint, registered_temporarily
 from bench.results import load_rows
 from bench.verify import check
+
+from _plugins import module_writer
 
 PLUGIN = '''
 import numpy as np
@@ -51,16 +52,10 @@ SIGN = 1.0
 @pytest.fixture
 def plugin(tmp_path, monkeypatch):
     """A plugin module on sys.path; ``plugin(sign)`` (re)writes and (re)imports it."""
-    monkeypatch.syspath_prepend(str(tmp_path / "plugins"))
-    path = tmp_path / "plugins" / "adsb_probe_plugin.py"
-    path.parent.mkdir()
+    write = module_writer(tmp_path, monkeypatch, "adsb_probe_plugin")
 
     def load(sign: float):
-        path.write_text(textwrap.dedent(PLUGIN).replace("SIGN = 1.0", f"SIGN = {sign}"))
-        importlib.invalidate_caches()
-        module = sys.modules.get("adsb_probe_plugin")
-        module = importlib.reload(module) if module else importlib.import_module("adsb_probe_plugin")
-        return module.Probe
+        return write(PLUGIN.replace("SIGN = 1.0", f"SIGN = {sign}")).Probe
 
     yield load
     sys.modules.pop("adsb_probe_plugin", None)
