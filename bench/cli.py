@@ -77,7 +77,7 @@ _CATEGORIES = typer.Option(None, "--categories", "-c", help="Categories (default
 _DOMAINS = typer.Option(None, "--domains", help="Test domains of a dataset that has several, comma-separated, or "
                         "'all' (mnist: mnist,mnist_m; pacs: photo,art_painting,cartoon,sketch); default: its "
                         "in-distribution one. Corruptions apply to each.")
-_CORRUPTIONS = typer.Option(["paper"], "--corruptions", help="Names or presets (paper, common, all, noise, ...).")
+_CORRUPTIONS = typer.Option(["paper"], "--corruptions", help="Names or presets (paper, common, all, noise, ...); the clean cells always run.")
 _SEVERITIES = typer.Option(["5"], "--severities", "-s", help="Severities 1-5, comma-separated.")
 _SEEDS = typer.Option(["0"], "--seeds", help="Seeds: --seeds 0,1,2 or --seeds 0 1 2.")
 _PROTOCOL = typer.Option("native", "--protocol", help="native (corrupt the original file) or resized.")
@@ -99,7 +99,7 @@ def grid(
     seeds: List[str] = _SEEDS,
     protocol: str = _PROTOCOL,
     backbone: Optional[str] = typer.Option(None, "--backbone", help="timm backbone, e.g. wide_resnet50_2."),
-    weights: Optional[str] = typer.Option(None, "--weights", help="imagenet, random, or a state-dict path."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="imagenet, random, shapenet (Point-MAE), or a state-dict path."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Hyperparameter FIELD=VALUE or METHOD.FIELD=VALUE."),
     test_subset: int = typer.Option(0, "--test-subset", help="Evaluate on a seeded subset of N test images per category, stratified by defect type (0 = all); recorded in every row."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N] (with Ray: resolved on each worker)."),
@@ -420,7 +420,7 @@ def reproduce(
     add_methods: Optional[List[str]] = typer.Option(None, "--add-methods", help="Your methods (e.g. a plugin's), run under the table's protocol next to the paper's rows, comma-separated."),
     add_corruptions: Optional[List[str]] = typer.Option(None, "--add-corruptions", help="Your corruptions (or built-in ones the paper lacks), run at the table's severity as columns after the paper's, comma-separated."),
     backbone: Optional[str] = typer.Option(None, "--backbone", help="Another backbone than the paper's (marked)."),
-    weights: Optional[str] = typer.Option(None, "--weights", help="imagenet, random, or a state-dict path."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="imagenet, random, shapenet (Point-MAE), or a state-dict path."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="FIELD=VALUE departures from the paper (marked)."),
     test_subset: int = typer.Option(0, "--test-subset", help="A seeded, stratified test subset per category (marked)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),

@@ -219,6 +219,8 @@ def test_display_name_and_order_come_from_registration():
         assert method_display("mean_distance") == "Mean distance"
         assert 0 == method_rank()["patchcore"] < method_rank()["mean_distance"] < method_rank()["ttt++"]
     assert "mean_distance" not in method_rank()
+    # docs/adding-a-method.md tells plugins to take 100 and up: no built-in may sit there
+    assert all(r.order is not None and r.order < 100 for r in registered().values())
 
 
 def test_methods_all_is_the_main_job_and_leaves_the_gnl_table_variants_to_their_presets():
