@@ -63,7 +63,7 @@ AVX2_PINS = {
     "NUMBA_CPU_NAME": "haswell",  # vector width and unrolling of the fastmath coreset loop
 }
 # What is still host-dependent at AVX2, removed in the default mode (measured and read in the
-# sources of oneDNN 3.12 and MKL 2024, see README "Numbers that reproduce"):
+# sources of oneDNN 3.12 and MKL 2024, see docs/reproducibility.md):
 # - oneDNN's brgemm convolutions (AVX2 and up) split their reductions by the L1 / L2 size, so a
 #   48 KB-L1 host sums in another order than a 32 KB one; capped at AVX, oneDNN runs its plain
 #   JIT and GEMM convolutions, whose order depends only on shapes and the thread count (on the
