@@ -80,6 +80,7 @@ _DOMAINS = typer.Option(None, "--domains", help="Test domains of a dataset that 
 _CORRUPTIONS = typer.Option(["paper"], "--corruptions", help="Names or presets (paper, common, all, noise, ...); the clean cells always run.")
 _SEVERITIES = typer.Option(["5"], "--severities", "-s", help="Severities 1-5, comma-separated.")
 _SEEDS = typer.Option(["0"], "--seeds", help="Seeds: --seeds 0,1,2 or --seeds 0 1 2.")
+_DRY_RUN = typer.Option(False, "--dry-run", help="Check the inputs and say what would run (cells done / to run, fits to compute), running and writing nothing.")
 _PROTOCOL = typer.Option("native", "--protocol", help="native (corrupt the original file) or resized.")
 _NONDETERMINISTIC = typer.Option(
     False, "--nondeterministic",
@@ -116,9 +117,10 @@ def grid(
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Resamples of each cell's bootstrap interval of image AUROC (0 = none); stored in the rows."),
     map_samples: int = typer.Option(4, "--map-samples", help="Test images per cell whose anomaly maps are kept for `bench plot maps` (0 = none)."),
     map_size: int = typer.Option(64, "--map-size", help="Side in pixels (at most) of the kept maps and images."),
+    dry_run: bool = _DRY_RUN,
 ) -> None:
     """Run every missing cell of a grid; rerunning the same command resumes it."""
-    from .executors import make_executor, run_grid
+    from .executors import make_executor, plan_grid, run_grid
     from .grid import default_run_dir
     from .results import load_rows
     from .tables import main_table
@@ -134,6 +136,9 @@ def grid(
                       backbone, weights, set_, device, test_subset, nondeterministic, domains,
                       bootstrap=bootstrap, map_samples=map_samples, map_size=map_size)
     run_dir = out or default_run_dir(spec)
+    if dry_run:
+        typer.echo("\n".join(plan_grid(spec, run_dir, retry_failed=retry_failed).lines()))
+        return
     summary = _run(run_grid, spec, run_dir, ex, retry_failed=retry_failed, console=console, show_progress=progress)
     console.print(
         f"run {summary.run_dir} ({summary.executor}): {summary.total} cells, {summary.skipped} already done, "
@@ -430,9 +435,10 @@ def reproduce(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default: results/runs/<preset>-<dataset>-<hash>)."),
     fmt: str = typer.Option("markdown", "--format", "-f", help="latex or markdown."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+    dry_run: bool = _DRY_RUN,
 ) -> None:
     """Run a published table's whole protocol and print ours next to the published numbers."""
-    from .executors import make_executor, run_grid
+    from .executors import make_executor, plan_grid, run_grid
     from .grid import default_run_dir
     from .methods import get as get_method
     from .datasets.corruptions import resolve_corruptions
@@ -453,6 +459,9 @@ def reproduce(
     spec.preset = p.name
     spec.deterministic = not nondeterministic
     run_dir = out or default_run_dir(spec).with_name(f"{p.name}-{default_run_dir(spec).name}")
+    if dry_run:
+        typer.echo("\n".join(plan_grid(spec, run_dir).lines()))
+        return
     summary = _run(run_grid, spec, run_dir, make_executor("local", workers=workers, threads=threads), console=console,
                    show_progress=progress)
     console.print(f"run {summary.run_dir}: {summary.total} cells, {summary.skipped} already done, {summary.ran} ran "

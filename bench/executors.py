@@ -63,7 +63,7 @@ from .scheduler import FitGroup, Lost, Scheduler, plan_groups
 from .worker import CellJob, CellResult, FitJob, FitResult
 
 __all__ = ["EXECUTORS", "ExecutorOptions", "make_executor", "LocalExecutor", "run_grid", "run_local",
-           "GridSummary", "Driver", "FitGroup", "plan_groups"]
+           "plan_grid", "GridPlan", "GridSummary", "Driver", "FitGroup", "plan_groups"]
 
 # --------------------------------------------------------------------------- input
 
@@ -209,12 +209,23 @@ def run_grid(
 
 
 def stale_cells(store: RunStore, statuses: dict[str, str], cells: list[Cell], ctx: RunContext) -> list[str]:
-    """Finished cells of this grid whose rows were computed on another test split than the one
-    on disk now (images or masks added, removed, relabelled or rewritten: ``test_data`` differs),
-    or by other code of a plugin method or of a corruption of your own (``method_code`` /
-    ``corruption_code`` differs: its source was edited).
-    Their parts are moved to quarantine/ with one line per category or method, so the grid runs
-    them again; parts written before rows recorded the column are kept as they are."""
+    """Finished cells of this grid that must run again (``stale_reasons``). Their parts are moved
+    to quarantine/ with one line per category or method, so the grid runs them again; parts
+    written before rows recorded the columns are kept as they are."""
+    stale = stale_reasons(store, statuses, cells, ctx)
+    for why, cids in stale.items():
+        for cid in cids:
+            store.quarantine_part(cid)
+        warn(f"{store.run_dir}: {len(cids)} finished cell(s) {why}; their parts are moved to "
+             f"{store.run_dir / QUARANTINE_DIR} and they run again")
+    return [cid for cids in stale.values() for cid in cids]
+
+
+def stale_reasons(store: RunStore, statuses: dict[str, str], cells: list[Cell], ctx: RunContext) -> dict[str, list[str]]:
+    """``{why: cell ids}`` of the finished cells whose rows were computed on another test split
+    than the one on disk now (images or masks added, removed, relabelled or rewritten:
+    ``test_data`` differs), or by other code of a plugin method or of a corruption of your own
+    (``method_code`` / ``corruption_code`` differs: its source was edited). Read only."""
     mine = [c for c in cells if statuses.get(c.cell_id) == "ok"]
     ids = [c.cell_id for c in mine]
     data, code, corruption = store.recorded(ids, "test_data", METHOD_CODE, CORRUPTION_CODE)
@@ -231,12 +242,62 @@ def stale_cells(store: RunStore, statuses: dict[str, str], cells: list[Cell], ct
         elif cell.cell_id in corruption and corruption[cell.cell_id] != (now := corruption_code(cell.corruption)):
             stale.setdefault(f"of {cell.corruption} were computed by other code of the corruption "
                              f"({corruption[cell.cell_id]}; now {now})", []).append(cell.cell_id)
-    for why, cids in stale.items():
+    return stale
+
+
+@dataclass
+class GridPlan:
+    """What ``run_grid`` would do in a run directory now (``plan_grid``; ``bench grid --dry-run``)."""
+
+    run_dir: Path
+    cells: list[Cell]
+    done: int  # finished ok, kept
+    failed: int  # recorded as failed and kept (``--retry-failed`` runs them again)
+    stale: dict[str, list[str]]  # finished, but run again: why -> cell ids
+    todo: list[Cell]
+    fits: int  # fitted states the cells to run need
+    fits_cached: int  # of those, already in the fit cache
+
+    def lines(self) -> list[str]:
+        def count(items: Iterable[Any], word: str, words: str = "") -> str:
+            n = len(dict.fromkeys(items))
+            return f"{n} {word}" if n == 1 else f"{n} {words or word + 's'}"
+
+        c = self.cells
+        shape = [count((x.method for x in c), "method"), count((x.category for x in c), "category", "categories"),
+                 count(((x.corruption, x.severity) for x in c), "condition"), count((x.seed for x in c), "seed")]
+        if any(x.domain for x in c):
+            shape.insert(2, count((x.domain for x in c), "test domain"))
+        per_method = {m: sum(x.method == m for x in self.todo) for m in dict.fromkeys(x.method for x in self.todo)}
+        kept = f"{self.failed} recorded as failed (kept; --retry-failed runs them again), " if self.failed else ""
+        out = [f"run {self.run_dir}: {len(c)} cells ({', '.join(shape)})",
+               f"  {self.done} done, {kept}{len(self.todo)} to run"
+               + (" (" + ", ".join(f"{m} {n}" for m, n in per_method.items()) + ")" if per_method else ""),
+               f"  fits: {self.fits} needed, {self.fits_cached} in the fit cache, {self.fits - self.fits_cached} to compute"]
+        out += [f"  {len(cids)} finished cell(s) {why}: they run again" for why, cids in self.stale.items()]
+        return out + ["dry run: nothing was run, written or moved"]
+
+
+def plan_grid(spec: GridSpec, run_dir: Path, *, retry_failed: bool = False,
+              fit_cache: FitCache | None = None) -> GridPlan:
+    """What ``run_grid`` would run in ``run_dir`` now, read only: the same checks of the inputs
+    (every category loads), parts and stale cells, without the lock, and nothing is moved."""
+    cells = spec.cells()
+    ctx = RunContext(spec, fit_cache=fit_cache or FitCache())
+    check_inputs(spec, cells, ctx)
+    store = RunStore(run_dir)
+    mine = {c.cell_id for c in cells}
+    statuses = {cid: status for cid, status in store.statuses().items() if cid in mine}
+    stale = stale_reasons(store, statuses, cells, ctx)
+    for cids in stale.values():
         for cid in cids:
-            store.quarantine_part(cid)
-        warn(f"{store.run_dir}: {len(cids)} finished cell(s) {why}; their parts are moved to "
-             f"{store.run_dir / QUARANTINE_DIR} and they run again")
-    return [cid for cids in stale.values() for cid in cids]
+            del statuses[cid]
+    done = {cid for cid, status in statuses.items() if status == "ok" or not retry_failed}
+    todo = [c for c in cells if c.cell_id not in done]
+    groups = plan_groups(todo, ctx)
+    cached = sum(ctx.fit_cache.path(g.key).is_file() for g in groups)
+    n_ok = sum(status == "ok" for status in statuses.values())
+    return GridPlan(Path(run_dir), cells, n_ok, len(done) - n_ok, stale, todo, len(groups), cached)
 
 
 def _identity(spec: dict[str, Any]) -> dict[str, Any]:

@@ -501,15 +501,19 @@ class RunStore:
         except FileNotFoundError:
             return None
 
-    def done_ids(self, include_failed: bool = True) -> set[str]:
-        """cell_ids with a sound part on disk; with include_failed=False only those with status ok.
+    def statuses(self) -> dict[str, str]:
+        """``{cell_id: status}`` of the sound parts, read only.
 
         A bad part counts as not done, and so does a part whose map-sample side file is missing or
         torn (both are left where they are: see ``quarantine_bad_parts``).
         """
         files = self._part_files()
-        return {path.stem for path, (status, problem, side_problem) in zip(files, _map(inspect_cell, files))
-                if problem is None and side_problem is None and (include_failed or status == "ok")}
+        return {path.stem: status for path, (status, problem, side_problem) in zip(files, _map(inspect_cell, files))
+                if problem is None and side_problem is None}
+
+    def done_ids(self, include_failed: bool = True) -> set[str]:
+        """cell_ids with a sound part on disk; with include_failed=False only those with status ok."""
+        return {cid for cid, status in self.statuses().items() if include_failed or status == "ok"}
 
     def __len__(self) -> int:
         return len(self._part_files())

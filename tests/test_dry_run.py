@@ -1,0 +1,106 @@
+"""`bench grid --dry-run`: what a grid would run in a run directory now, read only."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bench.errors import BenchError
+from bench.executors import plan_grid, run_local
+from bench.grid import GridSpec
+from bench.methods import Scores, registered_temporarily
+from bench.results import PARTS_DIR, load_rows
+
+from _grids import GrayProbe, run_cli
+
+
+class _NaNProbe(GrayProbe):
+    def score(self, images) -> Scores:
+        s = super().score(images)
+        return Scores(np.full_like(s.image_scores, np.nan), s.maps)
+
+
+@pytest.fixture
+def probes():
+    with registered_temporarily("probe", GrayProbe), registered_temporarily("probe_nan", _NaNProbe):
+        yield
+
+
+def _spec(root, methods=("probe",)) -> GridSpec:
+    return GridSpec(methods=list(methods), dataset="folder", root=str(root),
+                    corruptions=["gaussian_noise", "contrast"], severities=[3])
+
+
+def _tree(path):
+    return sorted((p.relative_to(path), p.stat().st_mtime_ns) for p in path.rglob("*"))
+
+
+def test_an_empty_run_directory_is_all_to_run_and_is_not_created(tiny_root, tmp_path, probes):
+    plan = plan_grid(_spec(tiny_root, ("probe", "probe_nan")), tmp_path / "run")
+    assert (plan.done, plan.failed, len(plan.todo), plan.fits, plan.fits_cached) == (0, 0, 6, 2, 0)
+    assert plan.lines()[:3] == [
+        f"run {tmp_path / 'run'}: 6 cells (2 methods, 1 category, 3 conditions, 1 seed)",
+        "  0 done, 6 to run (probe 3, probe_nan 3)",
+        "  fits: 2 needed, 0 in the fit cache, 2 to compute"]
+    assert not (tmp_path / "run").exists()
+
+
+def test_after_a_run_it_counts_done_failed_and_cached_fits_and_moves_nothing(tiny_root, tmp_path, probes):
+    run = tmp_path / "run"
+    spec = _spec(tiny_root, ("probe", "probe_nan"))
+    summary = run_local(spec, run, show_progress=False)
+    assert (summary.ran, summary.failed) == (6, 3)
+    plan = plan_grid(spec, run)
+    assert (plan.done, plan.failed, plan.todo, plan.fits) == (3, 3, [], 0)
+    assert "3 recorded as failed (kept; --retry-failed runs them again)" in plan.lines()[1]
+
+    retry = plan_grid(spec, run, retry_failed=True)  # the failed cells' fit is in the cache
+    assert ([c.method for c in retry.todo], retry.fits, retry.fits_cached) == (["probe_nan"] * 3, 1, 1)
+
+    part = next((run / PARTS_DIR).glob("probe-*clean*.parquet"))
+    part.write_bytes(part.read_bytes()[:100])  # torn: a grid would quarantine it and run the cell
+    before = _tree(run)
+    plan = plan_grid(spec, run)
+    assert [c.cell_id for c in plan.todo] == [part.stem] and (plan.fits, plan.fits_cached) == (1, 1)
+    assert _tree(run) == before  # read only: the torn part stays where it is
+
+
+def test_cells_computed_on_other_test_data_are_to_run_again(tiny_root, tmp_path, probes):
+    run = tmp_path / "run"
+    spec = _spec(tiny_root)
+    run_local(spec, run, show_progress=False)
+    image = next((tiny_root / "widget" / "test").rglob("*.png"))
+    pixels = np.asarray(Image.open(image)).copy()
+    pixels[0, 0] ^= 0xFF  # one pixel rewritten in place: another test split
+    Image.fromarray(pixels).save(image)
+    before = _tree(run)
+    plan = plan_grid(spec, run)
+    assert (plan.done, len(plan.todo)) == (0, 3)
+    assert any("3 finished cell(s) of widget were computed on other test data" in line for line in plan.lines())
+    assert _tree(run) == before
+    assert len(load_rows(run)) == 3  # the parts are still there for the grid to move
+
+
+def test_cli_dry_run_prints_the_plan_and_runs_nothing(tiny_root, tmp_path, probes, monkeypatch, capsys):
+    run = tmp_path / "run"
+    args = ("grid", "--methods", "probe", "--root", tiny_root, "--corruptions", "contrast",
+            "--severities", "2,4", "--out", run, "--dry-run")
+    code, out, _ = run_cli(monkeypatch, capsys, *args)
+    assert code == 0 and "3 cells (1 method, 1 category, 3 conditions, 1 seed)" in out
+    assert out.rstrip().endswith("dry run: nothing was run, written or moved") and not run.exists()
+    code, _, err = run_cli(monkeypatch, capsys, *args[:3], tmp_path / "missing", *args[5:])
+    assert code == 2 and "missing" in err  # the inputs are checked as a grid checks them
+
+
+def test_a_bad_name_fails_before_any_plan(tiny_root, tmp_path, probes):
+    with pytest.raises(BenchError, match="nosuch"):
+        plan_grid(GridSpec(methods=["probe"], dataset="folder", root=str(tiny_root), corruptions=["nosuch"]),
+                  tmp_path / "run")
+
+
+def test_reproduce_dry_run_plans_the_papers_protocol(tiny_root, tmp_path, monkeypatch, capsys):
+    code, out, _ = run_cli(monkeypatch, capsys, "reproduce", "ttad-table4", "--dataset", "folder", "--root", tiny_root,
+                           "--out", tmp_path / "run", "--dry-run")
+    assert code == 0 and not (tmp_path / "run").exists()
+    assert "35 cells (7 methods, 1 category, 5 conditions, 1 seed)" in out  # Table 4: 7 rows x clean + 4 @5
+    assert "fits: 1 needed" in out  # the ablation's rows share one PatchCore fit
