@@ -80,7 +80,7 @@ _DOMAINS = typer.Option(None, "--domains", help="Test domains of a dataset that 
 _CORRUPTIONS = typer.Option(["paper"], "--corruptions", help="Names or presets (paper, common, all, noise, ...); the clean cells always run.")
 _SEVERITIES = typer.Option(["5"], "--severities", "-s", help="Severities 1-5, comma-separated.")
 _SEEDS = typer.Option(["0"], "--seeds", help="Seeds: --seeds 0,1,2 or --seeds 0 1 2.")
-_DRY_RUN = typer.Option(False, "--dry-run", help="Check the inputs and say what would run (cells done / to run, fits to compute), running and writing nothing.")
+_DRY_RUN = typer.Option(False, "--dry-run", help="Check the inputs and say what would run (cells done / to run, fits to compute), running no cell and changing nothing in the run directory.")
 _PROTOCOL = typer.Option("native", "--protocol", help="native (corrupt the original file) or resized.")
 _NONDETERMINISTIC = typer.Option(
     False, "--nondeterministic",

@@ -275,7 +275,7 @@ class GridPlan:
                + (" (" + ", ".join(f"{m} {n}" for m, n in per_method.items()) + ")" if per_method else ""),
                f"  fits: {self.fits} needed, {self.fits_cached} in the fit cache, {self.fits - self.fits_cached} to compute"]
         out += [f"  {len(cids)} finished cell(s) {why}: they run again" for why, cids in self.stale.items()]
-        return out + ["dry run: nothing was run, written or moved"]
+        return out + ["dry run: no cell ran; the run directory was read, not changed"]
 
 
 def plan_grid(spec: GridSpec, run_dir: Path, *, retry_failed: bool = False,

@@ -87,7 +87,7 @@ def test_cli_dry_run_prints_the_plan_and_runs_nothing(tiny_root, tmp_path, probe
             "--severities", "2,4", "--out", run, "--dry-run")
     code, out, _ = run_cli(monkeypatch, capsys, *args)
     assert code == 0 and "3 cells (1 method, 1 category, 3 conditions, 1 seed)" in out
-    assert out.rstrip().endswith("dry run: nothing was run, written or moved") and not run.exists()
+    assert out.rstrip().endswith("dry run: no cell ran; the run directory was read, not changed") and not run.exists()
     code, _, err = run_cli(monkeypatch, capsys, *args[:3], tmp_path / "missing", *args[5:])
     assert code == 2 and "missing" in err  # the inputs are checked as a grid checks them
 
