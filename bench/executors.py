@@ -36,12 +36,13 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import difflib
+import json
 import multiprocessing
 import os
 import pickle
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Protocol
 
@@ -56,7 +57,7 @@ from .grid import Cell, GridSpec
 from .interrupts import GridInterrupted, signal_of
 from .methods.errors import warn
 from .results import GRIDS, QUARANTINE_DIR, RunStore
-from .driver import Driver, GridSummary
+from .driver import FIT_LOG, Driver, GridSummary
 from .methods import get
 from .runner import CORRUPTION_CODE, METHOD_CODE, RunContext
 from .scheduler import FitGroup, Lost, Scheduler, plan_groups
@@ -257,6 +258,23 @@ class GridPlan:
     todo: list[Cell]
     fits: int  # fitted states the cells to run need
     fits_cached: int  # of those, already in the fit cache
+    to_fit: list[str] = field(default_factory=list)  # the method of each fit to compute
+    pace: dict[str, float] = field(default_factory=dict)  # method -> mean seconds of its finished cells here
+    fit_pace: dict[str, float] = field(default_factory=dict)  # method -> mean seconds of its fits here (fits.jsonl)
+
+    def estimate(self) -> str:
+        """The cells and fits to run at the pace of this run's finished ones, one after another."""
+        cells = {m: sum(c.method == m for c in self.todo) for m in dict.fromkeys(c.method for c in self.todo)}
+        fits = {m: self.to_fit.count(m) for m in dict.fromkeys(self.to_fit)}
+        untimed = [m for m in cells if m not in self.pace] + [m for m in fits if m not in self.fit_pace]
+        if not cells or untimed:
+            return (f"  time: not estimated (no finished cell or fit of {', '.join(dict.fromkeys(untimed))} "
+                    "in this run directory yet)" if untimed else "")
+        total = sum(n * self.pace[m] for m, n in cells.items()) + sum(n * self.fit_pace[m] for m, n in fits.items())
+        parts = [f"{m} {n} x {self.pace[m]:.1f} s" for m, n in cells.items()]
+        parts += [f"{n} {m} fit{'s' if n > 1 else ''} x {self.fit_pace[m]:.1f} s" for m, n in fits.items()]
+        return (f"  time at this run's pace, one cell at a time: about {total / 60:.0f} min "
+                f"({'; '.join(parts)})")
 
     def lines(self) -> list[str]:
         def count(items: Iterable[Any], word: str, words: str = "") -> str:
@@ -275,6 +293,7 @@ class GridPlan:
                + (" (" + ", ".join(f"{m} {n}" for m, n in per_method.items()) + ")" if per_method else ""),
                f"  fits: {self.fits} needed, {self.fits_cached} in the fit cache, {self.fits - self.fits_cached} to compute"]
         out += [f"  {len(cids)} finished cell(s) {why}: they run again" for why, cids in self.stale.items()]
+        out += [line for line in [self.estimate()] if line]
         return out + ["dry run: no cell ran; the run directory was read, not changed"]
 
 
@@ -295,9 +314,36 @@ def plan_grid(spec: GridSpec, run_dir: Path, *, retry_failed: bool = False,
     done = {cid for cid, status in statuses.items() if status == "ok" or not retry_failed}
     todo = [c for c in cells if c.cell_id not in done]
     groups = plan_groups(todo, ctx)
-    cached = sum(ctx.fit_cache.path(g.key).is_file() for g in groups)
+    to_fit = [g.cells[0].method for g in groups if not ctx.fit_cache.path(g.key).is_file()]
     n_ok = sum(status == "ok" for status in statuses.values())
-    return GridPlan(Path(run_dir), cells, n_ok, len(done) - n_ok, stale, todo, len(groups), cached)
+    ok = [cid for cid, status in store.statuses().items() if status == "ok"]  # any grid's, for the pace
+    methods, seconds = store.recorded(ok, "method", "total_seconds")
+    return GridPlan(Path(run_dir), cells, n_ok, len(done) - n_ok, stale, todo, len(groups),
+                    len(groups) - len(to_fit), to_fit, _means((methods[c], seconds[c]) for c in ok if c in seconds),
+                    _means((f.get("method"), f.get("fit_seconds")) for f in _fit_log(Path(run_dir))))
+
+
+def _means(pairs: Iterable[tuple[Any, Any]]) -> dict[str, float]:
+    sums: dict[str, list[float]] = {}
+    for key, value in pairs:
+        if key is not None and isinstance(value, (int, float)) and value == value:
+            sums.setdefault(key, []).append(float(value))
+    return {k: sum(v) / len(v) for k, v in sums.items()}
+
+
+def _fit_log(run_dir: Path) -> list[dict[str, Any]]:
+    """The fits a run computed (``fits.jsonl``); a torn last line (a killed run) is skipped."""
+    out = []
+    try:
+        lines = (run_dir / FIT_LOG).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
 
 
 def _identity(spec: dict[str, Any]) -> dict[str, Any]:

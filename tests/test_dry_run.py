@@ -1,11 +1,14 @@
 """`bench grid --dry-run`: what a grid would run in a run directory now, read only."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from bench.errors import BenchError
+from bench.cache import FitCache
+from bench.errors import BenchError, BenchWarning
 from bench.executors import plan_grid, run_local
 from bench.grid import GridSpec
 from bench.methods import Scores, registered_temporarily
@@ -38,10 +41,11 @@ def _tree(path):
 def test_an_empty_run_directory_is_all_to_run_and_is_not_created(tiny_root, tmp_path, probes):
     plan = plan_grid(_spec(tiny_root, ("probe", "probe_nan")), tmp_path / "run")
     assert (plan.done, plan.failed, len(plan.todo), plan.fits, plan.fits_cached) == (0, 0, 6, 2, 0)
-    assert plan.lines()[:3] == [
+    assert plan.lines()[:4] == [
         f"run {tmp_path / 'run'}: 6 cells (2 methods, 1 category, 3 conditions, 1 seed)",
         "  0 done, 6 to run (probe 3, probe_nan 3)",
-        "  fits: 2 needed, 0 in the fit cache, 2 to compute"]
+        "  fits: 2 needed, 0 in the fit cache, 2 to compute",
+        "  time: not estimated (no finished cell or fit of probe, probe_nan in this run directory yet)"]
     assert not (tmp_path / "run").exists()
 
 
@@ -63,6 +67,26 @@ def test_after_a_run_it_counts_done_failed_and_cached_fits_and_moves_nothing(tin
     plan = plan_grid(spec, run)
     assert [c.cell_id for c in plan.todo] == [part.stem] and (plan.fits, plan.fits_cached) == (1, 1)
     assert _tree(run) == before  # read only: the torn part stays where it is
+    with pytest.warns(BenchWarning, match="unreadable result part"):  # readers leave the torn part out too
+        seconds = load_rows(run).query("method == 'probe' and status == 'ok'")["total_seconds"]
+    assert plan.pace["probe"] == pytest.approx(seconds.mean())  # the torn part's row is not in it
+    assert f"about 0 min (probe 1 x {seconds.mean():.1f} s)" in plan.lines()[3]
+
+
+def test_the_estimate_adds_the_fits_to_compute_at_the_run_s_fit_pace(tiny_root, tmp_path, probes):
+    run, fits = tmp_path / "run", FitCache(tmp_path / "fits")  # its own cache: the fit is computed and logged
+    spec = _spec(tiny_root)
+    run_local(spec, run, show_progress=False, fit_cache=fits)
+    with open(run / "fits.jsonl", "a") as fh:  # a killed run's torn last line is skipped
+        fh.write('{"key": "x", "method": "probe", "fit_sec')
+    more = GridSpec(**{**spec.__dict__, "seeds": [0, 1]})  # a second seed: its own fit, not cached
+    plan = plan_grid(more, run, fit_cache=fits)
+    assert (len(plan.todo), plan.to_fit) == (3, ["probe"])
+    fit = json.loads((run / "fits.jsonl").read_text().splitlines()[0])["fit_seconds"]
+    assert plan.fit_pace == {"probe": pytest.approx(fit)}
+    expected = 3 * plan.pace["probe"] + fit
+    assert f"about {expected / 60:.0f} min (probe 3 x {plan.pace['probe']:.1f} s; 1 probe fit x {fit:.1f} s)" \
+        in plan.estimate()
 
 
 def test_cells_computed_on_other_test_data_are_to_run_again(tiny_root, tmp_path, probes):
