@@ -306,7 +306,8 @@ def plan_grid(spec: GridSpec, run_dir: Path, *, retry_failed: bool = False,
     check_inputs(spec, cells, ctx)
     store = RunStore(run_dir)
     mine = {c.cell_id for c in cells}
-    statuses = {cid: status for cid, status in store.statuses().items() if cid in mine}
+    every = store.statuses()  # this grid's parts and any other grid's in the directory (for the pace)
+    statuses = {cid: status for cid, status in every.items() if cid in mine}
     stale = stale_reasons(store, statuses, cells, ctx)
     for cids in stale.values():
         for cid in cids:
@@ -316,7 +317,7 @@ def plan_grid(spec: GridSpec, run_dir: Path, *, retry_failed: bool = False,
     groups = plan_groups(todo, ctx)
     to_fit = [g.cells[0].method for g in groups if not ctx.fit_cache.path(g.key).is_file()]
     n_ok = sum(status == "ok" for status in statuses.values())
-    ok = [cid for cid, status in store.statuses().items() if status == "ok"]  # any grid's, for the pace
+    ok = [cid for cid, status in every.items() if status == "ok"]
     methods, seconds = store.recorded(ok, "method", "total_seconds")
     return GridPlan(Path(run_dir), cells, n_ok, len(done) - n_ok, stale, todo, len(groups),
                     len(groups) - len(to_fit), to_fit, _means((methods[c], seconds[c]) for c in ok if c in seconds),
