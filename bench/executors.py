@@ -58,7 +58,7 @@ from .interrupts import GridInterrupted, signal_of
 from .methods.errors import warn
 from .results import GRIDS, QUARANTINE_DIR, RunStore
 from .driver import FIT_LOG, Driver, GridSummary
-from .methods import get
+from .methods import get, registered
 from .runner import CORRUPTION_CODE, METHOD_CODE, RunContext
 from .scheduler import FitGroup, Lost, Scheduler, plan_groups
 from .worker import CellJob, CellResult, FitJob, FitResult
@@ -262,9 +262,15 @@ class GridPlan:
     pace: dict[str, float] = field(default_factory=dict)  # method -> mean seconds of its finished cells here
     fit_pace: dict[str, float] = field(default_factory=dict)  # method -> mean seconds of its fits here (fits.jsonl)
 
+    def todo_per_method(self) -> dict[str, int]:
+        """Cells to run per method, in the tables' order (patchcore first)."""
+        orders = {name: r.order for name, r in registered().items() if r.order is not None}
+        todo = sorted(dict.fromkeys(x.method for x in self.todo), key=lambda m: (orders.get(m, float("inf")), m))
+        return {m: sum(x.method == m for x in self.todo) for m in todo}
+
     def estimate(self) -> str:
         """The cells and fits to run at the pace of this run's finished ones, one after another."""
-        cells = {m: sum(c.method == m for c in self.todo) for m in dict.fromkeys(c.method for c in self.todo)}
+        cells = self.todo_per_method()
         fits = {m: self.to_fit.count(m) for m in dict.fromkeys(self.to_fit)}
         untimed = [m for m in cells if m not in self.pace] + [m for m in fits if m not in self.fit_pace]
         if not cells or untimed:
@@ -286,7 +292,7 @@ class GridPlan:
                  count(((x.corruption, x.severity) for x in c), "condition"), count((x.seed for x in c), "seed")]
         if any(x.domain for x in c):
             shape.insert(2, count((x.domain for x in c), "test domain"))
-        per_method = {m: sum(x.method == m for x in self.todo) for m in dict.fromkeys(x.method for x in self.todo)}
+        per_method = self.todo_per_method()
         kept = f"{self.failed} recorded as failed (kept; --retry-failed runs them again), " if self.failed else ""
         out = [f"run {self.run_dir}: {len(c)} cells ({', '.join(shape)})",
                f"  {self.done} done, {kept}{len(self.todo)} to run"

@@ -129,3 +129,4 @@ def test_reproduce_dry_run_plans_the_papers_protocol(tiny_root, tmp_path, monkey
     assert code == 0 and not (tmp_path / "run").exists()
     assert "35 cells (7 methods, 1 category, 5 conditions, 1 seed)" in out  # Table 4: 7 rows x clean + 4 @5
     assert "fits: 1 needed" in out  # the ablation's rows share one PatchCore fit
+    assert "35 to run (none 5, kl_div 5, moment_matching 5, ot_hungarian 5," in out  # the table's row order
