@@ -27,6 +27,22 @@ from .runner import RunContext
 FIT_LOG = "fits.jsonl"
 
 
+def read_fit_log(run_dir: Path) -> list[dict[str, Any]]:
+    """The fits a run computed (``FIT_LOG``, one JSON line each, written by ``Driver.fit_done``);
+    none when it has no log, and a torn line (a run killed while writing it) is skipped."""
+    try:
+        lines = (Path(run_dir) / FIT_LOG).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
 @dataclass
 class GridSummary:
     run_dir: Path

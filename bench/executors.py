@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import difflib
-import json
 import multiprocessing
 import os
 import pickle
@@ -57,7 +56,7 @@ from .grid import Cell, GridSpec
 from .interrupts import GridInterrupted, signal_of
 from .methods.errors import warn
 from .results import GRIDS, QUARANTINE_DIR, RunStore
-from .driver import FIT_LOG, Driver, GridSummary
+from .driver import Driver, GridSummary, read_fit_log
 from .methods import get, registered
 from .runner import CORRUPTION_CODE, METHOD_CODE, RunContext
 from .scheduler import FitGroup, Lost, Scheduler, plan_groups
@@ -188,8 +187,7 @@ def run_grid(
         statuses = store.quarantine_bad_parts()  # a torn part is moved aside and its cell runs again
         for cid in stale_cells(store, statuses, cells, ctx):  # computed on other test data: again too
             del statuses[cid]
-        done = {cid for cid, status in statuses.items() if status == "ok" or not retry_failed}
-        todo = [c for c in cells if c.cell_id not in done]
+        todo = pending(cells, statuses, retry_failed)
         groups = plan_groups(todo, ctx)
         summary = GridSummary(Path(run_dir), total=len(cells), skipped=len(cells) - len(todo),
                               executor=executor.name)
@@ -257,10 +255,13 @@ class GridPlan:
     stale: dict[str, list[str]]  # finished, but run again: why -> cell ids
     todo: list[Cell]
     fits: int  # fitted states the cells to run need
-    fits_cached: int  # of those, already in the fit cache
-    to_fit: list[str] = field(default_factory=list)  # the method of each fit to compute
+    to_fit: list[str] = field(default_factory=list)  # the method of each of those not in the fit cache
     pace: dict[str, float] = field(default_factory=dict)  # method -> mean seconds of its finished cells here
     fit_pace: dict[str, float] = field(default_factory=dict)  # method -> mean seconds of its fits here (fits.jsonl)
+
+    @property
+    def fits_cached(self) -> int:
+        return self.fits - len(self.to_fit)
 
     def todo_per_method(self) -> dict[str, int]:
         """Cells to run per method, in the tables' order (patchcore first)."""
@@ -318,16 +319,21 @@ def plan_grid(spec: GridSpec, run_dir: Path, *, retry_failed: bool = False,
     for cids in stale.values():
         for cid in cids:
             del statuses[cid]
-    done = {cid for cid, status in statuses.items() if status == "ok" or not retry_failed}
-    todo = [c for c in cells if c.cell_id not in done]
+    todo = pending(cells, statuses, retry_failed)
     groups = plan_groups(todo, ctx)
     to_fit = [g.cells[0].method for g in groups if not ctx.fit_cache.path(g.key).is_file()]
     n_ok = sum(status == "ok" for status in statuses.values())
     ok = [cid for cid, status in every.items() if status == "ok"]
     methods, seconds = store.recorded(ok, "method", "total_seconds")
-    return GridPlan(Path(run_dir), cells, n_ok, len(done) - n_ok, stale, todo, len(groups),
-                    len(groups) - len(to_fit), to_fit, _means((methods[c], seconds[c]) for c in ok if c in seconds),
-                    _means((f.get("method"), f.get("fit_seconds")) for f in _fit_log(Path(run_dir))))
+    return GridPlan(Path(run_dir), cells, n_ok, len(cells) - n_ok - len(todo), stale, todo, len(groups),
+                    to_fit, _means((methods[c], seconds[c]) for c in ok if c in seconds),
+                    _means((f.get("method"), f.get("fit_seconds")) for f in read_fit_log(Path(run_dir))))
+
+
+def pending(cells: list[Cell], statuses: dict[str, str], retry_failed: bool) -> list[Cell]:
+    """The cells to run: those without a sound part (``statuses``), and failed ones with ``retry_failed``."""
+    done = {cid for cid, status in statuses.items() if status == "ok" or not retry_failed}
+    return [c for c in cells if c.cell_id not in done]
 
 
 def _means(pairs: Iterable[tuple[Any, Any]]) -> dict[str, float]:
@@ -337,20 +343,6 @@ def _means(pairs: Iterable[tuple[Any, Any]]) -> dict[str, float]:
             sums.setdefault(key, []).append(float(value))
     return {k: sum(v) / len(v) for k, v in sums.items()}
 
-
-def _fit_log(run_dir: Path) -> list[dict[str, Any]]:
-    """The fits a run computed (``fits.jsonl``); a torn last line (a killed run) is skipped."""
-    out = []
-    try:
-        lines = (run_dir / FIT_LOG).read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return out
-    for line in lines:
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            continue
-    return out
 
 
 def _identity(spec: dict[str, Any]) -> dict[str, Any]:

@@ -212,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.datasets.cache import cache_dir
     from bench.datasets.corruptions import resolve_corruptions
     from bench.datasets.mvtec import MVTEC_CATEGORIES, MVTEC_SHAPE
+    from bench.driver import read_fit_log
     from bench.executors import LocalExecutor, run_grid
     from bench.cli_common import parse_overrides
     from bench.presets import PAPER_BACKBONE, get_preset, grid_spec
@@ -242,8 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - t0
     gpu.stop()
     rows = load_rows(run_dir)
-    fits = [json.loads(line) for line in (run_dir / "fits.jsonl").read_text().splitlines() if line.strip()] \
-        if (run_dir / "fits.jsonl").is_file() else []
+    fits = read_fit_log(run_dir)
 
     intervals = stage_intervals(clock.marks, t0 + wall)
     stage_wall = {s: sum(b - a for a, b in iv) for s, iv in intervals.items()}
