@@ -120,7 +120,7 @@ def grid(
     dry_run: bool = _DRY_RUN,
 ) -> None:
     """Run every missing cell of a grid; rerunning the same command resumes it."""
-    from .executors import make_executor, plan_grid, run_grid
+    from .executors import DRY_RUN_DONE, make_executor, plan_grid, run_grid
     from .grid import default_run_dir
     from .results import load_rows
     from .tables import main_table
@@ -137,7 +137,7 @@ def grid(
                       bootstrap=bootstrap, map_samples=map_samples, map_size=map_size)
     run_dir = out or default_run_dir(spec)
     if dry_run:
-        typer.echo("\n".join(plan_grid(spec, run_dir, retry_failed=retry_failed).lines()))
+        typer.echo("\n".join(plan_grid(spec, run_dir, retry_failed=retry_failed).lines() + [DRY_RUN_DONE]))
         return
     summary = _run(run_grid, spec, run_dir, ex, retry_failed=retry_failed, console=console, show_progress=progress)
     console.print(
@@ -156,6 +156,17 @@ def grid(
             console.print(f"{n_failed} cells of this run are recorded as failed; fix the cause and rerun "
                           "with --retry-failed", highlight=False, soft_wrap=True)
         raise typer.Exit(code=1)
+
+
+@app.command()
+def status(
+    run: Path = typer.Argument(..., help="A run directory: the --out of bench grid or bench reproduce."),
+) -> None:
+    """Where a run stands, from its own files (no command needed): whether a grid runs there now,
+    cells done / failed / to run per method, and the time left at its pace."""
+    from .status import status_lines
+
+    typer.echo("\n".join(status_lines(run)))
 
 
 @app.command()
@@ -438,7 +449,7 @@ def reproduce(
     dry_run: bool = _DRY_RUN,
 ) -> None:
     """Run a published table's whole protocol and print ours next to the published numbers."""
-    from .executors import make_executor, plan_grid, run_grid
+    from .executors import DRY_RUN_DONE, make_executor, plan_grid, run_grid
     from .grid import default_run_dir
     from .methods import get as get_method
     from .datasets.corruptions import resolve_corruptions
@@ -460,7 +471,7 @@ def reproduce(
     spec.deterministic = not nondeterministic
     run_dir = out or default_run_dir(spec).with_name(f"{p.name}-{default_run_dir(spec).name}")
     if dry_run:
-        typer.echo("\n".join(plan_grid(spec, run_dir).lines()))
+        typer.echo("\n".join(plan_grid(spec, run_dir).lines() + [DRY_RUN_DONE]))
         return
     summary = _run(run_grid, spec, run_dir, make_executor("local", workers=workers, threads=threads), console=console,
                    show_progress=progress)

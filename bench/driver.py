@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,7 @@ class Driver:
         self._lock = threading.Lock()  # executors may report from a helper thread
         self.fit_log = store.run_dir / FIT_LOG
         self._said: set[tuple] = set()  # (category, lost mask ids) already warned about
+        self._t0 = time.perf_counter()
 
     def stage(self, cell: Cell, name: str) -> None:
         # escaped: rich reads "[score]" as a markup tag and shows nothing
@@ -118,13 +120,24 @@ class Driver:
             if row["status"] != "ok":
                 s.failed += 1
                 s.failures.append((cell.label(), row["error"]))
-                self.console.print(f"[red]failed[/red] {escape(cell.label())}: {escape(row['error'])}",
-                                   highlight=False, soft_wrap=True)
+                self.console.print(f"{self._count()} [red]failed[/red] {escape(cell.label())}: "
+                                   f"{escape(row['error'])}", highlight=False, soft_wrap=True)
             else:
                 self._say_masks_lost(cell, row)
                 self._say_nondeterministic(cell, row)
-                self.console.print(escape(_row_line(cell, row)), highlight=False, soft_wrap=True)
+                self.console.print(f"{self._count()} {escape(_row_line(cell, row))}", highlight=False, soft_wrap=True)
             self._progress.advance(self._task)
+
+    def _count(self) -> str:
+        """``[done/total]`` of the grid (escaped for rich) and, where no live bar shows (output to a
+        file: a batch job's log), the time left at this run's pace so far."""
+        s = self.summary
+        done = s.skipped + s.ran
+        text = f"[{done}/{s.total}]"
+        if not self.console.is_terminal and done < s.total:
+            left = (time.perf_counter() - self._t0) / s.ran * (s.total - done)
+            text += f" ETA {_clock(left)}"
+        return escape(text)
 
     def _say_masks_lost(self, cell: Cell, row: dict[str, Any]) -> None:
         """One warning per category and set of lost masks (the worker that found them is silent)."""
@@ -154,6 +167,11 @@ class Driver:
         warn(f"{cell.method} on {row.get('device')}: {', '.join(ops)} {'has' if len(ops) == 1 else 'have'} no "
              "deterministic kernel and ran anyway, so its rows may differ between two runs of the same cell "
              "(nondeterministic_ops in the rows)")
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
 
 
 def _row_line(cell: Cell, row: dict[str, Any]) -> str:

@@ -195,7 +195,10 @@ def run_grid(
         columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
         try:
-            with Progress(*columns, console=console, disable=not show_progress, transient=False) as progress:
+            # no live bar where output goes to a file: it would print once, cut to 80 columns, at the
+            # end; each cell's line carries [done/total] and the time left there (Driver.row)
+            live = show_progress and console.is_terminal
+            with Progress(*columns, console=console, disable=not live, transient=False) as progress:
                 task = progress.add_task("grid", total=summary.total, completed=summary.skipped)
                 driver = Driver(store, summary, console, progress, task, ctx)
                 if groups:
@@ -244,6 +247,9 @@ def stale_reasons(store: RunStore, statuses: dict[str, str], cells: list[Cell], 
     return stale
 
 
+DRY_RUN_DONE = "dry run: no cell ran; the run directory was read, not changed"
+
+
 @dataclass
 class GridPlan:
     """What ``run_grid`` would do in a run directory now (``plan_grid``; ``bench grid --dry-run``)."""
@@ -254,14 +260,14 @@ class GridPlan:
     failed: int  # recorded as failed and kept (``--retry-failed`` runs them again)
     stale: dict[str, list[str]]  # finished, but run again: why -> cell ids
     todo: list[Cell]
-    fits: int  # fitted states the cells to run need
+    fits: int | None  # fitted states the cells to run need (None: not counted, see plan_grid's read_data)
     to_fit: list[str] = field(default_factory=list)  # the method of each of those not in the fit cache
     pace: dict[str, float] = field(default_factory=dict)  # method -> mean seconds of its finished cells here
     fit_pace: dict[str, float] = field(default_factory=dict)  # method -> mean seconds of its fits here (fits.jsonl)
 
     @property
-    def fits_cached(self) -> int:
-        return self.fits - len(self.to_fit)
+    def fits_cached(self) -> int | None:
+        return None if self.fits is None else self.fits - len(self.to_fit)
 
     def todo_per_method(self) -> dict[str, int]:
         """Cells to run per method, in the tables' order (patchcore first)."""
@@ -270,18 +276,22 @@ class GridPlan:
         return {m: sum(x.method == m for x in self.todo) for m in todo}
 
     def estimate(self) -> str:
-        """The cells and fits to run at the pace of this run's finished ones, one after another."""
+        """The cells and fits to run at the pace of this run's finished ones, one after another;
+        fits of a method this run has not timed (its fits came from the cache) are named, not guessed."""
         cells = self.todo_per_method()
         fits = {m: self.to_fit.count(m) for m in dict.fromkeys(self.to_fit)}
-        untimed = [m for m in cells if m not in self.pace] + [m for m in fits if m not in self.fit_pace]
+        untimed = [m for m in cells if m not in self.pace]
         if not cells or untimed:
-            return (f"  time: not estimated (no finished cell or fit of {', '.join(dict.fromkeys(untimed))} "
-                    "in this run directory yet)" if untimed else "")
-        total = sum(n * self.pace[m] for m, n in cells.items()) + sum(n * self.fit_pace[m] for m, n in fits.items())
+            return (f"  time: not estimated (no finished cell of {', '.join(untimed)} in this run directory yet)"
+                    if untimed else "")
+        timed = {m: n for m, n in fits.items() if m in self.fit_pace}
+        total = sum(n * self.pace[m] for m, n in cells.items()) + sum(n * self.fit_pace[m] for m, n in timed.items())
         parts = [f"{m} {n} x {self.pace[m]:.1f} s" for m, n in cells.items()]
-        parts += [f"{n} {m} fit{'s' if n > 1 else ''} x {self.fit_pace[m]:.1f} s" for m, n in fits.items()]
+        parts += [f"{n} {m} fit{'s' if n > 1 else ''} x {self.fit_pace[m]:.1f} s" for m, n in timed.items()]
+        not_timed = [f"{n} {m} fit{'s' if n > 1 else ''}" for m, n in fits.items() if m not in timed]
+        plus = f", plus {', '.join(not_timed)} not timed here (no fit computed in this run)" if not_timed else ""
         return (f"  time at this run's pace, one cell at a time: about {total / 60:.0f} min "
-                f"({'; '.join(parts)})")
+                f"({'; '.join(parts)}){plus}")
 
     def lines(self) -> list[str]:
         def count(items: Iterable[Any], word: str, words: str = "") -> str:
@@ -298,34 +308,48 @@ class GridPlan:
         out = [f"run {self.run_dir}: {len(c)} cells ({', '.join(shape)})",
                f"  {self.done} done, {kept}{len(self.todo)} to run"
                + (" (" + ", ".join(f"{m} {n}" for m, n in per_method.items()) + ")" if per_method else ""),
-               f"  fits: {self.fits} needed, {self.fits_cached} in the fit cache, {self.fits - self.fits_cached} to compute"]
+               f"  fits: {self.fits} needed, {self.fits_cached} in the fit cache, {len(self.to_fit)} to compute"]
+        if self.fits is None:  # not counted (bench status): the fits no finished cell here has used yet
+            out[-1:] = [f"  fits: up to {len(self.to_fit)} to compute (the fit cache may hold some)"] if self.to_fit else []
         out += [f"  {len(cids)} finished cell(s) {why}: they run again" for why, cids in self.stale.items()]
-        out += [line for line in [self.estimate()] if line]
-        return out + ["dry run: no cell ran; the run directory was read, not changed"]
+        return out + [line for line in [self.estimate()] if line]
 
 
 def plan_grid(spec: GridSpec, run_dir: Path, *, retry_failed: bool = False,
-              fit_cache: FitCache | None = None) -> GridPlan:
+              fit_cache: FitCache | None = None, read_data: bool = True) -> GridPlan:
     """What ``run_grid`` would run in ``run_dir`` now, read only: the same checks of the inputs
-    (every category loads), parts and stale cells, without the lock, and nothing is moved."""
+    (every category loads), parts and stale cells, without the lock, and nothing is moved.
+
+    ``read_data=False`` (``bench status``) lists the categories only: no input check, no stale
+    check, and the fits are counted without their keys (which hash the training images): a
+    (method, category, seed) with no part here yet is a fit to compute, unless the fit cache
+    holds it (an upper bound)."""
     cells = spec.cells()
     ctx = RunContext(spec, fit_cache=fit_cache or FitCache())
-    check_inputs(spec, cells, ctx)
+    if read_data:
+        check_inputs(spec, cells, ctx)
     store = RunStore(run_dir)
     mine = {c.cell_id for c in cells}
     every = store.statuses()  # this grid's parts and any other grid's in the directory (for the pace)
     statuses = {cid: status for cid, status in every.items() if cid in mine}
-    stale = stale_reasons(store, statuses, cells, ctx)
+    stale = stale_reasons(store, statuses, cells, ctx) if read_data else {}
     for cids in stale.values():
         for cid in cids:
             del statuses[cid]
     todo = pending(cells, statuses, retry_failed)
-    groups = plan_groups(todo, ctx)
-    to_fit = [g.cells[0].method for g in groups if not ctx.fit_cache.path(g.key).is_file()]
+    if read_data:
+        groups = plan_groups(todo, ctx)
+        fits = len(groups)
+        to_fit = [g.cells[0].method for g in groups if not ctx.fit_cache.path(g.key).is_file()]
+    else:
+        fitted = {(c.method, c.category, c.seed) for c in cells if c.cell_id in statuses}
+        to_fit = [m for m, cat, seed in dict.fromkeys((c.method, c.category, c.seed) for c in todo)
+                  if (m, cat, seed) not in fitted]
+        fits = None
     n_ok = sum(status == "ok" for status in statuses.values())
     ok = [cid for cid, status in every.items() if status == "ok"]
     methods, seconds = store.recorded(ok, "method", "total_seconds")
-    return GridPlan(Path(run_dir), cells, n_ok, len(cells) - n_ok - len(todo), stale, todo, len(groups),
+    return GridPlan(Path(run_dir), cells, n_ok, len(cells) - n_ok - len(todo), stale, todo, fits,
                     to_fit, _means((methods[c], seconds[c]) for c in ok if c in seconds),
                     _means((f.get("method"), f.get("fit_seconds")) for f in read_fit_log(Path(run_dir))))
 

@@ -391,7 +391,7 @@ class RunStore:
         spec = json.loads(json.dumps(spec, sort_keys=True, default=str))  # as it reads back
         history = self.grids()
         if not any(h["spec"] == spec for h in history):
-            history.append({"spec": spec, "cells": cells,
+            history.append({"spec": spec, "cells": cells, "cwd": os.getcwd(),  # a relative --root is read from there
                             "first_served": datetime.datetime.now(datetime.timezone.utc).isoformat()})
             text = "".join(json.dumps(h, sort_keys=True) + "\n" for h in history)
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -401,7 +401,8 @@ class RunStore:
 
     def grids(self) -> list[dict]:
         """Every distinct grid spec this run has served, oldest first, as
-        ``{"spec", "cells", "first_served"}`` (a run from before grids.jsonl: its grid.json)."""
+        ``{"spec", "cells", "cwd", "first_served"}`` (a run from before grids.jsonl: its grid.json; one
+        from before the cwd was recorded: no cwd)."""
         try:
             text = (self.run_dir / GRIDS).read_text(encoding="utf-8")
         except FileNotFoundError:

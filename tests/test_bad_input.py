@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 import sys
 from pathlib import Path
 
@@ -81,7 +82,8 @@ def private_cache(tmp_path, monkeypatch):
 def bench(monkeypatch, capsys, *args: str) -> tuple[int, list[str], str]:
     """Run ``bench ARGS`` in-process; (exit code, stderr lines, stdout)."""
     code, out, err = run_cli(monkeypatch, capsys, *args)
-    return code, [line for line in err.splitlines() if line.strip()], out
+    # without the count each cell's line starts with, "[2/6] ETA 0:00:03 " (tests/test_status.py)
+    return code, [re.sub(r"^\[\d+/\d+\]( ETA [\d:]+)? ", "", line) for line in err.splitlines() if line.strip()], out
 
 
 def grid(monkeypatch, capsys, root: Path, out: Path, *extra: str) -> tuple[int, list[str], str]:

@@ -46,7 +46,7 @@ def test_an_empty_run_directory_is_all_to_run_and_is_not_created(tiny_root, tmp_
         f"run {tmp_path / 'run'}: 6 cells (2 methods, 1 category, 3 conditions, 1 seed)",
         "  0 done, 6 to run (probe 3, probe_nan 3)",
         "  fits: 2 needed, 0 in the fit cache, 2 to compute",
-        "  time: not estimated (no finished cell or fit of probe, probe_nan in this run directory yet)"]
+        "  time: not estimated (no finished cell of probe, probe_nan in this run directory yet)"]
     assert not (tmp_path / "run").exists()
 
 

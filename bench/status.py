@@ -1,0 +1,75 @@
+"""`bench status RUN`: where a run directory stands, from its own files, without its command.
+
+It reads the spec of the latest grid served there (grid.json; grids.jsonl says from which folder
+it was typed, for a relative --root), the parts, fits.jsonl, running.txt and the run lock, and
+lists the dataset's categories: no image is read, nothing is written, and no grid is held up, so
+it can run in a loop beside a long grid (``watch -n 60 bench status RUN``). The grid itself and
+``bench grid --dry-run`` also check the inputs and find the cells made stale by changed data.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from .errors import BenchError
+from .executors import RUNNING, GridPlan, plan_grid
+from .grid import GridSpec
+from .results import PARTS_DIR, RunStore
+from .run_lock import running_grid
+
+
+def recorded_spec(run_dir: Path) -> GridSpec:
+    """The grid spec ``run_dir`` served last, with a relative --root read from where it was typed."""
+    store = RunStore(run_dir)
+    if not Path(run_dir).is_dir():
+        raise BenchError(f"{run_dir}: no such folder; pass the run directory of a grid (its --out)")
+    spec = store.read_manifest()
+    if spec is None:
+        raise BenchError(f"{run_dir}: no {store.manifest_path.name}, so no grid has run here; pass the run "
+                         "directory of a grid (its --out)")
+    entry = next((h for h in store.grids() if h["spec"] == spec), {})
+    cwd = entry.get("cwd")
+    if spec.get("root") and cwd and not os.path.isabs(spec["root"]):
+        spec["root"] = os.path.join(cwd, spec["root"])
+    try:
+        return GridSpec(**spec)
+    except TypeError as exc:
+        raise BenchError(f"{store.manifest_path}: not a grid spec this version of adshift-bench reads ({exc}); "
+                         "run the grid's own command with --dry-run instead") from None
+
+
+def status_lines(run_dir: Path) -> list[str]:
+    """What ``bench status`` prints: the plan of the latest grid (``plan_grid`` without reading
+    the data) with a second line on whether a grid runs there now."""
+    spec = recorded_spec(run_dir)
+    plan = plan_grid(spec, run_dir, read_data=False)
+    lines = plan.lines()
+    lines.insert(1, "  " + _live(Path(run_dir), plan, spec))
+    return lines
+
+
+def _live(run_dir: Path, plan: GridPlan, spec: GridSpec) -> str:
+    pid = running_grid(run_dir)
+    marker = run_dir / RUNNING
+    now = marker.read_text(encoding="utf-8", errors="replace").strip() if marker.is_file() else ""
+    parts = [p.stat().st_mtime for p in (run_dir / PARTS_DIR).glob("*.parquet")] if (run_dir / PARTS_DIR).is_dir() else []
+    last = f"; last row written {_ago(time.time() - max(parts))} ago" if parts else ""
+    if pid is not None:
+        who = f"pid {pid}" if pid else "pid not written yet"
+        return f"running: a grid ({who}) holds the run directory" + (f", in {now}" if now else "") + last
+    resume = f"bench reproduce {spec.preset}" if spec.preset else "the same bench grid command"
+    if now:  # only a dead in-process grid leaves it (executors._running)
+        return f"not running: its last run ended during {now} (killed, or a crash); {resume} resumes it{last}"
+    if plan.todo:
+        return f"not running; {resume} runs the rest{last}"
+    return f"not running; every cell is done{last}"
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
