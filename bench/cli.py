@@ -160,13 +160,24 @@ def grid(
 
 @app.command()
 def status(
-    run: Path = typer.Argument(..., help="A run directory: the --out of bench grid or bench reproduce."),
+    runs: List[Path] = typer.Argument(..., help="Run directories: the --out of bench grid or bench reproduce."),
 ) -> None:
-    """Where a run stands, from its own files (no command needed): whether a grid runs there now,
+    """Where runs stand, from their own files (no command needed): whether a grid runs there now,
     cells done / failed / to run per method, and the time left at its pace."""
     from .status import status_lines
 
-    typer.echo("\n".join(status_lines(run)))
+    if len(runs) == 1:
+        typer.echo("\n".join(status_lines(runs[0])))
+        return
+    bad = 0
+    for run in runs:  # a glob may take in a folder that is not a run: say so and go on
+        try:
+            typer.echo("\n".join(status_lines(run)))
+        except BenchError as exc:
+            _error(str(exc))
+            bad += 1
+    if bad:
+        raise typer.Exit(code=2)
 
 
 @app.command()

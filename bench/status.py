@@ -58,7 +58,7 @@ def _live(run_dir: Path, plan: GridPlan, spec: GridSpec) -> str:
     if pid is not None:
         who = f"pid {pid}" if pid else "pid not written yet"
         return f"running: a grid ({who}) holds the run directory" + (f", in {now}" if now else "") + last
-    resume = f"bench reproduce {spec.preset}" if spec.preset else "the same bench grid command"
+    resume = f"the same bench reproduce {spec.preset} command" if spec.preset else "the same bench grid command"
     if now:  # only a dead in-process grid leaves it (executors._running)
         return f"not running: its last run ended during {now} (killed, or a crash); {resume} resumes it{last}"
     if plan.todo:

@@ -128,6 +128,9 @@ def test_cli_status_and_its_one_line_errors(tiny_root, tmp_path, probes, monkeyp
     assert code == 2 and err.strip() == f"error: {tmp_path / 'nowhere'}: no such folder; pass the run directory of a grid (its --out)"
     code, _, err = run_cli(monkeypatch, capsys, "status", tiny_root)
     assert code == 2 and "no grid.json, so no grid has run here" in err
+    code, out, err = run_cli(monkeypatch, capsys, "status", tiny_root, run)  # several: each run, errors said
+    assert code == 2 and out.splitlines()[0].startswith(f"run {run}: 3 cells")
+    assert "no grid.json, so no grid has run here" in err
     (run / "grid.json").write_text('{"methods": ["probe"], "from_the_future": 1}')
     with pytest.raises(BenchError, match="not a grid spec this version of adshift-bench reads"):
         status_lines(run)
