@@ -85,6 +85,14 @@ class GrayProbe(Method):
         return np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((s, s), Image.NEAREST)) > 127
 
 
+
+class NaNProbe(GrayProbe):
+    """GrayProbe whose image scores are NaN: each of its cells becomes a failed row."""
+
+    def score(self, images) -> Scores:
+        s = super().score(images)
+        return Scores(np.full_like(s.image_scores, np.nan), s.maps)
+
 @lru_cache(maxsize=1)
 def scratch() -> Path:
     path = Path(tempfile.mkdtemp(prefix="adshift-tests-"))

@@ -68,3 +68,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def probes():
+    """The test methods ``probe`` (``GrayProbe``) and ``probe_nan`` (its cells fail), registered for one test."""
+    from _grids import GrayProbe, NaNProbe
+    from bench.methods import registered_temporarily
+
+    with registered_temporarily("probe", GrayProbe), registered_temporarily("probe_nan", NaNProbe):
+        yield

@@ -11,22 +11,9 @@ from bench.cache import FitCache
 from bench.errors import BenchError, BenchWarning
 from bench.executors import plan_grid, run_local
 from bench.grid import GridSpec
-from bench.methods import Scores, registered_temporarily
 from bench.results import PARTS_DIR, load_rows
 
-from _grids import GrayProbe, run_cli
-
-
-class _NaNProbe(GrayProbe):
-    def score(self, images) -> Scores:
-        s = super().score(images)
-        return Scores(np.full_like(s.image_scores, np.nan), s.maps)
-
-
-@pytest.fixture
-def probes():
-    with registered_temporarily("probe", GrayProbe), registered_temporarily("probe_nan", _NaNProbe):
-        yield
+from _grids import run_cli
 
 
 def _spec(root, methods=("probe",)) -> GridSpec:

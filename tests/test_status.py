@@ -8,7 +8,6 @@ import re
 import threading
 import time
 
-import numpy as np
 import pytest
 from rich.console import Console
 
@@ -16,23 +15,10 @@ from bench import run_lock
 from bench.errors import BenchError
 from bench.executors import RUNNING, LocalExecutor, run_grid, run_local
 from bench.grid import GridSpec
-from bench.methods import Scores, registered_temporarily
 from bench.results import RunStore
 from bench.status import status_lines
 
-from _grids import GrayProbe, run_cli
-
-
-class _NaNProbe(GrayProbe):
-    def score(self, images) -> Scores:
-        s = super().score(images)
-        return Scores(np.full_like(s.image_scores, np.nan), s.maps)
-
-
-@pytest.fixture
-def probes():
-    with registered_temporarily("probe", GrayProbe), registered_temporarily("probe_nan", _NaNProbe):
-        yield
+from _grids import run_cli
 
 
 def _spec(root, methods=("probe",), seeds=(0,)) -> GridSpec:
