@@ -251,6 +251,7 @@ def table(
     resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples for --interval."),
     level: float = typer.Option(0.95, "--level", help="Confidence level of --interval."),
     relative: Optional[str] = typer.Option(None, "--relative", help="Differences in points, paired per category and seed: clean (each shifted value minus the method's own clean one: what the shift costs) or a method (each row minus that method's: what it wins back), e.g. patchcore."),
+    severity_mean: bool = typer.Option(False, "--severity-mean", help="One column per corruption: the mean over its severities per category and seed, as ImageNet-C reports (a cell missing one gives no value)."),
 ) -> None:
     """Render a run's rows as a LaTeX (booktabs, best bold) or Markdown table."""
     from .metrics import METRICS
@@ -266,6 +267,9 @@ def table(
     for m in metrics_:
         if m not in df.columns:
             raise BenchError(f"--metric {m}: no such column in {run} (metrics: {', '.join(METRICS)})")
+    if severity_mean and (compare or interval or by):
+        raise BenchError("--severity-mean: means over severities are shown in the main and per-class layouts "
+                         "only (drop --compare / --interval / --by)")
     if by is not None:
         from .metrics import DEFECT_TYPE_METRICS
         from .tables.defects import BY_DEFECT_TYPE, require_breakdown
@@ -312,7 +316,8 @@ def table(
     else:
         text = main_table(df, metrics_ if len(metrics_) > 1 else metrics_[0], fmt=fmt, per_class=per_class,
                           methods=split_list(methods), caption=caption, label=label, std=std,
-                          interval=resamples if interval else 0, level=level, by=by, relative=relative)
+                          interval=resamples if interval else 0, level=level, by=by, relative=relative,
+                          severity_mean=severity_mean)
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text + "\n")

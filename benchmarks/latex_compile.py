@@ -52,6 +52,7 @@ def tables() -> dict[str, str]:
     out["table-per-class"] = main_table(ref, fmt="latex", per_class=True)
     out["table-defect-type"] = main_table(ref, fmt="latex", by="defect_type")
     out["table-interval"] = main_table(ref, fmt="latex", interval=200)
+    out["table-severity-mean"] = main_table(ref, fmt="latex", severity_mean=True, relative="clean")
     return out
 
 

@@ -73,6 +73,7 @@ def main_table(
     level: float = 0.95,
     by: str | None = None,
     relative: str | None = None,
+    severity_mean: bool = False,
 ) -> str:
     """Render result rows as a LaTeX (booktabs) or Markdown table.
 
@@ -114,9 +115,21 @@ def main_table(
     minus the method's own clean one (``"clean"``: what the shift costs), or each method minus the
     named method (e.g. ``"patchcore"``: what adaptation wins back, that row unbold); a note under
     the table says which. Main and per-class layouts.
+
+    ``severity_mean``: one column per corruption, its value the mean over the corruption's
+    severities per category and seed (``bench.tables.severities``: a cell missing one of them
+    gives no value); a note under the table names the severities. Main and per-class layouts;
+    with ``relative``, the differences are taken from these means.
     """
     metrics = _as_list(metric)
     notes: list[str] = []
+    if severity_mean:
+        if by is not None or interval:
+            raise ValueError("severity means take the main or per-class layout, without intervals")
+        from .severities import severity_means
+
+        df, note = severity_means(df, metrics)
+        notes += [note] if note else []
     if relative is not None:
         if by is not None or interval:
             raise ValueError("relative tables take the main or per-class layout, without intervals")
