@@ -257,13 +257,17 @@ class GridPlan:
     run_dir: Path
     cells: list[Cell]
     done: int  # finished ok, kept
-    failed: int  # recorded as failed and kept (``--retry-failed`` runs them again)
+    failed_ids: list[str]  # recorded as failed and kept (``--retry-failed`` runs them again)
     stale: dict[str, list[str]]  # finished, but run again: why -> cell ids
     todo: list[Cell]
     fits: int | None  # fitted states the cells to run need (None: not counted, see plan_grid's read_data)
     to_fit: list[str] = field(default_factory=list)  # the method of each of those not in the fit cache
     pace: dict[str, float] = field(default_factory=dict)  # method -> mean seconds of its finished cells here
     fit_pace: dict[str, float] = field(default_factory=dict)  # method -> mean seconds of its fits here (fits.jsonl)
+
+    @property
+    def failed(self) -> int:
+        return len(self.failed_ids)
 
     @property
     def fits_cached(self) -> int | None:
@@ -347,9 +351,11 @@ def plan_grid(spec: GridSpec, run_dir: Path, *, retry_failed: bool = False,
                   if (m, cat, seed) not in fitted]
         fits = None
     n_ok = sum(status == "ok" for status in statuses.values())
+    todo_ids = {c.cell_id for c in todo}
+    failed = [c.cell_id for c in cells if statuses.get(c.cell_id, "ok") != "ok" and c.cell_id not in todo_ids]
     ok = [cid for cid, status in every.items() if status == "ok"]
     methods, seconds = store.recorded(ok, "method", "total_seconds")
-    return GridPlan(Path(run_dir), cells, n_ok, len(cells) - n_ok - len(todo), stale, todo, fits,
+    return GridPlan(Path(run_dir), cells, n_ok, failed, stale, todo, fits,
                     to_fit, _means((methods[c], seconds[c]) for c in ok if c in seconds),
                     _means((f.get("method"), f.get("fit_seconds")) for f in read_fit_log(Path(run_dir))))
 

@@ -46,7 +46,25 @@ def status_lines(run_dir: Path) -> list[str]:
     plan = plan_grid(spec, run_dir, read_data=False)
     lines = plan.lines()
     lines.insert(1, "  " + _live(Path(run_dir), plan, spec))
+    lines[3:3] = _failures(Path(run_dir), plan)
     return lines
+
+
+def _failures(run_dir: Path, plan: GridPlan) -> list[str]:
+    """The kept failed cells: per method, how many and the first one's error (its first line)."""
+    if not plan.failed_ids:
+        return []
+    (errors,) = RunStore(run_dir).recorded(plan.failed_ids, "error")
+    cell = {c.cell_id: c for c in plan.cells}
+    per_method: dict[str, list[str]] = {}
+    for cid in plan.failed_ids:
+        per_method.setdefault(cell[cid].method, []).append(cid)
+    out = []
+    for method, cids in per_method.items():
+        error = (str(errors.get(cids[0]) or "").strip().splitlines() or ["no error text"])[0]
+        error = error if len(error) <= 200 else error[:197] + "..."
+        out.append(f"  failed: {len(cids)} of {method}, e.g. {cell[cids[0]].label()}: {error}")
+    return out
 
 
 def _live(run_dir: Path, plan: GridPlan, spec: GridSpec) -> str:

@@ -68,6 +68,15 @@ def test_status_of_a_finished_run_and_of_a_grown_grid(tiny_root, tmp_path, probe
     assert lines[4].endswith(" s), plus 1 probe fit not timed here (no fit computed in this run)")
 
 
+def test_status_names_the_failed_cells_by_method_and_error(tiny_root, tmp_path, probes):
+    run = tmp_path / "run"
+    run_local(_spec(tiny_root, ("probe", "probe_nan")), run, show_progress=False)
+    lines = status_lines(run)
+    assert lines[2] == "  3 done, 3 recorded as failed (kept; --retry-failed runs them again), 0 to run"
+    assert lines[3].startswith("  failed: 3 of probe_nan, e.g. probe_nan / widget / clean / seed 0: ")
+    assert "NaN" in lines[3] and len(lines) == 4
+
+
 def test_status_while_a_grid_holds_the_run_and_after_it_died(tiny_root, tmp_path, probes):
     run = tmp_path / "run"
     run_local(_spec(tiny_root), run, show_progress=False)
