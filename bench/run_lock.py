@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import time
 from pathlib import Path
@@ -19,6 +18,11 @@ from typing import Iterator
 
 from .errors import BenchError
 from .methods.persist import pid_alive
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; the rest of the harness (tables, plots) still works
+    fcntl = None  # type: ignore[assignment]
 
 LOCK_FILE = "run.lock"
 
@@ -32,6 +36,12 @@ class RunLocked(BenchError):
         super().__init__(f"--out {run_dir}: another bench grid ({who}) is running on this run directory; "
                          f"wait for it to finish{stop}, or pass another --out")
         self.pid = pid
+
+
+def _need_flock() -> None:
+    if fcntl is None:
+        raise BenchError("running a grid needs POSIX file locks (Linux, macOS), which this system lacks; on "
+                         "Windows run adshift-bench in WSL")
 
 
 def make_run_dir(run_dir: Path) -> None:
@@ -72,6 +82,7 @@ def hold(run_dir: str | os.PathLike) -> Iterator[Path]:
     """Hold ``run_dir``'s lock for the ``with`` block (creating the directory); raise
     :class:`RunLocked` at once when another process holds it."""
     run_dir = Path(run_dir)
+    _need_flock()
     make_run_dir(run_dir)
     path = run_dir / LOCK_FILE
     try:
@@ -104,6 +115,7 @@ def hold(run_dir: str | os.PathLike) -> Iterator[Path]:
 def running_grid(run_dir: str | os.PathLike) -> int | None:
     """The PID of the grid holding ``run_dir``'s lock now (0 when it has not written it yet), or
     None when no grid runs there. Takes a shared lock for an instant, never waits, creates nothing."""
+    _need_flock()
     path = Path(run_dir) / LOCK_FILE
     try:
         fd = os.open(path, os.O_RDONLY)

@@ -27,7 +27,7 @@ import pytest
 
 from _grids import TINY, GrayProbe, make_category, run_cli, textures_root
 from bench import run_lock
-from bench.errors import BenchWarning
+from bench.errors import BenchError, BenchWarning
 from bench.grid import GridSpec
 from bench.methods import registered_temporarily
 from bench.results import NoResults, RunStore, load_rows, row_to_table
@@ -182,6 +182,14 @@ def test_the_lock_names_its_holder_and_is_released(tmp_path):
         assert info.value.pid == os.getpid()
     with run_lock.hold(tmp_path / "run"):  # released when the block ends
         pass
+
+
+def test_a_system_without_flock_gets_one_line_before_any_folder_is_made(monkeypatch, tmp_path):
+    monkeypatch.setattr(run_lock, "fcntl", None)  # Windows
+    for call in (lambda: run_lock.hold(tmp_path / "run").__enter__(), lambda: run_lock.running_grid(tmp_path)):
+        with pytest.raises(BenchError, match="needs POSIX file locks .*; on Windows run adshift-bench in WSL"):
+            call()
+    assert not (tmp_path / "run").exists()
 
 
 HOLDER = "import sys, time; from bench import run_lock\nwith run_lock.hold(sys.argv[1]):\n print('held', flush=True); time.sleep(600)"
