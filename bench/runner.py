@@ -706,5 +706,6 @@ def _in_cache(path: str) -> bool:
 def _peak_memory_mb(device: str) -> float:
     if device.startswith("cuda"):
         return torch.cuda.max_memory_allocated() / 2**20
-    # process-wide peak resident set size (kilobytes on Linux)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    # process-wide peak resident set size: kilobytes on Linux, bytes on macOS
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024.0

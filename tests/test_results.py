@@ -262,3 +262,14 @@ def test_sigkill_during_writes_leaves_only_whole_parts(tmp_path):
         assert 1 <= len(df) <= 40
         for path in store.parts_dir.glob("*.parquet"):
             assert pd.read_parquet(path)["cell_id"].tolist() == [path.stem]
+
+
+@pytest.mark.parametrize("platform, maxrss", [("linux", 512 * 1024), ("darwin", 512 * 2**20)])
+def test_peak_memory_is_in_megabytes_whatever_unit_the_system_counts_in(platform, maxrss, monkeypatch):
+    from types import SimpleNamespace
+
+    from bench import runner
+
+    monkeypatch.setattr(runner.sys, "platform", platform)  # getrusage: kilobytes on Linux, bytes on macOS
+    monkeypatch.setattr(runner.resource, "getrusage", lambda who: SimpleNamespace(ru_maxrss=maxrss))
+    assert runner._peak_memory_mb("cpu") == 512.0
