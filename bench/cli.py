@@ -78,8 +78,8 @@ _DOMAINS = typer.Option(None, "--domains", help="Test domains of a dataset that 
                         "'all' (mnist: mnist,mnist_m; pacs: photo,art_painting,cartoon,sketch); default: its "
                         "in-distribution one. Corruptions apply to each.")
 _CORRUPTIONS = typer.Option(["paper"], "--corruptions", help="Names or presets (paper, common, all, noise, ...); the clean cells always run.")
-_SEVERITIES = typer.Option(["5"], "--severities", "-s", help="Severities 1-5, comma-separated.")
-_SEEDS = typer.Option(["0"], "--seeds", help="Seeds: --seeds 0,1,2 or --seeds 0 1 2.")
+_SEVERITIES = typer.Option(["5"], "--severities", "-s", help="Severities (1 to 5): --severities 1,3,5, or a range: 1-5.")
+_SEEDS = typer.Option(["0"], "--seeds", help="Seeds: --seeds 0,1,2 or --seeds 0 1 2, or a range: 0-4.")
 _DRY_RUN = typer.Option(False, "--dry-run", help="Check the inputs and say what would run (cells done / to run, fits to compute), running no cell and changing nothing in the run directory.")
 _PROTOCOL = typer.Option("native", "--protocol", help="native (corrupt the original file) or resized.")
 _NONDETERMINISTIC = typer.Option(

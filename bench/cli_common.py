@@ -1,6 +1,7 @@
 """What every command module of the CLI shares: the console (stderr) and option parsing."""
 from __future__ import annotations
 
+import re
 from typing import List, Optional
 
 from rich.console import Console
@@ -18,16 +19,21 @@ def split_list(values: Optional[List[str]]) -> Optional[list[str]]:
 
 
 def parse_ints(values: Optional[List[str]], what: str) -> Optional[list[int]]:
-    """``split_list`` of integers; a non-integer is a one-line error naming ``--what``."""
+    """``split_list`` of integers and ranges (``1-5``: 1 to 5 included); anything else is a one-line
+    error naming ``--what``."""
     items = split_list(values)
     if items is None:
         return None
     out = []
     for v in items:
+        span = re.fullmatch(r"(\d+)-(\d+)", v.strip())
+        if span and int(span[1]) <= int(span[2]):
+            out += range(int(span[1]), int(span[2]) + 1)
+            continue
         try:
             out.append(int(v))
         except ValueError:
-            raise BenchError(f"--{what} {v}: expected integers such as 1,3,5") from None
+            raise BenchError(f"--{what} {v}: expected integers such as 1,3,5 or a range such as 1-5") from None
     return out
 
 

@@ -117,3 +117,15 @@ def test_reproduce_dry_run_plans_the_papers_protocol(tiny_root, tmp_path, monkey
     assert "35 cells (7 methods, 1 category, 5 conditions, 1 seed)" in out  # Table 4: 7 rows x clean + 4 @5
     assert "fits: 1 needed" in out  # the ablation's rows share one PatchCore fit
     assert "35 to run (none 5, kl_div 5, moment_matching 5, ot_hungarian 5," in out  # the table's row order
+
+
+def test_seeds_and_severities_take_ranges(tiny_root, tmp_path, probes, monkeypatch, capsys):
+    from bench.cli_common import parse_ints
+
+    assert parse_ints(["1-3,5", "7"], "severities") == [1, 2, 3, 5, 7]
+    for bad in ("3-1", "1-", "a-b", "1.5"):
+        with pytest.raises(BenchError, match=f"--seeds {bad}: expected integers such as 1,3,5 or a range such as 1-5"):
+            parse_ints([bad], "seeds")
+    code, out, _ = run_cli(monkeypatch, capsys, "grid", "--methods", "probe", "--root", tiny_root, "--corruptions",
+                           "contrast", "--severities", "1-5", "--seeds", "0-2", "--out", tmp_path / "run", "--dry-run")
+    assert code == 0 and "18 cells (1 method, 1 category, 6 conditions, 3 seeds)" in out
