@@ -21,9 +21,9 @@ from .run_lock import running_grid
 
 def recorded_spec(run_dir: Path) -> GridSpec:
     """The grid spec ``run_dir`` served last, with a relative --root read from where it was typed."""
-    store = RunStore(run_dir)
     if not Path(run_dir).is_dir():
         raise BenchError(f"{run_dir}: no such folder; pass the run directory of a grid (its --out)")
+    store = RunStore(run_dir)
     spec = store.read_manifest()
     if spec is None:
         raise BenchError(f"{run_dir}: no {store.manifest_path.name}, so no grid has run here; pass the run "

@@ -43,6 +43,19 @@ def _norm_conditions(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def cell_frame(df: pd.DataFrame, metrics) -> pd.DataFrame:
+    """A copy of the rows for a per-cell transform (relative, severities): conditions normalised,
+    the metrics as floats, the seed and VARIANT columns present, a fresh index (merged runs may
+    repeat labels)."""
+    df = _norm_conditions(df.copy()).reset_index(drop=True)
+    for m in metrics:
+        df[m] = pd.to_numeric(df[m], errors="coerce").astype(float)
+    for c in ("seed", *VARIANT):
+        if c not in df.columns:
+            df[c] = 0 if c in ("seed", "test_subset") else ""
+    return df
+
+
 def _select_conditions(conds: Iterable[tuple[str, str, int]], conditions) -> list[tuple[str, str, int]]:
     """The table's (domain, corruption, severity) columns, in order. ``conditions`` names them:
     a corruption or domain name (its every condition), a (corruption, severity) pair (in every

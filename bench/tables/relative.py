@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..datasets.corruptions import CLEAN
 from ..errors import BenchError
-from .aggregate import VARIANT, _norm_conditions, _resolve_labels, _variant_values
+from .aggregate import VARIANT, _resolve_labels, _variant_values, cell_frame
 from .names import is_reference, method_display
 
 
@@ -25,13 +25,8 @@ def relative_rows(df: pd.DataFrame, metrics: Sequence[str], to: str) -> tuple[pd
     """``df`` with each metric replaced by its difference from the reference cell, and the note that
     says what the table's numbers are. The reference cells (clean, or ``to``'s rows) keep their
     values: they are the baseline the differences are read against."""
-    df = _norm_conditions(df.copy())
+    df = cell_frame(df, metrics)
     ok = df["status"] == "ok" if "status" in df.columns else pd.Series(True, index=df.index)
-    for m in metrics:
-        df[m] = pd.to_numeric(df[m], errors="coerce").astype(float)
-    for c in ("seed", *VARIANT):
-        if c not in df.columns:
-            df[c] = 0 if c in ("seed", "test_subset") else ""
     ident = pd.DataFrame({c: _variant_values(df, "method", c) for c in VARIANT}, index=df.index)
     if to == CLEAN:
         reference = ok & pd.Series([is_reference(ds, (d, c)) for ds, d, c in

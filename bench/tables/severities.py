@@ -17,19 +17,14 @@ import numpy as np
 import pandas as pd
 
 from ..datasets.corruptions import CLEAN
-from .aggregate import VARIANT, _norm_conditions, _variant_values
+from .aggregate import VARIANT, _variant_values, cell_frame
 
 
 def severity_means(df: pd.DataFrame, metrics: Sequence[str]) -> tuple[pd.DataFrame, str]:
     """``df`` with each corruption's rows of one cell (all severities) replaced by one row holding
     their mean (NaN where a severity is missing, failed or NaN), and the note that says so."""
-    df = _norm_conditions(df.copy()).reset_index(drop=True)  # merged frames may repeat index labels
     metrics = list(metrics)
-    for m in metrics:
-        df[m] = pd.to_numeric(df[m], errors="coerce").astype(float)
-    for c in ("seed", *VARIANT):
-        if c not in df.columns:
-            df[c] = 0 if c in ("seed", "test_subset") else ""
+    df = cell_frame(df, metrics)
     status = df["status"] if "status" in df.columns else pd.Series("ok", index=df.index)
     shifted = df["corruption"] != CLEAN
     clean, rows = df[~shifted], df[shifted].copy()
@@ -45,10 +40,10 @@ def severity_means(df: pd.DataFrame, metrics: Sequence[str]) -> tuple[pd.DataFra
     # per cell and severity (several rows only where runs were merged: their mean), then per cell
     by_cell = rows.groupby(["_cell", "severity"], sort=False)[metrics].mean().groupby(level="_cell", sort=False)
     out = rows.drop_duplicates("_cell").set_index("_cell")
-    want = np.array([len(levels[tuple(r)]) for r in out[column].itertuples(index=False)])
-    whole = by_cell.count().reindex(out.index).eq(want, axis=0)  # every severity has a value, per metric
+    wanted = [levels[tuple(r)] for r in out[column].itertuples(index=False)]  # each cell's column's severities
+    whole = by_cell.count().reindex(out.index).eq([len(w) for w in wanted], axis=0)  # all have a value, per metric
     out[metrics] = by_cell.mean().reindex(out.index).where(whole)
-    out["severity"] = [max(levels[tuple(r)]) for r in out[column].itertuples(index=False)]
+    out["severity"] = [max(w) for w in wanted]  # one severity per corruption: the column has no "(s3)"
     if "status" in out.columns:  # "failed" only where every severity failed; else ok, NaN if not whole
         out["status"] = np.where(ok.groupby(rows["_cell"]).any().reindex(out.index), "ok", "failed")
     out = out.reset_index(drop=True)
