@@ -54,6 +54,7 @@ class GridSummary:
     failed: int = 0
     seconds: float = 0.0
     fits_computed: int = 0
+    fits_planned: int = 0  # the fitted states the cells to run need (computed or from the cache)
     fit_cache: dict[str, int] = field(default_factory=lambda: {"hits": 0, "misses": 0})
     # corrupted test images: per image (hits/misses) and per test set (a set is a hit when all
     # of its images came from the cache); clean cells are not counted
@@ -81,7 +82,10 @@ class Driver:
         self._lock = threading.Lock()  # executors may report from a helper thread
         self.fit_log = store.run_dir / FIT_LOG
         self._said: set[tuple] = set()  # (category, lost mask ids) already warned about
+        # what the time left is read from: the seconds of the cells and of the fits computed so far
         self._t0 = time.perf_counter()
+        self._cell_seconds = self._fit_seconds = 0.0
+        self._fits_seen = self._fits_timed = 0
 
     def stage(self, cell: Cell, name: str) -> None:
         # escaped: rich reads "[score]" as a markup tag and shows nothing
@@ -90,7 +94,10 @@ class Driver:
     def fit_done(self, cell: Cell, key: str, *, computed: bool, seconds: float) -> None:
         """A group's fit is available; ``computed``: fitted now (not from a cache)."""
         with self._lock:
+            self._fits_seen += 1
             if computed:
+                self._fit_seconds += seconds
+                self._fits_timed += 1
                 self.summary.fits_computed += 1
                 self.summary.fit_cache["misses"] += 1
                 line = json.dumps({"key": key, "method": cell.method, "category": cell.category,
@@ -112,6 +119,7 @@ class Driver:
             self.store.write(row)
             s = self.summary
             s.ran += 1
+            self._cell_seconds += row.get("total_seconds") or 0.0
             if stats is not None and cell.corruption != CLEAN:
                 s.corruption_cache["hits"] += stats.hits
                 s.corruption_cache["misses"] += stats.misses
@@ -130,14 +138,25 @@ class Driver:
 
     def _count(self) -> str:
         """``[done/total]`` of the grid (escaped for rich) and, where no live bar shows (output to a
-        file: a batch job's log), the time left at this run's pace so far."""
+        file: a batch job's log), the time left (``time_left``)."""
         s = self.summary
         done = s.skipped + s.ran
         text = f"[{done}/{s.total}]"
         if not self.console.is_terminal and done < s.total:
-            left = (time.perf_counter() - self._t0) / s.ran * (s.total - done)
-            text += f" ETA {_clock(left)}"
+            text += f" ETA {_clock(self.time_left())}"
         return escape(text)
+
+    def time_left(self) -> float:
+        """Seconds left at this run's pace: the cells left at the mean seconds of those done, plus
+        the fits left at the mean of those computed, scaled by wall time over work time so far
+        (cells running side by side, and what lies between them). The first cells follow a fit, so
+        a pace over cells alone would take that fit as every cell's cost."""
+        s = self.summary
+        per_cell = self._cell_seconds / s.ran if s.ran else 0.0
+        per_fit = self._fit_seconds / self._fits_timed if self._fits_timed else 0.0
+        work = self._cell_seconds + self._fit_seconds
+        left = (s.total - s.skipped - s.ran) * per_cell + max(0, s.fits_planned - self._fits_seen) * per_fit
+        return left * ((time.perf_counter() - self._t0) / work if work > 0 else 1.0)
 
     def _say_masks_lost(self, cell: Cell, row: dict[str, Any]) -> None:
         """One warning per category and set of lost masks (the worker that found them is silent)."""

@@ -190,7 +190,7 @@ def run_grid(
         todo = pending(cells, statuses, retry_failed)
         groups = plan_groups(todo, ctx)
         summary = GridSummary(Path(run_dir), total=len(cells), skipped=len(cells) - len(todo),
-                              executor=executor.name)
+                              executor=executor.name, fits_planned=len(groups))
         t0 = time.perf_counter()
         columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]

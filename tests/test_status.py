@@ -50,6 +50,25 @@ def test_a_terminal_gets_the_count_and_the_live_bar_gives_the_time(tiny_root, tm
     assert not any(re.match(r"\[\d/3\] ETA", line) for line in lines)
 
 
+def test_the_time_left_counts_the_fits_left_apart_from_the_cells(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from bench import driver as driver_module
+    from bench.driver import Driver, GridSummary
+
+    clock = iter([100.0, 114.0, 128.0])  # the driver starts at 100; asked at 114, then at 128
+    monkeypatch.setattr(driver_module.time, "perf_counter", lambda: next(clock))
+    summary = GridSummary(tmp_path, total=12, skipped=2, fits_planned=3)
+    d = Driver(SimpleNamespace(run_dir=tmp_path), summary, Console(file=io.StringIO()), None, None, None)
+    cell = SimpleNamespace(method="probe", category="widget", seed=0)
+    d.fit_done(cell, "key", computed=True, seconds=10.0)  # one fit of 10 s computed ...
+    d.fit_done(cell, "other", computed=False, seconds=0.0)  # ... one from the cache
+    summary.ran, d._cell_seconds = 2, 4.0  # two cells of 2 s each
+    # 8 cells x 2 s + 1 fit x 10 s, at the pace of wall time over work so far (14 s / 14 s, then 28 s / 14 s)
+    assert d.time_left() == pytest.approx(26.0)
+    assert d.time_left() == pytest.approx(52.0)
+
+
 def test_status_of_a_finished_run_and_of_a_grown_grid(tiny_root, tmp_path, probes):
     run = tmp_path / "run"
     run_local(_spec(tiny_root), run, show_progress=False)
