@@ -21,7 +21,7 @@ from .methods.persist import pid_alive
 
 try:
     import fcntl
-except ImportError:  # Windows: no flock; the rest of the harness (tables, plots) still works
+except ImportError:  # Windows has no flock; of the commands, only a grid (and bench status) needs it
     fcntl = None  # type: ignore[assignment]
 
 LOCK_FILE = "run.lock"
