@@ -251,6 +251,8 @@ def table(
     resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples for --interval."),
     level: float = typer.Option(0.95, "--level", help="Confidence level of --interval."),
     relative: Optional[str] = typer.Option(None, "--relative", help="Differences in points, paired per category and seed: clean (each shifted value minus the method's own clean one: what the shift costs) or a method (each row minus that method's: what it wins back), e.g. patchcore."),
+    corruptions: Optional[List[str]] = typer.Option(None, "--corruptions", help="Only these corruptions' columns (names or presets such as noise; Clean stays)."),
+    categories: Optional[List[str]] = typer.Option(None, "--categories", "-c", help="Only these categories (the means are over them)."),
     severity_mean: bool = typer.Option(False, "--severity-mean", help="One column per corruption: the mean over its severities per category and seed, as ImageNet-C reports (a cell missing one gives no value)."),
 ) -> None:
     """Render a run's rows as a LaTeX (booktabs, best bold) or Markdown table."""
@@ -267,6 +269,10 @@ def table(
     for m in metrics_:
         if m not in df.columns:
             raise BenchError(f"--metric {m}: no such column in {run} (metrics: {', '.join(METRICS)})")
+    conditions, cats = _table_selection(df, split_list(corruptions), split_list(categories), run)
+    if compare and (conditions or cats):
+        raise BenchError("--compare: the published table fixes its columns and categories (drop --corruptions / "
+                         "--categories)")
     if severity_mean and (compare or interval or by):
         raise BenchError("--severity-mean: means over severities are shown in the main and per-class layouts "
                          "only (drop --compare / --interval / --by)")
@@ -317,13 +323,41 @@ def table(
         text = main_table(df, metrics_ if len(metrics_) > 1 else metrics_[0], fmt=fmt, per_class=per_class,
                           methods=split_list(methods), caption=caption, label=label, std=std,
                           interval=resamples if interval else 0, level=level, by=by, relative=relative,
-                          severity_mean=severity_mean)
+                          severity_mean=severity_mean, conditions=conditions, categories=cats)
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text + "\n")
         console.print(f"wrote {output}")
     else:
         typer.echo(text)
+
+
+def _table_selection(df, corruptions: list[str] | None, categories: list[str] | None,
+                     run: str) -> tuple[list[str] | None, list[str] | None]:
+    """``bench table``'s columns (Clean first, then the corruptions asked for, presets expanded to
+    those the rows hold) and categories, each checked against the rows: a name they lack is one line."""
+    from .datasets.corruptions import CLEAN, resolve_corruptions
+
+    def check(wanted: list[str], present: list, what: str) -> None:
+        missing = [n for n in wanted if n not in present]
+        if missing:
+            raise BenchError(f"--{what} {','.join(missing)}: no rows of {'it' if len(missing) == 1 else 'them'} in "
+                             f"{run} ({what} there: {', '.join(map(str, present))})")
+
+    conditions = None
+    if corruptions:
+        present = list(dict.fromkeys(df["corruption"]))
+        wanted: list[str] = []
+        for item in corruptions:
+            names = [item] if item in present else resolve_corruptions(item)  # yours need not be installed
+            if len(names) > 1:  # a preset: the members the rows hold
+                names = [n for n in names if n in present] or names
+            wanted += [n for n in names if n not in wanted]
+        check(wanted, present, "corruptions")
+        conditions = [CLEAN] + [n for n in wanted if n != CLEAN]
+    if categories:
+        check(categories, list(dict.fromkeys(df["category"])), "categories")
+    return conditions, categories
 
 
 def _published_table(compare: str) -> tuple[str, int]:

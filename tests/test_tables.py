@@ -478,3 +478,24 @@ def test_relative_to_clean_reads_a_test_domain_against_the_in_distribution_clean
     md = main_table(pd.DataFrame(rows), "image_auroc", fmt="markdown", relative="clean")
     assert "| RD4AD | 90.00 | -30.00 | -40.00 | -35.00 |" in md
     assert "| GNL | **92.00** | **-22.00** | **-26.00** | **-24.00** |" in md
+
+
+def test_cli_selects_corruptions_and_categories_and_names_what_the_rows_lack(tmp_path, monkeypatch, capsys):
+    store = RunStore(tmp_path / "run")
+    for row in synthetic().to_dict("records"):
+        store.write(row)
+
+    def table(*args):
+        return run_cli(monkeypatch, capsys, "table", tmp_path / "run", "--no-std", *args)
+
+    code, out, _ = table("--corruptions", "contrast", "--categories", "cable")
+    assert code == 0, out
+    assert out.splitlines()[:4] == ["| Method | MVTec AD / Clean | MVTec AD / Contrast |", "|:---|---:|---:|",
+                                    "| PatchCore | **96.00** | 64.00 |", "| TTAD | **96.00** | **80.00** |"]
+    code, out, _ = table("--corruptions", "noise")  # a preset: the members the rows hold
+    assert code == 0 and out.splitlines()[0] == "| Method | MVTec AD / Clean | MVTec AD / Gaussian Noise |"
+    for args, said in ((("--corruptions", "fog"), "--corruptions fog: no rows of it in"),
+                       (("--categories", "carpet,zipper"), "--categories carpet,zipper: no rows of them in"),
+                       (("--compare", "ttad:1", "--categories", "cable"), "--compare: the published table fixes")):
+        code, _, err = table(*args)
+        assert code == 2 and said in err and len(err.strip().splitlines()) == 1, err
