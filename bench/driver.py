@@ -134,11 +134,11 @@ class Driver:
                 self._say_masks_lost(cell, row)
                 self._say_nondeterministic(cell, row)
                 self.console.print(f"{self._count()} {escape(_row_line(cell, row))}", highlight=False, soft_wrap=True)
-            self._progress.advance(self._task)
+            self._progress.update(self._task, advance=1, eta=_clock(self.time_left()))
 
     def _count(self) -> str:
         """``[done/total]`` of the grid (escaped for rich) and, where no live bar shows (output to a
-        file: a batch job's log), the time left (``time_left``)."""
+        file: a batch job's log), the time left (``time_left``; in a terminal the bar shows it)."""
         s = self.summary
         done = s.skipped + s.ran
         text = f"[{done}/{s.total}]"

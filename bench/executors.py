@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Protocol
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import run_lock, worker
 from .cache import FitCache
@@ -192,14 +192,15 @@ def run_grid(
         summary = GridSummary(Path(run_dir), total=len(cells), skipped=len(cells) - len(todo),
                               executor=executor.name, fits_planned=len(groups))
         t0 = time.perf_counter()
+        # the time left is the driver's (Driver.time_left, as in a log's lines), not rich's speed
         columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
+                   TimeElapsedColumn(), TextColumn("ETA {task.fields[eta]}")]
         try:
             # no live bar where output goes to a file: it would print once, cut to 80 columns, at the
             # end; each cell's line carries [done/total] and the time left there (Driver.row)
             live = show_progress and console.is_terminal
             with Progress(*columns, console=console, disable=not live, transient=False) as progress:
-                task = progress.add_task("grid", total=summary.total, completed=summary.skipped)
+                task = progress.add_task("grid", total=summary.total, completed=summary.skipped, eta="-:--:--")
                 driver = Driver(store, summary, console, progress, task, ctx)
                 if groups:
                     executor.run(spec, groups, driver)

@@ -27,12 +27,13 @@ def _spec(root, methods=("probe",), seeds=(0,)) -> GridSpec:
 
 
 def _log(spec, run, terminal: bool) -> tuple[list[str], bool]:
-    """The cells' lines a grid prints to a terminal or to a file, and whether a bar was drawn."""
+    """The cells' lines a grid prints to a terminal or to a file, and the bar's last state ("": none)."""
     out = io.StringIO()
     console = Console(file=out, width=300, force_terminal=terminal, color_system=None)
     run_grid(spec, run, LocalExecutor(), console=console)
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())  # the live display's cursor moves
-    return [line for line in text.splitlines() if "/ seed 0:" in line], "━" in text
+    bars = [line for line in text.splitlines() if "━" in line]
+    return [line for line in text.splitlines() if "/ seed 0:" in line], bars[-1] if bars else ""
 
 
 def test_a_log_file_gets_counted_lines_with_the_time_left_and_no_bar(tiny_root, tmp_path, probes):
@@ -47,6 +48,7 @@ def test_a_log_file_gets_counted_lines_with_the_time_left_and_no_bar(tiny_root, 
 def test_a_terminal_gets_the_count_and_the_live_bar_gives_the_time(tiny_root, tmp_path, probes):
     lines, bar = _log(_spec(tiny_root), tmp_path / "run", terminal=True)
     assert bar and [line.split(" ", 1)[0] for line in lines] == ["[1/3]", "[2/3]", "[3/3]"]
+    assert "3/3 0:00:0" in bar and bar.rstrip().endswith("ETA 0:00:00")  # the driver's time left, done
     assert not any(re.match(r"\[\d/3\] ETA", line) for line in lines)
 
 
