@@ -125,25 +125,27 @@ class Driver:
                 s.corruption_cache["misses"] += stats.misses
                 if stats.hits or stats.misses:
                     s.corruption_cache["set_misses" if stats.misses else "set_hits"] += 1
+            left = _clock(self.time_left())
             if row["status"] != "ok":
                 s.failed += 1
                 s.failures.append((cell.label(), row["error"]))
-                self.console.print(f"{self._count()} [red]failed[/red] {escape(cell.label())}: "
+                self.console.print(f"{self._count(left)} [red]failed[/red] {escape(cell.label())}: "
                                    f"{escape(row['error'])}", highlight=False, soft_wrap=True)
             else:
                 self._say_masks_lost(cell, row)
                 self._say_nondeterministic(cell, row)
-                self.console.print(f"{self._count()} {escape(_row_line(cell, row))}", highlight=False, soft_wrap=True)
-            self._progress.update(self._task, advance=1, eta=_clock(self.time_left()))
+                self.console.print(f"{self._count(left)} {escape(_row_line(cell, row))}", highlight=False,
+                                   soft_wrap=True)
+            self._progress.update(self._task, advance=1, eta=left)
 
-    def _count(self) -> str:
+    def _count(self, left: str) -> str:
         """``[done/total]`` of the grid (escaped for rich) and, where no live bar shows (output to a
-        file: a batch job's log), the time left (``time_left``; in a terminal the bar shows it)."""
+        file: a batch job's log), the time ``left`` (in a terminal the bar shows it)."""
         s = self.summary
         done = s.skipped + s.ran
         text = f"[{done}/{s.total}]"
         if not self.console.is_terminal and done < s.total:
-            text += f" ETA {_clock(self.time_left())}"
+            text += f" ETA {left}"
         return escape(text)
 
     def time_left(self) -> float:

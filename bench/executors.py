@@ -312,10 +312,11 @@ class GridPlan:
         kept = f"{self.failed} recorded as failed (kept; --retry-failed runs them again), " if self.failed else ""
         out = [f"run {self.run_dir}: {len(c)} cells ({', '.join(shape)})",
                f"  {self.done} done, {kept}{len(self.todo)} to run"
-               + (" (" + ", ".join(f"{m} {n}" for m, n in per_method.items()) + ")" if per_method else ""),
-               f"  fits: {self.fits} needed, {self.fits_cached} in the fit cache, {len(self.to_fit)} to compute"]
-        if self.fits is None:  # not counted (bench status): the fits no finished cell here has used yet
-            out[-1:] = [f"  fits: up to {len(self.to_fit)} to compute (the fit cache may hold some)"] if self.to_fit else []
+               + (" (" + ", ".join(f"{m} {n}" for m, n in per_method.items()) + ")" if per_method else "")]
+        if self.fits is not None:
+            out.append(f"  fits: {self.fits} needed, {self.fits_cached} in the fit cache, {len(self.to_fit)} to compute")
+        elif self.to_fit:  # not counted (bench status): the fits no finished cell here has used yet
+            out.append(f"  fits: up to {len(self.to_fit)} to compute (the fit cache may hold some)")
         out += [f"  {len(cids)} finished cell(s) {why}: they run again" for why, cids in self.stale.items()]
         return out + [line for line in [self.estimate()] if line]
 
