@@ -66,10 +66,17 @@ def _as_binary(x, name: str) -> np.ndarray:
 def _as_finite_scores(x, name: str) -> np.ndarray:
     arr = np.asarray(x)
     if arr.dtype.kind == "f":
-        # float64 kept as is so ties match sklearn exactly; narrower floats widen losslessly
-        if arr.dtype != np.float64:
-            arr = arr.astype(np.float32, copy=False)
+        # float32 / float64 kept as they are (ties then match sklearn exactly); float16 widens to
+        # float32 losslessly; longdouble narrows to float64, as sklearn reads it
+        if arr.dtype.itemsize < 4:
+            arr = arr.astype(np.float32)
+        elif arr.dtype.itemsize > 8:
+            arr = arr.astype(np.float64)
     elif arr.dtype.kind in "iub":
+        if arr.dtype.kind != "b" and arr.size and np.abs(arr).max() > 2**53:
+            # float64 would merge neighbouring integers there, and with them their ranks
+            raise ValueError(f"{name} hold integers beyond 2**53, which float64 cannot tell apart; "
+                             "scale them to floats first")
         arr = arr.astype(np.float64)
     else:
         raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
@@ -123,11 +130,12 @@ def image_auroc(labels, scores) -> float:
 
 
 def image_f1_max(labels, scores) -> float:
-    """Best F1 over all thresholds of the precision-recall curve; NaN without positives."""
+    """Best F1 over all thresholds of the precision-recall curve; NaN if only one class is present
+    (with anomalous images alone it would be 1 whatever the scores)."""
     from sklearn.metrics import precision_recall_curve
 
     y, s = _image_inputs(labels, scores)
-    if not y.any():
+    if _one_class(y):
         return _NAN
     precision, recall, _ = precision_recall_curve(y, s)
     denom = precision + recall
@@ -136,11 +144,12 @@ def image_f1_max(labels, scores) -> float:
 
 
 def image_ap(labels, scores) -> float:
-    """Average precision of image scores; NaN without positives."""
+    """Average precision of image scores (anomalous = positive); NaN if only one class is present
+    (with anomalous images alone it would be 1 whatever the scores)."""
     from sklearn.metrics import average_precision_score
 
     y, s = _image_inputs(labels, scores)
-    if not y.any():
+    if _one_class(y):
         return _NAN
     return float(average_precision_score(y, s))
 
@@ -217,19 +226,20 @@ def _pixel_auroc_sorted(pos: np.ndarray, *negs: np.ndarray) -> float:
 
 
 def pixel_ap(masks, maps) -> float:
-    """Average precision over all pixels of all images; NaN without positive pixels.
+    """Average precision over all pixels of all images; NaN without positive or without negative
+    pixels (1 whatever the scores).
 
     Exact, equal to ``average_precision_score(masks.ravel(), maps.ravel())``.
     """
     m, a = _pixel_inputs(masks, maps)
-    if not m.any():
+    if _one_class(m):
         return _NAN
     return _pixel_ap_sorted(*_split_sorted(m, a))
 
 
 def _pixel_ap_sorted(pos: np.ndarray, *negs: np.ndarray) -> float:
     n_pos = pos.size
-    if n_pos == 0:
+    if n_pos == 0 or not any(n.size for n in negs):
         return _NAN
     # Recall only changes at thresholds equal to a positive score.
     values, counts = np.unique(pos, return_counts=True)

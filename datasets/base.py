@@ -406,7 +406,8 @@ def split_notes(where: str, labels: np.ndarray, normal: str = "good",
         return [f"{where}: only normal ({normal}) test images, no anomalous ones: image AUROC, AP "
                 f"and F1-max are undefined (NaN); {add_anomalous}"]
     if labels.size and labels.all():
-        return [f"{where}: no normal ({normal}) test images: image AUROC and AP are undefined (NaN); "
+        return [f"{where}: no normal ({normal}) test images: image AUROC, AP "
+                f"and F1-max are undefined (NaN); "
                 f"{add_normal or f'add test/{normal}/'}"]
     return []
 

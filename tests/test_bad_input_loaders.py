@@ -234,7 +234,7 @@ def test_visa_and_realiad_say_a_test_split_of_one_class(tmp_path):
     doc["test"] = [s for s in doc["test"] if s["mask_path"] is not None]
     path.write_text(json.dumps(doc))
     assert get_dataset("realiad").load(root, "audiojack").notes == [
-        f"audiojack ({path}): no normal (good) test images: image AUROC and AP are undefined (NaN); its test "
+        f"audiojack ({path}): no normal (good) test images: image AUROC, AP and F1-max are undefined (NaN); its test "
         "list has no normal sample in view C1: use the official split"]
 
 

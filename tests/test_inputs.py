@@ -345,9 +345,10 @@ def test_test_set_without_normal_images_is_said(monkeypatch, capsys, tmp_path):
     shutil.rmtree(root / "part" / "test" / "good")
     code, errors, warns, rows = grid(monkeypatch, capsys, root, tmp_path / "run")
     assert (code, errors) == (0, [])
-    assert warns == [f"part ({root / 'part' / 'test'}): no normal (good) test images: image AUROC and AP are "
-                     "undefined (NaN); add test/good/"]
-    assert rows["image_auroc"].isna().all() and rows["pixel_auroc"].notna().all()
+    assert warns == [f"part ({root / 'part' / 'test'}): no normal (good) test images: image AUROC, AP and "
+                     "F1-max are undefined (NaN); add test/good/"]
+    assert rows[["image_auroc", "image_ap", "image_f1_max"]].isna().all().all()
+    assert rows["pixel_auroc"].notna().all()
 
 
 # ----------------------------------------------------------------------------- inputs refused

@@ -113,6 +113,19 @@ def test_image_single_class_is_nan():
     assert math.isnan(image_auroc([0, 0], [0.1, 0.2]))
     assert math.isnan(image_f1_max([0, 0], [0.1, 0.2]))
     assert math.isnan(image_ap([0, 0], [0.1, 0.2]))
+    # anomalous images alone: AP and F1-max would be 1 whatever the scores (sklearn's value)
+    for scores in ([0.1, 0.2, 0.3], [0.3, 0.2, 0.1], [0.5, 0.5, 0.5]):
+        assert math.isnan(image_f1_max([1, 1, 1], scores))
+        assert math.isnan(image_ap([1, 1, 1], scores))
+
+
+def test_scores_keep_their_order_whatever_their_dtype():
+    y = np.array([0, 1, 0, 1])
+    fine = 0.5 + np.array([0, 1, 2, 3], dtype=np.longdouble) * np.longdouble(1e-12)
+    assert image_auroc(y, fine) == pytest.approx(0.75)  # float32 would tie all four at 0.5
+    assert image_auroc(y, fine.astype(np.float16)) == 0.5  # narrower: widened, ties as given
+    with pytest.raises(ValueError, match="integers beyond 2"):
+        image_auroc(y, np.array([0, 1, 2, 3], dtype=np.int64) + 2**53)
 
 
 def test_image_validation():
@@ -166,6 +179,7 @@ def test_pixel_one_class_is_nan():
     assert math.isnan(pixel_auroc(np.zeros((2, 4, 4), bool), maps))
     assert math.isnan(pixel_auroc(np.ones((2, 4, 4), bool), maps))
     assert math.isnan(pixel_ap(np.zeros((2, 4, 4), bool), maps))
+    assert math.isnan(pixel_ap(np.ones((2, 4, 4), bool), maps))  # 1 whatever the maps
 
 
 def test_pixel_validation():
