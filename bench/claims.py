@@ -223,25 +223,30 @@ def evaluate_claims(preset, rows: pd.DataFrame, resamples: int = 1000, level: fl
         raise BenchError(f"preset {preset.name} states no claims yet (claims exist for {', '.join(CLAIMS)})")
     from .results import with_domain
 
-    ok = with_domain(rows[rows["status"] == "ok"] if "status" in rows.columns else rows)
+    every = with_domain(rows)  # any status: the cells a claim should have (failed, or not run yet)
+    every = every[paper_severity(preset, every)]
+    ok = every[every["status"] == "ok"] if "status" in every.columns else every
     dataset = str(ok["dataset"].iloc[0]) if len(ok) else next(iter(preset.datasets))
-    ok = ok[paper_severity(preset, ok)]
     present = set(ok["method"])
+    keys = ["dataset", "category", "domain", "corruption", "severity", "seed"]
     out = []
     for claim in claims:
-        sel = ok[claim.selects(ok)]
+        sel, sel_every = (x[claim.selects(x)] for x in (ok, every))
         if claim.categories:
-            sel = sel[sel["category"].isin(claim.categories)]
+            sel, sel_every = (x[x["category"].isin(claim.categories)] for x in (sel, sel_every))
         a, b = (STAND_INS.get(m, m) if m not in present else m for m in (claim.a, claim.b))
         (rows_a, note_a), (rows_b, note_b) = (one_config(sel[sel["method"] == m], m, dataset) for m in (a, b))
         notes = [n for n in (note_a, note_b) if n]
-        keys = ["dataset", "category", "domain", "corruption", "severity", "seed"]
         shared = rows_a.merge(rows_b[keys], on=keys)
+        lacking = _lacking(sel_every[sel_every["method"].isin([a, b])], shared, keys)
         paper = _published_effect(preset, claim, dataset, shared)
         if shared.empty:
-            why = "; ".join(notes) if notes else _no_cells(claim, a, b, present, preset)
+            both = a in present and b in present  # else: "no <method> rows"
+            why = "; ".join(notes) if notes else (both and lacking) or _no_cells(claim, a, b, present, preset)
             out.append(Verdict(claim, 0, np.nan, np.nan, np.nan, np.nan, np.nan, paper, f"untested ({why})"))
             continue
+        if lacking:  # a mean over fewer cells than the run has is another mean: said, as a table's †
+            notes.append(lacking)
         if METRICS[claim.metric].resampled is None:
             merged = rows_a.merge(rows_b, on=keys, suffixes=("_a", "_b"))
             va, vb = (100 * float(merged[f"{claim.metric}_{s}"].mean()) for s in ("a", "b"))
@@ -271,6 +276,18 @@ def paper_severity(preset, rows: pd.DataFrame) -> pd.Series:
     return (rows["corruption"] == "clean") | (rows["severity"].astype(int) == preset.severity)
 
 
+def _lacking(cells: pd.DataFrame, shared: pd.DataFrame, keys: list[str]) -> str:
+    """The cells of a claim (either method has a row of any status) without an ok row of both,
+    in words ("" where none lacks): a failed cell, or one a run's grid names and has not run."""
+    wanted = cells[keys].drop_duplicates()
+    gone = wanted.merge(shared[keys].drop_duplicates(), on=keys, how="left", indicator=True)
+    gone = gone[gone["_merge"] == "left_only"]
+    if gone.empty:
+        return ""
+    where = ", ".join(dict.fromkeys(gone["corruption"].astype(str)))
+    return f"{len(gone)} of its {len(wanted)} cells failed or have not run for one of the two: {where}"
+
+
 def _no_cells(claim: Claim, a: str, b: str, present: set, preset) -> str:
     """Why a claim has no cell both methods ran, in the user's terms."""
     missing = [m for m in (a, b) if m not in present]
@@ -296,7 +313,9 @@ def claims_text(preset, runs: Sequence, resamples: int = 1000, level: float = 0.
     check_level(level)
     if check_resamples(resamples, "--resamples") == 0:
         raise BenchError("--resamples 0: the test needs resamples, e.g. 1000")
-    rows = load_runs(runs)
+    from .recorded import with_missing_cells
+
+    rows = with_missing_cells(load_runs(runs), runs)
     verdicts = evaluate_claims(preset, rows, resamples, level)
     ok = rows[rows["status"] == "ok"] if "status" in rows.columns else rows
     other = int((~paper_severity(preset, ok)).sum())

@@ -257,6 +257,7 @@ def table(
 ) -> None:
     """Render a run's rows as a LaTeX (booktabs, best bold) or Markdown table."""
     from .metrics import METRICS
+    from .recorded import with_missing_cells
     from .results import load_runs
     from .tables import compare_published, main_table
 
@@ -265,10 +266,13 @@ def table(
     df = load_runs(runs)
     run = ", ".join(map(str, runs))
     _require_ok_rows(df, run)
+    df = with_missing_cells(df, runs)
     metrics_ = split_list(metric) or ["image_auroc"]
     for m in metrics_:
         if m not in df.columns:
             raise BenchError(f"--metric {m}: no such column in {run} (metrics: {', '.join(METRICS)})")
+    if per_class and len(metrics_) > 1:
+        raise BenchError(f"--per-class: one --metric per table (got {', '.join(metrics_)}); render one table each")
     conditions, cats = _table_selection(df, split_list(corruptions), split_list(categories), run)
     if compare and (conditions or cats):
         raise BenchError("--compare: the published table fixes its columns and categories (drop --corruptions / "

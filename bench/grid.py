@@ -13,7 +13,7 @@ import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .datasets.corruptions import CLEAN, PROTOCOLS, TestSets, check_severity, resolve_corruptions
 from .datasets.registry import DATASETS, get_dataset
@@ -24,6 +24,14 @@ from .methods.persist import stable_hash
 
 def _hash(obj: Any, n: int = 12) -> str:
     return stable_hash(obj, n)
+
+
+class Axes(NamedTuple):
+    dataset: str  # the rows' dataset label: a folder dataset's is its folder's name
+    categories: list[str]
+    methods: list[str]
+    domains: list[str]
+    conditions: list[tuple[str, int]]
 
 
 @dataclass(frozen=True)
@@ -188,20 +196,23 @@ class GridSpec:
             raise BenchError(f"--map-size {self.map_size}: use at least 8 pixels, e.g. 64")
         if self.protocol not in PROTOCOLS:
             raise BenchError(f"unknown protocol '{self.protocol}': use one of {', '.join(PROTOCOLS)}")
-        spec = get_dataset(self.dataset)
-        root = spec.root(self.root)
-        cats = spec.resolve_categories(root, self.categories)
-        dataset_label = root.name if self.dataset == "folder" else self.dataset
-        conditions = self.conditions()
-        domains = self.domain_names()
-        methods = self.method_names()
-        self.check_overrides(methods)
-        configs = {m: self.method_config(m) for m in methods}
+        axes = self.axes()
+        self.check_overrides(axes.methods)
+        configs = {m: self.method_config(m) for m in axes.methods}
         # Grouped so that each (category, method, seed) fits once and its cells follow.
         return [
-            Cell(m, dataset_label, cat, c, s, seed, self.protocol, configs[m], self.test_subset, self.preset, d)
-            for cat in cats for m in methods for seed in self.seeds for d in domains for c, s in conditions
+            Cell(m, axes.dataset, cat, c, s, seed, self.protocol, configs[m], self.test_subset, self.preset, d)
+            for cat in axes.categories for m in axes.methods for seed in self.seeds for d in axes.domains
+            for c, s in axes.conditions
         ]
+
+    def axes(self) -> Axes:
+        """What the cells range over, without their configs (no method's module is imported)."""
+        spec = get_dataset(self.dataset)
+        root = spec.root(self.root)
+        return Axes(root.name if self.dataset == "folder" else self.dataset,
+                    spec.resolve_categories(root, self.categories), self.method_names(),
+                    self.domain_names(), self.conditions())
 
 
 def default_config_hash(method: str, dataset: str) -> str:

@@ -8,35 +8,14 @@ it can run in a loop beside a long grid (``watch -n 60 bench status RUN``). The 
 """
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
-from .errors import BenchError
 from .executors import RUNNING, GridPlan, plan_grid
 from .grid import GridSpec
+from .recorded import recorded_spec
 from .results import PARTS_DIR, RunStore
 from .run_lock import running_grid
-
-
-def recorded_spec(run_dir: Path) -> GridSpec:
-    """The grid spec ``run_dir`` served last, with a relative --root read from where it was typed."""
-    if not Path(run_dir).is_dir():
-        raise BenchError(f"{run_dir}: no such folder; pass the run directory of a grid (its --out)")
-    store = RunStore(run_dir)
-    spec = store.read_manifest()
-    if spec is None:
-        raise BenchError(f"{run_dir}: no {store.manifest_path.name}, so no grid has run here; pass the run "
-                         "directory of a grid (its --out)")
-    entry = next((h for h in store.grids() if h["spec"] == spec), {})
-    cwd = entry.get("cwd")
-    if spec.get("root") and cwd and not os.path.isabs(spec["root"]):
-        spec["root"] = os.path.join(cwd, spec["root"])
-    try:
-        return GridSpec(**spec)
-    except TypeError as exc:
-        raise BenchError(f"{store.manifest_path}: not a grid spec this version of adshift-bench reads ({exc}); "
-                         "run the grid's own command with --dry-run instead") from None
 
 
 def status_lines(run_dir: Path) -> list[str]:

@@ -76,6 +76,19 @@ def test_conditions_select_the_cells_and_missing_methods_are_untested(monkeypatc
     assert corrupted.verdict == "untested (no corrupted cells at severity 5 (the paper's) with both good and poor)"
 
 
+def test_a_claim_on_fewer_cells_than_the_run_has_says_so(monkeypatch):
+    rows = _rows({"good": GOOD, "poor": POOR}, corruptions=("clean", "gaussian_noise", "contrast"))
+    failed = (rows["method"] == "poor") & (rows["corruption"] == "contrast") & (rows["seed"] == 1)
+    rows.loc[failed, "status"] = "failed"
+    monkeypatch.setitem(CLAIMS, "x", (Claim("corrupted", "good", "poor"), Claim("contrast", "good", "poor",
+                                                                                conditions=("contrast",))))
+    mean, contrast = evaluate_claims(_PRESET, rows, resamples=100)
+    assert mean.cells == 3 and mean.verdict == "holds (1 of its 4 cells failed or have not run for one of the two: contrast)"
+    rows.loc[(rows["method"] == "poor") & (rows["corruption"] == "contrast"), "status"] = "failed"
+    _, contrast = evaluate_claims(_PRESET, rows, resamples=100)
+    assert contrast.verdict == "untested (2 of its 2 cells failed or have not run for one of the two: contrast)"
+
+
 def test_rows_without_per_image_scores_give_the_mean_effect_undecided(monkeypatch):
     rows = _rows({"good": GOOD, "poor": POOR}).drop(columns=["image_ids", "image_labels", "image_scores"])
     monkeypatch.setitem(CLAIMS, "x", (Claim("good beats poor", "good", "poor"),))

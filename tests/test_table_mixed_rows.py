@@ -19,8 +19,8 @@ from bench.tables.aggregate import LostMasksWarning
 from _grids import run_cli
 from _latex import check_latex
 
-DAGGER_NOTE = ("† partial: the mean lacks cells the run has for its column (a category or seed that failed or has "
-               "not run yet); never bold")
+DAGGER_NOTE = ("† partial: the mean lacks cells the run has for its column (a category or seed that failed, has not "
+               "run yet or has no value of this metric); never bold")
 FAILED_NOTE = ("failed: every cell of the value failed (the rows' status and error say why; bench grid "
                "--retry-failed reruns them)")
 PC_DEFAULT = "0a1d6e7d839d"  # patchcore's default config hash on mvtec_ad (bench.grid.default_config_hash)
@@ -243,7 +243,8 @@ def test_markdown_and_latex_say_what_the_dagger_means():
     tex = main_table(df, fmt="latex", caption="Image AUROC")
     check_latex(tex)
     assert tex.endswith("\\end{table}\n\n\\begin{flushleft}\\footnotesize\n$^\\dagger$ partial: the mean lacks cells "
-                        "the run has for its column (a category or seed that failed or has not run yet); never "
+                        "the run has for its column (a category or seed that failed, has not run yet or has no value of "
+                        "this metric); never "
                         "bold\n\\end{flushleft}")
     clean = main_table(pd.DataFrame(grid("a", PLUG)), fmt="markdown")
     assert "†" not in clean and "partial" not in clean  # no mark, no note

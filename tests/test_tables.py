@@ -51,8 +51,8 @@ def synthetic(extra_rows=()):
 HEADER = "| Method | MVTec AD / Clean | MVTec AD / Gaussian Noise | MVTec AD / Contrast | MVTec AD / Mean |"
 # PatchCore's bottle / Gaussian Noise seed 1 failed (synthetic's failed row): its Gaussian Noise
 # value and Mean lack a cell of the run, partial (†); the table says what † means under it
-NOTE = ("† partial: the mean lacks cells the run has for its column (a category or seed that failed or has not "
-        "run yet); never bold")
+NOTE = ("† partial: the mean lacks cells the run has for its column (a category or seed that failed, has not "
+        "run yet or has no value of this metric); never bold")
 
 
 def test_means_over_categories_and_seeds_exclude_failed_rows():
@@ -86,7 +86,8 @@ def test_latex_booktabs_and_bold():
     assert r"Method & Clean & Gaussian Noise & Contrast & Mean \\" in tex
     assert r"PatchCore & \textbf{97.00} & 75.00$^\dagger$ & 62.00 & 68.50$^\dagger$ \\" in tex
     assert tex.endswith("\\begin{flushleft}\\footnotesize\n$^\\dagger$ partial: the mean lacks cells the run has for "
-                        "its column (a category or seed that failed or has not run yet); never bold\n\\end{flushleft}")
+                        "its column (a category or seed that failed, has not run yet or has no value of this metric); "
+                        "never bold\n\\end{flushleft}")
     assert r"TTAD & \textbf{97.00} & \textbf{88.00} & \textbf{82.00} & \textbf{85.00} \\" in tex
     assert tex.index(r"\toprule") < tex.index(r"\midrule") < tex.index(r"\bottomrule")
 
@@ -265,7 +266,7 @@ def test_compare_published_appends_corruptions_the_paper_lacks_as_columns_withou
                            fmt="markdown")
     header = next(line for line in md.splitlines() if line.startswith("| Method"))
     assert header.index("MVTec AD / Contrast") < header.index("MVTec AD / Uneven Light")  # after the paper's
-    assert "62.50 (–)" in md
+    assert "62.50† (–)" in md  # bottle alone of the rows' categories: marked, as bench table marks it
 
 
 def test_relative_tables_pair_each_cell_with_its_clean_cell_or_the_reference_methods():
@@ -499,3 +500,14 @@ def test_cli_selects_corruptions_and_categories_and_names_what_the_rows_lack(tmp
                        (("--compare", "ttad:1", "--categories", "cable"), "--compare: the published table fixes")):
         code, _, err = table(*args)
         assert code == 2 and said in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_bold_follows_a_registered_metrics_direction(monkeypatch):
+    from bench.metrics import METRICS, Metric
+    from bench.tables.render import _defaults
+
+    assert _defaults(["image_auroc"], None, "auto") == (100, "max")
+    monkeypatch.setitem(METRICS, "miss_rate", Metric("miss_rate", lambda y, s: 0.0, "image", "Miss", "miss rate",
+                                                     higher_is_better=False))
+    assert _defaults(["miss_rate"], None, "auto")[1] == "min"
+    assert _defaults(["score_seconds"], None, "auto") == (1, "min")

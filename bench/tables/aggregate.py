@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .. import papers
-from ..errors import BenchWarning
+from ..errors import BenchError, BenchWarning
 from ..results import with_domain
 from .names import (DATASET_NAMES, MEAN, METRIC_NAMES, _cond_labels, _condition_rank, _nice, config_fields,
                     is_reference, method_display, method_rank)
@@ -176,12 +176,14 @@ def row_label(key: str, base: str, display: bool) -> str:
 class _Cells:
     """What the layouts read, per (row key, dataset, condition, category): the seed means
     (``per_cat``), the seeds with a finite value per metric (``n_seeds``), whether any row is ok
-    (``has_ok``: False where every row failed); per (dataset, condition, category) the seeds the
+    (``has_ok``) and whether any failed (``has_failed``: a value is "failed" where every cell of it
+    failed, not where cells have not run); per (dataset, condition, category) the seeds the
     run has, any row and status (``seeds``); per dataset its categories (``n_expected``)."""
 
     per_cat: pd.DataFrame
     n_seeds: pd.DataFrame
     has_ok: pd.Series
+    has_failed: pd.Series
     seeds: pd.Series
     n_expected: dict
     row_order: list
@@ -231,6 +233,7 @@ def _per_category(df, metrics, rows, datasets, methods, conditions, categories, 
     per_cat = grouped.mean().reset_index()
     status = df["status"] if "status" in df.columns else pd.Series("ok", index=df.index)
     has_ok = (status == "ok").groupby([df[k] for k in keys]).any()
+    has_failed = (status == "failed").groupby([df[k] for k in keys]).any()
 
     # rows, datasets and conditions of any status: a method or condition whose every cell failed
     # is shown as failed, not left out
@@ -241,7 +244,7 @@ def _per_category(df, metrics, rows, datasets, methods, conditions, categories, 
         for ds, g in df.groupby("dataset", sort=False)
     }
     base = dict(zip(df[rows], df[_BASE]))
-    return _Cells(per_cat, grouped.count(), has_ok, seeds, n_expected, row_order, base, ds_order, cond_order, ok)
+    return _Cells(per_cat, grouped.count(), has_ok, has_failed, seeds, n_expected, row_order, base, ds_order, cond_order, ok)
 
 
 def _selected(df: pd.DataFrame, rows: str, methods) -> list:
@@ -256,6 +259,10 @@ def _selected(df: pd.DataFrame, rows: str, methods) -> list:
         wanted = sorted(bases, key=lambda b: (order.get(b, float("inf")), bases.index(b)))
     else:
         wanted = _resolve_labels(methods, bases + [k for k in keys if k not in bases])
+        unknown = [w for w in wanted if w not in rank and w not in bases]
+        if unknown:  # a typo would leave its row out of the table without a word
+            raise BenchError(f"--methods {','.join(map(str, unknown))}: no rows of {'it' if len(unknown) == 1 else 'them'}"
+                             f" (rows of: {', '.join(map(str, bases))})")
     out: list = []
     for w in wanted:
         out += [w] if w in rank and base[w] != w else sorted((k for k in keys if base[k] == w), key=rank.get)
@@ -297,12 +304,12 @@ def _build_main(df, metrics, rows, datasets, methods, conditions, categories, me
     bootstrap interval of each value at ``level`` from ``interval`` resamples (bench.stats)."""
     cells = _per_category(df, metrics, rows, datasets, methods, conditions, categories)
     row_order, ok = cells.row_order, cells.ok
-    spread = Spread(ok, rows, metrics) if (std or interval) else None
+    spread = Spread(ok, rows, metrics, cells.n_expected) if (std or interval) else None
     gkeys = [rows, *_COLUMN]
     grouped = cells.per_cat.groupby(gkeys, sort=False)[list(metrics)]
     means, counts = grouped.mean(), grouped.count()
     short = cells.short(metrics).groupby(level=gkeys).any()  # a category's seeds incomplete
-    failed_at = ~cells.has_ok.groupby(level=gkeys).any()
+    failed_at = ~cells.has_ok.groupby(level=gkeys).any() & cells.has_failed.groupby(level=gkeys).any()
 
     multi_metric = len(metrics) > 1
     col_tuples, values, partial, failed = [], {}, {}, {}
@@ -333,10 +340,14 @@ def _build_main(df, metrics, rows, datasets, methods, conditions, categories, me
             for m in metrics:
                 col = (ds, MEAN) + ((m,) if multi_metric else ())
                 block = np.array([values[c] for c in shifted_cols[m]], dtype=float)
-                # no mean over an incomplete set of conditions: it would not be comparable
-                values[col] = list(block.mean(axis=0)) if block.size else []
-                partial[col] = list(np.array([partial[c] for c in shifted_cols[m]]).any(axis=0))
-                failed[col] = list(np.array([failed[c] for c in shifted_cols[m]]).any(axis=0))
+                # a condition without a value (failed, not run): the mean over the others, marked
+                # partial as a mean over fewer categories is; "failed" where none has a value and
+                # one failed
+                n = np.isfinite(block).sum(axis=0)
+                values[col] = list(np.where(n > 0, np.nansum(block, axis=0) / np.maximum(n, 1), np.nan))
+                partial[col] = list(np.array([partial[c] for c in shifted_cols[m]]).any(axis=0)
+                                    | ((n > 0) & (n < len(block))))
+                failed[col] = list((n == 0) & np.array([failed[c] for c in shifted_cols[m]]).any(axis=0))
                 col_tuples.append(col)
                 col_pairs[col] = (ds, [p for p in pairs if not is_reference(ds, p)], m)
     if spread is not None:
@@ -396,7 +407,7 @@ def masks_lost(rows: pd.DataFrame, by: str = "method") -> list[str]:
 class Spread:
     """Std over seeds and bootstrap intervals of the main table's values, from its ok rows."""
 
-    def __init__(self, ok: pd.DataFrame, rows: str, metrics) -> None:
+    def __init__(self, ok: pd.DataFrame, rows: str, metrics, n_expected: dict) -> None:
         self.ok, self.rows = _norm_conditions(ok), rows
         keys = [rows, "dataset", "domain", "corruption", "severity", "seed"]
         data = self.ok[keys + list(metrics)].copy()
@@ -407,8 +418,9 @@ class Spread:
         grouped = data.groupby(keys, sort=False)
         self.per_seed = grouped[list(metrics)].mean().sort_index()
         self.n_cats = grouped[list(metrics)].count().sort_index()
-        # categories of each (row, dataset, condition) over all seeds: what a complete seed covers
-        self.n_expected = self.ok.groupby([rows, "dataset", "domain", "corruption", "severity"])["category"].nunique()
+        # the categories a complete seed covers: the dataset's in the run, any method and status
+        # (a category that failed or did not run in every seed still makes each seed incomplete)
+        self.n_expected = n_expected
         self.n_seeds = int(self.ok["seed"].nunique())
 
     def std(self, r, ds, pairs, metric) -> float:
@@ -423,9 +435,7 @@ class Spread:
         conds = list(zip(*(means.index.get_level_values(i) for i in range(3))))
         keep = np.array([c in pairs for c in conds])
         means, counts = means[keep], counts[keep]
-        full = np.array([self.n_expected.get((r, ds, *c), 0) for c in zip(
-            *(counts.index.get_level_values(i) for i in range(3)))])
-        complete = means[counts.to_numpy() == full]
+        complete = means[counts.to_numpy() == self.n_expected.get(ds, 0)]
         per_seed = complete.groupby(level="seed")
         n_conds = per_seed.size()
         by_seed = per_seed.mean()[n_conds == len(pairs)]
@@ -466,7 +476,7 @@ def _build_per_class(df, metric, rows, datasets, methods, conditions, categories
             at = [(r, ds, *pair, c) for c in cats]
             v = [table.get(k, np.nan) for k in at]
             p = [bool(short.get(k, False)) for k in at]
-            f = [not cells.has_ok.get(k, True) for k in at]
+            f = [not cells.has_ok.get(k, True) and bool(cells.has_failed.get(k, False)) for k in at]
             arr = np.array(v, dtype=float)
             n = int(np.isfinite(arr).sum())
             values[col] = v + [arr[np.isfinite(arr)].mean() if n else np.nan]

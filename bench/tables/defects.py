@@ -105,8 +105,9 @@ def _warn_failed(df: pd.DataFrame, rows: str, methods) -> None:
     if "status" not in df.columns:
         return
     sel = df[df[rows].isin(_selected(df, rows, methods))]
-    ok = (sel["status"] == "ok").groupby(sel[rows], sort=False).agg(["any", "size"])
-    gone = [f"{r} ({n} cells)" for r, (any_ok, n) in ok.iterrows() if not any_ok]
+    status = sel.assign(ok=sel["status"] == "ok", failed=sel["status"] == "failed").groupby(sel[rows], sort=False)
+    counts = status.agg(any_ok=("ok", "any"), n=("failed", "sum"))
+    gone = [f"{r} ({n} cells)" for r, (any_ok, n) in counts.iterrows() if not any_ok and n]
     if gone:
         warnings.warn(f"every cell failed of {', '.join(gone)}: no per-defect-type values, left out of this "
                       "table (bench table without --by shows them as failed)", BenchWarning, stacklevel=4)

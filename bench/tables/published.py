@@ -11,7 +11,7 @@ from ..methods.errors import warn
 from .aggregate import _Grid, _as_list, _ok_rows, _per_category
 from .layouts import main_table
 from .names import DATASET_NAMES, METRIC_NAMES, _cond_labels, _nice, method_display
-from .render import _NA, _to_latex, _to_markdown, latex_text
+from .render import _DAGGER, _NA, FAILED, NOTES, _to_latex, _to_markdown, latex_notes, latex_text
 
 def _match_rows(ours: Iterable[str], published_methods: Iterable[str], method_map) -> dict[str, str]:
     """published method name -> our row label."""
@@ -78,8 +78,9 @@ def compare_published(
     """Our means next to a paper's published numbers for the same method and condition.
 
     Returns a long DataFrame (dataset, category, method, ours_method, domain, corruption,
-    severity, metric, published, ours, delta, n_categories), or with ``fmt`` a table whose cells
-    read "ours (published)". Methods match case-insensitively, ignoring "-", "_" and spaces;
+    severity, metric, published, ours, delta, n_categories, partial, failed), or with ``fmt`` a
+    table whose cells read "ours (published)", ours marked † where it lacks cells the run has
+    (``partial``) and "failed" where every cell of it failed, as ``bench table`` marks them. Methods match case-insensitively, ignoring "-", "_" and spaces;
     ``method_map`` maps a published name to our row label where that is not enough (e.g.
     TTAD Table 4's "ot_discrete_augment" to a variant label). ``only_ours`` keeps only the
     published methods we have rows for. ``setting`` keeps the published rows of one setting
@@ -119,15 +120,20 @@ def compare_published(
     if have and rows in df.columns and len(_ok_rows(df)):
         # matched to the published rows by method name: variants are not split here (a warning
         # says they are averaged; bench reproduce lists it among the departures)
-        per_cat = _per_category(df, have, rows, None, None, None, None, split=False).per_cat
-        g = per_cat.groupby(keys, sort=False)[have]
+        cells = _per_category(df, have, rows, None, None, None, None, split=False)
+        g = cells.per_cat.groupby(keys, sort=False)[have]
         means = g.mean().reset_index().melt(id_vars=keys, var_name="metric", value_name="ours")
         counts = g.count().reset_index().melt(id_vars=keys, var_name="metric", value_name="n_categories")
-        ours = means.merge(counts, on=keys + ["metric"]).rename(columns={rows: "ours_method"})
+        ours = means.merge(counts, on=keys + ["metric"])
+        ours = ours.merge(_marks(cells, have, keys), how="outer", on=keys + ["metric"]).rename(columns={rows: "ours_method"})
+        ours["n_categories"] = ours["n_categories"].fillna(0)
+        if not by_category:  # a mean over fewer categories than the run has
+            fewer = ours["n_categories"] < [cells.n_expected.get(ds, 0) for ds in ours["dataset"]]
+            ours["partial"] = ours["partial"] | ((ours["n_categories"] > 0) & fewer)
         ours["ours"] = ours["ours"] * scale
         ours_labels = list(dict.fromkeys(ours["ours_method"]))
     else:
-        ours = pd.DataFrame(columns=["ours_method", *keys[1:], "metric", "ours", "n_categories"])
+        ours = pd.DataFrame(columns=["ours_method", *keys[1:], "metric", "ours", "n_categories", "partial", "failed"])
         ours_labels = []
     on = ["ours_method", *keys[1:], "metric"]
 
@@ -150,10 +156,12 @@ def compare_published(
     out["ours"] = pd.to_numeric(out["ours"], errors="coerce").astype(float)
     out["delta"] = out["ours"] - out["published"]
     out["n_categories"] = pd.to_numeric(out["n_categories"], errors="coerce").astype("Int64")
+    out["partial"] = out["partial"].fillna(False).astype(bool) & out["ours"].notna()
+    out["failed"] = out["failed"].fillna(False).astype(bool) & out["ours"].isna()
     if not by_category:
         out["category"] = ""
     out = out[["dataset", "category", "method", "ours_method", "domain", "corruption", "severity", "metric",
-               "published", "ours", "delta", "n_categories"]].reset_index(drop=True)
+               "published", "ours", "delta", "n_categories", "partial", "failed"]].reset_index(drop=True)
     if fmt is None:
         return out
     return _render_comparison(out, fmt, decimals, caption, label)
@@ -191,7 +199,8 @@ def _render_comparison(out: pd.DataFrame, fmt: str, decimals: int, caption, labe
                         col_cells.append(na)
                         continue
                     o, p = r["ours"].iloc[0], r["published"].iloc[0]
-                    o_txt = na if not np.isfinite(o) else f"{o:.{decimals}f}"
+                    o_txt = (f"{o:.{decimals}f}" + (_DAGGER[fmt] if r["partial"].iloc[0] else "") if np.isfinite(o)
+                             else FAILED if r["failed"].iloc[0] else na)
                     col_cells.append(f"{o_txt} ({na if not np.isfinite(p) else f'{p:.{decimals}f}'})")
                 cols.append(col)
                 cells[col] = col_cells
@@ -200,9 +209,20 @@ def _render_comparison(out: pd.DataFrame, fmt: str, decimals: int, caption, labe
     bold = pd.DataFrame(False, index=frame.index, columns=frame.columns)
     caption = caption or "Ours (published) per method and condition."
     grid = _Grid(frame, bold, "Method")
+    notes = [NOTES[k] for k in ("partial", "failed") if out[k].any()]
     if fmt == "markdown":
-        return _to_markdown(frame, bold, "Method", caption)
-    return _to_latex(frame, bold, grid, caption, label, None)
+        return _to_markdown(frame, bold, "Method", caption) + ("\n" + "  \n".join(notes) + "\n" if notes else "")
+    return _to_latex(frame, bold, grid, caption, label, None) + ("\n" + latex_notes(notes) if notes else "")
+
+
+def _marks(cells, metrics: Sequence[str], keys: list[str]) -> pd.DataFrame:
+    """Per ``keys`` and metric: ``partial`` where a category's seed mean lacks seeds the run has
+    (a mean over fewer categories is told by its count), ``failed`` where every cell failed."""
+    failed = ~cells.has_ok.groupby(level=keys).any() & cells.has_failed.groupby(level=keys).any()
+    short = cells.short(metrics).groupby(level=keys).any()
+    out = [pd.DataFrame({"metric": m, "partial": short[m].reindex(failed.index, fill_value=False),
+                         "failed": failed}) for m in metrics]
+    return pd.concat(out).reset_index()
 
 
 _RUNTIME_DEVICE = {("gnl", 7): "one RTX 3090 24GB GPU"}  # as the paper's caption names it

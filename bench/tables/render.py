@@ -18,7 +18,7 @@ FAILED = "failed"  # no value because every cell of it failed: not the same as "
 # What the marks mean, under every table that shows them (text; latex_notes writes the LaTeX)
 NOTES = {
     "partial": "† partial: the mean lacks cells the run has for its column (a category or seed that "
-               "failed or has not run yet); never bold",
+               "failed, has not run yet or has no value of this metric); never bold",
     "failed": f"{FAILED}: every cell of the value failed (the rows' status and error say why; "
               "bench grid --retry-failed reruns them)",
 }
@@ -190,6 +190,8 @@ def _defaults(metrics: Sequence[str], scale, best):
     if scale is None:
         scale = 100 if all(m in _FRACTION_METRICS for m in metrics) else 1
     if best == "auto":
-        lower = all(m.endswith(("_seconds", "_mb")) for m in metrics)
+        # a registered metric says which way is better; other columns (timings, memory) are costs
+        lower = all(not METRICS[m].higher_is_better if m in METRICS else m.endswith(("_seconds", "_mb"))
+                    for m in metrics)
         best = "min" if lower else "max"
     return scale, best

@@ -44,8 +44,10 @@ def severity_means(df: pd.DataFrame, metrics: Sequence[str]) -> tuple[pd.DataFra
     whole = by_cell.count().reindex(out.index).eq([len(w) for w in wanted], axis=0)  # all have a value, per metric
     out[metrics] = by_cell.mean().reindex(out.index).where(whole)
     out["severity"] = [max(w) for w in wanted]  # one severity per corruption: the column has no "(s3)"
-    if "status" in out.columns:  # "failed" only where every severity failed; else ok, NaN if not whole
-        out["status"] = np.where(ok.groupby(rows["_cell"]).any().reindex(out.index), "ok", "failed")
+    if "status" in out.columns:  # ok where a severity is (NaN if not whole); "failed" where none is and one failed
+        any_ok = ok.groupby(rows["_cell"]).any().reindex(out.index)
+        any_failed = (status[rows.index] == "failed").groupby(rows["_cell"]).any().reindex(out.index)
+        out["status"] = np.where(any_ok, "ok", np.where(any_failed, "failed", "missing"))
     out = out.reset_index(drop=True)
     spans = sorted(set(levels))
     said = "; ".join(_span(s) for s in spans)
