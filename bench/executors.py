@@ -227,11 +227,12 @@ def stale_cells(store: RunStore, statuses: dict[str, str], cells: list[Cell], ct
 def stale_reasons(store: RunStore, statuses: dict[str, str], cells: list[Cell], ctx: RunContext) -> dict[str, list[str]]:
     """``{why: cell ids}`` of the finished cells whose rows were computed on another test split
     than the one on disk now (images or masks added, removed, relabelled or rewritten:
-    ``test_data`` differs), or by other code of a plugin method or of a corruption of your own
+    ``test_data`` differs), by a fit of another training set (``train_data`` differs; rows
+    written before it was recorded are kept), or by other code of a plugin method or of a corruption of your own
     (``method_code`` / ``corruption_code`` differs: its source was edited). Read only."""
     mine = [c for c in cells if statuses.get(c.cell_id) == "ok"]
     ids = [c.cell_id for c in mine]
-    data, code, corruption = store.recorded(ids, "test_data", METHOD_CODE, CORRUPTION_CODE)
+    data, train, code, corruption = store.recorded(ids, "test_data", "train_data", METHOD_CODE, CORRUPTION_CODE)
     stale: dict[str, list[str]] = {}  # the warning's words -> cells
     for cell in mine:
         value = data.get(cell.cell_id)
@@ -239,6 +240,9 @@ def stale_reasons(store: RunStore, statuses: dict[str, str], cells: list[Cell], 
             where = f"{cell.category} ({cell.domain})" if cell.domain else cell.category
             stale.setdefault(f"of {where} were computed on other test data than the dataset holds now "
                              "(images or masks added, removed, relabelled or changed)", []).append(cell.cell_id)
+        elif train.get(cell.cell_id) and train[cell.cell_id] != ctx.train_data(cell.category):
+            stale.setdefault(f"of {cell.category} were fitted on other training data than the dataset holds now "
+                             "(training images added, removed or changed)", []).append(cell.cell_id)
         elif cell.cell_id in code and code[cell.cell_id] != get(cell.method).code:
             stale.setdefault(f"of {cell.method} were computed by other code of the method ({code[cell.cell_id]}; "
                              f"now {get(cell.method).code})", []).append(cell.cell_id)

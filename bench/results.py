@@ -94,6 +94,8 @@ SCHEMA: dict[str, pa.DataType] = {
     "scores_shared_from": _STR,
     # the test split's identity (cache.split_fingerprint); a resumed grid reruns a cell whose split changed
     "test_data": _STR,
+    # the training set's identity (cache.data_fingerprint, as in the fit's key): likewise for the fit
+    "train_data": _STR,
 }
 _LISTS = {name for name, typ in SCHEMA.items() if pa.types.is_list(typ)}
 

@@ -128,6 +128,7 @@ class RunContext:
     _lost: dict[tuple, list[str]] = field(default_factory=dict)
     _checked: dict[tuple[str, str], str | None] = field(default_factory=dict)
     _test_data: dict[tuple[str, str], str] = field(default_factory=dict)
+    _train_data: dict[str, str] = field(default_factory=dict)
     # scorings that later cells may share (SharedScores): key -> (scores, the cell that computed them)
     _scores: OrderedDict[str, tuple[Scores, str]] = field(default_factory=OrderedDict)
     # values of the cells computed here, for a later cell that computes exactly the same thing
@@ -166,6 +167,15 @@ class RunContext:
         if key not in self._test_data:
             self._test_data[key] = split_fingerprint(self.split(name, domain))
         return self._test_data[key]
+
+    def train_data(self, name: str) -> str:
+        """``data_fingerprint`` of the training set of category ``name`` (part of every fit's identity;
+        rows record it as ``train_data``, and a resuming grid compares it), computed once per context."""
+        if name not in self._train_data:
+            cat = self.category(name)
+            self._train_data[name] = data_fingerprint(cat.root / cat.name if cat.root else None, cat.train.ids,
+                                                      cat.train_files)
+        return self._train_data[name]
 
     def checked_category(self, name: str) -> Category:
         """The category once every test image and mask has been read (once per context).
@@ -362,8 +372,7 @@ def fit_identity(cell: Cell, ctx: RunContext) -> dict[str, Any]:
         "dataset": cell.dataset,
         "category": cell.category,
         "seed": cell.seed,
-        "data": data_fingerprint(cat.root / cat.name if cat.root else None, cat.train.ids,
-                                 cat.train_files),
+        "data": ctx.train_data(cell.category),
     }
 
 
@@ -587,6 +596,7 @@ def _evaluate(cell: Cell, ctx: RunContext, device: str, stage: Callable[[str], N
         "n_empty_masks": len(test.empty_masks()),  # defect images whose mask is all zero
         "domain_source": test.source,  # what the tested images are (released, generated, which split)
         "test_data": ctx.test_data(cell.category, cell.domain),  # which images, labels and files (resume checks it)
+        "train_data": ctx.train_data(cell.category),  # what the fit learned from (resume checks it too)
     })
     diagnostics = {**fitted.diagnostics, **diagnostics_of(method)}
     # the fit's computation (absent for fits cached before it was recorded)

@@ -31,6 +31,10 @@ class _Context:
     in the MVTec layout) and the cache's key."""
 
     fit_cache = SimpleNamespace(key=FitCache.key)
+    train_data = runner.RunContext.train_data  # the real one, on this context's category
+
+    def __init__(self):
+        self._train_data = {}
 
     def category(self, name):
         ids = ["train/good/000.png", "train/good/001.png"]

@@ -381,6 +381,26 @@ def test_a_torn_part_is_recomputed_and_bench_table_renders_meanwhile(monkeypatch
     assert after.loc[part.stem, "image_auroc"] == before.loc[part.stem, "image_auroc"]
 
 
+def test_a_resumed_grid_refits_cells_whose_training_data_changed(monkeypatch, capsys, tmp_path, root):
+    """A finished row records what its fit learned from (``train_data``): rerunning the command after
+    training images changed on disk (two defect images found in train/good and removed) runs the
+    category's cells again on a new fit, and says so once."""
+    out = tmp_path / "run"
+    assert probe_grid(monkeypatch, capsys, root, out)[0] == 0
+    first = load_rows(out).set_index("corruption")
+    assert first["train_data"].nunique() == 1 and first["train_data"].iloc[0]
+    assert warnings_of(probe_grid(monkeypatch, capsys, root, out)[1]) == []  # unchanged: kept
+    (root / "part" / "train" / "good" / "003.png").unlink()
+    code, err, _ = probe_grid(monkeypatch, capsys, root, out)
+    assert code == 0
+    assert warnings_of(err) == [f"{out}: 2 finished cell(s) of part were fitted on other training data than the "
+                                "dataset holds now (training images added, removed or changed); their parts are moved "
+                                f"to {out / 'quarantine'} and they run again"]
+    second = load_rows(out).set_index("corruption")
+    assert (second["train_data"] != first["train_data"]).all()
+    assert (second["image_auroc"] != first["image_auroc"]).any() or (second["pixel_auroc"] != first["pixel_auroc"]).any()
+
+
 # ----------------------------------------------------------------------------- end to end (PatchCore)
 
 TINY_ARGS = ["-m", "patchcore", "-c", "brick", "--root", None, "--set", f"resize={TINY['resize']}",
