@@ -26,6 +26,9 @@ from ..methods.persist import array_digest, file_digest
 # EXIF orientations 5..8 turn the stored image by 90 degrees: width and height swap.
 _EXIF_ORIENTATION = 0x0112
 _SWAPS_AXES = {5, 6, 7, 8}
+_SHOWN = {2: "mirrored", 3: "turned 180 degrees", 4: "flipped upside down", 5: "mirrored and turned 90 degrees",
+          6: "turned 90 degrees clockwise", 7: "mirrored and turned 90 degrees",
+          8: "turned 90 degrees counter-clockwise"}
 
 FLOAT_ONE = 1.01  # the largest value of a float image read as 0..1 (see to_rgb_array)
 TWELVE_BIT = 4096  # a 16-bit image whose maximum is below this holds 12-bit data, most likely
@@ -33,9 +36,16 @@ TWELVE_BIT = 4096  # a 16-bit image whose maximum is below this holds 12-bit dat
 
 def _orientation(im: Image.Image) -> int:
     try:
-        return int(im.getexif().get(_EXIF_ORIENTATION, 1) or 1)
+        o = int(im.getexif().get(_EXIF_ORIENTATION, 1) or 1)
     except Exception:  # noqa: BLE001 - a broken EXIF block: read the pixels as stored
         return 1
+    return o if o in _SHOWN else 1  # Pillow's exif_transpose ignores values outside 2..8 too
+
+
+def _shown(orientation: int) -> str:
+    """What an EXIF orientation does to the stored pixels, for a message."""
+    return f"EXIF orientation {orientation} (shown {_SHOWN[orientation]})" if orientation in _SHOWN \
+        else "no EXIF orientation"
 
 
 def _upright(im: Image.Image) -> Image.Image:
@@ -109,13 +119,19 @@ def warn_once(said: set[str] | None, kind: str, message: str) -> None:
         warn(message)
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """(height, width) of an image file as a viewer shows it (EXIF orientation applied), unread."""
-    def size(im: Image.Image) -> tuple[int, int]:
+def _viewed_size(path: Path) -> tuple[tuple[int, int], int]:
+    """(height, width) of an image file as a viewer shows it, and its EXIF orientation, unread."""
+    def size(im: Image.Image) -> tuple[tuple[int, int], int]:
         w, h = im.size
-        return (w, h) if _orientation(im) in _SWAPS_AXES else (h, w)
+        o = _orientation(im)
+        return ((w, h) if o in _SWAPS_AXES else (h, w)), o
 
     return _read(path, size)
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(height, width) of an image file as a viewer shows it (EXIF orientation applied), unread."""
+    return _viewed_size(path)[0]
 
 
 def to_rgb_array(im: Image.Image) -> np.ndarray:
@@ -320,10 +336,10 @@ def mask_loader(image_paths: Sequence[Path], mask_paths: Sequence[Path | None],
     said = set() if said is None else said
 
     def load(i: int) -> np.ndarray:
-        shape = image_size(image_paths[i])
+        shape, orientation = _viewed_size(image_paths[i])
         if mask_paths[i] is None:
             return np.zeros(shape, dtype=bool)
-        return read_mask(mask_paths[i], shape, nonzero=nonzero, said=said)
+        return read_mask(mask_paths[i], shape, nonzero=nonzero, said=said, image=(image_paths[i], orientation))
 
     return load
 
@@ -351,7 +367,8 @@ def image_files(image_paths: Sequence[Path], mask_paths: Sequence[Path | None]) 
     return [(p,) if m is None else (p, m) for p, m in zip(image_paths, mask_paths)]
 
 
-def read_mask(path: Path, shape: tuple[int, int], nonzero: bool = False, said: set[str] | None = None) -> np.ndarray:
+def read_mask(path: Path, shape: tuple[int, int], nonzero: bool = False, said: set[str] | None = None,
+              image: tuple[Path, int] | None = None) -> np.ndarray:
     """Read a ground-truth mask as a boolean (H, W) array that must match its image's size.
 
     A pixel is a defect where the mask is non-zero in any colour channel (``mask_levels``), so
@@ -361,21 +378,40 @@ def read_mask(path: Path, shape: tuple[int, int], nonzero: bool = False, said: s
     JPEG blurs a defect's edge into faint non-zero pixels, which this rule counts: a JPEG file is
     refused (every released dataset ships PNG or BMP masks), a mask with many faint pixels (one
     that went through JPEG, or soft-edged) is said once per ``said`` (see ``warn_once``).
+    ``image``: the image's path and EXIF orientation. Where the mask's differs (a phone photo, a
+    mask saved without the tag) the mask may have been drawn on the stored pixels: a size mismatch
+    that a 90-degree turn explains says so; where the sizes cannot tell (a square image, a turn
+    by 180 degrees or a mirroring) it is said once per ``said``.
     """
-    def levels(im: Image.Image) -> np.ndarray:
+    def levels(im: Image.Image) -> tuple[np.ndarray, int]:
         if im.format in ("JPEG", "MPO"):
             raise BenchError(f"{path}: this mask is a JPEG file: JPEG blurs the defect's edge into faint non-zero "
                              "pixels, which all count as defect; binarise the masks and save them as PNG")
         im.load()
-        return mask_levels(_upright(im), raw=nonzero)
+        return mask_levels(_upright(im), raw=nonzero), _orientation(im)
 
-    level = _read(path, levels, "mask")
+    level, orientation = _read(path, levels, "mask")
     arr = level != 0
+    turned = image is not None and orientation != image[1]
+    swapped = turned and (orientation in _SWAPS_AXES) != (image[1] in _SWAPS_AXES)  # one file turned by 90 degrees
     if arr.shape != tuple(shape):
+        if swapped and arr.shape == tuple(shape)[::-1]:
+            who, other, o = ("image", "mask", image[1]) if image[1] in _SWAPS_AXES else ("mask", "image", orientation)
+            raise BenchError(
+                f"{path}: mask is {arr.shape[1]}x{arr.shape[0]} but its image {image[0]} is {shape[1]}x{shape[0]} "
+                f"as a viewer shows it: the {who}'s EXIF orientation ({o}) turns it by 90 degrees, the {other}'s "
+                "does not; masks are read as a viewer shows them: if the mask was drawn on the stored pixels, give "
+                f"both files the same orientation tag (e.g. drop the {who}'s), else redraw the mask on the image as "
+                "a viewer shows it")
         raise BenchError(
             f"{path}: mask is {arr.shape[1]}x{arr.shape[0]} but its image is "
             f"{shape[1]}x{shape[0]}; masks must have their image's size"
         )
+    if turned and (not swapped or shape[0] == shape[1]):  # sizes cannot tell how the mask was drawn: say it
+        warn_once(said, "exif orientation", f"{image[0]}: {_shown(image[1])}, its mask {path}: {_shown(orientation)}; "
+                  "both are read as a viewer shows them (draw masks on the image as shown), so a mask drawn on the "
+                  "stored pixels is misaligned: then give the images and their masks the same orientation tag (said "
+                  "for the first such image of its category)")
     # An inverted mask (or a photo saved as one) still gives plausible pixel metrics: refuse the
     # mask that marks most of its image, its whole border included (no real defect does both).
     border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])

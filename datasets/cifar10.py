@@ -73,6 +73,10 @@ def download(root: Path) -> None:
 def check_root(root: Path) -> Path:
     """The root, with CIFAR-10 downloaded into it when it is absent and the network works."""
     root = Path(root).expanduser()
+    if root.name == FOLDER and any((root / f).is_file() for f in (*TRAIN_FILES, TEST_FILE, META_FILE)):
+        # else the download would nest a second copy in it
+        raise BenchError(f"dataset root {root} is the {FOLDER}/ folder itself: pass --root its parent folder, "
+                         f"{root.parent}")
     return ensure_downloaded(root, _missing, lambda: _network(), lambda r: download(r), "CIFAR-10", f"{FOLDER}/",
                              _fix(root))
 
@@ -80,10 +84,13 @@ def check_root(root: Path) -> Path:
 def _unpickle(path: Path) -> dict:
     try:
         with path.open("rb") as f:
-            return pickle.load(f, encoding="latin1")
+            entry = pickle.load(f, encoding="latin1")
     except (OSError, pickle.UnpicklingError, EOFError, ValueError) as exc:
         raise BenchError(f"{path}: not a CIFAR-10 batch ({exc}); get cifar-10-python.tar.gz from {PAGE} "
                          "again") from None
+    if isinstance(entry, dict):  # re-saved after a load with encoding="bytes": b"data", b"labels", ...
+        entry = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in entry.items()}
+    return entry
 
 
 @per_file_version(maxsize=8)
@@ -114,6 +121,7 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def class_names(root: Path) -> list[str]:
     meta = _unpickle(root / FOLDER / META_FILE)
     names = list(meta.get("label_names", [])) if isinstance(meta, dict) else []
+    names = [n.decode("latin1") if isinstance(n, bytes) else n for n in names]  # as the keys, see _unpickle
     if names != list(CATEGORIES):
         raise BenchError(f"{root / FOLDER / META_FILE}: label_names {names} are not CIFAR-10's "
                          f"{', '.join(CATEGORIES)}")

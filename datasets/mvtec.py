@@ -20,6 +20,8 @@ The real folders of the three datasets this serves (pinned in tests/test_loaders
 """
 from __future__ import annotations
 
+import os
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +93,23 @@ def _images(folder: Path) -> list[Path]:
     return found
 
 
+def _unusable_mask(image: Path, folder: Path, expected: Path) -> str:
+    """Why a defect image has no mask although a file of its name is in ``folder`` (a mask in a format
+    not read, a broken link), as one line naming that file; "" when there is none."""
+    for p in (entries(folder) if folder.is_dir() else []):
+        if p.stem not in (image.stem, image.stem + "_mask") or p.is_dir():
+            continue
+        if p.is_symlink() and not p.exists():
+            return (f"{p}: the mask of {image} is a broken link: it points to {os.readlink(p)}, which does not "
+                    "exist; restore that file or replace the link with the mask")
+        if p.suffix.lower() in (".jpg", ".jpeg"):
+            return (f"{p}: the mask of {image} is a JPEG file: JPEG blurs the defect's edge into faint non-zero "
+                    f"pixels, which all count as defect; binarise the masks and save them as PNG ({expected.name})")
+        return (f"{p}: the mask of {image} is a {p.suffix or 'suffix-less'} file, which is not read as a mask "
+                f"(masks are {', '.join('<stem>' + s for s in MASK_SUFFIXES)}); convert it to PNG as {expected}")
+    return ""
+
+
 def categories_in(root: Path) -> list[str]:
     """Category folders under ``root`` that look like the MVTec layout."""
     return [p.name for p in entries(root) if any((p / "train" / n).is_dir() for n in NORMAL_NAMES)]
@@ -121,6 +140,9 @@ def check_root(root: Path, dataset: str) -> Path:
 def load_category(root: Path, category: str, dataset: str = "mvtec_ad") -> Category:
     root = check_root(root, dataset)
     base = root / category
+    if not base.is_dir():  # macOS writes names decomposed (NFD): 'café' typed composed (NFC) names that folder
+        nfc = unicodedata.normalize("NFC", category)
+        base = next((p for p in entries(root) if p.is_dir() and unicodedata.normalize("NFC", p.name) == nfc), base)
     normal = next((n for n in NORMAL_NAMES if (base / "train" / n).is_dir()), NORMAL_NAMES[0])
     train_dir, test_dir = base / "train" / normal, base / "test"
     if not base.is_dir():
@@ -184,10 +206,10 @@ def load_category(root: Path, category: str, dataset: str = "mvtec_ad") -> Categ
         found = next((m for c in candidates if (m := masks[t].get(c.name.lower())) and m.name.startswith(path.stem)),
                      None)
         if found is None:
-            raise BenchError(
-                f"{path}: defect image without a mask (expected {candidates[0]}); add the mask "
-                "or move the image out of test/"
-            )
+            expected = candidates[1] if dataset == "btad" else candidates[0]  # BTAD: ground_truth/ko/<stem>.png
+            raise BenchError(_unusable_mask(path, gt_dir / t, expected) or (
+                f"{path}: defect image without a mask (expected {expected}); add the mask "
+                "or move the image out of test/"))
         mask_paths.append(found)
 
     def ids(files: list[Path]) -> list[str]:
@@ -205,4 +227,6 @@ def load_category(root: Path, category: str, dataset: str = "mvtec_ad") -> Categ
                        source=standin(root), files=image_files(test_files, mask_paths)),
         root=root,
         notes=notes + standin_notes(root, dataset),
+        # the fit key reads root / name / id: not this folder where its name is the NFD form of the one asked for
+        train_files=tuple(train_files) if base.name != category else (),
     )

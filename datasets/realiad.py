@@ -116,13 +116,21 @@ def load_category(root: Path, category: str) -> Category:
     root = check_root(root)
     json_path, single_view = _json_file(root, category)
     info = _read_json(json_path)
+    meta = info["meta"]
+    prefix = str(meta.get("prefix") or "")
+    normal_class = str(meta.get("normal_class") or "OK")
+    # the protocol trains on normal samples only (the official splits' train lists hold OK samples only)
+    ng = next(((k, s) for k, s in enumerate(info["train"]) if str(s["anomaly_class"]) != normal_class), None)
+    if ng is not None:
+        k, s = ng
+        raise BenchError(f"{json_path}: anomalous samples in the train split of {category} (first: train entry {k}, "
+                         f"{s['image_path']}, anomaly_class {s['anomaly_class']}); the harness trains on normal "
+                         f"({normal_class}) samples only: Real-IAD's noisy-training splits (realiad_jsons_fuiad_*) "
+                         "are not supported, use realiad_jsons_sv/ or realiad_jsons/")
     image_root = next((root / d for d in IMAGE_DIRS if (root / d).is_dir()), None)
     if image_root is None:
         raise BenchError(f"{root / IMAGE_DIRS[0]}: no such folder (the Real-IAD 1024 px images); "
                          f"extract {category}.zip into {root / IMAGE_DIRS[0]}; {SOURCE}")
-    meta = info["meta"]
-    prefix = str(meta.get("prefix") or "")
-    normal_class = str(meta.get("normal_class") or "OK")
     base = image_root / prefix
     first = info["train"][0]["image_path"] if info["train"] else None
     if first and not (base / first).is_file() and (base / category / first).is_file():

@@ -56,12 +56,23 @@ def _rows(path: Path) -> list[dict[str, str]]:
         with path.open(newline="", encoding="utf-8-sig") as f:  # a spreadsheet's byte-order mark is no header
             reader = csv.DictReader(f)
             header = tuple(reader.fieldnames or ())
-            rows = list(reader)
+            rows, short = [], None
+            for r in reader:
+                # a truncated file's last line ('candle,test,normal'): its missing fields are None
+                if short is None and any(not r.get(c) for c in COLUMNS[:4]):
+                    short = reader.line_num, r
+                rows.append(r)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise BenchError(f"{path}: cannot read this csv ({exc}); extract the VisA tarball again") from None
     if header[:len(COLUMNS)] != COLUMNS:
         raise BenchError(f"{path}: header is {','.join(header)} but VisA's split csv has "
                          f"{','.join(COLUMNS)}; extract the VisA tarball again")
+    if short is not None:
+        n, r = short
+        missing = next(c for c in COLUMNS[:4] if not r.get(c))
+        raise BenchError(f"{path}: line {n} ({','.join(r[c] for c in COLUMNS if r.get(c) is not None)}) has no "
+                         f"{missing} field (a row is {','.join(COLUMNS)}): the file is truncated or the line "
+                         "damaged; extract the VisA tarball again or repair that line")
     return rows
 
 
@@ -107,6 +118,10 @@ def load_category(root: Path, category: str) -> Category:
 
     train = [r for r in rows if r["split"] == "train"]
     test = [r for r in rows if r["split"] == "test"]
+    if not train or not test:  # the 1-class csv lists both for every object
+        which, split = ("training", "train") if not train else ("test", "test")
+        raise BenchError(f"{split_file}: no {which} images of {category} (no row with split {split}); "
+                         "extract the VisA tarball again, or list them in the csv")
     if any(r["label"] != "normal" for r in train):
         raise BenchError(f"{split_file}: anomalous images in the train split of {category}; "
                          "this is not the 1-class split")

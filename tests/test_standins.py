@@ -214,7 +214,8 @@ def test_a_fit_is_not_reused_for_other_images_under_the_same_ids(pacs_root, tmp_
 
     def key(dataset, root, category):
         cat = get_dataset(dataset).load(root, category)
-        ctx = SimpleNamespace(fit_cache=SimpleNamespace(key=FitCache.key), category=lambda name: cat)
+        ctx = SimpleNamespace(fit_cache=SimpleNamespace(key=FitCache.key), category=lambda name: cat, _train_data={})
+        ctx.train_data = lambda name: runner.RunContext.train_data(ctx, name)  # the real one, on this category
         cell = Cell("patchcore", dataset, category, "clean", 0, 0, "native", registered()["patchcore"].config())
         return cat.train.ids, runner.fit_key(cell, ctx)
 
