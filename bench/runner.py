@@ -10,6 +10,7 @@ import gc
 import json
 import platform
 import random
+import re
 import resource
 import shutil
 import sys
@@ -93,11 +94,21 @@ def _versions() -> tuple[tuple[str, str], ...]:
     return tuple(out.items())
 
 
+def check_device_name(device: str) -> str:
+    """``device`` when it names one (else every cell would fail on it, one by one)."""
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise BenchError(f"--device {device!r}: use auto, cpu, cuda or cuda:N")
+    return device
+
+
 def resolve_device(device: str) -> str:
-    if device == "auto":
+    if check_device_name(device) == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise BenchError(f"--device {device}: no CUDA device is visible to torch; use --device cpu or auto")
+    if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
+        raise BenchError(f"--device {device}: torch sees {torch.cuda.device_count()} CUDA device(s), "
+                         f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     return device
 
 
@@ -357,7 +368,6 @@ def new_method(cell: Cell, device: str) -> Method:
 
 def fit_identity(cell: Cell, ctx: RunContext) -> dict[str, Any]:
     """What determines the cell's fitted state; cells with equal identities share one fit."""
-    cat = ctx.category(cell.category)
     weights = getattr(cell.config, "weights", "")
     method = get(cell.method)
     return {
