@@ -311,8 +311,7 @@ def claims_text(preset, runs: Sequence, resamples: int = 1000, level: float = 0.
     from .stats import check_level, check_resamples
 
     check_level(level)
-    if check_resamples(resamples, "--resamples") == 0:
-        raise BenchError("--resamples 0: the test needs resamples, e.g. 1000")
+    check_resamples(resamples, "--resamples", none_ok=False)
     from .recorded import with_missing_cells
 
     rows = with_missing_cells(load_runs(runs), runs)

@@ -33,12 +33,12 @@ def _grid_spec(methods, dataset, root, categories, corruptions, severities, seed
     from .grid import GridSpec
 
     return GridSpec(
-        methods=split_list(methods) or ["all"],
+        methods=split_list(methods, "methods") or ["all"],
         dataset=dataset or ("folder" if root is not None else "textures"),
         root=str(root) if root is not None else None,
-        categories=split_list(categories),
-        domains=split_list(domains),
-        corruptions=split_list(corruptions) or ["paper"],
+        categories=split_list(categories, "categories"),
+        domains=split_list(domains, "domains"),
+        corruptions=split_list(corruptions, "corruptions") or ["paper"],
         severities=parse_ints(severities, "severities") or [5],
         seeds=parse_ints(seeds, "seeds") or [0],
         protocol=protocol,
@@ -128,10 +128,10 @@ def grid(
 
     ex = make_executor(executor, workers=workers, threads=threads, address=address,
                        cpus_per_cell=cpus_per_cell, gpus_per_cell=gpus_per_cell, device=device)
-    if executor != "ray":  # with Ray each task resolves the device on its worker
-        from .runner import resolve_device
+    from .runner import check_device_name, resolve_device
 
-        device = resolve_device(device)
+    # with Ray each task resolves the device on its worker: here only its name is checked
+    device = resolve_device(device) if executor != "ray" else check_device_name(device)
     spec = _grid_spec(methods, dataset, root, categories, corruptions, severities, seeds, protocol,
                       backbone, weights, set_, device, test_subset, nondeterministic, domains,
                       bootstrap=bootstrap, map_samples=map_samples, map_size=map_size)
@@ -267,13 +267,14 @@ def table(
     run = ", ".join(map(str, runs))
     _require_ok_rows(df, run)
     df = with_missing_cells(df, runs)
-    metrics_ = split_list(metric) or ["image_auroc"]
+    metrics_ = split_list(metric, "metric") or ["image_auroc"]
     for m in metrics_:
         if m not in df.columns:
             raise BenchError(f"--metric {m}: no such column in {run} (metrics: {', '.join(METRICS)})")
     if per_class and len(metrics_) > 1:
         raise BenchError(f"--per-class: one --metric per table (got {', '.join(metrics_)}); render one table each")
-    conditions, cats = _table_selection(df, split_list(corruptions), split_list(categories), run)
+    conditions, cats = _table_selection(df, split_list(corruptions, "corruptions"), split_list(categories, "categories"),
+                                        run)
     if compare and (conditions or cats):
         raise BenchError("--compare: the published table fixes its columns and categories (drop --corruptions / "
                          "--categories)")
@@ -302,8 +303,7 @@ def table(
         if not any(m in resampled_metrics() for m in metrics_):
             raise BenchError(f"--interval: intervals exist for {', '.join(resampled_metrics())} only")
         check_level(level)
-        if check_resamples(resamples, "--resamples") == 0:
-            raise BenchError("--resamples 0: --interval needs resamples, e.g. 1000")
+        check_resamples(resamples, "--resamples", none_ok=False)
         ok = df[df["status"] == "ok"] if "status" in df.columns else df
         require_per_image(ok, f"--interval ({run})")
     if compare:
@@ -325,7 +325,7 @@ def table(
             raise BenchError(f"--compare {compare}: {exc.args[0]}; pass a --metric it publishes") from None
     else:
         text = main_table(df, metrics_ if len(metrics_) > 1 else metrics_[0], fmt=fmt, per_class=per_class,
-                          methods=split_list(methods), caption=caption, label=label, std=std,
+                          methods=split_list(methods, "methods"), caption=caption, label=label, std=std,
                           interval=resamples if interval else 0, level=level, by=by, relative=relative,
                           severity_mean=severity_mean, conditions=conditions, categories=cats)
     if output:
@@ -383,11 +383,14 @@ def _published_table(compare: str) -> tuple[str, int]:
 
 def _require_ok_rows(df, run: str) -> None:
     """A table needs finished cells: say why there are none and what to run."""
+    import pandas as pd
+
     if not len(df):
         raise BenchError(f"{run}: no finished cells yet; run (or resume) its bench grid first")
     ok = df["status"] == "ok"
     if not ok.any():
-        first = str(df["error"].dropna().iloc[0]).strip().splitlines()[0][:200] if df["error"].notna().any() else "?"
+        errors = [str(e).strip() for e in df.get("error", pd.Series(dtype=object)).dropna() if str(e).strip()]
+        first = errors[0].splitlines()[0][:200] if errors else "none recorded"
         raise BenchError(f"{run}: no ok rows, all {len(df)} cells failed (first error: {first}); fix the cause "
                          "and rerun its bench grid with --retry-failed")
 
@@ -408,7 +411,7 @@ def compare_methods(
     if len(run) < 3:
         raise BenchError("compare-methods: give RUN A B, e.g. bench compare-methods results/runs/x patchcore ttad")
     *runs, a, b = run
-    typer.echo(compare_text(runs, str(a), str(b), metric, resamples, level, split_list(categories)))
+    typer.echo(compare_text(runs, str(a), str(b), metric, resamples, level, split_list(categories, "categories")))
 
 
 app.add_typer(plot_app, name="plot")
@@ -511,6 +514,9 @@ def reproduce(
     from .results import load_rows
     from .runner import resolve_device
 
+    if fmt not in ("latex", "markdown"):  # before the run, not after it
+        raise BenchError(f"--format {fmt}: use latex or markdown")
+    executor = make_executor("local", workers=workers, threads=threads)  # its options checked before a dry run too
     p = get_preset(preset)
     added = [get_method(m).name for m in split_list(add_methods) or []]  # UnknownName: one line, the closest names
     if p.runtime and added:
@@ -527,8 +533,7 @@ def reproduce(
     if dry_run:
         typer.echo("\n".join(plan_grid(spec, run_dir).lines() + [DRY_RUN_DONE]))
         return
-    summary = _run(run_grid, spec, run_dir, make_executor("local", workers=workers, threads=threads), console=console,
-                   show_progress=progress)
+    summary = _run(run_grid, spec, run_dir, executor, console=console, show_progress=progress)
     console.print(f"run {summary.run_dir}: {summary.total} cells, {summary.skipped} already done, {summary.ran} ran "
                   f"({summary.failed} failed) in {summary.seconds:.1f}s", highlight=False, soft_wrap=True, markup=False)
     rows = load_rows(run_dir)
@@ -579,10 +584,17 @@ def verify(
 ) -> None:
     """Recompute a seeded sample of a run's cells from scratch (fit and corrupted images made again)
     and compare every metric with the stored row; exit 1 past --tol."""
+    from .runner import check_device_name
     from .verify import verify as run_verify
 
-    ok, _ = run_verify(runs, n=sample, seed=seed, methods=split_list(methods), cells=split_list(cells), tol=tol,
-                       root=str(root) if root else None, device=device, echo=typer.echo)
+    if sample < 0 or seed < 0:
+        bad = f"--sample {sample}" if sample < 0 else f"--seed {seed}"
+        raise BenchError(f"{bad}: use 0 or more (--sample 0: every finished cell)")
+    if device is not None:
+        check_device_name(device)
+    ok, _ = run_verify(runs, n=sample, seed=seed, methods=split_list(methods, "methods"),
+                       cells=split_list(cells, "cells"), tol=tol, root=str(root) if root else None, device=device,
+                       echo=typer.echo)
     if not ok:
         raise typer.Exit(code=1)
 

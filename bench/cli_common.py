@@ -11,20 +11,27 @@ from .errors import BenchError
 console = Console(stderr=True, emoji=False)  # ":x:" in a user's text is text, not an emoji
 
 
-def split_list(values: Optional[List[str]]) -> Optional[list[str]]:
-    """A repeatable option whose items may also be comma-separated: ["a,b", "c"] -> [a, b, c]."""
+def split_list(values: Optional[List[str]], what: str = "") -> Optional[list[str]]:
+    """A repeatable option whose items may also be comma-separated: ["a,b", "c"] -> [a, b, c], each
+    item once (a repeat would run or count it twice). None where the option is not given; given
+    with no item (``-m ''``) is a one-line error naming ``--what``, not its default."""
     if not values:
         return None
-    return [v.strip() for item in values for v in item.split(",") if v.strip()]
+    items = list(dict.fromkeys(v.strip() for item in values for v in item.split(",") if v.strip()))
+    if not items:
+        option = f"--{what} " if what else "an option given as "
+        raise BenchError(f"{option}{','.join(values)!r}: no item in it; name at least one, or leave the option out "
+                         "for its default")
+    return items
 
 
 def parse_ints(values: Optional[List[str]], what: str) -> Optional[list[int]]:
     """``split_list`` of integers and ranges (``1-5``: 1 to 5 included); anything else is a one-line
     error naming ``--what``."""
-    items = split_list(values)
+    items = split_list(values, what)
     if items is None:
         return None
-    out = []
+    out: list[int] = []
     for v in items:
         span = re.fullmatch(r"(\d+)-(\d+)", v.strip())
         if span and int(span[1]) <= int(span[2]):
@@ -34,7 +41,7 @@ def parse_ints(values: Optional[List[str]], what: str) -> Optional[list[int]]:
             out.append(int(v))
         except ValueError:
             raise BenchError(f"--{what} {v}: expected integers such as 1,3,5 or a range such as 1-5") from None
-    return out
+    return list(dict.fromkeys(out))
 
 
 def parse_overrides(values: Optional[List[str]]) -> dict[str, str]:

@@ -28,8 +28,7 @@ def compare_text(runs: Sequence[str | os.PathLike], a: str, b: str, metric: str 
     if metric not in resampled_metrics():
         raise BenchError(f"--metric {metric}: the paired test resamples {', '.join(resampled_metrics())} only")
     check_level(level)
-    if check_resamples(resamples, "--resamples") == 0:
-        raise BenchError("--resamples 0: the test needs resamples, e.g. 1000")
+    check_resamples(resamples, "--resamples", none_ok=False)
     try:
         df = load_runs(runs)
     except FileNotFoundError as exc:

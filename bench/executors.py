@@ -325,6 +325,20 @@ class GridPlan:
         return out + [line for line in [self.estimate()] if line]
 
 
+def _check_out(run_dir: Path) -> None:
+    """What the grid would meet creating ``run_dir`` (a dry run creates nothing), as the one line it
+    would say: a file in the way, or a folder it cannot write in."""
+    where = next((p for p in (run_dir, *run_dir.parents) if p.exists()), None)
+    if where is None:
+        return
+    if not where.is_dir():
+        what = "is a file" if where == run_dir else f"lies under the file {where}"
+        raise BenchError(f"--out {run_dir}: it {what}; pass a folder for the run (a new or an earlier run's)")
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise BenchError(f"--out {run_dir}: {where} cannot be written here (check its permissions or choose "
+                         "another path)")
+
+
 def plan_grid(spec: GridSpec, run_dir: Path, *, retry_failed: bool = False,
               fit_cache: FitCache | None = None, read_data: bool = True) -> GridPlan:
     """What ``run_grid`` would run in ``run_dir`` now, read only: the same checks of the inputs
@@ -338,6 +352,7 @@ def plan_grid(spec: GridSpec, run_dir: Path, *, retry_failed: bool = False,
     ctx = RunContext(spec, fit_cache=fit_cache or FitCache())
     if read_data:
         check_inputs(spec, cells, ctx)
+        _check_out(Path(run_dir))
     store = RunStore(run_dir)
     mine = {c.cell_id for c in cells}
     every = store.statuses()  # this grid's parts and any other grid's in the directory (for the pace)

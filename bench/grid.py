@@ -20,6 +20,7 @@ from .datasets.registry import DATASETS, get_dataset
 from .errors import BenchError, ConfigError, UnknownName
 from .methods import MethodConfig, get, registered
 from .methods.persist import stable_hash
+from .stats import check_resamples
 
 
 def _hash(obj: Any, n: int = 12) -> str:
@@ -180,7 +181,7 @@ class GridSpec:
 
     def conditions(self) -> list[tuple[str, int]]:
         names = resolve_corruptions(self.corruptions)
-        sevs = [check_severity(s) for s in self.severities]
+        sevs = list(dict.fromkeys(check_severity(s) for s in self.severities))
         out = [(CLEAN, 0)]
         out += [(c, s) for c in names if c != CLEAN for s in sevs]
         return out
@@ -188,21 +189,23 @@ class GridSpec:
     def cells(self) -> list[Cell]:
         if self.test_subset < 0:
             raise BenchError(f"--test-subset {self.test_subset}: use 0 (every test image) or a positive count")
-        if self.bootstrap < 0:
-            raise BenchError(f"--bootstrap {self.bootstrap}: use 0 (no intervals) or a number of resamples, e.g. 1000")
+        check_resamples(self.bootstrap, "--bootstrap")
         if self.map_samples < 0:
             raise BenchError(f"--map-samples {self.map_samples}: use 0 (no maps kept) or a small count, e.g. 4")
         if self.map_size < 8:
             raise BenchError(f"--map-size {self.map_size}: use at least 8 pixels, e.g. 64")
         if self.protocol not in PROTOCOLS:
             raise BenchError(f"unknown protocol '{self.protocol}': use one of {', '.join(PROTOCOLS)}")
+        bad = [s for s in self.seeds if not 0 <= s < 2**32]
+        if bad:  # numpy's and torch's seeds: a cell would fail on it after the grid started
+            raise BenchError(f"--seeds {bad[0]}: seeds are integers from 0 to 2**32 - 1")
         axes = self.axes()
         self.check_overrides(axes.methods)
         configs = {m: self.method_config(m) for m in axes.methods}
         # Grouped so that each (category, method, seed) fits once and its cells follow.
         return [
             Cell(m, axes.dataset, cat, c, s, seed, self.protocol, configs[m], self.test_subset, self.preset, d)
-            for cat in axes.categories for m in axes.methods for seed in self.seeds for d in axes.domains
+            for cat in axes.categories for m in axes.methods for seed in dict.fromkeys(self.seeds) for d in axes.domains
             for c, s in axes.conditions
         ]
 
@@ -210,9 +213,10 @@ class GridSpec:
         """What the cells range over, without their configs (no method's module is imported)."""
         spec = get_dataset(self.dataset)
         root = spec.root(self.root)
+        # each name once: a repeat would run its cells twice
         return Axes(root.name if self.dataset == "folder" else self.dataset,
-                    spec.resolve_categories(root, self.categories), self.method_names(),
-                    self.domain_names(), self.conditions())
+                    list(dict.fromkeys(spec.resolve_categories(root, self.categories))),
+                    list(dict.fromkeys(self.method_names())), self.domain_names(), self.conditions())
 
 
 def default_config_hash(method: str, dataset: str) -> str:

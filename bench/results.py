@@ -102,6 +102,8 @@ _LISTS = {name for name, typ in SCHEMA.items() if pa.types.is_list(typ)}
 # What a part needs to count as a done cell and to be tabulated. Not every SCHEMA column:
 # a column added later must not make the parts of older runs look bad.
 REQUIRED = (*IDENTITY, "status")
+# What every reader of rows tells cells apart by: a rows.parquet without one of them is refused
+ROW_KEYS = ("cell_id", "method", "dataset", "category", "corruption", "severity", "seed", "status")
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -536,11 +538,30 @@ class RunStore:
 def load_runs(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
     """Rows of several runs (see :func:`load_rows`) as one frame; a cell id present in more than
     one of them keeps the row of the last path given."""
+    paths = list(paths)
     frames = [load_rows(p) for p in paths]
     if not frames:
         raise NoResults(f"no run given; {_WANTED}")
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    if len(frames) > 1:
+        _say_conflicts(df.assign(_path=[str(p) for p, f in zip(paths, frames) for _ in range(len(f))]))
     return _sort_rows(df.drop_duplicates("cell_id", keep="last"))
+
+
+def _say_conflicts(df: pd.DataFrame) -> None:
+    """One warning where a cell is in several of the runs given with other values: which row is
+    kept depends on the order of the paths, so a table of them is not what either run says."""
+    twice = df[df.duplicated("cell_id", keep=False)]
+    if twice.empty:
+        return
+    cols = [c for c in ("status", *METRICS) if c in twice.columns]
+    differ = [cid for cid, g in twice.groupby("cell_id", sort=False)
+              if any(g[c].astype(str).nunique() > 1 for c in cols)]
+    if differ:
+        g = twice[twice["cell_id"] == differ[0]]
+        warn(f"{len(differ)} cell(s) are in several of the runs given with other values (e.g. {differ[0]} in "
+             f"{' and '.join(dict.fromkeys(g['_path']))}); each keeps the row of the last path given, so the order "
+             "of the paths changes the numbers: pass one of them, or the runs in the order you mean")
 
 
 def load_rows(path: str | os.PathLike) -> pd.DataFrame:
@@ -554,7 +575,11 @@ def load_rows(path: str | os.PathLike) -> pd.DataFrame:
         with open(path, "rb") as fh:
             if fh.read(4) != b"PAR1":
                 raise NoResults(f"{path}: not a Parquet file; {_WANTED}")
-        return _sort_rows(_read_part(path).to_pandas())
+        rows = _read_part(path).to_pandas()
+        lack = [c for c in ROW_KEYS if c not in rows.columns]
+        if lack:  # a table would average what these columns tell apart, or stop with a traceback
+            raise NoResults(f"{path}: not result rows of adshift-bench (no column {', '.join(lack)}); {_WANTED}")
+        return _sort_rows(rows)
     if not path.is_dir():
         raise NoResults(f"{path}: no such file or folder; {_WANTED}")
     if (path / PARTS_DIR).is_dir() or (path / MANIFEST).is_file():  # a run (maybe with no part yet)

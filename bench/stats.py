@@ -82,10 +82,18 @@ def check_level(level: float) -> float:
     return level
 
 
-def check_resamples(resamples: int, what: str = "--bootstrap") -> int:
-    if resamples < 0:
-        raise BenchError(f"{what} {resamples}: use 0 (no intervals) or a number of resamples, e.g. 1000")
-    return resamples
+# A 95 % interval's ends are the 2.5th and 97.5th percentiles of the resamples: below this they are
+# a few draws (one resample gives an interval that need not hold its own estimate), and a p-value's
+# resolution is 1 / resamples. Above the ceiling the replicates' arrays outgrow a workstation.
+MIN_RESAMPLES, MAX_RESAMPLES = 100, 100_000
+
+
+def check_resamples(resamples: int, what: str = "--bootstrap", none_ok: bool = True) -> int:
+    """``resamples`` when usable; ``none_ok``: 0 (no intervals) is too."""
+    if (none_ok and resamples == 0) or MIN_RESAMPLES <= resamples <= MAX_RESAMPLES:
+        return resamples
+    zero = "0 (no intervals) or " if none_ok else ""
+    raise BenchError(f"{what} {resamples}: use {zero}{MIN_RESAMPLES} to {MAX_RESAMPLES:,} resamples, e.g. 1000")
 
 
 def cell_intervals(labels, scores, key: int, resamples: int, level: float = LEVEL) -> dict[str, float]:
@@ -102,13 +110,17 @@ def cell_intervals(labels, scores, key: int, resamples: int, level: float = LEVE
 # --------------------------------------------------------------------------- from rows
 
 
+PER_IMAGE = ("image_ids", "image_labels", "image_scores")  # what a resample draws from
+
+
 def has_per_image(df: pd.DataFrame) -> bool:
-    return "image_scores" in df.columns and df["image_scores"].notna().all()
+    return all(c in df.columns and df[c].notna().all() for c in PER_IMAGE)
 
 
 def require_per_image(df: pd.DataFrame, what: str) -> None:
     if not has_per_image(df):
-        raise BenchError(f"{what} needs the per-image scores of every row (image_scores); rows written "
+        lack = next(c for c in PER_IMAGE if c not in df.columns or df[c].isna().any())
+        raise BenchError(f"{what} needs the per-image scores of every row ({lack}); rows written "
                          "before they were recorded lack them: delete those parts and rerun the grid")
 
 

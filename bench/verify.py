@@ -242,7 +242,7 @@ def check(stored: dict[str, Any], new: dict[str, Any]) -> Checked:
     item = Checked(stored["cell_id"], stored["method"], _label(stored), metric_values(stored), {},
                    judged=not _nondeterministic(stored))
     if new.get("status") != "ok":
-        item.error = str(new.get("error"))
+        item.error = str(new.get("error") or "").strip() or f"status {new.get('status')}, no error recorded"
     else:
         item.new = metric_values(new)
         item.notes = _notes(stored, new)
@@ -280,6 +280,10 @@ def diff(reference: Sequence[Path], other: Sequence[Path], *, tol: float = 0.0,
 
     _check_tol(tol)
     ref, new = load_runs(reference), load_runs(other)
+    lack = [m for m in METRICS if m in ref.columns and m not in new.columns]
+    if lack:  # else every cell would read "differs by NaN vs a value"
+        raise BenchError(f"{', '.join(map(str, other))}: its rows have no column {', '.join(lack)}, which "
+                         f"{', '.join(map(str, reference))} has; these are not rows as bench grid writes them")
     ref = ref[ref["status"] == "ok"]
     common = [c for c in ref["cell_id"] if c in set(new["cell_id"])]
     if not common:
@@ -310,7 +314,7 @@ def library_pins(rows: pd.DataFrame, where: str = "the rows") -> tuple[list[str]
     of one library are refused (no single file reproduces them)."""
     found: dict[str, set[str]] = {}
     for text in rows["versions"].dropna().unique() if "versions" in rows else []:
-        for name, version in json.loads(text).items():
+        for name, version in _versions(text, where).items():
             found.setdefault(name, set()).add(version)
     if not found:
         raise BenchError(f"{where}: no row records its library versions (rows written before the versions column)")
@@ -326,12 +330,24 @@ def library_pins(rows: pd.DataFrame, where: str = "the rows") -> tuple[list[str]
     return sorted(v if k == "corruptions" else f"{k}=={v}" for k, v in one.items()), python
 
 
+def _versions(text: Any, where: str) -> dict[str, str]:
+    """A row's ``versions`` (JSON: library -> version), or one line on what it holds instead."""
+    try:
+        out = json.loads(text)
+    except (TypeError, ValueError):
+        out = None
+    if not isinstance(out, dict):
+        raise BenchError(f"{where}: a row's versions column holds {str(text)[:60]!r}, not the JSON of its library "
+                         "versions; these are not rows as bench grid writes them")
+    return out
+
+
 def _versions_hint(reference: Sequence[Path], ref: pd.DataFrame, new: pd.DataFrame, echo: Callable[[str], None]) -> None:
     """Where the two runs' library versions differ, name the reference's constraints file (not
     for another Python or another checkout alone: the file pins neither)."""
     def libraries(df: pd.DataFrame) -> set[str]:
         texts = df["versions"].dropna().unique() if "versions" in df else []
-        return {json.dumps({k: v for k, v in json.loads(t).items() if k not in ("python", "adshift-bench")},
+        return {json.dumps({k: v for k, v in _versions(t, "the rows").items() if k not in ("python", "adshift-bench")},
                            sort_keys=True) for t in texts}
 
     a, b = libraries(ref), libraries(new)

@@ -50,7 +50,7 @@ def mnist_rows(mnist_root, tmp_path_factory) -> pd.DataFrame:
     tmp = tmp_path_factory.mktemp("mnist-run")
     spec = GridSpec(methods=["probe"], dataset="mnist", root=str(mnist_root), categories=["3", "even"],
                     domains=["all"], corruptions=["gaussian_noise"], severities=[3], protocol="resized",
-                    device="cpu", bootstrap=50)
+                    device="cpu", bootstrap=100)
     return _run(spec, tmp / "run", tmp / "cache")
 
 

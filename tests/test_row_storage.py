@@ -85,7 +85,7 @@ def test_storage_options_do_not_move_the_run_directory():
     from _grids import tiny_spec
 
     spec = tiny_spec()
-    other = dataclasses.replace(spec, bootstrap=10, map_samples=0, map_size=32)
+    other = dataclasses.replace(spec, bootstrap=100, map_samples=0, map_size=32)
     assert default_run_dir(spec) == default_run_dir(other)
     assert [c.cell_id for c in spec.cells()] == [c.cell_id for c in other.cells()]
 
