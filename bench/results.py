@@ -412,7 +412,11 @@ class RunStore:
         except FileNotFoundError:
             old = self.read_manifest()
             return [] if old is None else [{"spec": old, "cells": None, "first_served": None}]
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        try:
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError as exc:
+            raise BenchError(f"{self.run_dir / GRIDS}: a line is not JSON ({exc}); remove that line (the others "
+                             "are the grids this run served)") from None
 
     def quarantine_bad_parts(self) -> dict[str, str]:
         """Check every part; move each bad one into ``quarantine/`` with a one-line warning.
@@ -505,6 +509,9 @@ class RunStore:
             return json.loads(self.manifest_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BenchError(f"{self.manifest_path}: not a grid spec ({exc}); delete it and rerun the grid's own "
+                             "command, which writes it anew") from None
 
     def statuses(self) -> dict[str, str]:
         """``{cell_id: status}`` of the sound parts, read only.

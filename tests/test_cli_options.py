@@ -127,3 +127,17 @@ def test_rows_that_lack_what_a_command_reads_are_one_line(monkeypatch, capsys, t
     code, out = lines(monkeypatch, capsys, "table", no_labels, "--interval")
     assert code == 2 and out[-1].startswith(f"error: --interval ({no_labels}) needs the per-image scores of every "
                                             "row (image_labels)")
+
+
+def test_a_torn_grid_spec_is_one_line_and_status_goes_on_to_the_next_run(monkeypatch, capsys, tmp_path):
+    bad, good = tmp_path / "bad", tmp_path / "good"
+    (bad / "parts").mkdir(parents=True)
+    (bad / "grid.json").write_text("{bad")
+    code, out = lines(monkeypatch, capsys, "grid", "-m", "patchcore", "-c", "brick", "--corruptions", "clean",
+                      "--set", "resize=64", "--set", "image_size=64", "--threads", "1", "--no-progress",
+                      "--bootstrap", "0", "--map-samples", "0", "-o", good)
+    assert code == 0
+    code, out, err = run_cli(monkeypatch, capsys, "status", bad, good)
+    assert code == 2 and err.startswith(f"error: {bad / 'grid.json'}: not a grid spec (") and err.strip().endswith(
+        "delete it and rerun the grid's own command, which writes it anew")
+    assert out.startswith(f"run {good}: 1 cells")  # the next run is still said
