@@ -187,8 +187,9 @@ class GridSpec:
         return out
 
     def cells(self) -> list[Cell]:
-        if self.test_subset < 0:
-            raise BenchError(f"--test-subset {self.test_subset}: use 0 (every test image) or a positive count")
+        if self.test_subset < 0 or self.test_subset == 1:
+            raise BenchError(f"--test-subset {self.test_subset}: use 0 (every test image) or a count of at least 2 "
+                             "(one normal and one anomalous image)")
         check_resamples(self.bootstrap, "--bootstrap")
         if self.map_samples < 0:
             raise BenchError(f"--map-samples {self.map_samples}: use 0 (no maps kept) or a small count, e.g. 4")

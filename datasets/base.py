@@ -545,7 +545,7 @@ class TestSplit:
         """A seeded subset of ``n`` test images stratified by defect type (``good`` included).
 
         Each type gets its share of ``n`` (largest remainders; at least one image per type when
-        ``n`` allows), drawn without replacement; the images keep their original order, so
+        ``n`` allows, else at least one normal and one anomalous image), drawn without replacement; the images keep their original order, so
         every method and seed of a grid sees the same subset. ``n >= len(self)``: everything.
         """
         if n <= 0 or n >= len(self):
@@ -563,6 +563,13 @@ class TestSplit:
         while sum(take.values()) > n:  # the one-per-type floor overshot: trim the largest
             t = max(types, key=lambda t: take[t])
             take[t] -= 1
+        # fewer images than types: still one normal and one anomalous (else image AUROC is undefined)
+        for want in (0, 1):
+            kind = [t for t in types if self.labels[members[t][0]] == want]
+            if n >= 2 and kind and not any(take[t] for t in kind):
+                other = [t for t in types if take[t] and self.labels[members[t][0]] != want]
+                take[max(other, key=lambda t: take[t])] -= 1
+                take[max(kind, key=lambda t: share[t])] += 1
         chosen = sorted(j for t in types for j in rng.choice(members[t], take[t], replace=False).tolist())
         loader = self.mask_loader
         return TestSplit(self.images.take(chosen), self.labels[chosen], [self.defect_types[j] for j in chosen],

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from bench.datasets import base
+from bench.errors import BenchError
 from bench.grid import GridSpec
 
 
@@ -36,6 +38,16 @@ def test_subset_keeps_every_type_when_it_can():
     split = _split({"good": 50, "rare": 1, "scratch": 20})
     assert set(split.subset(5).defect_types) == {"good", "rare", "scratch"}
     assert len(split.subset(2)) == 2
+
+
+def test_a_subset_smaller_than_the_types_keeps_one_normal_and_one_anomalous_image():
+    split = _split({"a": 10, "b": 10, "c": 10, "d": 10, "good": 3})  # good has the smallest share
+    for n in (2, 3, 4):
+        for seed in range(5):
+            sub = split.subset(n, seed)
+            assert len(sub) == n and 0 < int(sub.labels.sum()) < n, (n, seed)
+    with pytest.raises(BenchError, match=r"--test-subset 1: use 0 \(every test image\) or a count of at least 2"):
+        GridSpec(methods=["patchcore"], dataset="textures", test_subset=1).cells()
 
 
 def test_subset_changes_the_cell_id_only_when_set():
