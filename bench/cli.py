@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import faulthandler
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -275,6 +276,11 @@ def table(
         raise BenchError(f"--per-class: one --metric per table (got {', '.join(metrics_)}); render one table each")
     conditions, cats = _table_selection(df, split_list(corruptions, "corruptions"), split_list(categories, "categories"),
                                         run)
+    if compare and per_class:
+        raise BenchError("--compare: the published table fixes its layout (bench reproduce renders the papers' "
+                         "per-class tables in theirs); drop --per-class")
+    if label is not None and not re.fullmatch(r"[\w:.\-]+", label):  # LaTeX reads \label{...} verbatim
+        raise BenchError(f"--label {label}: use letters, digits and : . _ - only, e.g. tab:main")
     if compare and (conditions or cats):
         raise BenchError("--compare: the published table fixes its columns and categories (drop --corruptions / "
                          "--categories)")

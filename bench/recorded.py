@@ -22,7 +22,8 @@ MISSING = "missing"  # the status of a placeholder row: a cell its grid names th
 def recorded_spec(run_dir: Path) -> GridSpec:
     """The grid spec ``run_dir`` served last."""
     if not Path(run_dir).is_dir():
-        raise BenchError(f"{run_dir}: no such folder; pass the run directory of a grid (its --out)")
+        what = "a file, not a folder" if Path(run_dir).exists() else "no such folder"
+        raise BenchError(f"{run_dir}: {what}; pass the run directory of a grid (its --out)")
     store = RunStore(run_dir)
     spec = store.read_manifest()
     if spec is None:

@@ -608,6 +608,10 @@ def export(run_dir: str | os.PathLike, out_file: str | os.PathLike) -> Path:
         raise BenchError(f"{out} is a folder: give the file to write, e.g. {out / 'rows.parquet'}")
     if out.suffix != ".parquet":
         raise BenchError(f"{out}: the export is Parquet; name it *.parquet, e.g. {out.with_suffix('.parquet')}")
+    if out.resolve().parent.name == PARTS_DIR and (out.resolve().parent.parent / MANIFEST).is_file():
+        # there it would read as a torn part of that run from then on
+        raise BenchError(f"{out}: inside a run's {PARTS_DIR}/ folder, which holds one part per cell; write the "
+                         f"export beside it, e.g. {out.resolve().parent.parent / 'rows.parquet'}")
     df = load_rows(run_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(df, preserve_index=False)

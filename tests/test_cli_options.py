@@ -141,3 +141,17 @@ def test_a_torn_grid_spec_is_one_line_and_status_goes_on_to_the_next_run(monkeyp
     assert code == 2 and err.startswith(f"error: {bad / 'grid.json'}: not a grid spec (") and err.strip().endswith(
         "delete it and rerun the grid's own command, which writes it anew")
     assert out.startswith(f"run {good}: 1 cells")  # the next run is still said
+
+
+def test_table_and_export_refuse_what_would_break_their_output(monkeypatch, capsys, tmp_path):
+    ref = _rows_file(tmp_path / "ref.parquet")
+    code, out = lines(monkeypatch, capsys, "table", ref, "--compare", "ttad:1", "--per-class")
+    assert code == 2 and out[-1].startswith("error: --compare: the published table fixes its layout")
+    code, out = lines(monkeypatch, capsys, "table", ref, "-f", "latex", "--label", "tab x_%")
+    assert code == 2 and out == ["error: --label tab x_%: use letters, digits and : . _ - only, e.g. tab:main"]
+    run = tmp_path / "run"
+    (run / "parts").mkdir(parents=True)
+    (run / "grid.json").write_text("{}")
+    code, out = lines(monkeypatch, capsys, "export", ref, run / "parts" / "x.parquet")
+    assert code == 2 and out[-1].startswith(f"error: {run / 'parts' / 'x.parquet'}: inside a run's parts/ folder")
+    assert not (run / "parts" / "x.parquet").exists()

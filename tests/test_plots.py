@@ -376,9 +376,9 @@ def test_the_pdf_embeds_no_type3_font(tmp_path, monkeypatch, capsys):
 
 def test_bad_bins_and_non_finite_scores_are_one_line(tmp_path, monkeypatch, capsys):
     run = write_rows(tmp_path / "run", [scored(c, corruption=c, severity=s) for c, s in (("clean", 0), ("contrast", 5))])
-    for bins in ("0", "-3"):
+    for bins in ("0", "-3", "1001"):
         code, _, err = run_cli(monkeypatch, capsys, "plot", "histograms", run, "--out", tmp_path / "o", "--bins", bins)
-        assert code == 2 and err.strip() == f"error: --bins {bins}: must be at least 1", err
+        assert code == 2 and err.strip() == f"error: --bins {bins}: use 1 to 1000", err
     bad = scored("contrast", corruption="contrast", severity=5)
     bad["image_scores"][2] = float("inf")
     write_rows(run, [bad])
