@@ -6,6 +6,7 @@ A relative ``--root`` is read from the folder the grid was typed in (grids.jsonl
 from __future__ import annotations
 
 import os
+from itertools import product
 from pathlib import Path
 from typing import Any
 
@@ -77,14 +78,10 @@ def missing_rows(paths, rows: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
                         "cell no method has is not marked †")
             continue
         for spec, ax in axes:
-            for cat in ax.categories:
-                for m in ax.methods:
-                    for seed in spec.seeds:
-                        for d in ax.domains:
-                            for c, s in ax.conditions:
-                                key = (m, ax.dataset, d, cat, c, s, seed, spec.protocol, spec.test_subset)
-                                if key not in have:
-                                    out.setdefault(key, dict(zip(_KEY, key), status=MISSING, preset=spec.preset))
+            for m, d, cat, (c, s), seed in product(ax.methods, ax.domains, ax.categories, ax.conditions, spec.seeds):
+                key = (m, ax.dataset, d, cat, c, s, seed, spec.protocol, spec.test_subset)
+                if key not in have:
+                    out.setdefault(key, dict(zip(_KEY, key), status=MISSING, preset=spec.preset))
     return pd.DataFrame(list(out.values()), columns=[*_KEY, "status", "preset"]), said
 
 

@@ -244,7 +244,8 @@ def _per_category(df, metrics, rows, datasets, methods, conditions, categories, 
         for ds, g in df.groupby("dataset", sort=False)
     }
     base = dict(zip(df[rows], df[_BASE]))
-    return _Cells(per_cat, grouped.count(), has_ok, has_failed, seeds, n_expected, row_order, base, ds_order, cond_order, ok)
+    return _Cells(per_cat, grouped.count(), has_ok, has_failed, seeds, n_expected, row_order, base, ds_order,
+                  cond_order, ok)
 
 
 def _selected(df: pd.DataFrame, rows: str, methods) -> list:
@@ -261,8 +262,9 @@ def _selected(df: pd.DataFrame, rows: str, methods) -> list:
         wanted = _resolve_labels(methods, bases + [k for k in keys if k not in bases])
         unknown = [w for w in wanted if w not in rank and w not in bases]
         if unknown:  # a typo would leave its row out of the table without a word
-            raise BenchError(f"--methods {','.join(map(str, unknown))}: no rows of {'it' if len(unknown) == 1 else 'them'}"
-                             f" (rows of: {', '.join(map(str, bases))})")
+            them = "it" if len(unknown) == 1 else "them"
+            raise BenchError(f"--methods {','.join(map(str, unknown))}: no rows of {them} (rows of: "
+                             f"{', '.join(map(str, bases))})")
     out: list = []
     for w in wanted:
         out += [w] if w in rank and base[w] != w else sorted((k for k in keys if base[k] == w), key=rank.get)

@@ -80,9 +80,10 @@ def compare_published(
     Returns a long DataFrame (dataset, category, method, ours_method, domain, corruption,
     severity, metric, published, ours, delta, n_categories, partial, failed), or with ``fmt`` a
     table whose cells read "ours (published)", ours marked † where it lacks cells the run has
-    (``partial``) and "failed" where every cell of it failed, as ``bench table`` marks them. Methods match case-insensitively, ignoring "-", "_" and spaces;
-    ``method_map`` maps a published name to our row label where that is not enough (e.g.
-    TTAD Table 4's "ot_discrete_augment" to a variant label). ``only_ours`` keeps only the
+    (``partial``) and "failed" where every cell of it failed, as ``bench table`` marks them.
+    Methods match case-insensitively, ignoring "-", "_" and spaces; ``method_map`` maps a
+    published name to our row label where that is not enough (e.g. TTAD Table 4's
+    "ot_discrete_augment" to a variant label). ``only_ours`` keeps only the
     published methods we have rows for. ``setting`` keeps the published rows of one setting
     (GNL Table 3: one-vs-all or multi-class); ``per_class`` compares per category (the appendix
     tables) instead of the mean over the rows' categories. A published row of a named category
