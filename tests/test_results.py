@@ -213,11 +213,14 @@ def test_runs_merge_and_a_repeated_cell_keeps_the_last_runs_row(tmp_path, monkey
     a.write(make_row("shared", image_auroc=0.1, finished_at="2"))
     b.write(make_row("ttad-clean", method="ttad", finished_at="3"))
     b.write(make_row("shared", image_auroc=0.7, finished_at="4"))
-    df = load_runs([a.run_dir, export(b.run_dir, tmp_path / "b.parquet")])
+    with pytest.warns(BenchWarning, match=r"1 cell\(s\) are in several of the runs given with other values \(e.g. "
+                                          r"shared in .*; each keeps the row of the last path given"):
+        df = load_runs([a.run_dir, export(b.run_dir, tmp_path / "b.parquet")])
     assert sorted(df["cell_id"]) == ["pc-clean", "shared", "ttad-clean"]
     assert math.isclose(df.set_index("cell_id").loc["shared", "image_auroc"], 0.7, rel_tol=1e-6)
-    code, out, _ = run_cli(monkeypatch, capsys, "table", a.run_dir, b.run_dir)
+    code, out, err = run_cli(monkeypatch, capsys, "table", a.run_dir, b.run_dir)
     assert code == 0 and "| PatchCore |" in out and "| TTAD |" in out
+    assert err.startswith("warning: 1 cell(s) are in several of the runs given with other values")
 
 
 WRITER = textwrap.dedent(
