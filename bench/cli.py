@@ -389,13 +389,11 @@ def _published_table(compare: str) -> tuple[str, int]:
 
 def _require_ok_rows(df, run: str) -> None:
     """A table needs finished cells: say why there are none and what to run."""
-    import pandas as pd
-
     if not len(df):
         raise BenchError(f"{run}: no finished cells yet; run (or resume) its bench grid first")
     ok = df["status"] == "ok"
     if not ok.any():
-        errors = [str(e).strip() for e in df.get("error", pd.Series(dtype=object)).dropna() if str(e).strip()]
+        errors = [str(e).strip() for e in (df["error"].dropna() if "error" in df.columns else ()) if str(e).strip()]
         first = errors[0].splitlines()[0][:200] if errors else "none recorded"
         raise BenchError(f"{run}: no ok rows, all {len(df)} cells failed (first error: {first}); fix the cause "
                          "and rerun its bench grid with --retry-failed")

@@ -15,7 +15,7 @@ import pandas as pd
 from .datasets.corruptions import CLEAN
 from .errors import BenchError
 from .grid import GridSpec
-from .results import RunStore
+from .results import RunStore, with_domain
 
 MISSING = "missing"  # the status of a placeholder row: a cell its grid names that has no row yet
 
@@ -66,13 +66,11 @@ def missing_rows(paths, rows: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     have = set(_keys(rows)) if len(rows) else set()
     out: dict[tuple, dict[str, Any]] = {}
     said = []
-    for path in paths:
-        path = Path(path)
-        if not (path.is_dir() and RunStore(path).grids()):
+    for path in map(Path, paths):
+        if not path.is_dir():  # a rows.parquet: its rows are all it says
             continue
         try:
-            specs = recorded_specs(path)
-            axes = [(spec, spec.axes()) for spec in specs]
+            axes = [(spec, spec.axes()) for spec in recorded_specs(path)]
         except BenchError as exc:
             said.append(f"{path}: the cells its grid names cannot be listed ({exc}); a mean that lacks a "
                         "cell no method has is not marked †")
@@ -92,7 +90,7 @@ def _keys(rows: pd.DataFrame):
 
     clean = col("corruption", "") == CLEAN
     severity = pd.to_numeric(col("severity", 0), errors="coerce").fillna(0).astype(int).where(~clean, 0)
-    domain = col("domain", "").fillna("").astype(str)
+    domain = with_domain(rows)["domain"]
     subset = pd.to_numeric(col("test_subset", 0), errors="coerce").fillna(0).astype(int)
     seed = pd.to_numeric(col("seed", 0), errors="coerce").fillna(0).astype(int)
     return zip(col("method", ""), col("dataset", ""), domain, col("category", ""), col("corruption", ""),

@@ -562,8 +562,8 @@ def _say_conflicts(df: pd.DataFrame) -> None:
     if twice.empty:
         return
     cols = [c for c in ("status", *METRICS) if c in twice.columns]
-    differ = [cid for cid, g in twice.groupby("cell_id", sort=False)
-              if any(g[c].astype(str).nunique() > 1 for c in cols)]
+    values = twice.groupby("cell_id", sort=False)[cols].nunique(dropna=False)
+    differ = list(values.index[(values > 1).any(axis=1)])
     if differ:
         g = twice[twice["cell_id"] == differ[0]]
         warn(f"{len(differ)} cell(s) are in several of the runs given with other values (e.g. {differ[0]} in "

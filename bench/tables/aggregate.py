@@ -199,6 +199,11 @@ class _Cells:
         n = self.n_seeds[list(metrics)]
         return n.gt(0) & n.lt(want[:, None])
 
+    def failed(self, keys: list[str]) -> pd.Series:
+        """Per ``keys`` (levels of ``has_ok``): True where no row is ok and one failed, the values that
+        read "failed" (cells not run yet are no failure)."""
+        return ~self.has_ok.groupby(level=keys).any() & self.has_failed.groupby(level=keys).any()
+
     def labels(self, display: bool) -> list[str]:
         return [row_label(r, self.base[r], display) for r in self.row_order]
 
@@ -311,7 +316,7 @@ def _build_main(df, metrics, rows, datasets, methods, conditions, categories, me
     grouped = cells.per_cat.groupby(gkeys, sort=False)[list(metrics)]
     means, counts = grouped.mean(), grouped.count()
     short = cells.short(metrics).groupby(level=gkeys).any()  # a category's seeds incomplete
-    failed_at = ~cells.has_ok.groupby(level=gkeys).any() & cells.has_failed.groupby(level=gkeys).any()
+    failed_at = cells.failed(gkeys)
 
     multi_metric = len(metrics) > 1
     col_tuples, values, partial, failed = [], {}, {}, {}
@@ -470,6 +475,7 @@ def _build_per_class(df, metric, rows, datasets, methods, conditions, categories
     keys = [rows, *_COLUMN, "category"]
     table = cells.per_cat.set_index(keys)[metric]
     short = cells.short([metric])[metric]
+    failed_at = cells.failed(keys)
 
     col_tuples, values, partial, failed = [], {}, {}, {}
     for pair in pairs:
@@ -478,7 +484,7 @@ def _build_per_class(df, metric, rows, datasets, methods, conditions, categories
             at = [(r, ds, *pair, c) for c in cats]
             v = [table.get(k, np.nan) for k in at]
             p = [bool(short.get(k, False)) for k in at]
-            f = [not cells.has_ok.get(k, True) and bool(cells.has_failed.get(k, False)) for k in at]
+            f = [bool(failed_at.get(k, False)) for k in at]
             arr = np.array(v, dtype=float)
             n = int(np.isfinite(arr).sum())
             values[col] = v + [arr[np.isfinite(arr)].mean() if n else np.nan]

@@ -219,7 +219,7 @@ def _render_comparison(out: pd.DataFrame, fmt: str, decimals: int, caption, labe
 def _marks(cells, metrics: Sequence[str], keys: list[str]) -> pd.DataFrame:
     """Per ``keys`` and metric: ``partial`` where a category's seed mean lacks seeds the run has
     (a mean over fewer categories is told by its count), ``failed`` where every cell failed."""
-    failed = ~cells.has_ok.groupby(level=keys).any() & cells.has_failed.groupby(level=keys).any()
+    failed = cells.failed(keys)
     short = cells.short(metrics).groupby(level=keys).any()
     out = [pd.DataFrame({"metric": m, "partial": short[m].reindex(failed.index, fill_value=False),
                          "failed": failed}) for m in metrics]
